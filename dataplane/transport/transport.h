@@ -1,0 +1,282 @@
+/**
+ * @file transport.h
+ * Ferry's page transport: one interface, several backends (TCP today, RDMA
+ * verbs next). The model is RDMA's, so that the verbs backend maps onto it
+ * one to one and callers never change:
+ *
+ *  - A **context** (struct fx_ctx) owns a completion queue and the progress
+ *    engine. It is used by one thread at a time (like a per-lcore context);
+ *    threads that need parallelism create one context each.
+ *  - A **protection domain** (struct fx_pd) groups memory registrations and
+ *    connections. A registration can be accessed remotely only through a
+ *    connection of the same domain. A memory server gives every client its
+ *    own domain, so a key handed to one client is worthless to another.
+ *  - A **memory region** (struct fx_mr) is registered memory with a local key
+ *    (for scatter/gather lists) and a remote key (for peers' one-sided ops).
+ *    Peers address it as [remote_base, remote_base + length).
+ *  - A **connection** (struct fx_conn) is a reliable, ordered queue pair.
+ *    Work requests are posted in batches (fx_post_send / fx_post_recv) and
+ *    complete on the context's completion queue (fx_poll).
+ *
+ * Operations:
+ *  - FX_OP_READ / FX_OP_WRITE: one-sided. The peer's application is not
+ *    involved; its transport checks the key, the domain and the range.
+ *  - FX_OP_SEND: two-sided; consumes one receive the peer posted with
+ *    fx_post_recv. Used for control messages (proto/page.h messages).
+ *
+ * Semantics every backend guarantees (verbs RC semantics):
+ *  - Work requests on one connection execute in order; completions of
+ *    signalled requests arrive in posting order.
+ *  - Only requests posted with FX_WR_SIGNALED produce a completion on
+ *    success; a failed request always produces one.
+ *  - Buffers named in a request belong to the transport until its completion
+ *    (or a later signalled request's completion) is polled.
+ *  - Backpressure: at most `max_send_wr` requests outstanding per connection
+ *    and `max_recv_wr` receives posted; posting beyond that fails with
+ *    -EAGAIN and reports how many were taken. Nothing queues without bound.
+ *  - Any fatal condition (remote access error, peer gone, operation timeout)
+ *    moves the connection to FX_CONN_ERROR: the failing request completes with
+ *    its status, every other outstanding request and posted receive completes
+ *    with FX_WC_FLUSH_ERR, and later posts fail with -ENOTCONN. A dead peer is
+ *    detected within ctx op_timeout_ms at most; nothing hangs.
+ *
+ * Progress: completions and one-sided service for peers happen inside
+ * fx_poll (TCP) or in the NIC (RDMA). A passive side (memory server) must keep
+ * calling fx_poll; fx_ctx_fd() gives a descriptor that becomes readable when
+ * fx_poll has work, for use with epoll/poll in event-driven mode.
+ *
+ * Errors: functions return 0 (or a count) on success and a negative errno on
+ * failure, and fill the optional struct ferry_err with a printable message.
+ */
+#ifndef FERRY_TRANSPORT_H
+#define FERRY_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/common/ferry_err.h"
+
+/** Backends. */
+enum fx_kind {
+	FX_KIND_TCP = 0,
+	FX_KIND_RDMA = 1,
+};
+
+/** Parse "tcp"/"rdma" into @p kind; -EINVAL otherwise. */
+int fx_kind_parse(const char *name, enum fx_kind *kind);
+const char *fx_kind_name(enum fx_kind kind);
+
+/** Most scatter/gather entries per work request. */
+#define FX_MAX_SGE 16
+
+/** Context options; zero fields take the defaults noted. */
+struct fx_ctx_opts {
+	uint32_t cq_depth;        /**< completion queue entries (default 4096) */
+	uint32_t op_timeout_ms;   /**< outstanding op / dead peer limit (default 5000) */
+	uint32_t connect_timeout_ms; /**< fx_connect limit (default 5000) */
+	const char *rdma_device;  /**< RDMA: device name; NULL = the one routing to the peer */
+};
+
+/** Connection options; zero fields take the defaults noted. */
+struct fx_conn_opts {
+	uint32_t max_send_wr;     /**< outstanding send-queue requests (default 256) */
+	uint32_t max_recv_wr;     /**< posted receives (default 64) */
+	uint32_t max_inline;      /**< bytes that may be sent with FX_WR_INLINE (default 256) */
+};
+
+struct fx_ctx;
+struct fx_pd;
+struct fx_listener;
+struct fx_conn;
+
+/** Registered memory. Fields are read-only for callers. */
+struct fx_mr {
+	void *addr;
+	size_t length;
+	uint32_t lkey;            /**< for local scatter/gather entries */
+	uint32_t rkey;            /**< for a peer's one-sided ops */
+	uint64_t remote_base;     /**< what a peer uses as remote_addr for addr[0] */
+	int access;               /**< FX_ACCESS_* */
+	struct fx_pd *pd;
+	void *backend;            /**< backend-private */
+};
+
+/** Access rights of a registration (local read is always allowed). */
+enum {
+	FX_ACCESS_LOCAL_WRITE  = 1 << 0,
+	FX_ACCESS_REMOTE_READ  = 1 << 1,
+	FX_ACCESS_REMOTE_WRITE = 1 << 2,
+};
+
+/** A local buffer: part of a registered region. */
+struct fx_sge {
+	void *addr;
+	uint32_t length;
+	uint32_t lkey;
+};
+
+enum fx_opcode {
+	FX_OP_READ = 0,
+	FX_OP_WRITE = 1,
+	FX_OP_SEND = 2,
+};
+
+/** Work request flags. */
+enum {
+	FX_WR_SIGNALED = 1 << 0,  /**< produce a completion on success */
+	FX_WR_INLINE   = 1 << 1,  /**< copy the data at post time (<= max_inline); buffer reusable at once */
+};
+
+/** A send-queue work request (READ, WRITE or SEND). */
+struct fx_send_wr {
+	uint64_t wr_id;
+	enum fx_opcode opcode;
+	unsigned flags;           /**< FX_WR_* */
+	const struct fx_sge *sg_list;
+	int num_sge;              /**< 1..FX_MAX_SGE (SEND: 0 allowed for an empty message) */
+	uint64_t remote_addr;     /**< READ/WRITE: peer address, remote_base-relative as in fx_mr */
+	uint32_t rkey;            /**< READ/WRITE: peer key */
+};
+
+/** A receive: one message lands in the scatter list. */
+struct fx_recv_wr {
+	uint64_t wr_id;
+	const struct fx_sge *sg_list;
+	int num_sge;
+};
+
+enum fx_wc_opcode {
+	FX_WC_READ = 0,
+	FX_WC_WRITE = 1,
+	FX_WC_SEND = 2,
+	FX_WC_RECV = 3,
+};
+
+enum fx_wc_status {
+	FX_WC_SUCCESS = 0,
+	FX_WC_LOC_LEN_ERR,        /**< received message larger than the posted receive */
+	FX_WC_LOC_PROT_ERR,       /**< a local sge does not lie in a registration with lkey */
+	FX_WC_REM_ACCESS_ERR,     /**< bad rkey, wrong domain, out of range, or access denied */
+	FX_WC_REM_INV_REQ_ERR,    /**< peer rejected the request as malformed */
+	FX_WC_REM_OP_ERR,         /**< peer failed the operation */
+	FX_WC_RETRY_EXC_ERR,      /**< peer unreachable / timed out (op_timeout_ms) */
+	FX_WC_FLUSH_ERR,          /**< connection failed before this request ran */
+	FX_WC_GENERAL_ERR,
+};
+
+/** Printable name of a completion status ("remote access error"). */
+const char *fx_wc_status_str(enum fx_wc_status status);
+
+/** A completion. */
+struct fx_wc {
+	uint64_t wr_id;
+	struct fx_conn *conn;
+	enum fx_wc_opcode opcode;
+	enum fx_wc_status status;
+	uint32_t byte_len;        /**< RECV: bytes received; READ/WRITE/SEND: bytes moved */
+};
+
+enum fx_conn_state {
+	FX_CONN_CONNECTING = 0,
+	FX_CONN_CONNECTED,
+	FX_CONN_ERROR,            /**< failed; requests flush; call fx_conn_close */
+	FX_CONN_CLOSED,
+};
+
+/* -------------------------------------------------------------- contexts */
+
+/** Create a context of backend @p kind. -ENODEV with a hint when the backend has no device. */
+int fx_ctx_create(enum fx_kind kind, const struct fx_ctx_opts *opts, struct fx_ctx **ctx,
+		  struct ferry_err *err);
+/** Destroy a context. All connections, listeners, domains must be gone. */
+void fx_ctx_destroy(struct fx_ctx *ctx);
+enum fx_kind fx_ctx_kind(const struct fx_ctx *ctx);
+/** Descriptor that becomes readable when fx_poll has something to do (event mode). */
+int fx_ctx_fd(const struct fx_ctx *ctx);
+
+/**
+ * Make progress and reap up to @p max completions into @p wc.
+ * @p timeout_ms: 0 = do not wait, -1 = wait until at least one completion,
+ * >0 = wait at most that long. @return number of completions (>= 0) or -errno.
+ */
+int fx_poll(struct fx_ctx *ctx, struct fx_wc *wc, int max, int timeout_ms);
+
+/* -------------------------------------------------------------- domains and registration */
+
+int fx_pd_alloc(struct fx_ctx *ctx, struct fx_pd **pd, struct ferry_err *err);
+/** -EBUSY if registrations or connections still use it. */
+int fx_pd_free(struct fx_pd *pd);
+
+/** Register [addr, addr+length) with @p access rights in @p pd. */
+int fx_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx_mr **mr,
+	      struct ferry_err *err);
+/**
+ * Deregister. Later remote operations naming its rkey fail with a remote
+ * access error and touch nothing.
+ */
+int fx_dereg_mr(struct fx_mr *mr);
+
+/* -------------------------------------------------------------- connections */
+
+/** Listen on @p host:@p port ("0.0.0.0", port 0 = pick one, see fx_listener_port). */
+int fx_listen(struct fx_ctx *ctx, const char *host, uint16_t port, struct fx_listener **listener,
+	      struct ferry_err *err);
+uint16_t fx_listener_port(const struct fx_listener *listener);
+/** Descriptor readable when a connection request is pending. */
+int fx_listener_fd(const struct fx_listener *listener);
+/**
+ * Accept one pending request into domain @p pd. -EAGAIN when none is pending.
+ * @p peer (optional, >= 64 bytes) receives "ip:port" of the peer.
+ */
+int fx_accept(struct fx_listener *listener, struct fx_pd *pd, const struct fx_conn_opts *opts,
+	      struct fx_conn **conn, char *peer, size_t peer_len, struct ferry_err *err);
+void fx_listener_close(struct fx_listener *listener);
+
+/** Connect to @p host:@p port in domain @p pd; blocks up to connect_timeout_ms. */
+int fx_connect(struct fx_ctx *ctx, struct fx_pd *pd, const char *host, uint16_t port,
+	       const struct fx_conn_opts *opts, struct fx_conn **conn, struct ferry_err *err);
+
+/**
+ * Post @p n send-queue requests. @return number posted; if fewer than @p n,
+ * the return is still >= 0 and the first unposted one failed with the errno
+ * in *@p post_err (-EAGAIN: queue full, poll and retry; -ENOTCONN: connection
+ * failed; -EINVAL: bad request). @p post_err may be NULL.
+ */
+int fx_post_send(struct fx_conn *conn, const struct fx_send_wr *wr, int n, int *post_err);
+/** Post @p n receives. Same return convention as fx_post_send. */
+int fx_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int *post_err);
+
+enum fx_conn_state fx_conn_state(const struct fx_conn *conn);
+/** Why the connection failed, or "" while it is fine. */
+const char *fx_conn_error(const struct fx_conn *conn);
+/** "ip:port" of the peer. */
+const char *fx_conn_peer(const struct fx_conn *conn);
+/** Opaque pointer for the application. */
+void fx_conn_set_user(struct fx_conn *conn, void *user);
+void *fx_conn_get_user(const struct fx_conn *conn);
+struct fx_pd *fx_conn_pd(const struct fx_conn *conn);
+/** Requests posted and not yet completed (signalled or not). */
+uint32_t fx_conn_outstanding(const struct fx_conn *conn);
+
+/**
+ * Close a connection. Outstanding requests complete with FX_WC_FLUSH_ERR on
+ * the next fx_poll, after which the connection memory is freed; do not use
+ * @p conn after this call.
+ */
+void fx_conn_close(struct fx_conn *conn);
+
+/* -------------------------------------------------------------- counters */
+
+/** Per-context counters (monotonic). */
+struct fx_ctx_stats {
+	uint64_t ops_posted, ops_completed, ops_failed;
+	uint64_t bytes_read, bytes_written;       /**< one-sided, as initiator */
+	uint64_t bytes_served_read, bytes_served_written; /**< one-sided, as target */
+	uint64_t remote_access_errors;            /**< as target: requests refused */
+	uint64_t malformed_frames;                /**< as target/initiator: bad wire input */
+	uint64_t backpressure_events;             /**< posts refused with -EAGAIN */
+	uint64_t conns_opened, conns_failed;
+};
+void fx_ctx_get_stats(const struct fx_ctx *ctx, struct fx_ctx_stats *stats);
+
+#endif /* FERRY_TRANSPORT_H */
