@@ -66,6 +66,8 @@ struct hw_placement {
 	int numa_node;                    /**< node for pools and buffers */
 	int poll_cpu;                     /**< CPU for the polling thread (first PU of a core on that node) */
 	char reason[160];                 /**< why, in words */
+	int matched;                      /**< 1 if what was NULL/"" or named a device, interface or
+					       IPv4 address of this host; 0 if nothing matched */
 };
 
 /** Discover the topology. Fills @p topo (caller-owned, may be large: allocate it). */
@@ -78,6 +80,12 @@ void hw_topology_free(struct hw_topology *topo);
  * NIC). Never fails: unknown inputs fall back to node 0 with a reason.
  */
 void hw_place(const struct hw_topology *topo, const char *what, struct hw_placement *placement);
+
+/**
+ * Free 2 MiB hugepages on @p numa_node (-1: the whole machine), read now from
+ * sysfs (/proc/meminfo as fallback); 0 when none or unknown.
+ */
+uint64_t hw_hugepages_2m_free(int numa_node);
 
 /** Print the topology and placement as text (human) or JSON (jansson). */
 int hw_print_text(const struct hw_topology *topo, const struct hw_placement *placement, void *file);
@@ -107,7 +115,12 @@ void hw_region_free(struct hw_region *region);
 
 /** Pin the calling thread to @p cpu. */
 int hw_pin_thread(int cpu, struct ferry_err *err);
-/** Bind the calling thread's future allocations to @p numa_node (libnuma). */
+/**
+ * Bind the calling thread's future allocations to @p numa_node (libnuma,
+ * preferred policy: a full node spills over rather than failing); -1 returns
+ * to local allocation. Fails with a message for a node that does not exist
+ * or when NUMA is unavailable.
+ */
 int hw_bind_memory(int numa_node, struct ferry_err *err);
 
 #endif /* FERRY_HWCONFIG_H */

@@ -33,7 +33,12 @@ int ferry_err_prefix(struct ferry_err *err, const char *fmt, ...)
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, old);
+	/* Both parts are bounded by FERRY_ERR_MSG_MAX; truncating the joined text is intended. */
+	size_t plen = strnlen(prefix, sizeof(err->msg) - 1);
+	memcpy(err->msg, prefix, plen);
+	size_t olen = strnlen(old, sizeof(err->msg) - 1 - plen);
+	memcpy(err->msg + plen, old, olen);
+	err->msg[plen + olen] = '\0';
 	return err->code ? err->code : -1;
 }
 
