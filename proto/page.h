@@ -56,6 +56,8 @@
 #define FERRY_PAGE_ERRMSG_MAX   256u
 #define FERRY_PAGE_MAX_STATS    64u
 #define FERRY_PAGE_STAT_NAME_MAX 32u
+/** Every message except READ/WRITE/READ_DATA fits in this many bytes (header included). */
+#define FERRY_PAGE_CTRL_MAX     4096u
 
 /** Header flag: this message is a reply (set on every *_OK, READ_DATA, WRITE_OK, ERROR). */
 #define FERRY_PAGE_F_REPLY      0x0001u

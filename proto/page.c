@@ -1,0 +1,936 @@
+/*
+ * Page-transport protocol codec: pure byte (de)serialisation, no I/O, no
+ * allocation. See page.h for the header layout and the session.
+ *
+ * Payload layouts (little-endian, offsets from the start of the payload).
+ * Every reserved field must be zero; fixed-size bodies must be exactly their
+ * size.
+ *
+ *   HELLO      8 + n    u8 version_min, u8 version_max, u8 name_len (n),
+ *                       u8 reserved, u32 features, name[n]
+ *   CHALLENGE  36       u8 version, u8 reserved[3], nonce[32]
+ *   AUTH       64       nonce[32], mac[32]
+ *   AUTH_OK    56       mac[32], u64 session_id, u64 quota_bytes,
+ *                       u32 max_data, u32 reserved
+ *   ALLOC      16       u64 length, u32 flags, u32 reserved
+ *   ALLOC_OK   24       u32 extent_id, u32 rkey, u64 base, u64 length
+ *   FREE       8        u32 extent_id, u32 reserved         (FREE_OK alike)
+ *   READ       8 + 16c  u32 count, u32 reserved, c x {u32 key, u32 length, u64 offset}
+ *   WRITE      READ's layout, then sum(length) data bytes
+ *   READ_DATA  8 + d    u32 count, u32 reserved, d data bytes
+ *   WRITE_OK   8        u32 count, u32 reserved
+ *   STATS      0
+ *   STATS_OK   2 + ...  u16 count, count x {u8 name_len, name, u64 value}
+ *   ERROR      6 + m    u32 code, u16 msg_len (m), msg[m]
+ *
+ * Decoder codes beyond the header checks: a field above a protocol limit is
+ * FERRY_E_TOO_LARGE, any other inconsistency (sizes that do not add up, zero
+ * counts or lengths, bad characters, offset + length overflow, reserved
+ * bits) is FERRY_E_MALFORMED; ALLOC's length not a multiple of 4096 is
+ * FERRY_E_BAD_ALIGNMENT and a non-zero ALLOC flags word FERRY_E_BAD_FLAGS.
+ */
+#include "proto/page.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#define HELLO_FIXED      8u
+#define CHALLENGE_LEN    36u
+#define AUTH_LEN         64u
+#define AUTH_OK_LEN      56u
+#define ALLOC_LEN        16u
+#define ALLOC_OK_LEN     24u
+#define FREE_LEN         8u
+#define RW_FIXED         8u
+#define WRITE_OK_LEN     8u
+#define STATS_OK_FIXED   2u
+#define STAT_FIXED       9u   /* u8 name_len + u64 value */
+#define ERROR_FIXED      6u
+#define ALLOC_UNIT       4096u
+
+/* Types that travel with FERRY_PAGE_F_REPLY set: every reply, nothing else. */
+#define REPLY_TYPES ((1u << FERRY_PAGE_CHALLENGE) | (1u << FERRY_PAGE_AUTH_OK) |      \
+		     (1u << FERRY_PAGE_ALLOC_OK) | (1u << FERRY_PAGE_FREE_OK) |         \
+		     (1u << FERRY_PAGE_READ_DATA) | (1u << FERRY_PAGE_WRITE_OK) |       \
+		     (1u << FERRY_PAGE_STATS_OK) | (1u << FERRY_PAGE_ERROR))
+
+/* ---------------------------------------------------------------- bytes */
+
+static inline uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+
+static inline uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get_u64(const uint8_t *p)
+{
+	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static inline void put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void put_u64(uint8_t *p, uint64_t v)
+{
+	put_u32(p, (uint32_t)v);
+	put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* ---------------------------------------------------------------- rules */
+
+static inline bool type_valid(unsigned int type)
+{
+	return type >= 1 && type <= FERRY_PAGE_TYPE_MAX;
+}
+
+static inline bool type_is_reply(unsigned int type)
+{
+	return type_valid(type) && (REPLY_TYPES & (1u << type));
+}
+
+/*
+ * Largest payload a header of @type may announce. Tighter than
+ * FERRY_PAGE_MAX_PAYLOAD so that a transport that has only read the header
+ * can refuse an oversized control message or READ before waiting for its
+ * body.
+ */
+static uint32_t type_max_payload(unsigned int type)
+{
+	switch (type) {
+	case FERRY_PAGE_READ:
+		return RW_FIXED + FERRY_PAGE_MAX_IOV * FERRY_PAGE_IOV_LEN;
+	case FERRY_PAGE_WRITE:
+		return FERRY_PAGE_MAX_PAYLOAD;
+	case FERRY_PAGE_READ_DATA:
+		return RW_FIXED + FERRY_PAGE_MAX_DATA;
+	default:
+		return FERRY_PAGE_CTRL_MAX - FERRY_PAGE_HDR_LEN;
+	}
+}
+
+static inline bool name_char_ok(uint8_t c)
+{
+	return c >= 0x20 && c <= 0x7e;
+}
+
+static inline bool stat_char_ok(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Common rule for a client name, whichever side of the codec it is on. */
+static int check_name(const uint8_t *name, size_t len)
+{
+	if (len == 0)
+		return FERRY_E_MALFORMED;
+	if (len > FERRY_PAGE_NAME_MAX)
+		return FERRY_E_TOO_LARGE;
+	for (size_t i = 0; i < len; i++)
+		if (!name_char_ok(name[i]))
+			return FERRY_E_MALFORMED;
+	return FERRY_E_OK;
+}
+
+static int check_stat_name(const uint8_t *name, size_t len)
+{
+	if (len == 0)
+		return FERRY_E_MALFORMED;
+	if (len > FERRY_PAGE_STAT_NAME_MAX)
+		return FERRY_E_TOO_LARGE;
+	for (size_t i = 0; i < len; i++)
+		if (!stat_char_ok(name[i]))
+			return FERRY_E_MALFORMED;
+	return FERRY_E_OK;
+}
+
+static int check_iov(uint32_t length, uint64_t offset)
+{
+	if (length == 0)
+		return FERRY_E_MALFORMED;
+	if (length > FERRY_PAGE_MAX_DATA)
+		return FERRY_E_TOO_LARGE;
+	if (offset > UINT64_MAX - length)
+		return FERRY_E_MALFORMED;
+	return FERRY_E_OK;
+}
+
+static int check_alloc_length(uint64_t length)
+{
+	if (length == 0)
+		return FERRY_E_MALFORMED;
+	if (length % ALLOC_UNIT != 0)
+		return FERRY_E_BAD_ALIGNMENT;
+	return FERRY_E_OK;
+}
+
+static int check_extent(uint64_t base, uint64_t length)
+{
+	int rc = check_alloc_length(length);
+
+	if (rc != FERRY_E_OK)
+		return rc;
+	if (base > UINT64_MAX - length)
+		return FERRY_E_MALFORMED;
+	return FERRY_E_OK;
+}
+
+static int check_count(uint32_t count)
+{
+	if (count == 0)
+		return FERRY_E_MALFORMED;
+	if (count > FERRY_PAGE_MAX_IOV)
+		return FERRY_E_TOO_LARGE;
+	return FERRY_E_OK;
+}
+
+static int check_max_data(uint32_t max_data)
+{
+	if (max_data == 0)
+		return FERRY_E_MALFORMED;
+	if (max_data > FERRY_PAGE_MAX_DATA)
+		return FERRY_E_TOO_LARGE;
+	return FERRY_E_OK;
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+int ferry_page_hdr_decode(const uint8_t *buf, size_t len, struct ferry_page_hdr *hdr)
+{
+	uint8_t type;
+	uint16_t flags;
+	uint32_t payload_len;
+
+	if (!buf || len < FERRY_PAGE_HDR_LEN)
+		return FERRY_E_TRUNCATED;
+	if (get_u32(buf) != FERRY_PAGE_MAGIC)
+		return FERRY_E_BAD_MAGIC;
+	if (buf[4] != FERRY_PAGE_VERSION)
+		return FERRY_E_VERSION;
+	type = buf[5];
+	if (!type_valid(type))
+		return FERRY_E_UNKNOWN_TYPE;
+	flags = get_u16(buf + 6);
+	if (flags & ~FERRY_PAGE_F_KNOWN)
+		return FERRY_E_BAD_FLAGS;
+	if (!!(flags & FERRY_PAGE_F_REPLY) != type_is_reply(type))
+		return FERRY_E_BAD_FLAGS;
+	if (get_u32(buf + 20) != 0)
+		return FERRY_E_MALFORMED;
+	payload_len = get_u32(buf + 16);
+	if (payload_len > type_max_payload(type))
+		return FERRY_E_TOO_LARGE;
+
+	hdr->type = type;
+	hdr->flags = flags;
+	hdr->request_id = get_u64(buf + 8);
+	hdr->payload_len = payload_len;
+	return FERRY_E_OK;
+}
+
+static int decode_hello(const uint8_t *p, uint32_t n, struct ferry_page_hello *m)
+{
+	uint8_t name_len;
+	int rc;
+
+	if (n < HELLO_FIXED)
+		return FERRY_E_MALFORMED;
+	name_len = p[2];
+	if (p[3] != 0 || name_len == 0)
+		return FERRY_E_MALFORMED;
+	if (name_len > FERRY_PAGE_NAME_MAX)
+		return FERRY_E_TOO_LARGE;
+	if (n - HELLO_FIXED != name_len)
+		return FERRY_E_MALFORMED;
+	rc = check_name(p + HELLO_FIXED, name_len);
+	if (rc != FERRY_E_OK)
+		return rc;
+	if (p[0] > p[1])
+		return FERRY_E_MALFORMED;
+
+	m->version_min = p[0];
+	m->version_max = p[1];
+	m->features = get_u32(p + 4);
+	m->name_len = name_len;
+	memcpy(m->name, p + HELLO_FIXED, name_len);
+	m->name[name_len] = '\0';
+	return FERRY_E_OK;
+}
+
+static int decode_challenge(const uint8_t *p, uint32_t n, struct ferry_page_challenge *m)
+{
+	if (n != CHALLENGE_LEN || p[1] || p[2] || p[3])
+		return FERRY_E_MALFORMED;
+	m->version = p[0];
+	memcpy(m->nonce, p + 4, FERRY_PAGE_NONCE_LEN);
+	return FERRY_E_OK;
+}
+
+static int decode_auth(const uint8_t *p, uint32_t n, struct ferry_page_auth *m)
+{
+	if (n != AUTH_LEN)
+		return FERRY_E_MALFORMED;
+	memcpy(m->nonce, p, FERRY_PAGE_NONCE_LEN);
+	memcpy(m->mac, p + FERRY_PAGE_NONCE_LEN, FERRY_PAGE_MAC_LEN);
+	return FERRY_E_OK;
+}
+
+static int decode_auth_ok(const uint8_t *p, uint32_t n, struct ferry_page_auth_ok *m)
+{
+	int rc;
+
+	if (n != AUTH_OK_LEN || get_u32(p + 52) != 0)
+		return FERRY_E_MALFORMED;
+	rc = check_max_data(get_u32(p + 48));
+	if (rc != FERRY_E_OK)
+		return rc;
+	memcpy(m->mac, p, FERRY_PAGE_MAC_LEN);
+	m->session_id = get_u64(p + 32);
+	m->quota_bytes = get_u64(p + 40);
+	m->max_data = get_u32(p + 48);
+	return FERRY_E_OK;
+}
+
+static int decode_alloc(const uint8_t *p, uint32_t n, struct ferry_page_alloc *m)
+{
+	int rc;
+
+	if (n != ALLOC_LEN || get_u32(p + 12) != 0)
+		return FERRY_E_MALFORMED;
+	rc = check_alloc_length(get_u64(p));
+	if (rc != FERRY_E_OK)
+		return rc;
+	if (get_u32(p + 8) != 0)
+		return FERRY_E_BAD_FLAGS;
+	m->length = get_u64(p);
+	m->flags = 0;
+	return FERRY_E_OK;
+}
+
+static int decode_alloc_ok(const uint8_t *p, uint32_t n, struct ferry_page_extent *m)
+{
+	if (n != ALLOC_OK_LEN)
+		return FERRY_E_MALFORMED;
+	m->extent_id = get_u32(p);
+	m->rkey = get_u32(p + 4);
+	m->base = get_u64(p + 8);
+	m->length = get_u64(p + 16);
+	return check_extent(m->base, m->length);
+}
+
+static int decode_free(const uint8_t *p, uint32_t n, struct ferry_page_free *m)
+{
+	if (n != FREE_LEN || get_u32(p + 4) != 0)
+		return FERRY_E_MALFORMED;
+	m->extent_id = get_u32(p);
+	return FERRY_E_OK;
+}
+
+static int decode_read_data(const uint8_t *p, uint32_t n, struct ferry_page_rw *rw)
+{
+	int rc;
+
+	if (n < RW_FIXED)
+		return FERRY_E_MALFORMED;
+	rc = check_count(get_u32(p));
+	if (rc != FERRY_E_OK)
+		return rc;
+	if (get_u32(p + 4) != 0)
+		return FERRY_E_MALFORMED;
+	/* Also enforced by the header limit; kept so this stays safe alone. */
+	if (n - RW_FIXED > FERRY_PAGE_MAX_DATA)
+		return FERRY_E_TOO_LARGE;
+	rw->count = get_u32(p);
+	rw->entries = NULL;
+	rw->data_len = n - RW_FIXED;
+	rw->data = p + RW_FIXED;
+	return FERRY_E_OK;
+}
+
+static int decode_write_ok(const uint8_t *p, uint32_t n, struct ferry_page_write_ok *m)
+{
+	int rc;
+
+	if (n != WRITE_OK_LEN || get_u32(p + 4) != 0)
+		return FERRY_E_MALFORMED;
+	rc = check_count(get_u32(p));
+	if (rc != FERRY_E_OK)
+		return rc;
+	m->count = get_u32(p);
+	return FERRY_E_OK;
+}
+
+static int decode_stats(uint32_t n)
+{
+	return n == 0 ? FERRY_E_OK : FERRY_E_MALFORMED;
+}
+
+static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_page_stats_ok *m)
+{
+	uint32_t off = STATS_OK_FIXED;
+	uint16_t count;
+	int rc;
+
+	if (n < STATS_OK_FIXED)
+		return FERRY_E_MALFORMED;
+	count = get_u16(p);
+	if (count > FERRY_PAGE_MAX_STATS)
+		return FERRY_E_TOO_LARGE;
+	for (uint16_t i = 0; i < count; i++) {
+		struct ferry_page_stat *st = &m->stats[i];
+		uint8_t len;
+
+		/* off <= n holds throughout, so n - off cannot wrap. */
+		if (n - off < 1)
+			return FERRY_E_MALFORMED;
+		len = p[off];
+		if (len == 0)
+			return FERRY_E_MALFORMED;
+		if (len > FERRY_PAGE_STAT_NAME_MAX)
+			return FERRY_E_TOO_LARGE;
+		if (n - off < STAT_FIXED + (uint32_t)len)
+			return FERRY_E_MALFORMED;
+		rc = check_stat_name(p + off + 1, len);
+		if (rc != FERRY_E_OK)
+			return rc;
+		memcpy(st->name, p + off + 1, len);
+		st->name[len] = '\0';
+		st->value = get_u64(p + off + 1 + len);
+		off += STAT_FIXED + len;
+	}
+	if (off != n)
+		return FERRY_E_MALFORMED;
+	m->count = count;
+	return FERRY_E_OK;
+}
+
+static int decode_error(const uint8_t *p, uint32_t n, struct ferry_page_error *m)
+{
+	uint16_t msg_len;
+
+	if (n < ERROR_FIXED)
+		return FERRY_E_MALFORMED;
+	msg_len = get_u16(p + 4);
+	if (msg_len > FERRY_PAGE_ERRMSG_MAX)
+		return FERRY_E_TOO_LARGE;
+	if (n - ERROR_FIXED != msg_len)
+		return FERRY_E_MALFORMED;
+	/* A NUL would silently cut the text callers see; refuse it. */
+	if (memchr(p + ERROR_FIXED, 0, msg_len))
+		return FERRY_E_MALFORMED;
+	m->code = get_u32(p);
+	m->msg_len = msg_len;
+	memcpy(m->msg, p + ERROR_FIXED, msg_len);
+	m->msg[msg_len] = '\0';
+	return FERRY_E_OK;
+}
+
+static int decode_rw(uint8_t type, const uint8_t *p, uint32_t n, struct ferry_page_rw *rw)
+{
+	int rc = ferry_page_rw_decode(type, n, p, n, rw);
+
+	if (rc != FERRY_E_OK)
+		return rc;
+	if (type == FERRY_PAGE_WRITE)
+		rw->data = p + RW_FIXED + (size_t)rw->count * FERRY_PAGE_IOV_LEN;
+	return FERRY_E_OK;
+}
+
+int ferry_page_decode(const uint8_t *buf, size_t len, struct ferry_page_msg *msg)
+{
+	const uint8_t *p = buf + FERRY_PAGE_HDR_LEN;
+	uint32_t n;
+	int rc;
+
+	rc = ferry_page_hdr_decode(buf, len, &msg->hdr);
+	if (rc != FERRY_E_OK)
+		return rc;
+	n = msg->hdr.payload_len;
+	if (len - FERRY_PAGE_HDR_LEN < n)
+		return FERRY_E_TRUNCATED;
+
+	switch (msg->hdr.type) {
+	case FERRY_PAGE_HELLO:
+		return decode_hello(p, n, &msg->u.hello);
+	case FERRY_PAGE_CHALLENGE:
+		return decode_challenge(p, n, &msg->u.challenge);
+	case FERRY_PAGE_AUTH:
+		return decode_auth(p, n, &msg->u.auth);
+	case FERRY_PAGE_AUTH_OK:
+		return decode_auth_ok(p, n, &msg->u.auth_ok);
+	case FERRY_PAGE_ALLOC:
+		return decode_alloc(p, n, &msg->u.alloc);
+	case FERRY_PAGE_ALLOC_OK:
+		return decode_alloc_ok(p, n, &msg->u.alloc_ok);
+	case FERRY_PAGE_FREE:
+	case FERRY_PAGE_FREE_OK:
+		return decode_free(p, n, &msg->u.free);
+	case FERRY_PAGE_READ:
+	case FERRY_PAGE_WRITE:
+		return decode_rw(msg->hdr.type, p, n, &msg->u.rw);
+	case FERRY_PAGE_READ_DATA:
+		return decode_read_data(p, n, &msg->u.rw);
+	case FERRY_PAGE_WRITE_OK:
+		return decode_write_ok(p, n, &msg->u.write_ok);
+	case FERRY_PAGE_STATS:
+		return decode_stats(n);
+	case FERRY_PAGE_STATS_OK:
+		return decode_stats_ok(p, n, &msg->u.stats_ok);
+	case FERRY_PAGE_ERROR:
+		return decode_error(p, n, &msg->u.error);
+	default:
+		return FERRY_E_UNKNOWN_TYPE; /* unreachable: the header check covers it */
+	}
+}
+
+int ferry_page_rw_decode(uint8_t type, uint32_t payload_len, const uint8_t *vec, size_t vec_len,
+			 struct ferry_page_rw *rw)
+{
+	uint64_t vec_bytes, expect, sum = 0;
+	uint32_t count;
+	int rc;
+
+	if (type != FERRY_PAGE_READ && type != FERRY_PAGE_WRITE)
+		return FERRY_E_UNKNOWN_TYPE;
+	if (payload_len > type_max_payload(type))
+		return FERRY_E_TOO_LARGE;
+	if (payload_len < RW_FIXED)
+		return FERRY_E_MALFORMED;
+	/* Bytes past the payload belong to the next message, not to us. */
+	if (vec_len > payload_len)
+		vec_len = payload_len;
+	if (!vec || vec_len < RW_FIXED)
+		return FERRY_E_TRUNCATED;
+
+	count = get_u32(vec);
+	rc = check_count(count);
+	if (rc != FERRY_E_OK)
+		return rc;
+	if (get_u32(vec + 4) != 0)
+		return FERRY_E_MALFORMED;
+	vec_bytes = RW_FIXED + (uint64_t)count * FERRY_PAGE_IOV_LEN;
+	if (payload_len < vec_bytes)
+		return FERRY_E_MALFORMED;
+	if (vec_len < vec_bytes)
+		return FERRY_E_TRUNCATED;
+
+	/* At most MAX_IOV entries of at most MAX_DATA each: sum cannot wrap. */
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *e = vec + RW_FIXED + (size_t)i * FERRY_PAGE_IOV_LEN;
+		uint32_t length = get_u32(e + 4);
+
+		rc = check_iov(length, get_u64(e + 8));
+		if (rc != FERRY_E_OK)
+			return rc;
+		sum += length;
+	}
+	if (sum > FERRY_PAGE_MAX_DATA)
+		return FERRY_E_TOO_LARGE;
+	expect = vec_bytes + (type == FERRY_PAGE_WRITE ? sum : 0);
+	if (payload_len != expect)
+		return FERRY_E_MALFORMED;
+
+	rw->count = count;
+	rw->entries = vec + RW_FIXED;
+	rw->data_len = sum;
+	rw->data = NULL;
+	return FERRY_E_OK;
+}
+
+void ferry_page_rw_entry(const struct ferry_page_rw *rw, uint32_t i, struct ferry_page_iov *iov)
+{
+	const uint8_t *e = rw->entries + (size_t)i * FERRY_PAGE_IOV_LEN;
+
+	iov->key = get_u32(e);
+	iov->length = get_u32(e + 4);
+	iov->offset = get_u64(e + 8);
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+static void put_hdr(uint8_t *buf, uint8_t type, uint64_t req, uint32_t payload_len)
+{
+	put_u32(buf, FERRY_PAGE_MAGIC);
+	buf[4] = FERRY_PAGE_VERSION;
+	buf[5] = type;
+	put_u16(buf + 6, type_is_reply(type) ? FERRY_PAGE_F_REPLY : 0);
+	put_u64(buf + 8, req);
+	put_u32(buf + 16, payload_len);
+	put_u32(buf + 20, 0);
+}
+
+/*
+ * Check that a message of @payload_len fits in @cap, write its header and
+ * return 0, or a negative code. Callers have validated their arguments, so
+ * payload_len is within type_max_payload().
+ */
+static int begin(uint8_t type, uint64_t req, uint64_t payload_len, uint8_t *buf, size_t cap)
+{
+	if (!buf)
+		return -FERRY_E_MALFORMED;
+	if (cap < FERRY_PAGE_HDR_LEN || cap - FERRY_PAGE_HDR_LEN < payload_len)
+		return -FERRY_E_TOO_LARGE;
+	put_hdr(buf, type, req, (uint32_t)payload_len);
+	return 0;
+}
+
+static inline int total(uint64_t payload_len)
+{
+	return (int)(FERRY_PAGE_HDR_LEN + payload_len);
+}
+
+int ferry_page_encode_hdr(uint8_t type, uint16_t flags, uint64_t request_id, uint32_t payload_len,
+			  uint8_t *buf, size_t cap)
+{
+	if (!type_valid(type) || (flags & ~FERRY_PAGE_F_KNOWN))
+		return -FERRY_E_MALFORMED;
+	/* The reply bit follows from the type; only a contradiction is an error. */
+	if ((flags & FERRY_PAGE_F_REPLY) && !type_is_reply(type))
+		return -FERRY_E_MALFORMED;
+	if (payload_len > type_max_payload(type))
+		return -FERRY_E_TOO_LARGE;
+	if (!buf)
+		return -FERRY_E_MALFORMED;
+	if (cap < FERRY_PAGE_HDR_LEN)
+		return -FERRY_E_TOO_LARGE;
+	put_hdr(buf, type, request_id, payload_len);
+	return FERRY_PAGE_HDR_LEN;
+}
+
+int ferry_page_encode_hello(uint64_t req, const char *name, uint8_t vmin, uint8_t vmax,
+			    uint8_t *buf, size_t cap)
+{
+	size_t len;
+	int rc;
+
+	if (!name || vmin > vmax)
+		return -FERRY_E_MALFORMED;
+	len = strnlen(name, FERRY_PAGE_NAME_MAX + 1);
+	rc = check_name((const uint8_t *)name, len);
+	if (rc != FERRY_E_OK)
+		return -rc;
+	rc = begin(FERRY_PAGE_HELLO, req, HELLO_FIXED + len, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	buf[0] = vmin;
+	buf[1] = vmax;
+	buf[2] = (uint8_t)len;
+	buf[3] = 0;
+	put_u32(buf + 4, 0);
+	memcpy(buf + HELLO_FIXED, name, len);
+	return total(HELLO_FIXED + len);
+}
+
+int ferry_page_encode_challenge(uint64_t req, uint8_t version, const uint8_t nonce[FERRY_PAGE_NONCE_LEN],
+				uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!nonce)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_CHALLENGE, req, CHALLENGE_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	buf[0] = version;
+	buf[1] = buf[2] = buf[3] = 0;
+	memcpy(buf + 4, nonce, FERRY_PAGE_NONCE_LEN);
+	return total(CHALLENGE_LEN);
+}
+
+int ferry_page_encode_auth(uint64_t req, const uint8_t nonce[FERRY_PAGE_NONCE_LEN],
+			   const uint8_t mac[FERRY_PAGE_MAC_LEN], uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!nonce || !mac)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_AUTH, req, AUTH_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	memcpy(buf, nonce, FERRY_PAGE_NONCE_LEN);
+	memcpy(buf + FERRY_PAGE_NONCE_LEN, mac, FERRY_PAGE_MAC_LEN);
+	return total(AUTH_LEN);
+}
+
+int ferry_page_encode_auth_ok(uint64_t req, const struct ferry_page_auth_ok *ok, uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!ok)
+		return -FERRY_E_MALFORMED;
+	rc = check_max_data(ok->max_data);
+	if (rc != FERRY_E_OK)
+		return -rc;
+	rc = begin(FERRY_PAGE_AUTH_OK, req, AUTH_OK_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	memcpy(buf, ok->mac, FERRY_PAGE_MAC_LEN);
+	put_u64(buf + 32, ok->session_id);
+	put_u64(buf + 40, ok->quota_bytes);
+	put_u32(buf + 48, ok->max_data);
+	put_u32(buf + 52, 0);
+	return total(AUTH_OK_LEN);
+}
+
+int ferry_page_encode_alloc(uint64_t req, uint64_t length, uint32_t flags, uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	/* Encoders report only TOO_LARGE / MALFORMED (page.h), so alignment is MALFORMED here. */
+	if (check_alloc_length(length) != FERRY_E_OK || flags != 0)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_ALLOC, req, ALLOC_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	put_u64(buf, length);
+	put_u32(buf + 8, flags);
+	put_u32(buf + 12, 0);
+	return total(ALLOC_LEN);
+}
+
+int ferry_page_encode_alloc_ok(uint64_t req, const struct ferry_page_extent *ext, uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!ext || check_extent(ext->base, ext->length) != FERRY_E_OK)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_ALLOC_OK, req, ALLOC_OK_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	put_u32(buf, ext->extent_id);
+	put_u32(buf + 4, ext->rkey);
+	put_u64(buf + 8, ext->base);
+	put_u64(buf + 16, ext->length);
+	return total(ALLOC_OK_LEN);
+}
+
+static int encode_free(uint8_t type, uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
+{
+	int rc = begin(type, req, FREE_LEN, buf, cap);
+
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	put_u32(buf, extent_id);
+	put_u32(buf + 4, 0);
+	return total(FREE_LEN);
+}
+
+int ferry_page_encode_free(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
+{
+	return encode_free(FERRY_PAGE_FREE, req, extent_id, buf, cap);
+}
+
+int ferry_page_encode_free_ok(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
+{
+	return encode_free(FERRY_PAGE_FREE_OK, req, extent_id, buf, cap);
+}
+
+int ferry_page_encode_stats(uint64_t req, uint8_t *buf, size_t cap)
+{
+	int rc = begin(FERRY_PAGE_STATS, req, 0, buf, cap);
+
+	return rc < 0 ? rc : total(0);
+}
+
+int ferry_page_encode_stats_ok(uint64_t req, const struct ferry_page_stat *stats, uint16_t count,
+			       uint8_t *buf, size_t cap)
+{
+	uint64_t payload_len = STATS_OK_FIXED;
+	uint8_t *p;
+	int rc;
+
+	if (count > FERRY_PAGE_MAX_STATS)
+		return -FERRY_E_TOO_LARGE;
+	if (count && !stats)
+		return -FERRY_E_MALFORMED;
+	for (uint16_t i = 0; i < count; i++) {
+		size_t len = strnlen(stats[i].name, FERRY_PAGE_STAT_NAME_MAX + 1);
+
+		rc = check_stat_name((const uint8_t *)stats[i].name, len);
+		if (rc != FERRY_E_OK)
+			return -rc;
+		payload_len += STAT_FIXED + len;
+	}
+	rc = begin(FERRY_PAGE_STATS_OK, req, payload_len, buf, cap);
+	if (rc < 0)
+		return rc;
+	p = buf + FERRY_PAGE_HDR_LEN;
+	put_u16(p, count);
+	p += STATS_OK_FIXED;
+	for (uint16_t i = 0; i < count; i++) {
+		size_t len = strlen(stats[i].name);
+
+		*p++ = (uint8_t)len;
+		memcpy(p, stats[i].name, len);
+		p += len;
+		put_u64(p, stats[i].value);
+		p += 8;
+	}
+	return total(payload_len);
+}
+
+int ferry_page_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_t *buf, size_t cap)
+{
+	size_t len = msg ? strnlen(msg, FERRY_PAGE_ERRMSG_MAX) : 0;
+	int rc = begin(FERRY_PAGE_ERROR, req, ERROR_FIXED + len, buf, cap);
+
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	put_u32(buf, code);
+	put_u16(buf + 4, (uint16_t)len);
+	if (len)
+		memcpy(buf + ERROR_FIXED, msg, len);
+	return total(ERROR_FIXED + len);
+}
+
+int ferry_page_encode_write_ok(uint64_t req, uint32_t count, uint8_t *buf, size_t cap)
+{
+	int rc = check_count(count);
+
+	if (rc != FERRY_E_OK)
+		return -rc;
+	rc = begin(FERRY_PAGE_WRITE_OK, req, WRITE_OK_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	put_u32(buf, count);
+	put_u32(buf + 4, 0);
+	return total(WRITE_OK_LEN);
+}
+
+int ferry_page_encode_rw_prefix(uint8_t type, uint64_t req, const struct ferry_page_iov *iov, uint32_t count,
+				uint64_t data_len, uint8_t *buf, size_t cap)
+{
+	uint64_t vec_bytes, sum = 0;
+	uint8_t *p;
+	int rc;
+
+	if (type != FERRY_PAGE_READ && type != FERRY_PAGE_WRITE)
+		return -FERRY_E_MALFORMED;
+	rc = check_count(count);
+	if (rc != FERRY_E_OK)
+		return -rc;
+	if (!iov)
+		return -FERRY_E_MALFORMED;
+	for (uint32_t i = 0; i < count; i++) {
+		rc = check_iov(iov[i].length, iov[i].offset);
+		if (rc != FERRY_E_OK)
+			return -rc;
+		sum += iov[i].length;
+	}
+	if (sum > FERRY_PAGE_MAX_DATA)
+		return -FERRY_E_TOO_LARGE;
+	if (data_len != (type == FERRY_PAGE_WRITE ? sum : 0))
+		return -FERRY_E_MALFORMED;
+
+	vec_bytes = RW_FIXED + (uint64_t)count * FERRY_PAGE_IOV_LEN;
+	if (!buf)
+		return -FERRY_E_MALFORMED;
+	if (cap < FERRY_PAGE_HDR_LEN || cap - FERRY_PAGE_HDR_LEN < vec_bytes)
+		return -FERRY_E_TOO_LARGE;
+	/* Only the vector goes into buf; the header announces the data too. */
+	put_hdr(buf, type, req, (uint32_t)(vec_bytes + data_len));
+	p = buf + FERRY_PAGE_HDR_LEN;
+	put_u32(p, count);
+	put_u32(p + 4, 0);
+	p += RW_FIXED;
+	for (uint32_t i = 0; i < count; i++, p += FERRY_PAGE_IOV_LEN) {
+		put_u32(p, iov[i].key);
+		put_u32(p + 4, iov[i].length);
+		put_u64(p + 8, iov[i].offset);
+	}
+	return total(vec_bytes);
+}
+
+int ferry_page_encode_read_data_prefix(uint64_t req, uint32_t count, uint64_t data_len, uint8_t *buf, size_t cap)
+{
+	int rc = check_count(count);
+
+	if (rc != FERRY_E_OK)
+		return -rc;
+	if (data_len > FERRY_PAGE_MAX_DATA)
+		return -FERRY_E_TOO_LARGE;
+	if (!buf)
+		return -FERRY_E_MALFORMED;
+	if (cap < FERRY_PAGE_HDR_LEN + RW_FIXED)
+		return -FERRY_E_TOO_LARGE;
+	put_hdr(buf, FERRY_PAGE_READ_DATA, req, (uint32_t)(RW_FIXED + data_len));
+	put_u32(buf + FERRY_PAGE_HDR_LEN, count);
+	put_u32(buf + FERRY_PAGE_HDR_LEN + 4, 0);
+	return total(RW_FIXED);
+}
+
+/* ---------------------------------------------------------------- naming */
+
+static const char *const type_names[FERRY_PAGE_TYPE_MAX + 1] = {
+	[FERRY_PAGE_HELLO] = "HELLO",
+	[FERRY_PAGE_CHALLENGE] = "CHALLENGE",
+	[FERRY_PAGE_AUTH] = "AUTH",
+	[FERRY_PAGE_AUTH_OK] = "AUTH_OK",
+	[FERRY_PAGE_ALLOC] = "ALLOC",
+	[FERRY_PAGE_ALLOC_OK] = "ALLOC_OK",
+	[FERRY_PAGE_FREE] = "FREE",
+	[FERRY_PAGE_FREE_OK] = "FREE_OK",
+	[FERRY_PAGE_READ] = "READ",
+	[FERRY_PAGE_READ_DATA] = "READ_DATA",
+	[FERRY_PAGE_WRITE] = "WRITE",
+	[FERRY_PAGE_WRITE_OK] = "WRITE_OK",
+	[FERRY_PAGE_STATS] = "STATS",
+	[FERRY_PAGE_STATS_OK] = "STATS_OK",
+	[FERRY_PAGE_ERROR] = "ERROR",
+};
+
+const char *ferry_page_type_name(uint8_t type)
+{
+	return type_valid(type) ? type_names[type] : "UNKNOWN";
+}
+
+static const char *const errcode_texts[FERRY_E_CODE_MAX + 1] = {
+	[FERRY_E_OK] = "ok",
+	[FERRY_E_TRUNCATED] = "truncated message",
+	[FERRY_E_BAD_MAGIC] = "bad magic",
+	[FERRY_E_VERSION] = "unsupported protocol version",
+	[FERRY_E_UNKNOWN_TYPE] = "unknown message type",
+	[FERRY_E_BAD_FLAGS] = "bad flags",
+	[FERRY_E_TOO_LARGE] = "too large",
+	[FERRY_E_MALFORMED] = "malformed message",
+	[FERRY_E_AUTH_FAILED] = "authentication failed",
+	[FERRY_E_NOT_AUTHENTICATED] = "not authenticated",
+	[FERRY_E_POOL_FULL] = "pool full",
+	[FERRY_E_QUOTA] = "quota exceeded",
+	[FERRY_E_UNKNOWN_EXTENT] = "unknown extent",
+	[FERRY_E_OUT_OF_RANGE] = "out of range",
+	[FERRY_E_ACCESS] = "access denied",
+	[FERRY_E_BUSY] = "busy",
+	[FERRY_E_INTERNAL] = "internal error",
+	[FERRY_E_SHUTDOWN] = "server shutting down",
+	[FERRY_E_UNEXPECTED] = "unexpected message",
+	[FERRY_E_BAD_ALIGNMENT] = "bad alignment",
+};
+
+const char *ferry_errcode_str(uint32_t code)
+{
+	return code <= FERRY_E_CODE_MAX ? errcode_texts[code] : "unknown error";
+}
