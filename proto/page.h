@@ -20,6 +20,19 @@
  * READ/WRITE as the two-sided READ/WRITE messages below and serves them
  * inside the transport, so a memory server is passive after ALLOC on both.
  *
+ * Fixed payload layouts (all reserved fields must be zero):
+ *
+ *     HELLO      8+n  u8 vmin, u8 vmax, u8 name_len, u8 reserved, u32 features, name[n]
+ *     CHALLENGE   36  u8 version, u8 reserved[3], nonce[32]
+ *     AUTH        64  nonce[32], mac[32]
+ *     AUTH_OK     56  mac[32], u64 session_id, u64 quota_bytes, u32 max_data, u32 reserved
+ *     ALLOC       16  u64 length, u32 flags, u32 reserved
+ *     ALLOC_OK    24  u32 extent_id, u32 rkey, u64 base, u64 length
+ *     FREE(_OK)    8  u32 extent_id, u32 reserved
+ *     WRITE_OK     8  u32 count, u32 reserved
+ *     STATS        0
+ *   READ/WRITE/READ_DATA, STATS_OK and ERROR are described at their structs.
+ *
  * Session:
  *   C->S HELLO(client name, version range)   S->C CHALLENGE(server nonce)
  *   C->S AUTH(client nonce, HMAC)             S->C AUTH_OK(server HMAC, quota) | ERROR
