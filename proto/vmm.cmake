@@ -1,0 +1,27 @@
+# VMM socket protocol codec (proto/vmm.[ch]): binary messages + the Firecracker
+# UFFD handshake (JSON, via jansson). Included from proto/CMakeLists.txt.
+add_library(ferry_proto_vmm STATIC ${CMAKE_CURRENT_LIST_DIR}/vmm.c)
+target_include_directories(ferry_proto_vmm PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(ferry_proto_vmm PUBLIC PkgConfig::JANSSON)
+
+if(FERRY_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "FERRY_FUZZ needs clang (-DCMAKE_C_COMPILER=clang)")
+  endif()
+  # The codec again, instrumented for coverage so the fuzzers see its branches.
+  set(FERRY_VMM_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+                           -fno-omit-frame-pointer -g)
+  add_library(ferry_proto_vmm_fuzz STATIC ${CMAKE_CURRENT_LIST_DIR}/vmm.c)
+  target_include_directories(ferry_proto_vmm_fuzz PUBLIC ${CMAKE_SOURCE_DIR})
+  target_link_libraries(ferry_proto_vmm_fuzz PUBLIC PkgConfig::JANSSON)
+  target_compile_options(ferry_proto_vmm_fuzz PRIVATE
+    -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+    -fno-omit-frame-pointer -g)
+
+  foreach(target fuzz_vmm_msg fuzz_vmm_firecracker)
+    add_executable(${target} ${CMAKE_CURRENT_LIST_DIR}/fuzz/${target}.c)
+    target_link_libraries(${target} PRIVATE ferry_proto_vmm_fuzz)
+    target_compile_options(${target} PRIVATE ${FERRY_VMM_FUZZ_FLAGS})
+    target_link_options(${target} PRIVATE ${FERRY_VMM_FUZZ_FLAGS})
+  endforeach()
+endif()
