@@ -23,6 +23,11 @@
  *    involved; its transport checks the key, the domain and the range.
  *  - FX_OP_SEND: two-sided; consumes one receive the peer posted with
  *    fx_post_recv. Used for control messages (proto/page.h messages).
+ *    TCP carries the gathered bytes verbatim on the page-protocol stream, so
+ *    they must be exactly one whole message of a control type (not
+ *    READ/WRITE/READ_DATA/WRITE_OK), and an ERROR message's request_id must
+ *    be < 2^63 (ids with bit 63 set are the transport's own); anything else
+ *    is refused with -EINVAL at post time. The receive gets header+payload.
  *
  * Semantics every backend guarantees (verbs RC semantics):
  *  - Work requests on one connection execute in order; completions of
@@ -41,7 +46,10 @@
  *    detected within ctx op_timeout_ms at most; nothing hangs.
  *
  * Progress: completions and one-sided service for peers happen inside
- * fx_poll (TCP) or in the NIC (RDMA). A passive side (memory server) must keep
+ * fx_poll (TCP) or in the NIC (RDMA). A SEND completes once its bytes are
+ * handed to the transport's wire (TCP: written to the socket); READ and WRITE
+ * complete when the peer's data/acknowledgement is back (a completed WRITE is
+ * in remote memory). A passive side (memory server) must keep
  * calling fx_poll; fx_ctx_fd() gives a descriptor that becomes readable when
  * fx_poll has work, for use with epoll/poll in event-driven mode.
  *
@@ -75,7 +83,14 @@ struct fx_ctx_opts {
 	uint32_t op_timeout_ms;   /**< outstanding op / dead peer limit (default 5000) */
 	uint32_t connect_timeout_ms; /**< fx_connect limit (default 5000) */
 	const char *rdma_device;  /**< RDMA: device name; NULL = the one routing to the peer */
+	uint32_t poll_spin_us;    /**< fx_poll busy-polls this long before sleeping (default 50;
+				       FX_POLL_SPIN_OFF = never spin). Spinning helps only when
+				       the peer has CPUs of its own: on a small host shared with
+				       the peer (loopback) it steals the peer's CPU, use OFF. */
 };
+
+/** fx_ctx_opts.poll_spin_us value that disables busy polling. */
+#define FX_POLL_SPIN_OFF UINT32_MAX
 
 /** Connection options; zero fields take the defaults noted. */
 struct fx_conn_opts {
@@ -197,7 +212,10 @@ int fx_ctx_fd(const struct fx_ctx *ctx);
 /**
  * Make progress and reap up to @p max completions into @p wc.
  * @p timeout_ms: 0 = do not wait, -1 = wait until at least one completion,
- * >0 = wait at most that long. @return number of completions (>= 0) or -errno.
+ * >0 = wait at most that long. @p max 0 (wc may be NULL) makes progress
+ * only and returns 0 without waiting. Waiting never outlasts the next
+ * operation deadline (op_timeout_ms is enforced even with -1).
+ * @return number of completions (>= 0) or -errno.
  */
 int fx_poll(struct fx_ctx *ctx, struct fx_wc *wc, int max, int timeout_ms);
 
@@ -261,7 +279,8 @@ uint32_t fx_conn_outstanding(const struct fx_conn *conn);
 /**
  * Close a connection. Outstanding requests complete with FX_WC_FLUSH_ERR on
  * the next fx_poll, after which the connection memory is freed; do not use
- * @p conn after this call.
+ * @p conn after this call (except that wc.conn of those completions may be
+ * passed to fx_conn_get_user until the following fx_poll).
  */
 void fx_conn_close(struct fx_conn *conn);
 

@@ -1,0 +1,644 @@
+/*
+ * Per-client session of ferry-memsrv: the state machine
+ *
+ *     NEW --HELLO--> CHALLENGED --AUTH(ok)--> READY --ALLOC/FREE/STATS--> READY
+ *
+ * and its exits. Nothing that names pool memory (an extent, an rkey) is ever
+ * sent before READY: before it, ALLOC/FREE/STATS get NOT_AUTHENTICATED and
+ * any other wrong message UNEXPECTED, and the connection is closed.
+ *
+ * Extents live as long as the session: when it ends for any reason their
+ * registrations are dropped, their memory is scrubbed and returned to the
+ * pool, and the closed log line says how much was released.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataplane/common/ferry_log.h"
+#include "dataplane/memsrv/server_int.h"
+#include "dataplane/memsrv/units.h"
+
+static uint8_t *recv_buf(const struct session *s, unsigned slot)
+{
+	return s->bufs + (size_t)slot * SESS_BUF_LEN;
+}
+
+static uint8_t *send_buf(const struct session *s, unsigned slot)
+{
+	return s->bufs + (size_t)(SESS_SLOTS + slot) * SESS_BUF_LEN;
+}
+
+static const char *who(const struct session *s)
+{
+	return s->name[0] ? s->name : "-";
+}
+
+/* ------------------------------------------------------------ posting */
+
+static int post_recv(struct session *s, unsigned slot)
+{
+	struct fx_sge sge = { recv_buf(s, slot), SESS_BUF_LEN, s->buf_mr->lkey };
+	struct fx_recv_wr wr = { sess_wr_id(s, WR_RECV, slot), &sge, 1 };
+	int perr = 0;
+
+	if (fx_post_recv(s->conn, &wr, 1, &perr) != 1)
+		return perr ? perr : -EIO;
+	s->outstanding++;
+	return 0;
+}
+
+static int post_send(struct session *s, unsigned slot, int len)
+{
+	struct fx_sge sge = { send_buf(s, slot), (uint32_t)len, s->buf_mr->lkey };
+	struct fx_send_wr wr = {
+		.wr_id = sess_wr_id(s, WR_SEND, slot),
+		.opcode = FX_OP_SEND,
+		.flags = FX_WR_SIGNALED,   /* the buffer is reusable only after this completion */
+		.sg_list = &sge,
+		.num_sge = 1,
+	};
+	int perr = 0;
+
+	if (len < 0) {
+		/* An encoder refused: a bug here, not the client's fault. */
+		LOG_ERR("client %llu: cannot encode a reply (%s)", (unsigned long long)s->sid,
+			ferry_errcode_str((uint32_t)-len));
+		return -EPROTO;
+	}
+	if (fx_post_send(s->conn, &wr, 1, &perr) != 1)
+		return perr ? perr : -EIO;
+	s->outstanding++;
+	s->send_busy[slot] = true;
+	return 0;
+}
+
+/* Close after a failed post: the connection's own reason beats "not connected". */
+static void close_post_failed(struct session *s, const char *what, int rc)
+{
+	char why[SESS_REASON_MAX];
+	const char *conn_err = fx_conn_error(s->conn);
+
+	if (fx_conn_state(s->conn) == FX_CONN_ERROR && conn_err[0])
+		snprintf(why, sizeof(why), "%s", conn_err);
+	else
+		snprintf(why, sizeof(why), "cannot %s: %s", what, strerror(-rc));
+	session_close(s, why);
+}
+
+/* Post a reply that keeps the session going; a failed post ends it. */
+static void reply(struct session *s, unsigned slot, int len)
+{
+	int rc = post_send(s, slot, len);
+
+	if (rc)
+		close_post_failed(s, "send a reply", rc);
+}
+
+static int encode_error(struct session *s, unsigned slot, uint64_t req, uint32_t code, const char *msg)
+{
+	s->srv->c.errors_sent++;
+	return ferry_page_encode_error(req, code, msg, send_buf(s, slot), SESS_BUF_LEN);
+}
+
+__attribute__((format(printf, 5, 6)))
+static void reply_error(struct session *s, unsigned slot, uint64_t req, uint32_t code, const char *fmt, ...)
+{
+	char msg[FERRY_PAGE_ERRMSG_MAX + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	LOG_DEBUG("client %llu (%s): error %s: %s", (unsigned long long)s->sid, who(s), ferry_errcode_str(code), msg);
+	reply(s, slot, encode_error(s, slot, req, code, msg));
+}
+
+/*
+ * Send a final ERROR and close once it has gone out: closing at once would
+ * flush the SEND and the client would see a bare disconnect instead of the
+ * reason.
+ */
+__attribute__((format(printf, 5, 6)))
+static void reply_error_close(struct session *s, unsigned slot, uint64_t req, uint32_t code, const char *fmt, ...)
+{
+	char msg[FERRY_PAGE_ERRMSG_MAX + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(s->close_reason, sizeof(s->close_reason), "%s", msg);
+	int rc = post_send(s, slot, encode_error(s, slot, req, code, msg));
+
+	if (rc) {
+		/* The client will not read the reason, but the log will. */
+		session_close(s, s->close_reason);
+		return;
+	}
+	s->state = SESS_CLOSING;
+	s->final_slot = (int)slot;
+	s->deadline_ms = memsrv_now_ms() + SESS_LINGER_MS;
+}
+
+/* ------------------------------------------------------------ start and close */
+
+int session_start(struct memsrv *srv, uint32_t idx, struct fx_pd *pd, struct fx_conn *conn, const char *peer,
+		  bool refuse, struct ferry_err *err)
+{
+	const size_t len = (size_t)(SESS_SLOTS + SESS_SEND_SLOTS) * SESS_BUF_LEN;
+	struct session *s;
+	int rc;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return ferry_err_set(err, ENOMEM, "out of memory for a session");
+	s->bufs = aligned_alloc(4096, len);
+	if (!s->bufs) {
+		rc = ferry_err_set(err, ENOMEM, "out of memory for session buffers");
+		goto err_free_s;
+	}
+	memset(s->bufs, 0, len);
+	rc = fx_reg_mr(pd, s->bufs, len, FX_ACCESS_LOCAL_WRITE, &s->buf_mr, err);
+	if (rc) {
+		ferry_err_prefix(err, "register session buffers: ");
+		goto err_free_bufs;
+	}
+	s->srv = srv;
+	s->idx = idx;
+	s->gen = srv->gens[idx];
+	s->sid = ++srv->next_sid;
+	s->pd = pd;
+	s->conn = conn;
+	s->final_slot = -1;
+	s->state = refuse ? SESS_REFUSING : SESS_NEW;
+	s->deadline_ms = memsrv_now_ms() + SESS_AUTH_TIMEOUT_MS;
+	snprintf(s->peer, sizeof(s->peer), "%s", peer);
+	fx_conn_set_user(conn, s);
+	srv->sessions[idx] = s;
+	srv->nsessions++;
+	if (refuse) {
+		srv->c.clients_refused++;
+		LOG_INFO("client %llu accepted from %s, over max_clients %u: will be refused",
+			 (unsigned long long)s->sid, s->peer, srv->cfg->max_clients);
+	} else {
+		s->counted = true;
+		srv->nclients++;
+		srv->c.clients_total++;
+		LOG_INFO("client %llu accepted from %s", (unsigned long long)s->sid, s->peer);
+	}
+
+	/*
+	 * Receives go up before the next fx_poll, i.e. before the transport can
+	 * have read the client's HELLO. From here on the session is live: a
+	 * failure closes it through the normal path, which reaps what was posted.
+	 */
+	for (unsigned i = 0; i < SESS_SLOTS; i++) {
+		rc = post_recv(s, i);
+		if (rc) {
+			close_post_failed(s, "post receives", rc);
+			break;
+		}
+	}
+	return 0;
+
+err_free_bufs:
+	free(s->bufs);
+err_free_s:
+	free(s);
+	return rc;
+}
+
+/*
+ * Deregister every extent, scrub it so the next owner of that memory never
+ * sees this client's pages, and give it back to the pool. Called after the
+ * connection is closed, so even a registration that failed to go away can no
+ * longer be reached (its domain has no connection left).
+ */
+static void release_extents(struct session *s, uint32_t *count, uint64_t *bytes)
+{
+	struct memsrv *srv = s->srv;
+
+	*count = 0;
+	*bytes = 0;
+	for (uint32_t i = 0; i < s->next; i++) {
+		struct ea_extent e;
+		int rc = fx_dereg_mr(s->ext[i].mr);
+
+		if (rc)
+			LOG_ERR("client %llu: deregistering extent %u failed: %s", (unsigned long long)s->sid,
+				s->ext[i].id, strerror(-rc));
+		if (ea_lookup(srv->ea, s->acct, s->ext[i].id, &e, NULL) == 0)
+			memset((uint8_t *)srv->pool.region.addr + e.offset, 0, e.length);
+	}
+	if (s->acct) {
+		*count = ea_client_close(srv->ea, s->acct, bytes);
+		s->acct = NULL;
+	}
+	free(s->ext);
+	s->ext = NULL;
+	s->next = s->ext_cap = 0;
+}
+
+void session_destroy(struct session *s)
+{
+	int rc;
+
+	if (s->buf_mr) {
+		rc = fx_dereg_mr(s->buf_mr);
+		if (rc)
+			LOG_WARN("client %llu: deregistering session buffers failed: %s", (unsigned long long)s->sid,
+				 strerror(-rc));
+		s->buf_mr = NULL;
+	}
+	rc = fx_pd_free(s->pd);
+	if (rc)
+		LOG_WARN("client %llu: freeing its protection domain failed: %s", (unsigned long long)s->sid,
+			 strerror(-rc));
+	free(s->bufs);
+	memsrv_session_gone(s->srv, s);
+	free(s);
+}
+
+void session_close(struct session *s, const char *reason_in)
+{
+	struct memsrv *srv = s->srv;
+	char sz[MEMSRV_SIZE_STR], reason[SESS_REASON_MAX];
+	uint32_t count;
+	uint64_t bytes;
+
+	if (s->state == SESS_ZOMBIE)
+		return;
+	/* The reason may be the connection's own error text, which dies with it. */
+	snprintf(reason, sizeof(reason), "%s", reason_in);
+	/* Stop remote access first (close), then take the memory back (dereg + scrub). */
+	fx_conn_close(s->conn);
+	s->conn = NULL;
+	release_extents(s, &count, &bytes);
+	if (s->counted) {
+		srv->nclients--;
+		s->counted = false;
+	}
+	LOG_INFO("client %llu closed (%s, name %s): %s; released %u extents (%s)", (unsigned long long)s->sid,
+		 s->peer, who(s), reason, count, memsrv_size_format(bytes, sz, sizeof(sz)));
+	s->state = SESS_ZOMBIE;
+	s->deadline_ms = memsrv_now_ms() + SESS_ZOMBIE_MAX_MS;
+	if (s->outstanding == 0)
+		session_destroy(s);
+}
+
+void session_tick(struct session *s, uint64_t now)
+{
+	if (now < s->deadline_ms)
+		return;
+	switch (s->state) {
+	case SESS_NEW:
+	case SESS_CHALLENGED:
+	case SESS_REFUSING:
+		LOG_INFO("client %llu refused (%s): no authentication within %u s", (unsigned long long)s->sid,
+			 s->peer, SESS_AUTH_TIMEOUT_MS / 1000);
+		session_close(s, "authentication timeout");
+		break;
+	case SESS_CLOSING:
+		session_close(s, s->close_reason);
+		break;
+	case SESS_ZOMBIE:
+		/* The transport promised flushes; do not hold the slot forever if they never come. */
+		LOG_WARN("client %llu: %u requests never completed after close; freeing the session anyway",
+			 (unsigned long long)s->sid, s->outstanding);
+		session_destroy(s);
+		break;
+	case SESS_READY:
+		break;
+	}
+}
+
+void session_shutdown(struct session *s)
+{
+	int len;
+
+	if (s->state != SESS_READY || s->send_busy[SESS_NOTICE_SLOT]) {
+		if (s->state != SESS_CLOSING && s->state != SESS_ZOMBIE)
+			session_close(s, "server shutting down");
+		return;
+	}
+	len = encode_error(s, SESS_NOTICE_SLOT, 0, FERRY_E_SHUTDOWN, "server shutting down");
+	snprintf(s->close_reason, sizeof(s->close_reason), "server shutting down");
+	if (post_send(s, SESS_NOTICE_SLOT, len) != 0) {
+		session_close(s, "server shutting down");
+		return;
+	}
+	s->state = SESS_CLOSING;
+	s->final_slot = SESS_NOTICE_SLOT;
+	s->deadline_ms = memsrv_now_ms() + SRV_SHUTDOWN_LINGER_MS;
+}
+
+/* ------------------------------------------------------------ handlers */
+
+static void on_hello(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	const struct ferry_page_hello *h = &m->u.hello;
+
+	if (h->version_min > FERRY_PAGE_VERSION || h->version_max < FERRY_PAGE_VERSION) {
+		LOG_INFO("client %llu refused (%s): speaks protocol versions %u..%u, we speak %u",
+			 (unsigned long long)s->sid, s->peer, h->version_min, h->version_max, FERRY_PAGE_VERSION);
+		reply_error_close(s, slot, m->hdr.request_id, FERRY_E_VERSION,
+				  "protocol versions %u..%u not supported; this server speaks %u", h->version_min,
+				  h->version_max, FERRY_PAGE_VERSION);
+		return;
+	}
+	memcpy(s->name, h->name, (size_t)h->name_len + 1);
+	ferry_auth_nonce(s->server_nonce);
+	s->state = SESS_CHALLENGED;
+	reply(s, slot, ferry_page_encode_challenge(m->hdr.request_id, FERRY_PAGE_VERSION, s->server_nonce,
+						   send_buf(s, slot), SESS_BUF_LEN));
+}
+
+static void on_auth(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	const struct ferry_page_auth *a = &m->u.auth;
+	struct ferry_page_auth_ok ok = { 0 };
+	struct ferry_err err = { 0 };
+	char quota[MEMSRV_SIZE_STR];
+	size_t nlen = strlen(s->name);
+
+	if (ferry_auth_verify(&srv->secret, "ferry-page-c", s->server_nonce, a->nonce, s->name, nlen, a->mac)) {
+		srv->c.auth_failures++;
+		LOG_INFO("client %llu refused (%s, name %s): authentication failed: client proof invalid",
+			 (unsigned long long)s->sid, s->peer, s->name);
+		reply_error_close(s, slot, m->hdr.request_id, FERRY_E_AUTH_FAILED,
+				  "authentication failed: client proof invalid (do both sides use the same secret?)");
+		return;
+	}
+	if (ea_client_open(srv->ea, srv->cfg->client_quota, &s->acct, &err)) {
+		reply_error_close(s, slot, m->hdr.request_id, FERRY_E_INTERNAL, "%s", err.msg);
+		return;
+	}
+	ferry_auth_mac(&srv->secret, "ferry-page-s", a->nonce, s->server_nonce, s->name, nlen, ok.mac);
+	ok.session_id = s->sid;
+	ok.quota_bytes = srv->cfg->client_quota;
+	ok.max_data = FERRY_PAGE_MAX_DATA;
+	s->state = SESS_READY;
+	LOG_INFO("client %llu authenticated (%s): name %s, quota %s", (unsigned long long)s->sid, s->peer, s->name,
+		 memsrv_size_format(ok.quota_bytes, quota, sizeof(quota)));
+	reply(s, slot, ferry_page_encode_auth_ok(m->hdr.request_id, &ok, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+static void on_alloc(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	uint64_t req = m->hdr.request_id;
+	struct ferry_err err = { 0 };
+	struct ferry_page_extent out;
+	struct ea_extent e;
+	struct fx_mr *mr;
+	int rc;
+
+	rc = ea_alloc(srv->ea, s->acct, m->u.alloc.length, &e, &err);
+	if (rc == -EDQUOT) {
+		srv->c.alloc_failures_quota++;
+		reply_error(s, slot, req, FERRY_E_QUOTA, "%s", err.msg);
+		return;
+	}
+	if (rc == -ENOSPC) {
+		srv->c.alloc_failures_full++;
+		reply_error(s, slot, req, FERRY_E_POOL_FULL, "%s", err.msg);
+		return;
+	}
+	if (rc) {
+		reply_error(s, slot, req, rc == -EINVAL ? FERRY_E_BAD_ALIGNMENT : FERRY_E_INTERNAL, "%s", err.msg);
+		return;
+	}
+	if (s->next == s->ext_cap) {
+		uint32_t cap = s->ext_cap ? s->ext_cap * 2 : 8;
+		struct sess_extent *ext = realloc(s->ext, cap * sizeof(*ext));
+
+		if (!ext) {
+			ea_free(srv->ea, s->acct, e.id, NULL);
+			reply_error(s, slot, req, FERRY_E_INTERNAL, "out of memory");
+			return;
+		}
+		s->ext = ext;
+		s->ext_cap = cap;
+	}
+	/* Registered in this client's domain only: its key is worthless on any other connection. */
+	rc = fx_reg_mr(s->pd, (uint8_t *)srv->pool.region.addr + e.offset, e.length,
+		       FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &mr, &err);
+	if (rc) {
+		ea_free(srv->ea, s->acct, e.id, NULL);
+		LOG_ERR("client %llu: cannot register a %llu-byte extent: %s", (unsigned long long)s->sid,
+			(unsigned long long)e.length, err.msg);
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "cannot register the extent: %s", err.msg);
+		return;
+	}
+	s->ext[s->next++] = (struct sess_extent){ e.id, mr };
+	srv->c.allocs++;
+	out = (struct ferry_page_extent){ .extent_id = e.id, .rkey = mr->rkey, .base = mr->remote_base,
+					  .length = e.length };
+	LOG_DEBUG("client %llu: extent %u of %llu bytes at pool offset %llu, rkey 0x%x", (unsigned long long)s->sid,
+		  e.id, (unsigned long long)e.length, (unsigned long long)e.offset, mr->rkey);
+	reply(s, slot, ferry_page_encode_alloc_ok(req, &out, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+static void on_free(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	uint32_t id = m->u.free.extent_id;
+	uint64_t req = m->hdr.request_id;
+	struct ea_extent e;
+	uint32_t k;
+	int rc;
+
+	/* Only this session's list is searched: another client's id is simply unknown here. */
+	for (k = 0; k < s->next && s->ext[k].id != id; k++)
+		;
+	if (k == s->next || ea_lookup(srv->ea, s->acct, id, &e, NULL) != 0) {
+		reply_error(s, slot, req, FERRY_E_UNKNOWN_EXTENT, "unknown extent %u", id);
+		return;
+	}
+	rc = fx_dereg_mr(s->ext[k].mr);
+	if (rc) {
+		/* Still registered: handing the memory to someone else now would leak this client's data. */
+		LOG_ERR("client %llu: deregistering extent %u failed: %s", (unsigned long long)s->sid, id,
+			strerror(-rc));
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "cannot deregister extent %u: %s", id, strerror(-rc));
+		return;
+	}
+	memset((uint8_t *)srv->pool.region.addr + e.offset, 0, e.length);
+	ea_free(srv->ea, s->acct, id, NULL);
+	s->ext[k] = s->ext[--s->next];
+	srv->c.frees++;
+	reply(s, slot, ferry_page_encode_free_ok(req, id, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+static void on_stats(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	struct ferry_page_stat st[24];
+	struct fx_ctx_stats fx;
+	struct ea_stats ea;
+	uint16_t n = 0;
+
+	fx_ctx_get_stats(srv->ctx, &fx);
+	ea_get_stats(srv->ea, &ea);
+#define STAT(nm, v) do { snprintf(st[n].name, sizeof(st[n].name), "%s", nm); st[n++].value = (v); } while (0)
+	STAT("clients_connected", srv->nclients);
+	STAT("clients_total", srv->c.clients_total);
+	STAT("clients_refused", srv->c.clients_refused);
+	STAT("auth_failures", srv->c.auth_failures);
+	STAT("allocs", srv->c.allocs);
+	STAT("frees", srv->c.frees);
+	STAT("alloc_failures_full", srv->c.alloc_failures_full);
+	STAT("alloc_failures_quota", srv->c.alloc_failures_quota);
+	STAT("bytes_allocated", ea.bytes_allocated);
+	STAT("bytes_free", ea.bytes_free);
+	STAT("largest_free", ea.largest_free);
+	STAT("pool_bytes", ea.pool_bytes);
+	STAT("extents", ea.extents);
+	STAT("errors_sent", srv->c.errors_sent);
+	/* Ours plus the transport's: bad framing never reaches us, it kills the connection there. */
+	STAT("malformed", srv->c.malformed + fx.malformed_frames);
+	STAT("bytes_served_read", fx.bytes_served_read);
+	STAT("bytes_served_written", fx.bytes_served_written);
+	STAT("remote_access_errors", fx.remote_access_errors);
+	STAT("client_bytes", ea_client_bytes(s->acct));
+	STAT("client_quota", ea_client_quota(s->acct));
+#undef STAT
+	reply(s, slot, ferry_page_encode_stats_ok(m->hdr.request_id, st, n, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static void on_malformed(struct session *s, unsigned slot, uint32_t len, int code)
+{
+	const uint8_t *buf = recv_buf(s, slot);
+	struct ferry_page_hdr hdr;
+	bool hdr_ok = ferry_page_hdr_decode(buf, len, &hdr) == FERRY_E_OK;
+	/* Over SEND/RECV the transport frames messages; ours is sane if the header agrees with it. */
+	bool framing_ok = hdr_ok && (uint64_t)hdr.payload_len + FERRY_PAGE_HDR_LEN == len;
+	uint64_t req = hdr_ok ? hdr.request_id : 0;
+	const char *type = hdr_ok ? ferry_page_type_name(hdr.type) : "unparseable";
+
+	s->srv->c.malformed++;
+	if (s->state == SESS_READY && framing_ok) {
+		reply_error(s, slot, req, (uint32_t)code, "malformed %s message: %s", type, ferry_errcode_str((uint32_t)code));
+		return;
+	}
+	/* Unauthenticated peers get no second chance. */
+	LOG_INFO("client %llu refused (%s): malformed %s message (%s)", (unsigned long long)s->sid, s->peer, type,
+		 ferry_errcode_str((uint32_t)code));
+	reply_error_close(s, slot, req, (uint32_t)code, "malformed %s message: %s", type,
+			  ferry_errcode_str((uint32_t)code));
+}
+
+static void on_message(struct session *s, unsigned slot, uint32_t len)
+{
+	struct ferry_page_msg m;
+	int rc = ferry_page_decode(recv_buf(s, slot), len, &m);
+	uint64_t req;
+
+	if (rc != FERRY_E_OK) {
+		on_malformed(s, slot, len, rc);
+		return;
+	}
+	req = m.hdr.request_id;
+	if (s->state == SESS_REFUSING) {
+		/* Answer the first message, so the client reads the reason before the close. */
+		LOG_INFO("client %llu refused (%s): busy, %u clients connected (max_clients %u)",
+			 (unsigned long long)s->sid, s->peer, s->srv->nclients, s->srv->cfg->max_clients);
+		reply_error_close(s, slot, req, FERRY_E_BUSY, "server busy: %u clients connected (max_clients %u)",
+				  s->srv->nclients, s->srv->cfg->max_clients);
+		return;
+	}
+	switch (m.hdr.type) {
+	case FERRY_PAGE_HELLO:
+		if (s->state == SESS_NEW) {
+			on_hello(s, slot, &m);
+			return;
+		}
+		break;
+	case FERRY_PAGE_AUTH:
+		if (s->state == SESS_CHALLENGED) {
+			on_auth(s, slot, &m);
+			return;
+		}
+		break;
+	case FERRY_PAGE_ALLOC:
+	case FERRY_PAGE_FREE:
+	case FERRY_PAGE_STATS:
+		if (s->state != SESS_READY) {
+			LOG_INFO("client %llu refused (%s): %s before authentication", (unsigned long long)s->sid,
+				 s->peer, ferry_page_type_name(m.hdr.type));
+			reply_error_close(s, slot, req, FERRY_E_NOT_AUTHENTICATED, "%s before authentication",
+					  ferry_page_type_name(m.hdr.type));
+			return;
+		}
+		if (m.hdr.type == FERRY_PAGE_ALLOC)
+			on_alloc(s, slot, &m);
+		else if (m.hdr.type == FERRY_PAGE_FREE)
+			on_free(s, slot, &m);
+		else
+			on_stats(s, slot, &m);
+		return;
+	default:
+		break;
+	}
+	/* A valid message in the wrong state. An authenticated client keeps its session. */
+	if (s->state == SESS_READY) {
+		reply_error(s, slot, req, FERRY_E_UNEXPECTED, "unexpected %s", ferry_page_type_name(m.hdr.type));
+		return;
+	}
+	LOG_INFO("client %llu refused (%s): unexpected %s during the handshake", (unsigned long long)s->sid, s->peer,
+		 ferry_page_type_name(m.hdr.type));
+	reply_error_close(s, slot, req, FERRY_E_UNEXPECTED, "unexpected %s (expected %s)",
+			  ferry_page_type_name(m.hdr.type), s->state == SESS_NEW ? "HELLO" : "AUTH");
+}
+
+static const char *failure_reason(const struct session *s, const struct fx_wc *wc, char *buf, size_t len)
+{
+	const char *why = s->conn ? fx_conn_error(s->conn) : "";
+
+	if (why && why[0])
+		return why;
+	snprintf(buf, len, "%s", fx_wc_status_str(wc->status));
+	return buf;
+}
+
+void session_on_completion(struct session *s, const struct fx_wc *wc, unsigned kind, unsigned slot)
+{
+	char buf[64];
+
+	s->outstanding--;
+	if (kind == WR_SEND && slot < SESS_SEND_SLOTS)
+		s->send_busy[slot] = false;
+	if (s->state == SESS_ZOMBIE) {
+		if (s->outstanding == 0)
+			session_destroy(s);
+		return;
+	}
+	if (wc->status != FX_WC_SUCCESS) {
+		/* The connection is in error: every other request flushes too. */
+		session_close(s, s->state == SESS_CLOSING ? s->close_reason : failure_reason(s, wc, buf, sizeof(buf)));
+		return;
+	}
+	if (kind == WR_SEND) {
+		if (s->state == SESS_CLOSING) {
+			if ((int)slot == s->final_slot)
+				session_close(s, s->close_reason);
+			return;
+		}
+		/* The reply in send slot i went out: receive slot i can take the next request. */
+		if (slot < SESS_SLOTS) {
+			int rc = post_recv(s, slot);
+
+			if (rc)
+				close_post_failed(s, "post a receive", rc);
+		}
+		return;
+	}
+	if (kind == WR_RECV && slot < SESS_SLOTS && s->state != SESS_CLOSING)
+		on_message(s, slot, wc->byte_len);
+}

@@ -1,0 +1,206 @@
+/*
+ * Integration: malformed input from a raw TCP socket. Each kind of bad input
+ * ends that connection; the server survives, serves a normal client
+ * afterwards, and counts what it saw.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "memsrv_harness.h"
+
+static struct msrv srv;
+
+static int tcp_connect(uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const void *p, size_t len)
+{
+	/* The server may already have closed on an earlier part: EPIPE/ECONNRESET are fine. */
+	(void)!send(fd, p, len, MSG_NOSIGNAL);
+}
+
+/*
+ * Wait (at most 3 s) until the server closes the connection; return what it
+ * sent before closing in @out (at most @cap bytes).
+ */
+static size_t expect_closed(int fd, uint8_t *out, size_t cap)
+{
+	uint64_t deadline = msrv_now_ms() + 3000;
+	size_t got = 0;
+
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		uint64_t now = msrv_now_ms();
+
+		if (now >= deadline)
+			fail_msg("server did not close the connection within 3 s");
+		if (poll(&p, 1, (int)(deadline - now)) <= 0)
+			continue;
+		uint8_t tmp[512];
+		ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			break;
+		assert_true(n > 0);
+		if (got < cap) {
+			size_t k = (size_t)n < cap - got ? (size_t)n : cap - got;
+
+			memcpy(out + got, tmp, k);
+			got += k;
+		}
+	}
+	close(fd);
+	return got;
+}
+
+static uint64_t malformed_now(void)
+{
+	struct fx_ctx *ctx = msrv_ctx();
+	struct pool_client *c;
+	struct ferry_err err = { 0 };
+	uint64_t v;
+
+	if (msrv_connect(&srv, ctx, "auditor", NULL, &c, &err))
+		fail_msg("connect: %s", err.msg);
+	v = msrv_client_stat(c, "malformed");
+	pool_client_close(c);
+	fx_ctx_destroy(ctx);
+	return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_malformed_inputs_close_the_connection(void **state)
+{
+	uint8_t msg[256], reply[512];
+	uint64_t before = malformed_now();
+	int fd, len;
+
+	(void)state;
+	/* 1. Garbage. */
+	fd = tcp_connect(srv.port);
+	for (size_t i = 0; i < 200; i++)
+		msg[i] = (uint8_t)(i * 37 + 11);
+	send_all(fd, msg, 200);
+	expect_closed(fd, reply, sizeof(reply));
+
+	/* 2. A header whose payload length is beyond any protocol limit. */
+	fd = tcp_connect(srv.port);
+	len = ferry_page_encode_stats(1, msg, sizeof(msg));
+	put32(msg + 16, FERRY_PAGE_MAX_PAYLOAD + 1);
+	send_all(fd, msg, (size_t)len);
+	expect_closed(fd, reply, sizeof(reply));
+
+	/* 3. A wrong protocol version. */
+	fd = tcp_connect(srv.port);
+	len = ferry_page_encode_hello(1, "oldtimer", 1, 1, msg, sizeof(msg));
+	msg[4] = 9;
+	send_all(fd, msg, (size_t)len);
+	expect_closed(fd, reply, sizeof(reply));
+
+	/*
+	 * 4. A frame whose length is right for the stream but lies about its body:
+	 * HELLO's payload is 3 bytes longer than its name says. The transport
+	 * delivers it; the server rejects it, says why, and closes.
+	 */
+	fd = tcp_connect(srv.port);
+	len = ferry_page_encode_hello(5, "liar", 1, 1, msg, sizeof(msg));
+	memcpy(msg + len, "xyz", 3);
+	put32(msg + 16, (uint32_t)(len + 3 - FERRY_PAGE_HDR_LEN));
+	send_all(fd, msg, (size_t)len + 3);
+	size_t n = expect_closed(fd, reply, sizeof(reply));
+	struct ferry_page_msg m;
+
+	if (n == 0)
+		fail_msg("no ERROR before the close");
+	assert_int_equal(ferry_page_decode(reply, n, &m), FERRY_E_OK);
+	assert_int_equal(m.hdr.type, FERRY_PAGE_ERROR);
+	assert_int_equal(m.hdr.request_id, 5);
+	assert_int_equal(m.u.error.code, FERRY_E_MALFORMED);
+	printf("server said: %s\n", m.u.error.msg);
+
+	/* 5. A header promising more payload than ever comes: our side ends mid-message. */
+	fd = tcp_connect(srv.port);
+	len = ferry_page_encode_hello(6, "quitter", 1, 1, msg, sizeof(msg));
+	put32(msg + 16, 60);
+	send_all(fd, msg, (size_t)len);
+	/* The FIN follows at once, often in the same segment as the data. */
+	shutdown(fd, SHUT_WR);
+	expect_closed(fd, reply, sizeof(reply));
+
+	/* 6. A reserved header field that is not zero. */
+	fd = tcp_connect(srv.port);
+	len = ferry_page_encode_stats(1, msg, sizeof(msg));
+	msg[20] = 1;
+	send_all(fd, msg, (size_t)len);
+	expect_closed(fd, reply, sizeof(reply));
+
+	/* The server is alive, serves a normal client, and counted the bad input. */
+	struct fx_ctx *ctx = msrv_ctx();
+	struct pool_client *c;
+	struct pool_extent e;
+	struct ferry_err err = { 0 };
+
+	if (msrv_connect(&srv, ctx, "normal", NULL, &c, &err))
+		fail_msg("connect after the malformed input: %s", err.msg);
+	assert_int_equal(pool_client_alloc(c, 1 << 20, &e, &err), 0);
+	assert_int_equal(pool_client_free(c, e.id, &err), 0);
+	uint64_t after = msrv_client_stat(c, "malformed");
+
+	pool_client_close(c);
+	fx_ctx_destroy(ctx);
+	print_message("malformed counter %llu -> %llu\n", (unsigned long long)before, (unsigned long long)after);
+	assert_true(after >= before + 5);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	msrv_start(&srv, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	int status;
+
+	(void)state;
+	status = msrv_stop(&srv, 5000);
+	if (status != 0)
+		msrv_dump_log(&srv);
+	msrv_cleanup(&srv);
+	return status == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_malformed_inputs_close_the_connection),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

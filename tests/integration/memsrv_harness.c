@@ -1,0 +1,258 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "memsrv_harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READY_TIMEOUT_MS 15000   /* sanitizer builds start slowly; normally ~50 ms */
+
+uint64_t msrv_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void write_text(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static void make_secret(struct msrv *m)
+{
+	uint8_t raw[32];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	char text[80];
+
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, raw, sizeof(raw)), (ssize_t)sizeof(raw));
+	close(fd);
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(m->secret_hex + 2 * i, 3, "%02x", raw[i]);
+	snprintf(text, sizeof(text), "%s\n", m->secret_hex);
+	write_text(m->secret_path, text, 0600);
+	/* The server hashes the file minus trailing newlines: same bytes here. */
+	assert_int_equal(ferry_secret_from_bytes(m->secret_hex, 64, &m->key, NULL), 0);
+}
+
+void msrv_start(struct msrv *m, const struct msrv_opts *o)
+{
+	static const struct msrv_opts defaults = { 0 };
+	char conf[1024], extra[256] = "";
+	uint64_t deadline;
+
+	if (!o)
+		o = &defaults;
+	memset(m, 0, sizeof(*m));
+	snprintf(m->dir, sizeof(m->dir), "/tmp/ferry-it-XXXXXX");
+	assert_non_null(mkdtemp(m->dir));
+	snprintf(m->conf, sizeof(m->conf), "%s/memsrv.conf", m->dir);
+	snprintf(m->secret_path, sizeof(m->secret_path), "%s/secret", m->dir);
+	snprintf(m->ready, sizeof(m->ready), "%s/ready", m->dir);
+	snprintf(m->log, sizeof(m->log), "%s/memsrv.log", m->dir);
+	make_secret(m);
+
+	if (o->client_quota)
+		snprintf(extra, sizeof(extra), "client_quota = %s\n", o->client_quota);
+	snprintf(conf, sizeof(conf),
+		 "[server]\nlisten = 127.0.0.1\nport = 0\ntransport = tcp\nsecret_file = %s\nready_file = %s\n"
+		 "max_clients = %u\n"
+		 "[pool]\nsize = %s\nnuma_node = auto\nhugepages = %s\nprefault = no\n"
+		 "[limits]\n%slog_level = %s\n",
+		 m->secret_path, m->ready, o->max_clients ? o->max_clients : 64, o->pool_size ? o->pool_size : "64M",
+		 o->hugepages ? o->hugepages : "auto", extra, o->log_level ? o->log_level : "info");
+	write_text(m->conf, conf, 0644);
+
+	m->pid = fork();
+	assert_true(m->pid >= 0);
+	if (m->pid == 0) {
+		int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execl(MSRV_BIN, "ferry-memsrv", "-c", m->conf, (char *)NULL);
+		_exit(127);
+	}
+
+	deadline = msrv_now_ms() + READY_TIMEOUT_MS;
+	for (;;) {
+		FILE *f = fopen(m->ready, "re");
+		unsigned port = 0;
+
+		if (f) {
+			int got = fscanf(f, "%u", &port);
+
+			fclose(f);
+			if (got == 1 && port > 0 && port < 65536) {
+				m->port = (uint16_t)port;
+				return;
+			}
+		}
+		if (waitpid(m->pid, &m->status, WNOHANG) == m->pid) {
+			m->pid = 0;
+			msrv_dump_log(m);
+			fail_msg("ferry-memsrv exited before it was ready (status 0x%x)", m->status);
+		}
+		if (msrv_now_ms() > deadline) {
+			msrv_dump_log(m);
+			fail_msg("ferry-memsrv not ready within %d ms", READY_TIMEOUT_MS);
+		}
+		sleep_ms(5);
+	}
+}
+
+bool msrv_wait_exit(struct msrv *m, int timeout_ms)
+{
+	uint64_t deadline = msrv_now_ms() + (uint64_t)timeout_ms;
+
+	if (m->pid <= 0)
+		return true;
+	for (;;) {
+		pid_t r = waitpid(m->pid, &m->status, WNOHANG);
+
+		if (r == m->pid || (r < 0 && errno == ECHILD)) {
+			m->pid = 0;
+			return true;
+		}
+		if (msrv_now_ms() >= deadline)
+			return false;
+		sleep_ms(2);
+	}
+}
+
+int msrv_stop(struct msrv *m, int timeout_ms)
+{
+	if (m->pid <= 0)
+		return m->status;
+	kill(m->pid, SIGTERM);
+	if (msrv_wait_exit(m, timeout_ms))
+		return m->status;
+	kill(m->pid, SIGKILL);
+	waitpid(m->pid, &m->status, 0);
+	m->pid = 0;
+	return -1;
+}
+
+void msrv_cleanup(struct msrv *m)
+{
+	char cmd[128];
+
+	if (m->pid > 0) {
+		kill(m->pid, SIGKILL);
+		waitpid(m->pid, &m->status, 0);
+		m->pid = 0;
+	}
+	if (m->dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", m->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", m->dir);
+		m->dir[0] = '\0';
+	}
+}
+
+static char *read_log(const struct msrv *m)
+{
+	FILE *f = fopen(m->log, "re");
+	char *buf;
+	long len;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)len + 1);
+	if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
+bool msrv_log_contains(const struct msrv *m, const char *needle)
+{
+	char *log = read_log(m);
+	bool found = log && strstr(log, needle);
+
+	free(log);
+	return found;
+}
+
+void msrv_dump_log(const struct msrv *m)
+{
+	char *log = read_log(m);
+
+	fprintf(stderr, "----- ferry-memsrv log (%s) -----\n%s----- end of log -----\n", m->log, log ? log : "(none)\n");
+	free(log);
+}
+
+int msrv_connect(const struct msrv *m, struct fx_ctx *ctx, const char *name, const struct ferry_secret *secret,
+		 struct pool_client **client, struct ferry_err *err)
+{
+	struct pool_client_opts o = {
+		.host = "127.0.0.1",
+		.port = m->port,
+		.name = name,
+		.secret = secret ? secret : &m->key,
+		.timeout_ms = 5000,
+	};
+
+	return pool_client_connect(ctx, &o, client, err);
+}
+
+uint64_t msrv_stat(const struct ferry_page_stats_ok *st, const char *name)
+{
+	for (unsigned i = 0; i < st->count; i++)
+		if (strcmp(st->stats[i].name, name) == 0)
+			return st->stats[i].value;
+	fail_msg("STATS has no counter %s", name);
+	return 0;
+}
+
+uint64_t msrv_client_stat(struct pool_client *c, const char *name)
+{
+	struct ferry_page_stats_ok st;
+	struct ferry_err err = { 0 };
+
+	if (pool_client_stats(c, &st, &err))
+		fail_msg("STATS failed: %s", err.msg);
+	return msrv_stat(&st, name);
+}
+
+struct fx_ctx *msrv_ctx(void)
+{
+	struct fx_ctx *ctx = NULL;
+	struct ferry_err err = { 0 };
+
+	if (fx_ctx_create(FX_KIND_TCP, NULL, &ctx, &err))
+		fail_msg("fx_ctx_create: %s", err.msg);
+	return ctx;
+}
