@@ -30,6 +30,7 @@
  * FERRY_E_BAD_ALIGNMENT and a non-zero ALLOC flags word FERRY_E_BAD_FLAGS.
  */
 #include "proto/page.h"
+#include "proto/wire.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -53,43 +54,6 @@
 		     (1u << FERRY_PAGE_ALLOC_OK) | (1u << FERRY_PAGE_FREE_OK) |         \
 		     (1u << FERRY_PAGE_READ_DATA) | (1u << FERRY_PAGE_WRITE_OK) |       \
 		     (1u << FERRY_PAGE_STATS_OK) | (1u << FERRY_PAGE_ERROR))
-
-/* ---------------------------------------------------------------- bytes */
-
-static inline uint16_t get_u16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static inline uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t get_u64(const uint8_t *p)
-{
-	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static inline void put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void put_u64(uint8_t *p, uint64_t v)
-{
-	put_u32(p, (uint32_t)v);
-	put_u32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* ---------------------------------------------------------------- rules */
 
@@ -217,27 +181,27 @@ int ferry_page_hdr_decode(const uint8_t *buf, size_t len, struct ferry_page_hdr 
 
 	if (!buf || len < FERRY_PAGE_HDR_LEN)
 		return FERRY_E_TRUNCATED;
-	if (get_u32(buf) != FERRY_PAGE_MAGIC)
+	if (wire_get_u32(buf) != FERRY_PAGE_MAGIC)
 		return FERRY_E_BAD_MAGIC;
 	if (buf[4] != FERRY_PAGE_VERSION)
 		return FERRY_E_VERSION;
 	type = buf[5];
 	if (!type_valid(type))
 		return FERRY_E_UNKNOWN_TYPE;
-	flags = get_u16(buf + 6);
+	flags = wire_get_u16(buf + 6);
 	if (flags & ~FERRY_PAGE_F_KNOWN)
 		return FERRY_E_BAD_FLAGS;
 	if (!!(flags & FERRY_PAGE_F_REPLY) != type_is_reply(type))
 		return FERRY_E_BAD_FLAGS;
-	if (get_u32(buf + 20) != 0)
+	if (wire_get_u32(buf + 20) != 0)
 		return FERRY_E_MALFORMED;
-	payload_len = get_u32(buf + 16);
+	payload_len = wire_get_u32(buf + 16);
 	if (payload_len > type_max_payload(type))
 		return FERRY_E_TOO_LARGE;
 
 	hdr->type = type;
 	hdr->flags = flags;
-	hdr->request_id = get_u64(buf + 8);
+	hdr->request_id = wire_get_u64(buf + 8);
 	hdr->payload_len = payload_len;
 	return FERRY_E_OK;
 }
@@ -264,7 +228,7 @@ static int decode_hello(const uint8_t *p, uint32_t n, struct ferry_page_hello *m
 
 	m->version_min = p[0];
 	m->version_max = p[1];
-	m->features = get_u32(p + 4);
+	m->features = wire_get_u32(p + 4);
 	m->name_len = name_len;
 	memcpy(m->name, p + HELLO_FIXED, name_len);
 	m->name[name_len] = '\0';
@@ -293,15 +257,15 @@ static int decode_auth_ok(const uint8_t *p, uint32_t n, struct ferry_page_auth_o
 {
 	int rc;
 
-	if (n != AUTH_OK_LEN || get_u32(p + 52) != 0)
+	if (n != AUTH_OK_LEN || wire_get_u32(p + 52) != 0)
 		return FERRY_E_MALFORMED;
-	rc = check_max_data(get_u32(p + 48));
+	rc = check_max_data(wire_get_u32(p + 48));
 	if (rc != FERRY_E_OK)
 		return rc;
 	memcpy(m->mac, p, FERRY_PAGE_MAC_LEN);
-	m->session_id = get_u64(p + 32);
-	m->quota_bytes = get_u64(p + 40);
-	m->max_data = get_u32(p + 48);
+	m->session_id = wire_get_u64(p + 32);
+	m->quota_bytes = wire_get_u64(p + 40);
+	m->max_data = wire_get_u32(p + 48);
 	return FERRY_E_OK;
 }
 
@@ -309,14 +273,14 @@ static int decode_alloc(const uint8_t *p, uint32_t n, struct ferry_page_alloc *m
 {
 	int rc;
 
-	if (n != ALLOC_LEN || get_u32(p + 12) != 0)
+	if (n != ALLOC_LEN || wire_get_u32(p + 12) != 0)
 		return FERRY_E_MALFORMED;
-	rc = check_alloc_length(get_u64(p));
+	rc = check_alloc_length(wire_get_u64(p));
 	if (rc != FERRY_E_OK)
 		return rc;
-	if (get_u32(p + 8) != 0)
+	if (wire_get_u32(p + 8) != 0)
 		return FERRY_E_BAD_FLAGS;
-	m->length = get_u64(p);
+	m->length = wire_get_u64(p);
 	m->flags = 0;
 	return FERRY_E_OK;
 }
@@ -325,18 +289,18 @@ static int decode_alloc_ok(const uint8_t *p, uint32_t n, struct ferry_page_exten
 {
 	if (n != ALLOC_OK_LEN)
 		return FERRY_E_MALFORMED;
-	m->extent_id = get_u32(p);
-	m->rkey = get_u32(p + 4);
-	m->base = get_u64(p + 8);
-	m->length = get_u64(p + 16);
+	m->extent_id = wire_get_u32(p);
+	m->rkey = wire_get_u32(p + 4);
+	m->base = wire_get_u64(p + 8);
+	m->length = wire_get_u64(p + 16);
 	return check_extent(m->base, m->length);
 }
 
 static int decode_free(const uint8_t *p, uint32_t n, struct ferry_page_free *m)
 {
-	if (n != FREE_LEN || get_u32(p + 4) != 0)
+	if (n != FREE_LEN || wire_get_u32(p + 4) != 0)
 		return FERRY_E_MALFORMED;
-	m->extent_id = get_u32(p);
+	m->extent_id = wire_get_u32(p);
 	return FERRY_E_OK;
 }
 
@@ -346,15 +310,15 @@ static int decode_read_data(const uint8_t *p, uint32_t n, struct ferry_page_rw *
 
 	if (n < RW_FIXED)
 		return FERRY_E_MALFORMED;
-	rc = check_count(get_u32(p));
+	rc = check_count(wire_get_u32(p));
 	if (rc != FERRY_E_OK)
 		return rc;
-	if (get_u32(p + 4) != 0)
+	if (wire_get_u32(p + 4) != 0)
 		return FERRY_E_MALFORMED;
 	/* Also enforced by the header limit; kept so this stays safe alone. */
 	if (n - RW_FIXED > FERRY_PAGE_MAX_DATA)
 		return FERRY_E_TOO_LARGE;
-	rw->count = get_u32(p);
+	rw->count = wire_get_u32(p);
 	rw->entries = NULL;
 	rw->data_len = n - RW_FIXED;
 	rw->data = p + RW_FIXED;
@@ -365,12 +329,12 @@ static int decode_write_ok(const uint8_t *p, uint32_t n, struct ferry_page_write
 {
 	int rc;
 
-	if (n != WRITE_OK_LEN || get_u32(p + 4) != 0)
+	if (n != WRITE_OK_LEN || wire_get_u32(p + 4) != 0)
 		return FERRY_E_MALFORMED;
-	rc = check_count(get_u32(p));
+	rc = check_count(wire_get_u32(p));
 	if (rc != FERRY_E_OK)
 		return rc;
-	m->count = get_u32(p);
+	m->count = wire_get_u32(p);
 	return FERRY_E_OK;
 }
 
@@ -387,7 +351,7 @@ static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_page_stats
 
 	if (n < STATS_OK_FIXED)
 		return FERRY_E_MALFORMED;
-	count = get_u16(p);
+	count = wire_get_u16(p);
 	if (count > FERRY_PAGE_MAX_STATS)
 		return FERRY_E_TOO_LARGE;
 	for (uint16_t i = 0; i < count; i++) {
@@ -409,7 +373,7 @@ static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_page_stats
 			return rc;
 		memcpy(st->name, p + off + 1, len);
 		st->name[len] = '\0';
-		st->value = get_u64(p + off + 1 + len);
+		st->value = wire_get_u64(p + off + 1 + len);
 		off += STAT_FIXED + len;
 	}
 	if (off != n)
@@ -424,7 +388,7 @@ static int decode_error(const uint8_t *p, uint32_t n, struct ferry_page_error *m
 
 	if (n < ERROR_FIXED)
 		return FERRY_E_MALFORMED;
-	msg_len = get_u16(p + 4);
+	msg_len = wire_get_u16(p + 4);
 	if (msg_len > FERRY_PAGE_ERRMSG_MAX)
 		return FERRY_E_TOO_LARGE;
 	if (n - ERROR_FIXED != msg_len)
@@ -432,7 +396,7 @@ static int decode_error(const uint8_t *p, uint32_t n, struct ferry_page_error *m
 	/* A NUL would silently cut the text callers see; refuse it. */
 	if (memchr(p + ERROR_FIXED, 0, msg_len))
 		return FERRY_E_MALFORMED;
-	m->code = get_u32(p);
+	m->code = wire_get_u32(p);
 	m->msg_len = msg_len;
 	memcpy(m->msg, p + ERROR_FIXED, msg_len);
 	m->msg[msg_len] = '\0';
@@ -516,11 +480,11 @@ int ferry_page_rw_decode(uint8_t type, uint32_t payload_len, const uint8_t *vec,
 	if (!vec || vec_len < RW_FIXED)
 		return FERRY_E_TRUNCATED;
 
-	count = get_u32(vec);
+	count = wire_get_u32(vec);
 	rc = check_count(count);
 	if (rc != FERRY_E_OK)
 		return rc;
-	if (get_u32(vec + 4) != 0)
+	if (wire_get_u32(vec + 4) != 0)
 		return FERRY_E_MALFORMED;
 	vec_bytes = RW_FIXED + (uint64_t)count * FERRY_PAGE_IOV_LEN;
 	if (payload_len < vec_bytes)
@@ -531,9 +495,9 @@ int ferry_page_rw_decode(uint8_t type, uint32_t payload_len, const uint8_t *vec,
 	/* At most MAX_IOV entries of at most MAX_DATA each: sum cannot wrap. */
 	for (uint32_t i = 0; i < count; i++) {
 		const uint8_t *e = vec + RW_FIXED + (size_t)i * FERRY_PAGE_IOV_LEN;
-		uint32_t length = get_u32(e + 4);
+		uint32_t length = wire_get_u32(e + 4);
 
-		rc = check_iov(length, get_u64(e + 8));
+		rc = check_iov(length, wire_get_u64(e + 8));
 		if (rc != FERRY_E_OK)
 			return rc;
 		sum += length;
@@ -555,22 +519,22 @@ void ferry_page_rw_entry(const struct ferry_page_rw *rw, uint32_t i, struct ferr
 {
 	const uint8_t *e = rw->entries + (size_t)i * FERRY_PAGE_IOV_LEN;
 
-	iov->key = get_u32(e);
-	iov->length = get_u32(e + 4);
-	iov->offset = get_u64(e + 8);
+	iov->key = wire_get_u32(e);
+	iov->length = wire_get_u32(e + 4);
+	iov->offset = wire_get_u64(e + 8);
 }
 
 /* ---------------------------------------------------------------- encoding */
 
 static void put_hdr(uint8_t *buf, uint8_t type, uint64_t req, uint32_t payload_len)
 {
-	put_u32(buf, FERRY_PAGE_MAGIC);
+	wire_put_u32(buf, FERRY_PAGE_MAGIC);
 	buf[4] = FERRY_PAGE_VERSION;
 	buf[5] = type;
-	put_u16(buf + 6, type_is_reply(type) ? FERRY_PAGE_F_REPLY : 0);
-	put_u64(buf + 8, req);
-	put_u32(buf + 16, payload_len);
-	put_u32(buf + 20, 0);
+	wire_put_u16(buf + 6, type_is_reply(type) ? FERRY_PAGE_F_REPLY : 0);
+	wire_put_u64(buf + 8, req);
+	wire_put_u32(buf + 16, payload_len);
+	wire_put_u32(buf + 20, 0);
 }
 
 /*
@@ -631,7 +595,7 @@ int ferry_page_encode_hello(uint64_t req, const char *name, uint8_t vmin, uint8_
 	buf[1] = vmax;
 	buf[2] = (uint8_t)len;
 	buf[3] = 0;
-	put_u32(buf + 4, 0);
+	wire_put_u32(buf + 4, 0);
 	memcpy(buf + HELLO_FIXED, name, len);
 	return total(HELLO_FIXED + len);
 }
@@ -683,10 +647,10 @@ int ferry_page_encode_auth_ok(uint64_t req, const struct ferry_page_auth_ok *ok,
 		return rc;
 	buf += FERRY_PAGE_HDR_LEN;
 	memcpy(buf, ok->mac, FERRY_PAGE_MAC_LEN);
-	put_u64(buf + 32, ok->session_id);
-	put_u64(buf + 40, ok->quota_bytes);
-	put_u32(buf + 48, ok->max_data);
-	put_u32(buf + 52, 0);
+	wire_put_u64(buf + 32, ok->session_id);
+	wire_put_u64(buf + 40, ok->quota_bytes);
+	wire_put_u32(buf + 48, ok->max_data);
+	wire_put_u32(buf + 52, 0);
 	return total(AUTH_OK_LEN);
 }
 
@@ -701,9 +665,9 @@ int ferry_page_encode_alloc(uint64_t req, uint64_t length, uint32_t flags, uint8
 	if (rc < 0)
 		return rc;
 	buf += FERRY_PAGE_HDR_LEN;
-	put_u64(buf, length);
-	put_u32(buf + 8, flags);
-	put_u32(buf + 12, 0);
+	wire_put_u64(buf, length);
+	wire_put_u32(buf + 8, flags);
+	wire_put_u32(buf + 12, 0);
 	return total(ALLOC_LEN);
 }
 
@@ -717,10 +681,10 @@ int ferry_page_encode_alloc_ok(uint64_t req, const struct ferry_page_extent *ext
 	if (rc < 0)
 		return rc;
 	buf += FERRY_PAGE_HDR_LEN;
-	put_u32(buf, ext->extent_id);
-	put_u32(buf + 4, ext->rkey);
-	put_u64(buf + 8, ext->base);
-	put_u64(buf + 16, ext->length);
+	wire_put_u32(buf, ext->extent_id);
+	wire_put_u32(buf + 4, ext->rkey);
+	wire_put_u64(buf + 8, ext->base);
+	wire_put_u64(buf + 16, ext->length);
 	return total(ALLOC_OK_LEN);
 }
 
@@ -731,8 +695,8 @@ static int encode_free(uint8_t type, uint64_t req, uint32_t extent_id, uint8_t *
 	if (rc < 0)
 		return rc;
 	buf += FERRY_PAGE_HDR_LEN;
-	put_u32(buf, extent_id);
-	put_u32(buf + 4, 0);
+	wire_put_u32(buf, extent_id);
+	wire_put_u32(buf + 4, 0);
 	return total(FREE_LEN);
 }
 
@@ -776,7 +740,7 @@ int ferry_page_encode_stats_ok(uint64_t req, const struct ferry_page_stat *stats
 	if (rc < 0)
 		return rc;
 	p = buf + FERRY_PAGE_HDR_LEN;
-	put_u16(p, count);
+	wire_put_u16(p, count);
 	p += STATS_OK_FIXED;
 	for (uint16_t i = 0; i < count; i++) {
 		size_t len = strlen(stats[i].name);
@@ -784,7 +748,7 @@ int ferry_page_encode_stats_ok(uint64_t req, const struct ferry_page_stat *stats
 		*p++ = (uint8_t)len;
 		memcpy(p, stats[i].name, len);
 		p += len;
-		put_u64(p, stats[i].value);
+		wire_put_u64(p, stats[i].value);
 		p += 8;
 	}
 	return total(payload_len);
@@ -798,8 +762,8 @@ int ferry_page_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_
 	if (rc < 0)
 		return rc;
 	buf += FERRY_PAGE_HDR_LEN;
-	put_u32(buf, code);
-	put_u16(buf + 4, (uint16_t)len);
+	wire_put_u32(buf, code);
+	wire_put_u16(buf + 4, (uint16_t)len);
 	if (len)
 		memcpy(buf + ERROR_FIXED, msg, len);
 	return total(ERROR_FIXED + len);
@@ -815,8 +779,8 @@ int ferry_page_encode_write_ok(uint64_t req, uint32_t count, uint8_t *buf, size_
 	if (rc < 0)
 		return rc;
 	buf += FERRY_PAGE_HDR_LEN;
-	put_u32(buf, count);
-	put_u32(buf + 4, 0);
+	wire_put_u32(buf, count);
+	wire_put_u32(buf + 4, 0);
 	return total(WRITE_OK_LEN);
 }
 
@@ -853,13 +817,13 @@ int ferry_page_encode_rw_prefix(uint8_t type, uint64_t req, const struct ferry_p
 	/* Only the vector goes into buf; the header announces the data too. */
 	put_hdr(buf, type, req, (uint32_t)(vec_bytes + data_len));
 	p = buf + FERRY_PAGE_HDR_LEN;
-	put_u32(p, count);
-	put_u32(p + 4, 0);
+	wire_put_u32(p, count);
+	wire_put_u32(p + 4, 0);
 	p += RW_FIXED;
 	for (uint32_t i = 0; i < count; i++, p += FERRY_PAGE_IOV_LEN) {
-		put_u32(p, iov[i].key);
-		put_u32(p + 4, iov[i].length);
-		put_u64(p + 8, iov[i].offset);
+		wire_put_u32(p, iov[i].key);
+		wire_put_u32(p + 4, iov[i].length);
+		wire_put_u64(p + 8, iov[i].offset);
 	}
 	return total(vec_bytes);
 }
@@ -877,8 +841,8 @@ int ferry_page_encode_read_data_prefix(uint64_t req, uint32_t count, uint64_t da
 	if (cap < FERRY_PAGE_HDR_LEN + RW_FIXED)
 		return -FERRY_E_TOO_LARGE;
 	put_hdr(buf, FERRY_PAGE_READ_DATA, req, (uint32_t)(RW_FIXED + data_len));
-	put_u32(buf + FERRY_PAGE_HDR_LEN, count);
-	put_u32(buf + FERRY_PAGE_HDR_LEN + 4, 0);
+	wire_put_u32(buf + FERRY_PAGE_HDR_LEN, count);
+	wire_put_u32(buf + FERRY_PAGE_HDR_LEN + 4, 0);
 	return total(RW_FIXED);
 }
 

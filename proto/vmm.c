@@ -37,6 +37,7 @@
  * descriptors received != fd_count -> FD_MISMATCH.
  */
 #include "proto/vmm.h"
+#include "proto/wire.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -57,43 +58,6 @@
 #define REPLY_TYPES ((1u << FERRY_VMMP_REGISTER_OK) | (1u << FERRY_VMMP_STATE_DATA) |  \
 		     (1u << FERRY_VMMP_STATS_OK) | (1u << FERRY_VMMP_OK) |              \
 		     (1u << FERRY_VMMP_ERROR))
-
-/* ---------------------------------------------------------------- bytes */
-
-static inline uint16_t get_u16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static inline uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t get_u64(const uint8_t *p)
-{
-	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static inline void put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void put_u64(uint8_t *p, uint64_t v)
-{
-	put_u32(p, (uint32_t)v);
-	put_u32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* ---------------------------------------------------------------- rules */
 
@@ -317,27 +281,27 @@ int ferry_vmmp_hdr_decode(const uint8_t *buf, size_t len, struct ferry_vmmp_hdr 
 
 	if (!buf || len < FERRY_VMMP_HDR_LEN)
 		return FERRY_VMMP_E_TRUNCATED;
-	if (get_u32(buf) != FERRY_VMMP_MAGIC)
+	if (wire_get_u32(buf) != FERRY_VMMP_MAGIC)
 		return FERRY_VMMP_E_BAD_MAGIC;
 	if (buf[4] != FERRY_VMMP_VERSION)
 		return FERRY_VMMP_E_VERSION;
 	type = buf[5];
 	if (!type_valid(type))
 		return FERRY_VMMP_E_UNKNOWN_TYPE;
-	flags = get_u16(buf + 6);
+	flags = wire_get_u16(buf + 6);
 	if (flags & ~FERRY_VMMP_F_KNOWN)
 		return FERRY_VMMP_E_BAD_FLAGS;
 	if (!!(flags & FERRY_VMMP_F_REPLY) != type_is_reply(type))
 		return FERRY_VMMP_E_BAD_FLAGS;
-	if (get_u32(buf + 20) != 0)
+	if (wire_get_u32(buf + 20) != 0)
 		return FERRY_VMMP_E_MALFORMED;
-	payload_len = get_u32(buf + 16);
+	payload_len = wire_get_u32(buf + 16);
 	if (payload_len > ferry_vmmp_max_payload(type))
 		return FERRY_VMMP_E_TOO_LARGE;
 
 	hdr->type = type;
 	hdr->flags = flags;
-	hdr->request_id = get_u64(buf + 8);
+	hdr->request_id = wire_get_u64(buf + 8);
 	hdr->payload_len = payload_len;
 	return FERRY_VMMP_E_OK;
 }
@@ -351,10 +315,10 @@ static int decode_register(const uint8_t *p, uint32_t n, struct ferry_vmmp_regis
 
 	if (n < REG_FIXED)
 		return FERRY_VMMP_E_MALFORMED;
-	count = get_u16(p);
+	count = wire_get_u16(p);
 	id_len = p[2];
 	fd_count = p[3];
-	if (get_u32(p + 4) != 0)
+	if (wire_get_u32(p + 4) != 0)
 		return FERRY_VMMP_E_BAD_FLAGS;
 	if (id_len == 0)
 		return FERRY_VMMP_E_BAD_VM_ID;
@@ -375,7 +339,7 @@ static int decode_register(const uint8_t *p, uint32_t n, struct ferry_vmmp_regis
 		return rc;
 
 	m->flags = 0;
-	m->uffd_features = get_u64(p + 8);
+	m->uffd_features = wire_get_u64(p + 8);
 	m->region_count = count;
 	m->fd_count = fd_count;
 	m->vm_id_len = id_len;
@@ -385,13 +349,13 @@ static int decode_register(const uint8_t *p, uint32_t n, struct ferry_vmmp_regis
 	for (uint16_t i = 0; i < count; i++, r += FERRY_VMMP_REGION_LEN) {
 		struct ferry_vmmp_region *g = &m->regions[i];
 
-		if (get_u16(r + 38) != 0)
+		if (wire_get_u16(r + 38) != 0)
 			return FERRY_VMMP_E_MALFORMED;
-		g->gpa = get_u64(r);
-		g->size = get_u64(r + 8);
-		g->hva = get_u64(r + 16);
-		g->offset = get_u64(r + 24);
-		g->page_size = get_u32(r + 32);
+		g->gpa = wire_get_u64(r);
+		g->size = wire_get_u64(r + 8);
+		g->hva = wire_get_u64(r + 16);
+		g->offset = wire_get_u64(r + 24);
+		g->page_size = wire_get_u32(r + 32);
 		g->fd_slot = r[36];
 		g->modes = r[37];
 	}
@@ -402,14 +366,14 @@ static int decode_register_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_re
 {
 	int rc;
 
-	if (n != REG_OK_LEN || get_u32(p + 20) != 0)
+	if (n != REG_OK_LEN || wire_get_u32(p + 20) != 0)
 		return FERRY_VMMP_E_MALFORMED;
-	rc = check_max_chunk(get_u32(p + 16));
+	rc = check_max_chunk(wire_get_u32(p + 16));
 	if (rc != FERRY_VMMP_E_OK)
 		return rc;
-	m->vm_handle = get_u64(p);
-	m->server_features = get_u64(p + 8);
-	m->max_chunk = get_u32(p + 16);
+	m->vm_handle = wire_get_u64(p);
+	m->server_features = wire_get_u64(p + 8);
+	m->max_chunk = wire_get_u32(p + 16);
 	return FERRY_VMMP_E_OK;
 }
 
@@ -421,18 +385,18 @@ static int decode_free_hint(const uint8_t *p, uint32_t n, struct ferry_vmmp_hint
 
 	if (n < HINT_FIXED)
 		return FERRY_VMMP_E_MALFORMED;
-	count = get_u32(p);
+	count = wire_get_u32(p);
 	if (count == 0)
 		return FERRY_VMMP_E_MALFORMED;
 	if (count > FERRY_VMMP_MAX_HINTS)
 		return FERRY_VMMP_E_TOO_LARGE;
-	if (get_u32(p + 4) != 0)
+	if (wire_get_u32(p + 4) != 0)
 		return FERRY_VMMP_E_MALFORMED;
 	if (n != HINT_FIXED + (uint64_t)count * FERRY_VMMP_HINT_LEN)
 		return FERRY_VMMP_E_MALFORMED;
 	for (uint32_t i = 0; i < count; i++) {
 		const uint8_t *e = p + HINT_FIXED + (size_t)i * FERRY_VMMP_HINT_LEN;
-		uint64_t gpa = get_u64(e), len = get_u64(e + 8);
+		uint64_t gpa = wire_get_u64(e), len = wire_get_u64(e + 8);
 
 		rc = check_hint(gpa, len, i, prev_end);
 		if (rc != FERRY_VMMP_E_OK)
@@ -450,12 +414,12 @@ static int decode_notify(const uint8_t *p, uint32_t n, struct ferry_vmmp_notify 
 {
 	int rc;
 
-	if (n != NOTIFY_LEN || get_u32(p + 4) != 0)
+	if (n != NOTIFY_LEN || wire_get_u32(p + 4) != 0)
 		return FERRY_VMMP_E_MALFORMED;
-	rc = check_event(get_u32(p));
+	rc = check_event(wire_get_u32(p));
 	if (rc != FERRY_VMMP_E_OK)
 		return rc;
-	m->event = get_u32(p);
+	m->event = wire_get_u32(p);
 	return FERRY_VMMP_E_OK;
 }
 
@@ -465,11 +429,11 @@ static int decode_state(uint8_t type, const uint8_t *p, uint32_t n, struct ferry
 
 	if (n < STATE_FIXED)
 		return FERRY_VMMP_E_MALFORMED;
-	rc = check_state(type, get_u64(p), get_u64(p + 8), n - STATE_FIXED);
+	rc = check_state(type, wire_get_u64(p), wire_get_u64(p + 8), n - STATE_FIXED);
 	if (rc != FERRY_VMMP_E_OK)
 		return rc;
-	m->total_len = get_u64(p);
-	m->offset = get_u64(p + 8);
+	m->total_len = wire_get_u64(p);
+	m->offset = wire_get_u64(p + 8);
 	m->data_len = n - STATE_FIXED;
 	m->data = p + STATE_FIXED;
 	return FERRY_VMMP_E_OK;
@@ -479,13 +443,13 @@ static int decode_state_get(const uint8_t *p, uint32_t n, struct ferry_vmmp_stat
 {
 	int rc;
 
-	if (n != STATE_GET_LEN || get_u32(p + 12) != 0)
+	if (n != STATE_GET_LEN || wire_get_u32(p + 12) != 0)
 		return FERRY_VMMP_E_MALFORMED;
-	rc = check_state_get(get_u64(p), get_u32(p + 8));
+	rc = check_state_get(wire_get_u64(p), wire_get_u32(p + 8));
 	if (rc != FERRY_VMMP_E_OK)
 		return rc;
-	m->offset = get_u64(p);
-	m->max_len = get_u32(p + 8);
+	m->offset = wire_get_u64(p);
+	m->max_len = wire_get_u32(p + 8);
 	return FERRY_VMMP_E_OK;
 }
 
@@ -497,7 +461,7 @@ static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_stats
 
 	if (n < STATS_OK_FIXED)
 		return FERRY_VMMP_E_MALFORMED;
-	count = get_u16(p);
+	count = wire_get_u16(p);
 	if (count > FERRY_VMMP_MAX_STATS)
 		return FERRY_VMMP_E_TOO_LARGE;
 	for (uint16_t i = 0; i < count; i++) {
@@ -519,7 +483,7 @@ static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_stats
 			return rc;
 		memcpy(st->name, p + off + 1, len);
 		st->name[len] = '\0';
-		st->value = get_u64(p + off + 1 + len);
+		st->value = wire_get_u64(p + off + 1 + len);
 		off += STAT_FIXED + len;
 	}
 	if (off != n)
@@ -532,7 +496,7 @@ static int decode_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_ok *m)
 {
 	if (n != OK_LEN)
 		return FERRY_VMMP_E_MALFORMED;
-	m->value = get_u64(p);
+	m->value = wire_get_u64(p);
 	return FERRY_VMMP_E_OK;
 }
 
@@ -542,7 +506,7 @@ static int decode_error(const uint8_t *p, uint32_t n, struct ferry_vmmp_error *m
 
 	if (n < ERROR_FIXED)
 		return FERRY_VMMP_E_MALFORMED;
-	msg_len = get_u16(p + 4);
+	msg_len = wire_get_u16(p + 4);
 	if (msg_len > FERRY_VMMP_ERRMSG_MAX)
 		return FERRY_VMMP_E_TOO_LARGE;
 	if (n - ERROR_FIXED != msg_len)
@@ -550,7 +514,7 @@ static int decode_error(const uint8_t *p, uint32_t n, struct ferry_vmmp_error *m
 	/* A NUL would silently cut the text callers see; refuse it. */
 	if (msg_len && memchr(p + ERROR_FIXED, 0, msg_len))
 		return FERRY_VMMP_E_MALFORMED;
-	m->code = get_u32(p);
+	m->code = wire_get_u32(p);
 	m->msg_len = msg_len;
 	if (msg_len)
 		memcpy(m->msg, p + ERROR_FIXED, msg_len);
@@ -609,21 +573,21 @@ void ferry_vmmp_hint_entry(const struct ferry_vmmp_hints *h, uint32_t i, struct 
 {
 	const uint8_t *e = h->entries + (size_t)i * FERRY_VMMP_HINT_LEN;
 
-	r->gpa = get_u64(e);
-	r->len = get_u64(e + 8);
+	r->gpa = wire_get_u64(e);
+	r->len = wire_get_u64(e + 8);
 }
 
 /* ---------------------------------------------------------------- encoding */
 
 static void put_hdr(uint8_t *buf, uint8_t type, uint64_t req, uint32_t payload_len)
 {
-	put_u32(buf, FERRY_VMMP_MAGIC);
+	wire_put_u32(buf, FERRY_VMMP_MAGIC);
 	buf[4] = FERRY_VMMP_VERSION;
 	buf[5] = type;
-	put_u16(buf + 6, type_is_reply(type) ? FERRY_VMMP_F_REPLY : 0);
-	put_u64(buf + 8, req);
-	put_u32(buf + 16, payload_len);
-	put_u32(buf + 20, 0);
+	wire_put_u16(buf + 6, type_is_reply(type) ? FERRY_VMMP_F_REPLY : 0);
+	wire_put_u64(buf + 8, req);
+	wire_put_u32(buf + 16, payload_len);
+	wire_put_u32(buf + 20, 0);
 }
 
 /*
@@ -662,24 +626,24 @@ int ferry_vmmp_encode_register(uint64_t req, const struct ferry_vmmp_register *r
 	if (rc < 0)
 		return rc;
 	p = buf + FERRY_VMMP_HDR_LEN;
-	put_u16(p, reg->region_count);
+	wire_put_u16(p, reg->region_count);
 	p[2] = (uint8_t)id_len;
 	p[3] = reg->fd_count;
-	put_u32(p + 4, 0);
-	put_u64(p + 8, reg->uffd_features);
+	wire_put_u32(p + 4, 0);
+	wire_put_u64(p + 8, reg->uffd_features);
 	memcpy(p + REG_FIXED, reg->vm_id, id_len);
 	p += REG_FIXED + id_len;
 	for (uint16_t i = 0; i < reg->region_count; i++, p += FERRY_VMMP_REGION_LEN) {
 		const struct ferry_vmmp_region *g = &reg->regions[i];
 
-		put_u64(p, g->gpa);
-		put_u64(p + 8, g->size);
-		put_u64(p + 16, g->hva);
-		put_u64(p + 24, g->offset);
-		put_u32(p + 32, g->page_size);
+		wire_put_u64(p, g->gpa);
+		wire_put_u64(p + 8, g->size);
+		wire_put_u64(p + 16, g->hva);
+		wire_put_u64(p + 24, g->offset);
+		wire_put_u32(p + 32, g->page_size);
 		p[36] = g->fd_slot;
 		p[37] = g->modes;
-		put_u16(p + 38, 0);
+		wire_put_u16(p + 38, 0);
 	}
 	return total(payload_len);
 }
@@ -699,10 +663,10 @@ int ferry_vmmp_encode_register_ok(uint64_t req, const struct ferry_vmmp_register
 	if (rc < 0)
 		return rc;
 	p = buf + FERRY_VMMP_HDR_LEN;
-	put_u64(p, ok->vm_handle);
-	put_u64(p + 8, ok->server_features);
-	put_u32(p + 16, ok->max_chunk);
-	put_u32(p + 20, 0);
+	wire_put_u64(p, ok->vm_handle);
+	wire_put_u64(p + 8, ok->server_features);
+	wire_put_u32(p + 16, ok->max_chunk);
+	wire_put_u32(p + 20, 0);
 	return total(REG_OK_LEN);
 }
 
@@ -728,12 +692,12 @@ int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ran
 	if (rc < 0)
 		return rc;
 	p = buf + FERRY_VMMP_HDR_LEN;
-	put_u32(p, count);
-	put_u32(p + 4, 0);
+	wire_put_u32(p, count);
+	wire_put_u32(p + 4, 0);
 	p += HINT_FIXED;
 	for (uint32_t i = 0; i < count; i++, p += FERRY_VMMP_HINT_LEN) {
-		put_u64(p, ranges[i].gpa);
-		put_u64(p + 8, ranges[i].len);
+		wire_put_u64(p, ranges[i].gpa);
+		wire_put_u64(p + 8, ranges[i].len);
 	}
 	return total(payload_len);
 }
@@ -747,8 +711,8 @@ int ferry_vmmp_encode_notify(uint64_t req, uint32_t event, uint8_t *buf, size_t 
 	rc = begin(FERRY_VMMP_NOTIFY, req, NOTIFY_LEN, NOTIFY_LEN, buf, cap);
 	if (rc < 0)
 		return rc;
-	put_u32(buf + FERRY_VMMP_HDR_LEN, event);
-	put_u32(buf + FERRY_VMMP_HDR_LEN + 4, 0);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN, event);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 4, 0);
 	return total(NOTIFY_LEN);
 }
 
@@ -765,8 +729,8 @@ int ferry_vmmp_encode_state_prefix(uint8_t type, uint64_t req, uint64_t total_le
 	rc = begin(type, req, STATE_FIXED + (uint64_t)data_len, STATE_FIXED, buf, cap);
 	if (rc < 0)
 		return rc;
-	put_u64(buf + FERRY_VMMP_HDR_LEN, total_len);
-	put_u64(buf + FERRY_VMMP_HDR_LEN + 8, offset);
+	wire_put_u64(buf + FERRY_VMMP_HDR_LEN, total_len);
+	wire_put_u64(buf + FERRY_VMMP_HDR_LEN + 8, offset);
 	return total(STATE_FIXED);
 }
 
@@ -779,9 +743,9 @@ int ferry_vmmp_encode_state_get(uint64_t req, uint64_t offset, uint32_t max_len,
 	rc = begin(FERRY_VMMP_STATE_GET, req, STATE_GET_LEN, STATE_GET_LEN, buf, cap);
 	if (rc < 0)
 		return rc;
-	put_u64(buf + FERRY_VMMP_HDR_LEN, offset);
-	put_u32(buf + FERRY_VMMP_HDR_LEN + 8, max_len);
-	put_u32(buf + FERRY_VMMP_HDR_LEN + 12, 0);
+	wire_put_u64(buf + FERRY_VMMP_HDR_LEN, offset);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 8, max_len);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 12, 0);
 	return total(STATE_GET_LEN);
 }
 
@@ -825,7 +789,7 @@ int ferry_vmmp_encode_stats_ok(uint64_t req, const struct ferry_vmmp_stat *stats
 	if (rc < 0)
 		return rc;
 	p = buf + FERRY_VMMP_HDR_LEN;
-	put_u16(p, count);
+	wire_put_u16(p, count);
 	p += STATS_OK_FIXED;
 	for (uint16_t i = 0; i < count; i++) {
 		size_t len = strlen(stats[i].name);
@@ -833,7 +797,7 @@ int ferry_vmmp_encode_stats_ok(uint64_t req, const struct ferry_vmmp_stat *stats
 		*p++ = (uint8_t)len;
 		memcpy(p, stats[i].name, len);
 		p += len;
-		put_u64(p, stats[i].value);
+		wire_put_u64(p, stats[i].value);
 		p += 8;
 	}
 	return total(payload_len);
@@ -845,7 +809,7 @@ int ferry_vmmp_encode_ok(uint64_t req, uint64_t value, uint8_t *buf, size_t cap)
 
 	if (rc < 0)
 		return rc;
-	put_u64(buf + FERRY_VMMP_HDR_LEN, value);
+	wire_put_u64(buf + FERRY_VMMP_HDR_LEN, value);
 	return total(OK_LEN);
 }
 
@@ -856,8 +820,8 @@ int ferry_vmmp_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_
 
 	if (rc < 0)
 		return rc;
-	put_u32(buf + FERRY_VMMP_HDR_LEN, code);
-	put_u16(buf + FERRY_VMMP_HDR_LEN + 4, (uint16_t)len);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN, code);
+	wire_put_u16(buf + FERRY_VMMP_HDR_LEN + 4, (uint16_t)len);
 	if (len)
 		memcpy(buf + FERRY_VMMP_HDR_LEN + ERROR_FIXED, msg, len);
 	return total(ERROR_FIXED + len);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "memsrv_harness.h"
+#include "proto/wire.h"
 
 static struct msrv srv;
 
@@ -88,12 +89,6 @@ static uint64_t malformed_now(void)
 	return v;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static void test_malformed_inputs_close_the_connection(void **state)
 {
 	uint8_t msg[256], reply[512];
@@ -111,7 +106,7 @@ static void test_malformed_inputs_close_the_connection(void **state)
 	/* 2. A header whose payload length is beyond any protocol limit. */
 	fd = tcp_connect(srv.port);
 	len = ferry_page_encode_stats(1, msg, sizeof(msg));
-	put32(msg + 16, FERRY_PAGE_MAX_PAYLOAD + 1);
+	wire_put_u32(msg + 16, FERRY_PAGE_MAX_PAYLOAD + 1);
 	send_all(fd, msg, (size_t)len);
 	expect_closed(fd, reply, sizeof(reply));
 
@@ -130,7 +125,7 @@ static void test_malformed_inputs_close_the_connection(void **state)
 	fd = tcp_connect(srv.port);
 	len = ferry_page_encode_hello(5, "liar", 1, 1, msg, sizeof(msg));
 	memcpy(msg + len, "xyz", 3);
-	put32(msg + 16, (uint32_t)(len + 3 - FERRY_PAGE_HDR_LEN));
+	wire_put_u32(msg + 16, (uint32_t)(len + 3 - FERRY_PAGE_HDR_LEN));
 	send_all(fd, msg, (size_t)len + 3);
 	size_t n = expect_closed(fd, reply, sizeof(reply));
 	struct ferry_page_msg m;
@@ -146,7 +141,7 @@ static void test_malformed_inputs_close_the_connection(void **state)
 	/* 5. A header promising more payload than ever comes: our side ends mid-message. */
 	fd = tcp_connect(srv.port);
 	len = ferry_page_encode_hello(6, "quitter", 1, 1, msg, sizeof(msg));
-	put32(msg + 16, 60);
+	wire_put_u32(msg + 16, 60);
 	send_all(fd, msg, (size_t)len);
 	/* The FIN follows at once, often in the same segment as the data. */
 	shutdown(fd, SHUT_WR);

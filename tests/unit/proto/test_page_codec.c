@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "proto/page.h"
+#include "proto/wire.h"
 
 #define BIG (FERRY_PAGE_HDR_LEN + FERRY_PAGE_MAX_PAYLOAD)
 
@@ -20,24 +21,6 @@ static uint8_t buf[4096];
 static struct ferry_page_msg msg;
 
 /* ---------------------------------------------------------------- helpers */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static int is_reply(uint8_t type)
 {
@@ -49,13 +32,13 @@ static int is_reply(uint8_t type)
 /* Hand-built message: a correct header for @type around @n payload bytes. */
 static size_t raw(uint8_t *out, uint8_t type, const void *payload, uint32_t n)
 {
-	put32(out, FERRY_PAGE_MAGIC);
+	wire_put_u32(out, FERRY_PAGE_MAGIC);
 	out[4] = FERRY_PAGE_VERSION;
 	out[5] = type;
-	put16(out + 6, is_reply(type) ? FERRY_PAGE_F_REPLY : 0);
-	put64(out + 8, 0x0102030405060708ull);
-	put32(out + 16, n);
-	put32(out + 20, 0);
+	wire_put_u16(out + 6, is_reply(type) ? FERRY_PAGE_F_REPLY : 0);
+	wire_put_u64(out + 8, 0x0102030405060708ull);
+	wire_put_u32(out + 16, n);
+	wire_put_u32(out + 20, 0);
 	if (n)
 		memcpy(out + FERRY_PAGE_HDR_LEN, payload, n);
 	return FERRY_PAGE_HDR_LEN + n;
@@ -178,7 +161,7 @@ static void test_hello_decode_rejects(void **state)
 	assert_int_equal(decode_exact(buf, n, &msg), FERRY_E_OK);
 	/* features is carried, not judged. */
 	memcpy(q, p, sizeof(p));
-	put32(q + 4, 0xdeadbeef);
+	wire_put_u32(q + 4, 0xdeadbeef);
 	n = raw(buf, FERRY_PAGE_HELLO, q, 12);
 	assert_int_equal(decode_exact(buf, n, &msg), FERRY_E_OK);
 	assert_int_equal(msg.u.hello.features, 0xdeadbeef);
@@ -311,16 +294,16 @@ static void test_auth_decode_rejects(void **state)
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_AUTH, p, 0), &msg), FERRY_E_MALFORMED);
 
 	memset(p, 0, sizeof(p));
-	put32(p + 48, 4096);
+	wire_put_u32(p + 48, 4096);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_AUTH_OK, p, 56), &msg), FERRY_E_OK);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_AUTH_OK, p, 55), &msg), FERRY_E_MALFORMED);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_AUTH_OK, p, 57), &msg), FERRY_E_MALFORMED);
-	put32(p + 52, 1);
+	wire_put_u32(p + 52, 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_AUTH_OK, p, 56), &msg), FERRY_E_MALFORMED);
-	put32(p + 52, 0);
-	put32(p + 48, 0);
+	wire_put_u32(p + 52, 0);
+	wire_put_u32(p + 48, 0);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_AUTH_OK, p, 56), &msg), FERRY_E_MALFORMED);
-	put32(p + 48, FERRY_PAGE_MAX_DATA + 1);
+	wire_put_u32(p + 48, FERRY_PAGE_MAX_DATA + 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_AUTH_OK, p, 56), &msg), FERRY_E_TOO_LARGE);
 }
 
@@ -407,32 +390,32 @@ static void test_extent_decode_rejects(void **state)
 	uint8_t p[32] = { 0 };
 
 	(void)state;
-	put64(p, 8192);
+	wire_put_u64(p, 8192);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC, p, 16), &msg), FERRY_E_OK);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC, p, 15), &msg), FERRY_E_MALFORMED);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC, p, 17), &msg), FERRY_E_MALFORMED);
-	put64(p, 8191);
+	wire_put_u64(p, 8191);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC, p, 16), &msg), FERRY_E_BAD_ALIGNMENT);
-	put64(p, 0);
+	wire_put_u64(p, 0);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC, p, 16), &msg), FERRY_E_MALFORMED);
-	put64(p, 4096);
-	put32(p + 8, 1);
+	wire_put_u64(p, 4096);
+	wire_put_u32(p + 8, 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC, p, 16), &msg), FERRY_E_BAD_FLAGS);
-	put32(p + 8, 0);
-	put32(p + 12, 1);
+	wire_put_u32(p + 8, 0);
+	wire_put_u32(p + 12, 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC, p, 16), &msg), FERRY_E_MALFORMED);
 
 	memset(p, 0, sizeof(p));
-	put64(p + 8, UINT64_MAX - 4095);                /* base */
-	put64(p + 16, 4096);                            /* base + length = 2^64: overflows */
+	wire_put_u64(p + 8, UINT64_MAX - 4095);                /* base */
+	wire_put_u64(p + 16, 4096);                            /* base + length = 2^64: overflows */
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC_OK, p, 24), &msg), FERRY_E_MALFORMED);
-	put64(p + 8, UINT64_MAX - 4096);
+	wire_put_u64(p + 8, UINT64_MAX - 4096);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC_OK, p, 24), &msg), FERRY_E_OK);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC_OK, p, 23), &msg), FERRY_E_MALFORMED);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC_OK, p, 25), &msg), FERRY_E_MALFORMED);
-	put64(p + 16, 0);
+	wire_put_u64(p + 16, 0);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC_OK, p, 24), &msg), FERRY_E_MALFORMED);
-	put64(p + 16, 12);
+	wire_put_u64(p + 16, 12);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ALLOC_OK, p, 24), &msg), FERRY_E_BAD_ALIGNMENT);
 
 	memset(p, 0, sizeof(p));
@@ -590,12 +573,12 @@ static void test_rw_encode_rejects(void **state)
 /* Build a READ/WRITE payload by hand: count, reserved, entries. */
 static uint32_t rw_payload(uint8_t *p, uint32_t count, uint32_t reserved)
 {
-	put32(p, count);
-	put32(p + 4, reserved);
+	wire_put_u32(p, count);
+	wire_put_u32(p + 4, reserved);
 	for (uint32_t i = 0; i < count; i++) {
-		put32(p + 8 + 16 * i, i);
-		put32(p + 12 + 16 * i, 8);
-		put64(p + 16 + 16 * i, 4096ull * i);
+		wire_put_u32(p + 8 + 16 * i, i);
+		wire_put_u32(p + 12 + 16 * i, 8);
+		wire_put_u64(p + 16 + 16 * i, 4096ull * i);
 	}
 	return 8 + 16 * count;
 }
@@ -640,7 +623,7 @@ static void test_rw_decode_rules(void **state)
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_OK);
 	n = rw_payload(p, FERRY_PAGE_MAX_IOV + 1, 0);
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_WRITE, n + 8 * 1025, p, n, &rw), FERRY_E_TOO_LARGE);
-	put32(p, UINT32_MAX);
+	wire_put_u32(p, UINT32_MAX);
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_WRITE, 24, p, 24, &rw), FERRY_E_TOO_LARGE);
 	/* A count larger than payload_len allows. */
 	n = rw_payload(p, 4, 0);
@@ -650,19 +633,19 @@ static void test_rw_decode_rules(void **state)
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_MALFORMED);
 	/* Entries. */
 	n = rw_payload(p, 2, 0);
-	put32(p + 28, 0);                              /* entry 1 length */
+	wire_put_u32(p + 28, 0);                              /* entry 1 length */
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_MALFORMED);
-	put32(p + 28, FERRY_PAGE_MAX_DATA + 1);
+	wire_put_u32(p + 28, FERRY_PAGE_MAX_DATA + 1);
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_TOO_LARGE);
-	put32(p + 28, FERRY_PAGE_MAX_DATA);            /* 8 + MAX_DATA in total */
+	wire_put_u32(p + 28, FERRY_PAGE_MAX_DATA);            /* 8 + MAX_DATA in total */
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_TOO_LARGE);
-	put32(p + 28, FERRY_PAGE_MAX_DATA - 8);
+	wire_put_u32(p + 28, FERRY_PAGE_MAX_DATA - 8);
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_OK);
 	assert_true(rw.data_len == FERRY_PAGE_MAX_DATA);
-	put32(p + 28, 8);
-	put64(p + 32, UINT64_MAX - 7);                 /* offset + 8 == 2^64 */
+	wire_put_u32(p + 28, 8);
+	wire_put_u64(p + 32, UINT64_MAX - 7);                 /* offset + 8 == 2^64 */
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_MALFORMED);
-	put64(p + 32, UINT64_MAX - 8);
+	wire_put_u64(p + 32, UINT64_MAX - 8);
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, n, p, n, &rw), FERRY_E_OK);
 	/* payload_len above what any READ/WRITE may carry. */
 	assert_int_equal(ferry_page_rw_decode(FERRY_PAGE_READ, 8 + 16 * FERRY_PAGE_MAX_IOV + 1, p, n, &rw),
@@ -708,15 +691,15 @@ static void test_read_data(void **state)
 
 	/* Decoder rules. */
 	memset(big, 0, 16);
-	put32(big, 1);
+	wire_put_u32(big, 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_READ_DATA, big, 12), &msg), FERRY_E_OK);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_READ_DATA, big, 7), &msg), FERRY_E_MALFORMED);
-	put32(big + 4, 1);
+	wire_put_u32(big + 4, 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_READ_DATA, big, 12), &msg), FERRY_E_MALFORMED);
-	put32(big + 4, 0);
-	put32(big, 0);
+	wire_put_u32(big + 4, 0);
+	wire_put_u32(big, 0);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_READ_DATA, big, 12), &msg), FERRY_E_MALFORMED);
-	put32(big, FERRY_PAGE_MAX_IOV + 1);
+	wire_put_u32(big, FERRY_PAGE_MAX_IOV + 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_READ_DATA, big, 12), &msg), FERRY_E_TOO_LARGE);
 	free(big);
 }
@@ -744,15 +727,15 @@ static void test_write_ok(void **state)
 	assert_int_equal(ferry_page_encode_write_ok(17, FERRY_PAGE_MAX_IOV + 1, buf, sizeof(buf)),
 			 -FERRY_E_TOO_LARGE);
 
-	put32(p, 1);
+	wire_put_u32(p, 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_WRITE_OK, p, 8), &msg), FERRY_E_OK);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_WRITE_OK, p, 9), &msg), FERRY_E_MALFORMED);
 	p[4] = 1;
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_WRITE_OK, p, 8), &msg), FERRY_E_MALFORMED);
 	p[4] = 0;
-	put32(p, 0);
+	wire_put_u32(p, 0);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_WRITE_OK, p, 8), &msg), FERRY_E_MALFORMED);
-	put32(p, FERRY_PAGE_MAX_IOV + 1);
+	wire_put_u32(p, FERRY_PAGE_MAX_IOV + 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_WRITE_OK, p, 8), &msg), FERRY_E_TOO_LARGE);
 }
 
@@ -847,24 +830,24 @@ static void test_stats_rejects(void **state)
 
 	/* STATS_OK decoder: one stat "ab" = 7. */
 	memset(p, 0, sizeof(p));
-	put16(p, 1);
+	wire_put_u16(p, 1);
 	p[2] = 2;
 	p[3] = 'a';
 	p[4] = 'b';
-	put64(p + 5, 7);
+	wire_put_u64(p + 5, 7);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 13), &msg), FERRY_E_OK);
 	assert_string_equal(msg.u.stats_ok.stats[0].name, "ab");
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 12), &msg), FERRY_E_MALFORMED);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 14), &msg), FERRY_E_MALFORMED);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 1), &msg), FERRY_E_MALFORMED);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 2), &msg), FERRY_E_MALFORMED);
-	put16(p, 2);                                     /* count lies */
+	wire_put_u16(p, 2);                                     /* count lies */
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 13), &msg), FERRY_E_MALFORMED);
-	put16(p, 0);                                     /* count lies the other way */
+	wire_put_u16(p, 0);                                     /* count lies the other way */
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 13), &msg), FERRY_E_MALFORMED);
-	put16(p, FERRY_PAGE_MAX_STATS + 1);
+	wire_put_u16(p, FERRY_PAGE_MAX_STATS + 1);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 13), &msg), FERRY_E_TOO_LARGE);
-	put16(p, 1);
+	wire_put_u16(p, 1);
 	p[2] = 3;                                        /* name_len runs into the value */
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_STATS_OK, p, 13), &msg), FERRY_E_MALFORMED);
 	p[2] = 0;
@@ -922,8 +905,8 @@ static void test_error_decode_rejects(void **state)
 
 	(void)state;
 	memset(p, 'm', sizeof(p));
-	put32(p, 5);
-	put16(p + 4, 3);
+	wire_put_u32(p, 5);
+	wire_put_u16(p + 4, 3);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ERROR, p, 9), &msg), FERRY_E_OK);
 	assert_string_equal(msg.u.error.msg, "mmm");
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ERROR, p, 8), &msg), FERRY_E_MALFORMED);
@@ -932,9 +915,9 @@ static void test_error_decode_rejects(void **state)
 	p[7] = '\0';
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ERROR, p, 9), &msg), FERRY_E_MALFORMED);
 	p[7] = 'm';
-	put16(p + 4, 257);
+	wire_put_u16(p + 4, 257);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ERROR, p, 6 + 257), &msg), FERRY_E_TOO_LARGE);
-	put16(p + 4, 256);
+	wire_put_u16(p + 4, 256);
 	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ERROR, p, 6 + 256), &msg), FERRY_E_OK);
 }
 
@@ -1071,9 +1054,9 @@ static void test_header_payload_limits(void **state)
 		assert_int_equal(decode_exact(m, sizeof(m), &msg), FERRY_E_TRUNCATED);
 		assert_int_equal(ferry_page_encode_hdr(lim[i].type, flags, 5, lim[i].max + 1, m, sizeof(m)),
 				 -FERRY_E_TOO_LARGE);
-		put32(m + 16, lim[i].max + 1);
+		wire_put_u32(m + 16, lim[i].max + 1);
 		assert_int_equal(ferry_page_hdr_decode(m, sizeof(m), &hdr), FERRY_E_TOO_LARGE);
-		put32(m + 16, UINT32_MAX);
+		wire_put_u32(m + 16, UINT32_MAX);
 		assert_int_equal(ferry_page_hdr_decode(m, sizeof(m), &hdr), FERRY_E_TOO_LARGE);
 		assert_int_equal(decode_exact(m, sizeof(m), &msg), FERRY_E_TOO_LARGE);
 	}
