@@ -33,14 +33,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	int status;
-
 	(void)state;
-	status = msrv_stop(&srv, 5000);
-	if (status != 0)
-		msrv_dump_log(&srv);
-	msrv_cleanup(&srv);
-	return status == 0 ? 0 : -1;
+	return msrv_finish(&srv);
 }
 
 /* ------------------------------------------------------------ raw peer */

@@ -136,14 +136,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	int status;
-
 	(void)state;
-	status = msrv_stop(&srv, 5000);
-	if (status != 0)
-		msrv_dump_log(&srv);
-	msrv_cleanup(&srv);
-	return status == 0 ? 0 : -1;
+	return msrv_finish(&srv);
 }
 
 int main(void)

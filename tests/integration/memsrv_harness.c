@@ -160,6 +160,16 @@ int msrv_stop(struct msrv *m, int timeout_ms)
 	return -1;
 }
 
+int msrv_finish(struct msrv *m)
+{
+	int status = msrv_stop(m, 5000);
+
+	if (status != 0)
+		msrv_dump_log(m);
+	msrv_cleanup(m);
+	return status == 0 ? 0 : -1;
+}
+
 void msrv_cleanup(struct msrv *m)
 {
 	char cmd[128];

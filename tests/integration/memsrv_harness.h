@@ -50,6 +50,12 @@ bool msrv_wait_exit(struct msrv *m, int timeout_ms);
 /** Kill (if still running), reap and remove the temp dir. Safe to call twice. */
 void msrv_cleanup(struct msrv *m);
 
+/**
+ * End of a test group: stop the server (SIGTERM, 5 s), print its log if it
+ * did not exit 0, clean up. @return 0 if it exited 0, else -1 (fails the group).
+ */
+int msrv_finish(struct msrv *m);
+
 /** Did the server's log (stderr) say @p needle? */
 bool msrv_log_contains(const struct msrv *m, const char *needle);
 /** Print the server's log (for a failing test). */
