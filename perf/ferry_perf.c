@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "perf/fault.h"
 #include "perf/perf.h"
 
 #ifndef FERRY_VERSION
@@ -22,6 +23,8 @@ struct perf_subcmd {
 static const struct perf_subcmd subcmds[] = {
 	{ "xport", "page read/write latency and throughput against memory servers, with TCP and memcpy baselines",
 	  perf_xport_main, perf_xport_usage },
+	{ "fault", "page-fault service latency of ferry-pager (UNUSED, REMOTE) beside kernel and in-process uffd baselines",
+	  perf_fault_main, perf_fault_usage },
 };
 
 #define NSUBCMDS (sizeof(subcmds) / sizeof(subcmds[0]))

@@ -1,0 +1,69 @@
+/**
+ * @file config.h
+ * ferry-pager configuration: an INI file (inih) whose every key can be
+ * overridden by a flag; both go through pager_config_set(), so a value is
+ * checked the same way wherever it comes from ("pager.conf:3: [pager] ..."
+ * or "--vm-budget: ...").
+ *
+ * Keys (pager_config_usage() is the reference; the CLI is stable):
+ *   [pager]  socket, fc_socket, snapshot_file, allow, log_level
+ *   [pool]   servers, secret_file, transport, extent_size
+ *   [paging] vm_budget, prefetch, pageout_batch
+ */
+#ifndef FERRY_PAGER_CONFIG_H
+#define FERRY_PAGER_CONFIG_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dataplane/common/ferry_err.h"
+#include "dataplane/transport/transport.h"
+#include "proto/vmm.h"
+
+#define PAGER_MAX_SERVERS 16
+#define PAGER_DEFAULT_SOCKET "/run/ferry/pager.sock"
+#define PAGER_DEFAULT_PREFETCH 8
+#define PAGER_MAX_PREFETCH 256
+#define PAGER_DEFAULT_PAGEOUT_BATCH 64
+#define PAGER_MAX_PAGEOUT_BATCH 256
+#define PAGER_DEFAULT_EXTENT (16u << 20)
+
+struct pager_server_addr {
+	char host[64];
+	uint16_t port;
+};
+
+struct pager_config {
+	/* [pager] */
+	char socket[108];            /**< VMM protocol socket (sun_path; "@name" = abstract) */
+	char fc_socket[108];         /**< Firecracker UFFD socket, "" = none */
+	char snapshot_file[PATH_MAX];/**< Firecracker snapshot memory file, "" = zero pages */
+	struct ferry_vmmp_allow allow;
+	char allow_text[256];
+	int log_level;               /**< -1 = FERRY_LOG_LEVEL / info */
+	/* [pool] */
+	struct pager_server_addr servers[PAGER_MAX_SERVERS];
+	unsigned nservers;
+	char secret_file[PATH_MAX];  /**< required when servers are configured */
+	enum fx_kind transport;
+	uint64_t extent_size;        /**< bytes per ALLOC (multiple of 4 KiB) */
+	/* [paging] */
+	uint64_t vm_budget;          /**< resident bytes per VM, 0 = unlimited */
+	uint32_t prefetch;           /**< pages after a sequential fault, 0 = off */
+	uint32_t pageout_batch;      /**< pages per page-out batch */
+
+	char config_file[PATH_MAX];
+};
+
+void pager_config_defaults(struct pager_config *cfg);
+int pager_config_set(struct pager_config *cfg, const char *section, const char *key, const char *value,
+		     const char *origin, struct ferry_err *err);
+int pager_config_load_file(struct pager_config *cfg, const char *path, struct ferry_err *err);
+int pager_config_validate(struct pager_config *cfg, struct ferry_err *err);
+/** @return 0 = run, 1 = --help/--version printed, < 0 = error in @p err. */
+int pager_config_from_args(struct pager_config *cfg, int argc, char **argv, FILE *out, struct ferry_err *err);
+void pager_config_usage(FILE *out, const char *prog);
+void pager_config_log(const struct pager_config *cfg);
+
+#endif /* FERRY_PAGER_CONFIG_H */
