@@ -193,8 +193,12 @@ void pg_unused_remove_event(struct pg_vm *vm, uint64_t start, uint64_t end)
 	LOG_DEBUG("vm %s: REMOVE [0x%llx, 0x%llx)", vm->id, (unsigned long long)start, (unsigned long long)end);
 }
 
-/* Pages of guest-physical [gpa, gpa + len) that regions cover; calls @p fn per covered piece when set. */
-static uint64_t hint_cover(struct pg_vm *vm, uint64_t gpa, uint64_t len, bool apply, uint64_t *changed)
+/*
+ * Bytes of guest-physical [gpa, gpa + len) that regions cover; with @p apply,
+ * makes them unused. *@p anon is set when an anonymous region is covered.
+ */
+static uint64_t hint_cover(struct pg_vm *vm, uint64_t gpa, uint64_t len, bool apply, uint64_t *changed,
+			   bool *anon)
 {
 	uint64_t covered = 0;
 
@@ -206,6 +210,8 @@ static uint64_t hint_cover(struct pg_vm *vm, uint64_t gpa, uint64_t len, bool ap
 		if (a >= b)
 			continue;
 		covered += b - a;
+		if (r->memfd < 0 && anon)
+			*anon = true;
 		if (apply)
 			*changed += pg_unused_range(vm, r->first_page + (a - r->gpa) / PG_PAGE, (b - a) / PG_PAGE, true);
 	}
@@ -218,16 +224,26 @@ int pg_unused_hints(struct pg_vm *vm, const struct ferry_vmmp_hints *h, uint64_t
 
 	for (uint32_t i = 0; i < h->count; i++) {
 		struct ferry_vmmp_range r;
+		bool anon = false;
 
 		ferry_vmmp_hint_entry(h, i, &r);
-		if (hint_cover(vm, r.gpa, r.len, false, NULL) != r.len)
+		if (hint_cover(vm, r.gpa, r.len, false, NULL, &anon) != r.len)
 			return FERRY_VMMP_E_OUT_OF_RANGE;
+		/*
+		 * Anonymous memory: the pager has no file to punch and cannot
+		 * drop another process's pages, so the VMM would keep them mapped
+		 * and a later write would go unseen while the pagemap says UNUSED
+		 * (a migration would then skip live data). The VMM must discard
+		 * them itself with madvise, which reaches us as UFFD_EVENT_REMOVE.
+		 */
+		if (anon)
+			return FERRY_VMMP_E_UNSUPPORTED;
 	}
 	for (uint32_t i = 0; i < h->count; i++) {
 		struct ferry_vmmp_range r;
 
 		ferry_vmmp_hint_entry(h, i, &r);
-		hint_cover(vm, r.gpa, r.len, true, &changed);
+		hint_cover(vm, r.gpa, r.len, true, &changed, NULL);
 	}
 	vm->c.hint_pages += changed;
 	/* Each hinted page that held data is a page that will never be paged in or out again. */

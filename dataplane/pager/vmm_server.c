@@ -355,7 +355,10 @@ static void dispatch(struct pg_conn *c, const struct ferry_vmmp_msg *m, int *fds
 		uint64_t bytes = 0;
 		int code = pg_unused_hints(vm, &m->u.hints, &bytes);
 
-		if (code)
+		if (code == FERRY_VMMP_E_UNSUPPORTED)
+			reply_error(c, req, (uint32_t)code,
+				    "a hint range lies in anonymous memory: discard it with madvise(MADV_DONTNEED) instead");
+		else if (code)
 			reply_error(c, req, (uint32_t)code, "a hint range lies outside the VM's regions");
 		else
 			reply_ok(c, req, bytes);

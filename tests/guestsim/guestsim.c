@@ -54,13 +54,6 @@
 #define LP_BLOCK     16u          /* pages per LINPACK block (paper 002's 16-page blocks) */
 #define FREE_RANGE   16u          /* pages per freed range (64 KiB, aligned) */
 #define BOOT_RUN     16u          /* boot-like: touched memory comes in runs of this many pages */
-/*
- * Anonymous memory freed by FREE_HINT alone: nobody can drop the pages the
- * VMM still maps (the pager has no file to punch a hole in), so until the
- * next write a read may see zeros or the last stamp (and nothing else).
- * Such pages keep that generation with this bit set.
- */
-#define GEN_FREED    (1ull << 63)
 
 enum pattern { PAT_SEQ, PAT_UNIFORM, PAT_ZIPF, PAT_LINPACK, PAT_BOOT };
 static const char *const pattern_names[] = { "sequential", "uniform", "zipf", "linpack", "boot" };
@@ -260,9 +253,9 @@ static void usage(FILE *out)
 "  --free-report PCT    every --free-every accesses, free written 64 KiB ranges holding PCT%\n"
 "                       of the written pages, like a guest with free page reporting\n"
 "  --free-via HOW       hint (FREE_HINT through libferry-vmm; default with --pager) or\n"
-"                       madvise (MADV_REMOVE on the memfd, MADV_DONTNEED on --anon).\n"
-"                       Freed pages must read as zeros, except anonymous ones freed by a\n"
-"                       hint alone: nobody can drop those, so zeros or the last stamp pass\n"
+"                       madvise (MADV_REMOVE on the memfd, MADV_DONTNEED on --anon; the\n"
+"                       default with --anon, whose pages a hint cannot free). Freed pages\n"
+"                       must read as zeros\n"
 "  --free-every N       accesses between free rounds (default 20000)\n"
 "  --check              read and verify all of memory at the end\n"
 "  --timeout SEC        give up (exit 4) when the run takes longer: a fault never served\n"
@@ -482,7 +475,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (o->mode == MODE_FC && !o->anon)
 		return usage_error("--fc-socket needs --anon (Firecracker guest memory is anonymous)", NULL);
 	if (!free_via_set)
-		o->free_hint = o->mode == MODE_PAGER;
+		o->free_hint = o->mode == MODE_PAGER && !o->anon;
+	if (o->free_pct > 0 && o->free_hint && o->anon)
+		return usage_error("--free-via hint cannot free anonymous memory (the pager refuses it): "
+				   "use --free-via madvise", NULL);
 	if (o->free_pct > 0 && o->free_hint && o->mode != MODE_PAGER)
 		return usage_error("--free-via hint needs --pager (there is nobody else to hint)", NULL);
 	if (!o->ops && o->duration == 0)
@@ -862,7 +858,7 @@ static void do_write(struct gs *g, uint64_t page)
 {
 	uint64_t gen = ++g->next_gen;
 
-	if (g->gen[page] == 0 || (g->gen[page] & GEN_FREED))
+	if (g->gen[page] == 0)
 		g->nwritten++;
 	g->gen[page] = gen;
 	gs_stamp_page(g->mem + page * GS_PAGE, g->o.seed, g->base_page + page, gen);
@@ -874,16 +870,6 @@ static bool do_read(struct gs *g, uint64_t page)
 	char why[400];
 
 	g->reads++;
-	if (g->gen[page] & GEN_FREED) {
-		const uint8_t *p = g->mem + page * GS_PAGE;
-
-		g->zero_reads++;
-		if (gs_page_is_zero(p) ||
-		    gs_check_page(p, g->base_page + page, g->gen[page] & ~GEN_FREED, why, sizeof(why)))
-			return true;
-		fail(g, why);
-		return false;
-	}
 	if (g->gen[page] == 0)
 		g->zero_reads++;
 	else
@@ -910,12 +896,12 @@ static int free_round(struct gs *g)
 		uint64_t r = rnd_below(&g->rng, nranges), first = r * FREE_RANGE, had = 0;
 
 		for (uint64_t p = first; p < first + FREE_RANGE; p++)
-			if (g->gen[p] && !(g->gen[p] & GEN_FREED))
+			if (g->gen[p])
 				had++;
 		if (!had)
 			continue;
 		for (uint64_t p = first; p < first + FREE_RANGE; p++)
-			g->gen[p] = g->o.anon && g->o.free_hint && g->gen[p] ? g->gen[p] | GEN_FREED : 0;
+			g->gen[p] = 0;
 		g->nwritten -= had;
 		freed += had;
 		g->free_ranges++;
@@ -1046,7 +1032,7 @@ static int check_all(struct gs *g)
 			return EXIT_VERIFY;
 		}
 		g->reads--;            /* the check is not part of the workload's counts */
-		if (g->gen[p] && !(g->gen[p] & GEN_FREED))
+		if (g->gen[p])
 			g->stamped_reads--;
 		else
 			g->zero_reads--;

@@ -84,8 +84,8 @@ want_remote=1 run linpack-madvise --pager "$dir/pager.sock" --vm-id it-linpack -
 	--free-report 10 --free-every 5000 --free-via madvise
 want_remote=1 run zipf-4vcpu --pager "$dir/pager.sock" --vm-id it-zipf --pattern zipf --vcpus 4 \
 	--free-report 5 --free-every 5000 --free-via hint
-want_remote=0 run anon-hint --pager "$dir/pager.sock" --vm-id it-anon --anon --pattern uniform \
-	--free-report 10 --free-every 5000 --free-via hint
+want_remote=0 run anon-madvise --pager "$dir/pager.sock" --vm-id it-anon --anon --pattern uniform \
+	--free-report 10 --free-every 5000 --free-via madvise
 want_remote=0 run firecracker --anon --fc-socket "$dir/fc.sock" --pattern uniform \
 	--free-report 10 --free-every 5000 --free-via madvise
 

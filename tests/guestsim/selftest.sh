@@ -75,6 +75,7 @@ fi
 # Usage errors.
 run usage-nomode 2 --mem 16M
 run usage-hint 2 --standalone --free-report 10 --free-via hint
+run usage-anon-hint 2 --anon --pager /nonexistent.sock --free-report 10 --free-via hint
 
 # Boot-like, 5% touched: ~5% of the memfd resident afterwards (mincore), and only that.
 run boot5 0 --standalone --mem 64M --pattern boot --touched 5 --ops 200000 --json "$tmp/boot.json"

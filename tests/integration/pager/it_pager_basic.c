@@ -126,6 +126,11 @@ static void test_anonymous(void **state)
 	for (size_t i = 0; i < 64; i++)
 		assert_true(tvm_verify(&v, i));
 	assert_int_equal(tvm_stat(&v, "zero_faults"), 32);
+	/* A hint cannot free anonymous memory (the VMM still maps it): refused, nothing applied. */
+	assert_true(ferry_vmm_free_hint(v.c, 0, 8 * PAGE) < 0);
+	assert_int_equal(ferry_vmm_remote_code(v.c), FERRY_VMMP_E_UNSUPPORTED);
+	assert_non_null(strstr(ferry_vmm_errmsg(v.c), "madvise"));
+	assert_int_equal(tvm_stat(&v, "hint_pages"), 0);
 	/* balloon-style free of anonymous memory: REMOVE, then zero pages */
 	assert_int_equal(madvise(v.ram, 8 * PAGE, MADV_DONTNEED), 0);
 	for (size_t i = 0; i < 8; i++)
