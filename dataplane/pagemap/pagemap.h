@@ -59,6 +59,8 @@ enum {
 	PM_F_PREFETCH  = 1u << 5,  /**< brought in by prefetch, not yet touched */
 	PM_F_DROPPED   = 1u << 6,  /**< made unused while IN_FLIGHT: the transfer's owner must
 				        finish it as UNUSED (release the slot) */
+	PM_F_ZEROFILL  = 1u << 7,  /**< installed as a zero page and not re-examined since:
+				        page-out tries it first, as it is probably still unused */
 };
 
 /** Source index meaning "the snapshot memory file"; slot = page index in that file. */

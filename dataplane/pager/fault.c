@@ -140,7 +140,7 @@ static bool settle(struct pg_vm *vm, struct item *it, int rc, struct pg_fault *r
 			pm_clear_slot(&vm->pm, it->idx);
 		}
 		pm_set_local(&vm->pm, it->idx);
-		pm_flags_clear(&vm->pm, it->idx, PM_F_DIRTY | PM_F_WP | PM_F_DROPPED);
+		pm_flags_clear(&vm->pm, it->idx, PM_F_DIRTY | PM_F_WP | PM_F_DROPPED | PM_F_ZEROFILL);
 		pm_flags_set(&vm->pm, it->idx, it->kind == K_PREFETCH ? PM_F_PREFETCH : PM_F_ACCESSED);
 		return true;
 	}
@@ -283,6 +283,7 @@ unsigned pg_fault_batch(struct pg_vm *vm, const struct pg_fault *f, unsigned n, 
 		case K_LOCAL_MISSING:
 			rc = ioctl_zero(vm, it->addr);
 			if (settle(vm, it, rc, retry, &nretry, &gone)) {
+				pg_pageout_note_zero(vm, it->idx);
 				if (it->kind == K_ZERO)
 					vm->c.zero_faults++;
 				else

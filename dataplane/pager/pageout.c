@@ -8,7 +8,13 @@
  * copy could not be held back). Otherwise page-out is refused for that VM,
  * with the reason logged once and pageout_refused counted.
  *
- * Victims: CLOCK over the pagemap. A LOCAL page with PM_F_ACCESSED gets a
+ * Victims: first the pages the pager installed as zero pages, oldest first
+ * (pg_pageout_note_zero): a guest that reads memory it never wrote (a boot, a
+ * full memory check) would otherwise fill the budget with zero pages that
+ * look hot, and CLOCK would evict real data to make room, only to fetch it
+ * back. Those still zero are dropped in step 3 below without a transfer
+ * (FCtrans: unused memory is never paged out); one written since is paged
+ * out like any victim. Then CLOCK over the pagemap. A LOCAL page with PM_F_ACCESSED gets a
  * second chance: the hand clears the bit and write-protects the page, so
  * that the next write to it faults (sync WP) and sets the bit again; pages
  * just installed by a fault start ACCESSED, prefetched pages that were never
@@ -111,11 +117,37 @@ static bool all_zero(const void *p)
 	return true;
 }
 
-/* CLOCK: pick up to @p want victims into @p out; they come back IN_FLIGHT. */
+void pg_pageout_note_zero(struct pg_vm *vm, uint64_t idx)
+{
+	if (!vm->can_pageout)
+		return;
+	pm_flags_set(&vm->pm, idx, PM_F_ZEROFILL);
+	/* A full ring forgets its oldest entry: CLOCK will still find that page. */
+	vm->zero_ring[(vm->zero_head + vm->zero_count) % PG_ZERO_RING] = idx;
+	if (vm->zero_count < PG_ZERO_RING)
+		vm->zero_count++;
+	else
+		vm->zero_head = (vm->zero_head + 1) % PG_ZERO_RING;
+}
+
+/* Zero-filled pages first, then CLOCK: up to @p want victims into @p out, IN_FLIGHT. */
 static unsigned pick(struct pg_vm *vm, uint64_t *out, unsigned want)
 {
 	struct pagemap *pm = &vm->pm;
 	unsigned n = 0;
+
+	while (n < want && vm->zero_count) {
+		uint64_t i = vm->zero_ring[vm->zero_head];
+
+		vm->zero_head = (vm->zero_head + 1) % PG_ZERO_RING;
+		vm->zero_count--;
+		/* Stale entries (paged out, freed, re-faulted since) lost the flag. */
+		if (pm_get(pm, i)->state != PM_LOCAL || !(pm_get(pm, i)->flags & PM_F_ZEROFILL))
+			continue;
+		pm_flags_clear(pm, i, PM_F_ZEROFILL);
+		pm_set_in_flight(pm, i);
+		out[n++] = i;
+	}
 
 	for (uint64_t steps = 0; steps < 2 * pm->npages && n < want; steps++) {
 		uint64_t i = vm->clock_hand;

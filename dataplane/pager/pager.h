@@ -27,6 +27,8 @@
 #include "proto/vmm.h"
 
 #define PG_PAGE 4096u
+/** Recently zero-filled pages remembered per VM for page-out (see pageout.c). */
+#define PG_ZERO_RING 4096u
 
 /* Per-VM counters; also summed into the pager's totals. X(name) keeps names and fields in one place. */
 #define PG_VM_COUNTERS(X)                                                                                   \
@@ -124,6 +126,10 @@ struct pg_vm {
 	char no_pageout[160];    /* why page-out is refused */
 	bool pageout_refusal_logged;
 	uint64_t clock_hand;
+	/* Pages recently installed as zero pages (PM_F_ZEROFILL), oldest first:
+	 * page-out drops those that are still zero before CLOCK evicts data. */
+	uint64_t zero_ring[PG_ZERO_RING];
+	uint32_t zero_head, zero_count;
 	uint64_t last_fault;     /* page index of the previous fault, for prefetch */
 	bool suspended;
 	bool failed;             /* registration failed (e.g. memory server lost) */
@@ -232,6 +238,8 @@ uint64_t pg_page_hva(const struct pg_vm *vm, uint64_t idx);
 void pg_pageout_make_room(struct pg_vm *vm, uint64_t incoming);
 /** On the tick: page out early (low watermark), so that faults rarely have to. */
 void pg_pageout_background(struct pg_vm *vm);
+/** Page @p idx was just installed as a zero page: offer it to page-out first. */
+void pg_pageout_note_zero(struct pg_vm *vm, uint64_t idx);
 /** Decide whether this VM can be paged out (sets can_pageout / no_pageout). */
 void pg_pageout_setup(struct pg_vm *vm);
 uint64_t pg_resident(const struct pg_vm *vm);

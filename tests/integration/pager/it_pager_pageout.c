@@ -213,6 +213,30 @@ static void test_zero_pages_not_sent(void **state)
 	tvm_destroy(&v);
 }
 
+static bool first_half_budget(size_t i) { return i < BUDGET_PAGES / 2; }
+
+/*
+ * A guest that reads memory it never wrote (a boot, a memory check) must not
+ * push its data out: the zero pages it faults in are dropped first, free.
+ */
+static void test_zero_fill_does_not_evict_data(void **state)
+{
+	struct tvm v;
+
+	(void)state;
+	tvm_create(&v, P.sock, "vm-zerofirst", NPAGES, TVM_WP, first_half_budget);
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < NPAGES; i++)
+			assert_true(tvm_verify(&v, i));
+	wait_within_budget(&v);
+	assert_int_equal(tvm_stat(&v, "pages_paged_out"), 0);
+	assert_int_equal(tvm_stat(&v, "pages_paged_in"), 0);
+	assert_true(tvm_stat(&v, "zero_pages_dropped") >= NPAGES - BUDGET_PAGES);
+	for (size_t i = 0; i < BUDGET_PAGES / 2; i++)
+		assert_true(tvm_verify(&v, i));
+	tvm_destroy(&v);
+}
+
 struct writer {
 	struct tvm *v;
 	size_t first, n;
@@ -313,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_pageout_churn),
 		cmocka_unit_test(test_refused_without_wp),
 		cmocka_unit_test(test_zero_pages_not_sent),
+		cmocka_unit_test(test_zero_fill_does_not_evict_data),
 		cmocka_unit_test(test_free_returns_pool),
 		cmocka_unit_test(test_write_race),
 	};
