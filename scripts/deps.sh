@@ -10,6 +10,7 @@ libibverbs-dev librdmacm-dev ibverbs-providers rdma-core
 libnuma-dev libhwloc-dev
 libjansson-dev libcmocka-dev libsodium-dev libinih-dev libmicrohttpd-dev
 gnuplot-nox iproute2 procps util-linux
+qemu-system-x86 cpio xz-utils binutils
 "
 
 missing=""

@@ -462,6 +462,10 @@ static void test_server_proof_is_checked(void **state)
 
 int main(void)
 {
+	/* Raw TCP sockets / 127.0.0.1 expectations: TCP only, whatever FERRY_TEST_TRANSPORT says. */
+	setenv("FERRY_TEST_TRANSPORT", "tcp", 1);
+	setenv("FERRY_TEST_HOST", "127.0.0.1", 1);
+
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_wrong_secret_is_refused),
 		cmocka_unit_test(test_alloc_before_auth_gets_no_extent),

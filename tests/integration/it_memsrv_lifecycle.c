@@ -312,6 +312,10 @@ static void test_pool_memory_modes(void **state)
 
 int main(void)
 {
+	/* Raw TCP sockets / 127.0.0.1 expectations: TCP only, whatever FERRY_TEST_TRANSPORT says. */
+	setenv("FERRY_TEST_TRANSPORT", "tcp", 1);
+	setenv("FERRY_TEST_HOST", "127.0.0.1", 1);
+
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_config_errors_name_the_problem),

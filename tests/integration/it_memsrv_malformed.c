@@ -187,6 +187,10 @@ static int teardown(void **state)
 
 int main(void)
 {
+	/* Raw TCP sockets / 127.0.0.1 expectations: TCP only, whatever FERRY_TEST_TRANSPORT says. */
+	setenv("FERRY_TEST_TRANSPORT", "tcp", 1);
+	setenv("FERRY_TEST_HOST", "127.0.0.1", 1);
+
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_malformed_inputs_close_the_connection),
 	};

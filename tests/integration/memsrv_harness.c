@@ -80,11 +80,12 @@ void msrv_start(struct msrv *m, const struct msrv_opts *o)
 	if (o->client_quota)
 		snprintf(extra, sizeof(extra), "client_quota = %s\n", o->client_quota);
 	snprintf(conf, sizeof(conf),
-		 "[server]\nlisten = 127.0.0.1\nport = 0\ntransport = tcp\nsecret_file = %s\nready_file = %s\n"
+		 "[server]\nlisten = %s\nport = 0\ntransport = %s\nsecret_file = %s\nready_file = %s\n"
 		 "max_clients = %u\n"
 		 "[pool]\nsize = %s\nnuma_node = auto\nhugepages = %s\nprefault = no\n"
 		 "[limits]\n%slog_level = %s\n",
-		 m->secret_path, m->ready, o->max_clients ? o->max_clients : 64, o->pool_size ? o->pool_size : "64M",
+		 msrv_host(), fx_kind_name(msrv_transport()), m->secret_path, m->ready,
+		 o->max_clients ? o->max_clients : 64, o->pool_size ? o->pool_size : "64M",
 		 o->hugepages ? o->hugepages : "auto", extra, o->log_level ? o->log_level : "info");
 	write_text(m->conf, conf, 0644);
 
@@ -228,7 +229,7 @@ int msrv_connect(const struct msrv *m, struct fx_ctx *ctx, const char *name, con
 		 struct pool_client **client, struct ferry_err *err)
 {
 	struct pool_client_opts o = {
-		.host = "127.0.0.1",
+		.host = msrv_host(),
 		.port = m->port,
 		.name = name,
 		.secret = secret ? secret : &m->key,
@@ -257,12 +258,29 @@ uint64_t msrv_client_stat(struct pool_client *c, const char *name)
 	return msrv_stat(&st, name);
 }
 
+enum fx_kind msrv_transport(void)
+{
+	const char *t = getenv("FERRY_TEST_TRANSPORT");
+	enum fx_kind k = FX_KIND_TCP;
+
+	if (t && *t && fx_kind_parse(t, &k) != 0)
+		fail_msg("FERRY_TEST_TRANSPORT=%s: not tcp or rdma", t);
+	return k;
+}
+
+const char *msrv_host(void)
+{
+	const char *h = getenv("FERRY_TEST_HOST");
+
+	return h && *h ? h : "127.0.0.1";
+}
+
 struct fx_ctx *msrv_ctx(void)
 {
 	struct fx_ctx *ctx = NULL;
 	struct ferry_err err = { 0 };
 
-	if (fx_ctx_create(FX_KIND_TCP, NULL, &ctx, &err))
+	if (fx_ctx_create(msrv_transport(), NULL, &ctx, &err))
 		fail_msg("fx_ctx_create: %s", err.msg);
 	return ctx;
 }

@@ -71,7 +71,16 @@ uint64_t msrv_stat(const struct ferry_page_stats_ok *st, const char *name);
 /** Fetch STATS over @p c and return counter @p name. */
 uint64_t msrv_client_stat(struct pool_client *c, const char *name);
 
-/** Create a TCP transport context (fails the test otherwise). */
+/**
+ * Transport and address of the tests: FERRY_TEST_TRANSPORT (tcp | rdma,
+ * default tcp) and FERRY_TEST_HOST (default 127.0.0.1; RDMA needs the address
+ * of an RDMA interface, e.g. 10.0.0.1 in the RoCE rig). The server listens
+ * there and clients connect there.
+ */
+enum fx_kind msrv_transport(void);
+const char *msrv_host(void);
+
+/** Create a transport context of msrv_transport() (fails the test otherwise). */
 struct fx_ctx *msrv_ctx(void);
 
 uint64_t msrv_now_ms(void);

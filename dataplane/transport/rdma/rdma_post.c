@@ -1,0 +1,242 @@
+/*
+ * RDMA backend: posting. One fx_post_send batch is one chain of ibv_send_wr
+ * and one ibv_post_send; receives likewise (in chunks) with ibv_post_recv.
+ *
+ * Checks at post time (-EINVAL, nothing posted from there on): opcode,
+ * flags, sge count, lengths (READ/WRITE: 1 byte .. FERRY_PAGE_MAX_DATA, the
+ * TCP backend's limit, so code works on both), inline size. Local keys and
+ * ranges are the NIC's business: a bad lkey completes with
+ * FX_WC_LOC_PROT_ERR and fails the connection, as on TCP.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "dataplane/common/ferry_log.h"
+#include "dataplane/transport/rdma/rdma.h"
+#include "proto/page.h"
+
+static int check_wr(const struct rdma_conn *c, const struct fx_send_wr *w, uint32_t *len, bool *inl)
+{
+	uint64_t total = 0;
+
+	if (w->flags & ~(unsigned)(FX_WR_SIGNALED | FX_WR_INLINE))
+		return -EINVAL;
+	if (w->num_sge < 0 || w->num_sge > FX_MAX_SGE || (w->num_sge > 0 && !w->sg_list))
+		return -EINVAL;
+	for (int i = 0; i < w->num_sge; i++)
+		total += w->sg_list[i].length;
+	switch (w->opcode) {
+	case FX_OP_READ:
+	case FX_OP_WRITE:
+		if (w->num_sge < 1 || total == 0 || total > FERRY_PAGE_MAX_DATA ||
+		    w->remote_addr + total < w->remote_addr)
+			return -EINVAL;
+		*inl = w->opcode == FX_OP_WRITE && (w->flags & FX_WR_INLINE);
+		break;
+	case FX_OP_SEND:
+		if (total > UINT32_MAX / 2)
+			return -EINVAL;
+		*inl = (w->flags & FX_WR_INLINE) != 0;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*inl && total > c->base.opts.max_inline)
+		return -EINVAL;
+	*len = (uint32_t)total;
+	return 0;
+}
+
+int rdma_post_send(struct fx_conn *conn, const struct fx_send_wr *wr, int n, int *post_err)
+{
+	struct rdma_conn *c = rdma_conn_of(conn);
+	struct rdma_ctx *ctx = c->ctx;
+	struct fx_ctx_stats *st = &ctx->base.stats;
+	uint32_t room;
+	uint64_t now;
+	int i, perr = 0;
+	size_t nsge = 0;
+
+	if (c->base.state != FX_CONN_CONNECTED) {
+		if (post_err)
+			*post_err = -ENOTCONN;
+		return 0;
+	}
+	room = c->base.opts.max_send_wr - (uint32_t)(c->sq_head - c->sq_tail);
+	now = rdma_now_ns();
+	for (i = 0; i < n; i++) {
+		const struct fx_send_wr *w = &wr[i];
+		struct ibv_send_wr *h = &ctx->swr[i];
+		uint64_t seq = c->sq_head + (uint64_t)i;
+		struct rdma_swr *s = rdma_sq_slot(c, seq);
+		uint32_t len = 0;
+		bool inl = false;
+		int rc;
+
+		if ((uint32_t)i >= room) {
+			perr = -EAGAIN;
+			break;
+		}
+		rc = check_wr(c, w, &len, &inl);
+		if (rc) {
+			perr = rc;
+			break;
+		}
+		memset(h, 0, sizeof(*h));
+		h->wr_id = (uint64_t)(uintptr_t)s;
+		h->sg_list = &ctx->ssge[nsge];
+		if (inl && len > c->hw_inline) {
+			/* Longer than the QP inlines: copy into the slot's registered bounce buffer. */
+			uint8_t *dst = c->bounce + (size_t)(seq & c->sq_mask) * c->base.opts.max_inline;
+			uint8_t *p = dst;
+
+			for (int k = 0; k < w->num_sge; k++) {
+				memcpy(p, w->sg_list[k].addr, w->sg_list[k].length);
+				p += w->sg_list[k].length;
+			}
+			ctx->ssge[nsge] = (struct ibv_sge){ .addr = (uintptr_t)dst, .length = len,
+							    .lkey = c->bounce_mr->lkey };
+			h->num_sge = len ? 1 : 0;
+			nsge += (size_t)h->num_sge;
+		} else {
+			for (int k = 0; k < w->num_sge; k++)
+				ctx->ssge[nsge + (size_t)k] = (struct ibv_sge){ .addr = (uintptr_t)w->sg_list[k].addr,
+										.length = w->sg_list[k].length,
+										.lkey = w->sg_list[k].lkey };
+			h->num_sge = w->num_sge;
+			nsge += (size_t)w->num_sge;
+			if (inl)
+				h->send_flags |= IBV_SEND_INLINE;
+		}
+		switch (w->opcode) {
+		case FX_OP_READ:
+			h->opcode = IBV_WR_RDMA_READ;
+			break;
+		case FX_OP_WRITE:
+			h->opcode = IBV_WR_RDMA_WRITE;
+			break;
+		default:
+			h->opcode = IBV_WR_SEND;
+			break;
+		}
+		if (w->opcode != FX_OP_SEND) {
+			h->wr.rdma.remote_addr = w->remote_addr;
+			h->wr.rdma.rkey = w->rkey;
+		}
+		if ((w->flags & FX_WR_SIGNALED) || seq + 1 - c->last_hw_sig >= c->sig_every) {
+			h->send_flags |= IBV_SEND_SIGNALED;
+			c->last_hw_sig = seq + 1;
+		}
+		h->next = h + 1;
+		s->seq = seq;
+		s->wr_id = w->wr_id;
+		s->post_ns = now;
+		s->byte_len = len;
+		s->opcode = (uint8_t)w->opcode;
+		s->signaled = (w->flags & FX_WR_SIGNALED) != 0;
+		s->done = 0;
+		s->status = FX_WC_SUCCESS;
+	}
+	if (perr == -EAGAIN)
+		st->backpressure_events++;
+	if (i > 0) {
+		struct ibv_send_wr *bad = NULL;
+		int rc;
+
+		/* The last of a batch is always signalled: nothing stays unretired. */
+		ctx->swr[i - 1].send_flags |= IBV_SEND_SIGNALED;
+		ctx->swr[i - 1].next = NULL;
+		c->last_hw_sig = c->sq_head + (uint64_t)i;
+		rc = ibv_post_send(c->qp, ctx->swr, &bad);
+		if (rc) {
+			int posted = bad ? (int)(bad - ctx->swr) : 0;
+
+			LOG_ERR("rdma: ibv_post_send to %s refused request %d of %d: %s", c->base.peer, posted, i,
+				strerror(rc));
+			c->sq_head += (uint64_t)posted;
+			st->ops_posted += (uint64_t)posted;
+			if (posted > 0)
+				rdma_arm_timer(ctx, now + ctx->op_timeout_ns);
+			rdma_conn_fail(c, FX_WC_GENERAL_ERR, "ibv_post_send failed: %s", strerror(rc));
+			if (post_err)
+				*post_err = -ENOTCONN;
+			return posted;
+		}
+		c->sq_head += (uint64_t)i;
+		st->ops_posted += (uint64_t)i;
+		rdma_arm_timer(ctx, now + ctx->op_timeout_ns);
+	}
+	if (post_err)
+		*post_err = i < n ? perr : 0;
+	return i;
+}
+
+int rdma_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int *post_err)
+{
+	struct rdma_conn *c = rdma_conn_of(conn);
+	struct fx_ctx_stats *st = &c->ctx->base.stats;
+	struct ibv_recv_wr rw[32];
+	struct ibv_sge sg[32 * FX_MAX_SGE];
+	int i = 0, perr = 0;
+
+	while (i < n && perr == 0) {
+		int k = 0;
+		size_t nsge = 0;
+
+		for (; k < 32 && i + k < n; k++) {
+			const struct fx_recv_wr *w = &wr[i + k];
+			uint64_t seq = c->rcv_head + (uint64_t)k;
+
+			if (c->base.state != FX_CONN_CONNECTED) {
+				perr = -ENOTCONN;
+				break;
+			}
+			if (seq - c->rcv_tail >= c->base.opts.max_recv_wr) {
+				perr = -EAGAIN;
+				st->backpressure_events++;
+				break;
+			}
+			if (w->num_sge < 1 || w->num_sge > FX_MAX_SGE || !w->sg_list) {
+				perr = -EINVAL;
+				break;
+			}
+			struct rdma_rwr *r = rdma_rcv_slot(c, seq);
+
+			r->wr_id = w->wr_id;
+			r->done = 0;
+			r->status = FX_WC_SUCCESS;
+			r->byte_len = 0;
+			for (int j = 0; j < w->num_sge; j++)
+				sg[nsge + (size_t)j] = (struct ibv_sge){ .addr = (uintptr_t)w->sg_list[j].addr,
+									 .length = w->sg_list[j].length,
+									 .lkey = w->sg_list[j].lkey };
+			rw[k] = (struct ibv_recv_wr){ .wr_id = (uint64_t)(uintptr_t)r | 1u, .sg_list = &sg[nsge],
+						      .num_sge = w->num_sge, .next = &rw[k + 1] };
+			nsge += (size_t)w->num_sge;
+		}
+		if (k == 0)
+			break;
+		rw[k - 1].next = NULL;
+
+		struct ibv_recv_wr *bad = NULL;
+		int rc = ibv_post_recv(c->qp, rw, &bad);
+
+		if (rc) {
+			int posted = bad ? (int)(bad - rw) : 0;
+
+			c->rcv_head += (uint64_t)posted;
+			i += posted;
+			st->ops_posted += (uint64_t)posted;
+			LOG_ERR("rdma: ibv_post_recv on %s failed: %s", c->base.peer, strerror(rc));
+			rdma_conn_fail(c, FX_WC_GENERAL_ERR, "ibv_post_recv failed: %s", strerror(rc));
+			perr = -ENOTCONN;
+			break;
+		}
+		c->rcv_head += (uint64_t)k;
+		i += k;
+		st->ops_posted += (uint64_t)k;
+	}
+	if (post_err)
+		*post_err = i < n ? perr : 0;
+	return i;
+}
