@@ -11,6 +11,7 @@ libnuma-dev libhwloc-dev
 libjansson-dev libcmocka-dev libsodium-dev libinih-dev libmicrohttpd-dev
 gnuplot-nox iproute2 procps util-linux
 qemu-system-x86 cpio xz-utils binutils
+dpdk-dev libdpdk-dev
 "
 
 missing=""
