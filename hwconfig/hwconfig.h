@@ -63,6 +63,8 @@ struct hw_topology {
 /** Placement Ferry would choose for traffic through one device. */
 struct hw_placement {
 	char device[HW_NAME_MAX];         /**< net or RDMA device chosen ("" if none) */
+	char rdma_device[HW_NAME_MAX];    /**< RDMA device for that traffic: the chosen one, or the
+					       one bound to the chosen NIC ("" if none) */
 	int numa_node;                    /**< node for pools and buffers */
 	int poll_cpu;                     /**< CPU for the polling thread (first PU of a core on that node) */
 	char reason[160];                 /**< why, in words */

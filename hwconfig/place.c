@@ -198,6 +198,19 @@ static void finish(const struct hw_topology *topo, const struct hw_device *dev, 
 	ADD("%s", via);
 	if (dev) {
 		copy_str(pl->device, sizeof(pl->device), dev->name);
+		/* RDMA traffic to an address on this NIC goes through the RDMA device bound to it. */
+		if (dev->kind == HW_DEV_RDMA) {
+			copy_str(pl->rdma_device, sizeof(pl->rdma_device), dev->name);
+		} else {
+			for (int i = 0; i < topo->ndevices; i++) {
+				const struct hw_device *r = &topo->devices[i];
+
+				if (r->kind == HW_DEV_RDMA && strcmp(r->netdev, dev->name) == 0) {
+					copy_str(pl->rdma_device, sizeof(pl->rdma_device), r->name);
+					break;
+				}
+			}
+		}
 		ADD("%s%s%s", via[0] ? "; " : "", lead, dev->name);
 		if (dev->pci_addr[0])
 			ADD(" (PCI %s)", dev->pci_addr);

@@ -102,8 +102,9 @@ int hw_print_text(const struct hw_topology *topo, const struct hw_placement *pla
 	}
 
 	if (placement)
-		fprintf(f, "\nplacement: node %d, poll cpu %d, device %s (%s)\n", placement->numa_node,
-			placement->poll_cpu, placement->device[0] ? placement->device : "none", placement->reason);
+		fprintf(f, "\nplacement: node %d, poll cpu %d, device %s, rdma device %s (%s)\n",
+			placement->numa_node, placement->poll_cpu, placement->device[0] ? placement->device : "none",
+			placement->rdma_device[0] ? placement->rdma_device : "none", placement->reason);
 	return finish_file(f);
 }
 
@@ -188,6 +189,7 @@ static json_t *topology_json(const struct hw_topology *topo, const struct hw_pla
 		json_t *o = json_object();
 
 		put(o, "device", jstr(placement->device), bad);
+		put(o, "rdma_device", jstr(placement->rdma_device), bad);
 		put(o, "numa_node", json_integer(placement->numa_node), bad);
 		put(o, "poll_cpu", json_integer(placement->poll_cpu), bad);
 		put(o, "reason", jstr(placement->reason), bad);

@@ -112,8 +112,10 @@ static void test_by_name(void **state)
 	check(&pl, "eth1", 0, 1, "reports no NUMA node");
 	hw_place(t, "rxe0", &pl);
 	check(&pl, "rxe0", 0, 1, "no PCI device");
+	assert_string_equal(pl.rdma_device, "rxe0");
 	hw_place(t, "virt0", &pl);
 	check(&pl, "virt0", 0, 1, "using node 0");
+	assert_string_equal(pl.rdma_device, "");
 	/* A node without CPUs: memory there, polling elsewhere, said so. */
 	hw_place(t, "cxlnic0", &pl);
 	check(&pl, "cxlnic0", 2, 1, "no CPUs");
@@ -127,8 +129,11 @@ static void test_by_address(void **state)
 	hw_place(t, "10.1.2.3", &pl);
 	check(&pl, "eth0", 1, 2, "10.1.2.3 is on eth0");
 	assert_int_equal(pl.matched, 1);
+	/* The RDMA device for an address is the one bound to its NIC. */
+	assert_string_equal(pl.rdma_device, "mlx5_0");
 	hw_place(t, "10.9.9.9", &pl);
 	check(&pl, "eth1", 0, 1, NULL);
+	assert_string_equal(pl.rdma_device, "rxe0");
 	hw_place(t, "203.0.113.9", &pl);
 	check(&pl, "", 0, 1, "not an IPv4 address of this host");
 	assert_int_equal(pl.matched, 0);
@@ -218,7 +223,7 @@ static void test_print_synthetic(void **state)
 	fclose(f);
 	assert_non_null(strstr(buf, "0000:3b:00.0"));
 	assert_non_null(strstr(buf, "2 6\n")); /* core {2,6}: SMT siblings on one line */
-	assert_non_null(strstr(buf, "placement: node 1, poll cpu 2, device eth0 ("));
+	assert_non_null(strstr(buf, "placement: node 1, poll cpu 2, device eth0, rdma device mlx5_0 ("));
 	free(buf);
 
 	buf = NULL;
