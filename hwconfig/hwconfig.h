@@ -118,6 +118,14 @@ void hw_region_free(struct hw_region *region);
 /** Pin the calling thread to @p cpu. */
 int hw_pin_thread(int cpu, struct ferry_err *err);
 /**
+ * Run the calling thread on the CPUs of @p numa_node, within the CPUs it is
+ * already allowed (an operator's taskset/cgroup choice is kept, only
+ * narrowed). -ENOENT with a message when the two sets do not meet; the
+ * affinity is then unchanged.
+ */
+int hw_pin_thread_to_node(int numa_node, struct ferry_err *err);
+
+/**
  * Bind the calling thread's future allocations to @p numa_node (libnuma,
  * preferred policy: a full node spills over rather than failing); -1 returns
  * to local allocation. Fails with a message for a node that does not exist

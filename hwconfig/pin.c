@@ -68,6 +68,48 @@ int hw_pin_thread(int cpu, struct ferry_err *err)
 	return 0;
 }
 
+int hw_pin_thread_to_node(int numa_node, struct ferry_err *err)
+{
+	struct bitmask *node_cpus;
+	cpu_set_t cur, want;
+	char allowed[128];
+	int n = 0, rc;
+
+	if (numa_available() < 0)
+		return ferry_err_set(err, ENOSYS, "pin to node %d: NUMA is not available (libnuma)", numa_node);
+	if (numa_node < 0 || numa_node > numa_max_node())
+		return ferry_err_set(err, EINVAL, "pin to node %d: no such node", numa_node);
+	rc = pthread_getaffinity_np(pthread_self(), sizeof(cur), &cur);
+	if (rc != 0)
+		return ferry_err_set(err, rc, "pin to node %d: %s", numa_node, strerror(rc));
+	node_cpus = numa_allocate_cpumask();
+	if (!node_cpus)
+		return ferry_err_set(err, ENOMEM, "pin to node %d: out of memory", numa_node);
+	if (numa_node_to_cpus(numa_node, node_cpus) != 0) {
+		rc = errno;
+		numa_free_cpumask(node_cpus);
+		return ferry_err_set(err, rc, "pin to node %d: %s", numa_node, strerror(rc));
+	}
+	CPU_ZERO(&want);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &cur) && numa_bitmask_isbitset(node_cpus, (unsigned)cpu)) {
+			CPU_SET(cpu, &want);
+			n++;
+		}
+	}
+	numa_free_cpumask(node_cpus);
+	if (n == 0) {
+		allowed_cpus(allowed, sizeof(allowed));
+		return ferry_err_set(err, ENOENT, "pin to node %d: none of its CPUs is allowed (allowed cpus: %s)",
+				     numa_node, allowed);
+	}
+	rc = pthread_setaffinity_np(pthread_self(), sizeof(want), &want);
+	if (rc != 0)
+		return ferry_err_set(err, rc, "pin to node %d: %s", numa_node, strerror(rc));
+	LOG_DEBUG("pin: thread on node %d (%d cpus)", numa_node, n);
+	return 0;
+}
+
 int hw_bind_memory(int numa_node, struct ferry_err *err)
 {
 	struct bitmask *allowed;

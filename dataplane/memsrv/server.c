@@ -173,6 +173,15 @@ int memsrv_create(const struct memsrv_config *cfg, struct memsrv **out, struct f
 	rc = memsrv_pool_open(cfg, &srv->pool, err);
 	if (rc)
 		goto err_ctx;
+	/* The loop that serves this pool runs beside it, on the NIC's node. */
+	if (srv->pool.region.numa_node >= 0) {
+		struct ferry_err perr = { 0 };
+
+		if (hw_pin_thread_to_node(srv->pool.region.numa_node, &perr) == 0)
+			LOG_INFO("event loop runs on node %d, beside the pool", srv->pool.region.numa_node);
+		else
+			LOG_WARN("event loop not placed: %s", perr.msg);
+	}
 	rc = ea_create(cfg->pool_size, &srv->ea, err);
 	if (rc)
 		goto err_pool;

@@ -410,6 +410,37 @@ static void test_pin(void **state)
 	assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
 }
 
+/* Node placement keeps within the allowed CPUs: narrowed to one CPU, it stays there. */
+static void test_pin_to_node(void **state)
+{
+	struct ferry_err err = { 0 };
+	cpu_set_t saved, one, now;
+	int first = -1;
+
+	(void)state;
+	assert_int_equal(sched_getaffinity(0, sizeof(saved), &saved), 0);
+	for (int cpu = 0; cpu < CPU_SETSIZE && first < 0; cpu++)
+		if (CPU_ISSET(cpu, &saved) && numa_node_of_cpu(cpu) >= 0)
+			first = cpu;
+	assert_true(first >= 0);
+	CPU_ZERO(&one);
+	CPU_SET(first, &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	assert_int_equal(hw_pin_thread_to_node(numa_node_of_cpu(first), &err), 0);
+	assert_int_equal(sched_getaffinity(0, sizeof(now), &now), 0);
+	assert_true(CPU_EQUAL(&now, &one));
+	/* Back to everything allowed: the thread gets every allowed CPU of the node. */
+	assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
+	assert_int_equal(hw_pin_thread_to_node(numa_node_of_cpu(first), &err), 0);
+	assert_int_equal(sched_getaffinity(0, sizeof(now), &now), 0);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		assert_int_equal(CPU_ISSET(cpu, &now) != 0,
+				 CPU_ISSET(cpu, &saved) && numa_node_of_cpu(cpu) == numa_node_of_cpu(first));
+	assert_true(hw_pin_thread_to_node(numa_max_node() + 1, &err) < 0);
+	assert_non_null(strstr(err.msg, "no such node"));
+	assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
+}
+
 static void test_bind_memory(void **state)
 {
 	struct ferry_err err = { 0 };
@@ -564,6 +595,7 @@ int main(void)
 		cmocka_unit_test(test_region_errors),
 		cmocka_unit_test_teardown(test_region_hugetlb, restore_hugepages),
 		cmocka_unit_test(test_pin),
+		cmocka_unit_test(test_pin_to_node),
 		cmocka_unit_test(test_bind_memory),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_text),
