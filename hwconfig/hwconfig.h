@@ -105,6 +105,13 @@ struct hw_region {
 	int numa_node;                    /**< node it was bound to, -1 if not bound */
 };
 
+/** Whether a region may, must or must not use 2 MiB hugetlb pages. */
+enum hw_huge_policy {
+	HW_HUGE_AUTO = 0,     /**< hugetlb if enough are reserved, else THP, else 4 KiB */
+	HW_HUGE_REQUIRE,      /**< hugetlb or fail with a message saying how many are missing */
+	HW_HUGE_NEVER,        /**< plain 4 KiB pages, THP advised off */
+};
+
 /**
  * Allocate @p length bytes for a memory pool on @p numa_node (-1: no binding):
  * 2 MiB hugetlb pages if enough are reserved, else anonymous memory with THP
@@ -113,6 +120,9 @@ struct hw_region {
  */
 int hw_region_alloc(size_t length, int numa_node, int prefault, struct hw_region *region,
 		    struct ferry_err *err);
+/** hw_region_alloc with an explicit hugepage @p policy (hw_region_alloc is HW_HUGE_AUTO). */
+int hw_region_alloc_policy(size_t length, int numa_node, int prefault, enum hw_huge_policy policy,
+			   struct hw_region *region, struct ferry_err *err);
 void hw_region_free(struct hw_region *region);
 
 /** Pin the calling thread to @p cpu. */

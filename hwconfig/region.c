@@ -235,8 +235,27 @@ static int settle(void *addr, size_t len, enum hw_mem_kind kind, int numa_node, 
 	return 0;
 }
 
+/* Plain 4 KiB pages with THP advised off (HW_HUGE_NEVER); sets *len. */
+static void *map_small(size_t length, size_t page, size_t *len)
+{
+	void *addr;
+
+	*len = round_up(length, page);
+	addr = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Best effort: a kernel without THP refuses the advice, which is what we want anyway. */
+	if (addr != MAP_FAILED)
+		(void)madvise(addr, *len, MADV_NOHUGEPAGE);
+	return addr;
+}
+
 int hw_region_alloc(size_t length, int numa_node, int prefault_pages, struct hw_region *region,
 		    struct ferry_err *err)
+{
+	return hw_region_alloc_policy(length, numa_node, prefault_pages, HW_HUGE_AUTO, region, err);
+}
+
+int hw_region_alloc_policy(size_t length, int numa_node, int prefault_pages, enum hw_huge_policy policy,
+			   struct hw_region *region, struct ferry_err *err)
 {
 	long sys_page = sysconf(_SC_PAGESIZE);
 	size_t page = sys_page > 0 ? (size_t)sys_page : 4096, len;
@@ -258,7 +277,7 @@ int hw_region_alloc(size_t length, int numa_node, int prefault_pages, struct hw_
 	fmt_size(length, what, sizeof(what));
 
 	len = round_up(length, HUGE_2M);
-	addr = try_hugetlb(len, numa_node, what);
+	addr = policy == HW_HUGE_NEVER ? MAP_FAILED : try_hugetlb(len, numa_node, what);
 	if (addr != MAP_FAILED) {
 		rc = settle(addr, len, kind, numa_node, numa_ok, prefault_pages, page, what, &bound);
 		if (rc != 0) {
@@ -269,8 +288,26 @@ int hw_region_alloc(size_t length, int numa_node, int prefault_pages, struct hw_
 			addr = MAP_FAILED;
 		}
 	}
+	if (addr == MAP_FAILED && policy == HW_HUGE_REQUIRE) {
+		char where[32];
+
+		if (numa_node >= 0)
+			snprintf(where, sizeof(where), "on node %d", numa_node);
+		else
+			snprintf(where, sizeof(where), "on this machine");
+		return ferry_err_set(err, ENOMEM,
+				     "region %s: 2 MiB hugepages required, but only %llu free %s for %llu needed "
+				     "(reserve them: sysctl vm.nr_hugepages=N)",
+				     what, (unsigned long long)hw_hugepages_2m_free(numa_node), where,
+				     (unsigned long long)(len / HUGE_2M));
+	}
 	if (addr == MAP_FAILED) {
-		addr = map_anon(length, page, what, &kind, &len);
+		if (policy == HW_HUGE_NEVER) {
+			kind = HW_MEM_4K;
+			addr = map_small(length, page, &len);
+		} else {
+			addr = map_anon(length, page, what, &kind, &len);
+		}
 		if (addr == MAP_FAILED) {
 			int e = errno;
 

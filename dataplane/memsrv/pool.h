@@ -16,7 +16,6 @@
 struct memsrv_pool {
 	struct hw_region region;   /**< addr, length (>= the configured size), kind, node */
 	size_t size;               /**< usable bytes: the configured pool size */
-	bool own_mapping;          /**< mapped here (hugepages = off), not by hw_region_alloc */
 };
 
 /**

@@ -283,7 +283,7 @@ static void test_pool_memory_modes(void **state)
 	struct run r;
 
 	(void)state;
-	/* off: plain pages, mapped by the server itself. */
+	/* off: plain 4 KiB pages. */
 	msrv_start(&srv, &(struct msrv_opts){ .pool_size = "8M", .hugepages = "off" });
 	write_read_one_page(&srv);
 	assert_int_equal(msrv_stop(&srv, 5000), 0);
@@ -294,7 +294,7 @@ static void test_pool_memory_modes(void **state)
 	if (free_hugepages_2m() < 4) {
 		run_memsrv(&r, (char *const[]){ "ferry-memsrv", "-s", (char *)secret, "-m", "8M", "-p", "0",
 						"--hugepages", "on", NULL });
-		expect_exit(&r, 1, "hugepages = on, but only");
+		expect_exit(&r, 1, "2 MiB hugepages required, but only");
 		assert_non_null(strstr(r.err, "vm.nr_hugepages"));
 	} else {
 		msrv_start(&srv, &(struct msrv_opts){ .pool_size = "8M", .hugepages = "on" });
