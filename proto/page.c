@@ -23,6 +23,9 @@
  *   STATS_OK   2 + ...  u16 count, count x {u8 name_len, name, u64 value}
  *   ERROR      6 + m    u32 code, u16 msg_len (m), msg[m]
  *
+ * The header, HELLO, CHALLENGE, AUTH, STATS_OK and ERROR are shared with the
+ * other codecs: frame.c does them, from the page_frame descriptor below.
+ *
  * Decoder codes beyond the header checks: a field above a protocol limit is
  * FERRY_E_TOO_LARGE, any other inconsistency (sizes that do not add up, zero
  * counts or lengths, bad characters, offset + length overflow, reserved
@@ -30,23 +33,18 @@
  * FERRY_E_BAD_ALIGNMENT and a non-zero ALLOC flags word FERRY_E_BAD_FLAGS.
  */
 #include "proto/page.h"
+#include "proto/frame.h"
 #include "proto/wire.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-#define HELLO_FIXED      8u
-#define CHALLENGE_LEN    36u
-#define AUTH_LEN         64u
 #define AUTH_OK_LEN      56u
 #define ALLOC_LEN        16u
 #define ALLOC_OK_LEN     24u
 #define FREE_LEN         8u
 #define RW_FIXED         8u
 #define WRITE_OK_LEN     8u
-#define STATS_OK_FIXED   2u
-#define STAT_FIXED       9u   /* u8 name_len + u64 value */
-#define ERROR_FIXED      6u
 #define ALLOC_UNIT       4096u
 
 /* Types that travel with FERRY_PAGE_F_REPLY set: every reply, nothing else. */
@@ -57,23 +55,13 @@
 
 /* ---------------------------------------------------------------- rules */
 
-static inline bool type_valid(unsigned int type)
-{
-	return type >= 1 && type <= FERRY_PAGE_TYPE_MAX;
-}
-
-static inline bool type_is_reply(unsigned int type)
-{
-	return type_valid(type) && (REPLY_TYPES & (1u << type));
-}
-
 /*
  * Largest payload a header of @type may announce. Tighter than
  * FERRY_PAGE_MAX_PAYLOAD so that a transport that has only read the header
  * can refuse an oversized control message or READ before waiting for its
  * body.
  */
-static uint32_t type_max_payload(unsigned int type)
+static uint32_t type_max_payload(uint8_t type)
 {
 	switch (type) {
 	case FERRY_PAGE_READ:
@@ -87,40 +75,34 @@ static uint32_t type_max_payload(unsigned int type)
 	}
 }
 
-static inline bool name_char_ok(uint8_t c)
-{
-	return c >= 0x20 && c <= 0x7e;
-}
+static const struct frame_proto page_frame = {
+	.magic = FERRY_PAGE_MAGIC,
+	.version = FERRY_PAGE_VERSION,
+	.type_max = FERRY_PAGE_TYPE_MAX,
+	.known_flags = FERRY_PAGE_F_KNOWN,
+	.reply_flag = FERRY_PAGE_F_REPLY,
+	.reply_types = REPLY_TYPES,
+	.max_payload = type_max_payload,
+	.type_stats_ok = FERRY_PAGE_STATS_OK,
+	.type_error = FERRY_PAGE_ERROR,
+	.stats_max = FERRY_PAGE_MAX_STATS,
+	.stat_name_max = FERRY_PAGE_STAT_NAME_MAX,
+	.errmsg_max = FERRY_PAGE_ERRMSG_MAX,
+	.type_hello = FERRY_PAGE_HELLO,
+	.type_challenge = FERRY_PAGE_CHALLENGE,
+	.type_auth = FERRY_PAGE_AUTH,
+	.name_max = FERRY_PAGE_NAME_MAX,
+};
 
-static inline bool stat_char_ok(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-}
-
-/* Common rule for a client name, whichever side of the codec it is on. */
-static int check_name(const uint8_t *name, size_t len)
-{
-	if (len == 0)
-		return FERRY_E_MALFORMED;
-	if (len > FERRY_PAGE_NAME_MAX)
-		return FERRY_E_TOO_LARGE;
-	for (size_t i = 0; i < len; i++)
-		if (!name_char_ok(name[i]))
-			return FERRY_E_MALFORMED;
-	return FERRY_E_OK;
-}
-
-static int check_stat_name(const uint8_t *name, size_t len)
-{
-	if (len == 0)
-		return FERRY_E_MALFORMED;
-	if (len > FERRY_PAGE_STAT_NAME_MAX)
-		return FERRY_E_TOO_LARGE;
-	for (size_t i = 0; i < len; i++)
-		if (!stat_char_ok(name[i]))
-			return FERRY_E_MALFORMED;
-	return FERRY_E_OK;
-}
+/* The header and the shared bodies report frame.h's codes as our own. */
+_Static_assert(FERRY_E_OK == FRAME_E_OK && FERRY_E_TRUNCATED == FRAME_E_TRUNCATED &&
+		       FERRY_E_BAD_MAGIC == FRAME_E_BAD_MAGIC && FERRY_E_VERSION == FRAME_E_VERSION &&
+		       FERRY_E_UNKNOWN_TYPE == FRAME_E_UNKNOWN_TYPE && FERRY_E_BAD_FLAGS == FRAME_E_BAD_FLAGS &&
+		       FERRY_E_TOO_LARGE == FRAME_E_TOO_LARGE && FERRY_E_MALFORMED == FRAME_E_MALFORMED,
+	       "page error codes 0..7 are frame.h's");
+_Static_assert(FERRY_PAGE_HDR_LEN == FRAME_HDR_LEN, "page header is the frame header");
+_Static_assert(FERRY_PAGE_NONCE_LEN == FRAME_NONCE_LEN && FERRY_PAGE_MAC_LEN == FRAME_MAC_LEN,
+	       "page handshake is frame.h's");
 
 static int check_iov(uint32_t length, uint64_t offset)
 {
@@ -175,82 +157,32 @@ static int check_max_data(uint32_t max_data)
 
 int ferry_page_hdr_decode(const uint8_t *buf, size_t len, struct ferry_page_hdr *hdr)
 {
-	uint8_t type;
-	uint16_t flags;
-	uint32_t payload_len;
+	struct frame_hdr h;
+	int rc = frame_hdr_decode(&page_frame, buf, len, &h);
 
-	if (!buf || len < FERRY_PAGE_HDR_LEN)
-		return FERRY_E_TRUNCATED;
-	if (wire_get_u32(buf) != FERRY_PAGE_MAGIC)
-		return FERRY_E_BAD_MAGIC;
-	if (buf[4] != FERRY_PAGE_VERSION)
-		return FERRY_E_VERSION;
-	type = buf[5];
-	if (!type_valid(type))
-		return FERRY_E_UNKNOWN_TYPE;
-	flags = wire_get_u16(buf + 6);
-	if (flags & ~FERRY_PAGE_F_KNOWN)
-		return FERRY_E_BAD_FLAGS;
-	if (!!(flags & FERRY_PAGE_F_REPLY) != type_is_reply(type))
-		return FERRY_E_BAD_FLAGS;
-	if (wire_get_u32(buf + 20) != 0)
-		return FERRY_E_MALFORMED;
-	payload_len = wire_get_u32(buf + 16);
-	if (payload_len > type_max_payload(type))
-		return FERRY_E_TOO_LARGE;
-
-	hdr->type = type;
-	hdr->flags = flags;
-	hdr->request_id = wire_get_u64(buf + 8);
-	hdr->payload_len = payload_len;
+	if (rc != FERRY_E_OK)
+		return rc;
+	hdr->type = h.type;
+	hdr->flags = h.flags;
+	hdr->request_id = h.request_id;
+	hdr->payload_len = h.payload_len;
 	return FERRY_E_OK;
 }
 
 static int decode_hello(const uint8_t *p, uint32_t n, struct ferry_page_hello *m)
 {
-	uint8_t name_len;
-	int rc;
-
-	if (n < HELLO_FIXED)
-		return FERRY_E_MALFORMED;
-	name_len = p[2];
-	if (p[3] != 0 || name_len == 0)
-		return FERRY_E_MALFORMED;
-	if (name_len > FERRY_PAGE_NAME_MAX)
-		return FERRY_E_TOO_LARGE;
-	if (n - HELLO_FIXED != name_len)
-		return FERRY_E_MALFORMED;
-	rc = check_name(p + HELLO_FIXED, name_len);
-	if (rc != FERRY_E_OK)
-		return rc;
-	if (p[0] > p[1])
-		return FERRY_E_MALFORMED;
-
-	m->version_min = p[0];
-	m->version_max = p[1];
-	m->features = wire_get_u32(p + 4);
-	m->name_len = name_len;
-	memcpy(m->name, p + HELLO_FIXED, name_len);
-	m->name[name_len] = '\0';
-	return FERRY_E_OK;
+	return frame_hello_decode(&page_frame, p, n, &m->version_min, &m->version_max, &m->features, &m->name_len,
+				  m->name);
 }
 
 static int decode_challenge(const uint8_t *p, uint32_t n, struct ferry_page_challenge *m)
 {
-	if (n != CHALLENGE_LEN || p[1] || p[2] || p[3])
-		return FERRY_E_MALFORMED;
-	m->version = p[0];
-	memcpy(m->nonce, p + 4, FERRY_PAGE_NONCE_LEN);
-	return FERRY_E_OK;
+	return frame_challenge_decode(p, n, &m->version, m->nonce);
 }
 
 static int decode_auth(const uint8_t *p, uint32_t n, struct ferry_page_auth *m)
 {
-	if (n != AUTH_LEN)
-		return FERRY_E_MALFORMED;
-	memcpy(m->nonce, p, FERRY_PAGE_NONCE_LEN);
-	memcpy(m->mac, p + FERRY_PAGE_NONCE_LEN, FERRY_PAGE_MAC_LEN);
-	return FERRY_E_OK;
+	return frame_auth_decode(p, n, m->nonce, m->mac);
 }
 
 static int decode_auth_ok(const uint8_t *p, uint32_t n, struct ferry_page_auth_ok *m)
@@ -343,64 +275,23 @@ static int decode_stats(uint32_t n)
 	return n == 0 ? FERRY_E_OK : FERRY_E_MALFORMED;
 }
 
+static void stat_put(void *ctx, uint16_t i, const uint8_t *name, uint8_t len, uint64_t value)
+{
+	struct ferry_page_stat *st = &((struct ferry_page_stats_ok *)ctx)->stats[i];
+
+	memcpy(st->name, name, len);
+	st->name[len] = '\0';
+	st->value = value;
+}
+
 static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_page_stats_ok *m)
 {
-	uint32_t off = STATS_OK_FIXED;
-	uint16_t count;
-	int rc;
-
-	if (n < STATS_OK_FIXED)
-		return FERRY_E_MALFORMED;
-	count = wire_get_u16(p);
-	if (count > FERRY_PAGE_MAX_STATS)
-		return FERRY_E_TOO_LARGE;
-	for (uint16_t i = 0; i < count; i++) {
-		struct ferry_page_stat *st = &m->stats[i];
-		uint8_t len;
-
-		/* off <= n holds throughout, so n - off cannot wrap. */
-		if (n - off < 1)
-			return FERRY_E_MALFORMED;
-		len = p[off];
-		if (len == 0)
-			return FERRY_E_MALFORMED;
-		if (len > FERRY_PAGE_STAT_NAME_MAX)
-			return FERRY_E_TOO_LARGE;
-		if (n - off < STAT_FIXED + (uint32_t)len)
-			return FERRY_E_MALFORMED;
-		rc = check_stat_name(p + off + 1, len);
-		if (rc != FERRY_E_OK)
-			return rc;
-		memcpy(st->name, p + off + 1, len);
-		st->name[len] = '\0';
-		st->value = wire_get_u64(p + off + 1 + len);
-		off += STAT_FIXED + len;
-	}
-	if (off != n)
-		return FERRY_E_MALFORMED;
-	m->count = count;
-	return FERRY_E_OK;
+	return frame_stats_decode(&page_frame, p, n, stat_put, m, &m->count);
 }
 
 static int decode_error(const uint8_t *p, uint32_t n, struct ferry_page_error *m)
 {
-	uint16_t msg_len;
-
-	if (n < ERROR_FIXED)
-		return FERRY_E_MALFORMED;
-	msg_len = wire_get_u16(p + 4);
-	if (msg_len > FERRY_PAGE_ERRMSG_MAX)
-		return FERRY_E_TOO_LARGE;
-	if (n - ERROR_FIXED != msg_len)
-		return FERRY_E_MALFORMED;
-	/* A NUL would silently cut the text callers see; refuse it. */
-	if (memchr(p + ERROR_FIXED, 0, msg_len))
-		return FERRY_E_MALFORMED;
-	m->code = wire_get_u32(p);
-	m->msg_len = msg_len;
-	memcpy(m->msg, p + ERROR_FIXED, msg_len);
-	m->msg[msg_len] = '\0';
-	return FERRY_E_OK;
+	return frame_error_decode(&page_frame, p, n, &m->code, &m->msg_len, m->msg);
 }
 
 static int decode_rw(uint8_t type, const uint8_t *p, uint32_t n, struct ferry_page_rw *rw)
@@ -526,44 +417,22 @@ void ferry_page_rw_entry(const struct ferry_page_rw *rw, uint32_t i, struct ferr
 
 /* ---------------------------------------------------------------- encoding */
 
-static void put_hdr(uint8_t *buf, uint8_t type, uint64_t req, uint32_t payload_len)
-{
-	wire_put_u32(buf, FERRY_PAGE_MAGIC);
-	buf[4] = FERRY_PAGE_VERSION;
-	buf[5] = type;
-	wire_put_u16(buf + 6, type_is_reply(type) ? FERRY_PAGE_F_REPLY : 0);
-	wire_put_u64(buf + 8, req);
-	wire_put_u32(buf + 16, payload_len);
-	wire_put_u32(buf + 20, 0);
-}
-
 /*
  * Check that a message of @payload_len fits in @cap, write its header and
- * return 0, or a negative code. Callers have validated their arguments, so
- * payload_len is within type_max_payload().
+ * return 0, or a negative code.
  */
 static int begin(uint8_t type, uint64_t req, uint64_t payload_len, uint8_t *buf, size_t cap)
 {
-	if (!buf)
-		return -FERRY_E_MALFORMED;
-	if (cap < FERRY_PAGE_HDR_LEN || cap - FERRY_PAGE_HDR_LEN < payload_len)
-		return -FERRY_E_TOO_LARGE;
-	put_hdr(buf, type, req, (uint32_t)payload_len);
-	return 0;
-}
-
-static inline int total(uint64_t payload_len)
-{
-	return (int)(FERRY_PAGE_HDR_LEN + payload_len);
+	return frame_begin(&page_frame, type, req, payload_len, payload_len, buf, cap);
 }
 
 int ferry_page_encode_hdr(uint8_t type, uint16_t flags, uint64_t request_id, uint32_t payload_len,
 			  uint8_t *buf, size_t cap)
 {
-	if (!type_valid(type) || (flags & ~FERRY_PAGE_F_KNOWN))
+	if (!frame_type_valid(&page_frame, type) || (flags & ~FERRY_PAGE_F_KNOWN))
 		return -FERRY_E_MALFORMED;
 	/* The reply bit follows from the type; only a contradiction is an error. */
-	if ((flags & FERRY_PAGE_F_REPLY) && !type_is_reply(type))
+	if ((flags & FERRY_PAGE_F_REPLY) && !frame_type_is_reply(&page_frame, type))
 		return -FERRY_E_MALFORMED;
 	if (payload_len > type_max_payload(type))
 		return -FERRY_E_TOO_LARGE;
@@ -571,66 +440,25 @@ int ferry_page_encode_hdr(uint8_t type, uint16_t flags, uint64_t request_id, uin
 		return -FERRY_E_MALFORMED;
 	if (cap < FERRY_PAGE_HDR_LEN)
 		return -FERRY_E_TOO_LARGE;
-	put_hdr(buf, type, request_id, payload_len);
+	frame_hdr_encode(&page_frame, buf, type, request_id, payload_len);
 	return FERRY_PAGE_HDR_LEN;
 }
 
-int ferry_page_encode_hello(uint64_t req, const char *name, uint8_t vmin, uint8_t vmax,
-			    uint8_t *buf, size_t cap)
+int ferry_page_encode_hello(uint64_t req, const char *name, uint8_t vmin, uint8_t vmax, uint8_t *buf, size_t cap)
 {
-	size_t len;
-	int rc;
-
-	if (!name || vmin > vmax)
-		return -FERRY_E_MALFORMED;
-	len = strnlen(name, FERRY_PAGE_NAME_MAX + 1);
-	rc = check_name((const uint8_t *)name, len);
-	if (rc != FERRY_E_OK)
-		return -rc;
-	rc = begin(FERRY_PAGE_HELLO, req, HELLO_FIXED + len, buf, cap);
-	if (rc < 0)
-		return rc;
-	buf += FERRY_PAGE_HDR_LEN;
-	buf[0] = vmin;
-	buf[1] = vmax;
-	buf[2] = (uint8_t)len;
-	buf[3] = 0;
-	wire_put_u32(buf + 4, 0);
-	memcpy(buf + HELLO_FIXED, name, len);
-	return total(HELLO_FIXED + len);
+	return frame_hello_encode(&page_frame, req, name, vmin, vmax, buf, cap);
 }
 
 int ferry_page_encode_challenge(uint64_t req, uint8_t version, const uint8_t nonce[FERRY_PAGE_NONCE_LEN],
 				uint8_t *buf, size_t cap)
 {
-	int rc;
-
-	if (!nonce)
-		return -FERRY_E_MALFORMED;
-	rc = begin(FERRY_PAGE_CHALLENGE, req, CHALLENGE_LEN, buf, cap);
-	if (rc < 0)
-		return rc;
-	buf += FERRY_PAGE_HDR_LEN;
-	buf[0] = version;
-	buf[1] = buf[2] = buf[3] = 0;
-	memcpy(buf + 4, nonce, FERRY_PAGE_NONCE_LEN);
-	return total(CHALLENGE_LEN);
+	return frame_challenge_encode(&page_frame, req, version, nonce, buf, cap);
 }
 
 int ferry_page_encode_auth(uint64_t req, const uint8_t nonce[FERRY_PAGE_NONCE_LEN],
 			   const uint8_t mac[FERRY_PAGE_MAC_LEN], uint8_t *buf, size_t cap)
 {
-	int rc;
-
-	if (!nonce || !mac)
-		return -FERRY_E_MALFORMED;
-	rc = begin(FERRY_PAGE_AUTH, req, AUTH_LEN, buf, cap);
-	if (rc < 0)
-		return rc;
-	buf += FERRY_PAGE_HDR_LEN;
-	memcpy(buf, nonce, FERRY_PAGE_NONCE_LEN);
-	memcpy(buf + FERRY_PAGE_NONCE_LEN, mac, FERRY_PAGE_MAC_LEN);
-	return total(AUTH_LEN);
+	return frame_auth_encode(&page_frame, req, nonce, mac, buf, cap);
 }
 
 int ferry_page_encode_auth_ok(uint64_t req, const struct ferry_page_auth_ok *ok, uint8_t *buf, size_t cap)
@@ -651,7 +479,7 @@ int ferry_page_encode_auth_ok(uint64_t req, const struct ferry_page_auth_ok *ok,
 	wire_put_u64(buf + 40, ok->quota_bytes);
 	wire_put_u32(buf + 48, ok->max_data);
 	wire_put_u32(buf + 52, 0);
-	return total(AUTH_OK_LEN);
+	return frame_total(AUTH_OK_LEN);
 }
 
 int ferry_page_encode_alloc(uint64_t req, uint64_t length, uint32_t flags, uint8_t *buf, size_t cap)
@@ -668,7 +496,7 @@ int ferry_page_encode_alloc(uint64_t req, uint64_t length, uint32_t flags, uint8
 	wire_put_u64(buf, length);
 	wire_put_u32(buf + 8, flags);
 	wire_put_u32(buf + 12, 0);
-	return total(ALLOC_LEN);
+	return frame_total(ALLOC_LEN);
 }
 
 int ferry_page_encode_alloc_ok(uint64_t req, const struct ferry_page_extent *ext, uint8_t *buf, size_t cap)
@@ -685,7 +513,7 @@ int ferry_page_encode_alloc_ok(uint64_t req, const struct ferry_page_extent *ext
 	wire_put_u32(buf + 4, ext->rkey);
 	wire_put_u64(buf + 8, ext->base);
 	wire_put_u64(buf + 16, ext->length);
-	return total(ALLOC_OK_LEN);
+	return frame_total(ALLOC_OK_LEN);
 }
 
 static int encode_free(uint8_t type, uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
@@ -697,7 +525,7 @@ static int encode_free(uint8_t type, uint64_t req, uint32_t extent_id, uint8_t *
 	buf += FERRY_PAGE_HDR_LEN;
 	wire_put_u32(buf, extent_id);
 	wire_put_u32(buf + 4, 0);
-	return total(FREE_LEN);
+	return frame_total(FREE_LEN);
 }
 
 int ferry_page_encode_free(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
@@ -712,61 +540,26 @@ int ferry_page_encode_free_ok(uint64_t req, uint32_t extent_id, uint8_t *buf, si
 
 int ferry_page_encode_stats(uint64_t req, uint8_t *buf, size_t cap)
 {
-	int rc = begin(FERRY_PAGE_STATS, req, 0, buf, cap);
+	return frame_encode_empty(&page_frame, FERRY_PAGE_STATS, req, buf, cap);
+}
 
-	return rc < 0 ? rc : total(0);
+static void stat_get(const void *ctx, uint16_t i, const char **name, uint64_t *value)
+{
+	const struct ferry_page_stat *st = (const struct ferry_page_stat *)ctx + i;
+
+	*name = st->name;
+	*value = st->value;
 }
 
 int ferry_page_encode_stats_ok(uint64_t req, const struct ferry_page_stat *stats, uint16_t count,
 			       uint8_t *buf, size_t cap)
 {
-	uint64_t payload_len = STATS_OK_FIXED;
-	uint8_t *p;
-	int rc;
-
-	if (count > FERRY_PAGE_MAX_STATS)
-		return -FERRY_E_TOO_LARGE;
-	if (count && !stats)
-		return -FERRY_E_MALFORMED;
-	for (uint16_t i = 0; i < count; i++) {
-		size_t len = strnlen(stats[i].name, FERRY_PAGE_STAT_NAME_MAX + 1);
-
-		rc = check_stat_name((const uint8_t *)stats[i].name, len);
-		if (rc != FERRY_E_OK)
-			return -rc;
-		payload_len += STAT_FIXED + len;
-	}
-	rc = begin(FERRY_PAGE_STATS_OK, req, payload_len, buf, cap);
-	if (rc < 0)
-		return rc;
-	p = buf + FERRY_PAGE_HDR_LEN;
-	wire_put_u16(p, count);
-	p += STATS_OK_FIXED;
-	for (uint16_t i = 0; i < count; i++) {
-		size_t len = strlen(stats[i].name);
-
-		*p++ = (uint8_t)len;
-		memcpy(p, stats[i].name, len);
-		p += len;
-		wire_put_u64(p, stats[i].value);
-		p += 8;
-	}
-	return total(payload_len);
+	return frame_stats_encode(&page_frame, req, stat_get, stats, count, buf, cap);
 }
 
 int ferry_page_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_t *buf, size_t cap)
 {
-	size_t len = msg ? strnlen(msg, FERRY_PAGE_ERRMSG_MAX) : 0;
-	int rc = begin(FERRY_PAGE_ERROR, req, ERROR_FIXED + len, buf, cap);
-
-	if (rc < 0)
-		return rc;
-	buf += FERRY_PAGE_HDR_LEN;
-	wire_put_u32(buf, code);
-	wire_put_u16(buf + 4, (uint16_t)len);
-	if (len)
-		memcpy(buf + ERROR_FIXED, msg, len);
-	return total(ERROR_FIXED + len);
+	return frame_error_encode(&page_frame, req, code, msg, buf, cap);
 }
 
 int ferry_page_encode_write_ok(uint64_t req, uint32_t count, uint8_t *buf, size_t cap)
@@ -781,7 +574,7 @@ int ferry_page_encode_write_ok(uint64_t req, uint32_t count, uint8_t *buf, size_
 	buf += FERRY_PAGE_HDR_LEN;
 	wire_put_u32(buf, count);
 	wire_put_u32(buf + 4, 0);
-	return total(WRITE_OK_LEN);
+	return frame_total(WRITE_OK_LEN);
 }
 
 int ferry_page_encode_rw_prefix(uint8_t type, uint64_t req, const struct ferry_page_iov *iov, uint32_t count,
@@ -815,7 +608,7 @@ int ferry_page_encode_rw_prefix(uint8_t type, uint64_t req, const struct ferry_p
 	if (cap < FERRY_PAGE_HDR_LEN || cap - FERRY_PAGE_HDR_LEN < vec_bytes)
 		return -FERRY_E_TOO_LARGE;
 	/* Only the vector goes into buf; the header announces the data too. */
-	put_hdr(buf, type, req, (uint32_t)(vec_bytes + data_len));
+	frame_hdr_encode(&page_frame, buf, type, req, (uint32_t)(vec_bytes + data_len));
 	p = buf + FERRY_PAGE_HDR_LEN;
 	wire_put_u32(p, count);
 	wire_put_u32(p + 4, 0);
@@ -825,7 +618,7 @@ int ferry_page_encode_rw_prefix(uint8_t type, uint64_t req, const struct ferry_p
 		wire_put_u32(p + 4, iov[i].length);
 		wire_put_u64(p + 8, iov[i].offset);
 	}
-	return total(vec_bytes);
+	return frame_total(vec_bytes);
 }
 
 int ferry_page_encode_read_data_prefix(uint64_t req, uint32_t count, uint64_t data_len, uint8_t *buf, size_t cap)
@@ -840,10 +633,10 @@ int ferry_page_encode_read_data_prefix(uint64_t req, uint32_t count, uint64_t da
 		return -FERRY_E_MALFORMED;
 	if (cap < FERRY_PAGE_HDR_LEN + RW_FIXED)
 		return -FERRY_E_TOO_LARGE;
-	put_hdr(buf, FERRY_PAGE_READ_DATA, req, (uint32_t)(RW_FIXED + data_len));
+	frame_hdr_encode(&page_frame, buf, FERRY_PAGE_READ_DATA, req, (uint32_t)(RW_FIXED + data_len));
 	wire_put_u32(buf + FERRY_PAGE_HDR_LEN, count);
 	wire_put_u32(buf + FERRY_PAGE_HDR_LEN + 4, 0);
-	return total(RW_FIXED);
+	return frame_total(RW_FIXED);
 }
 
 /* ---------------------------------------------------------------- naming */
@@ -868,7 +661,7 @@ static const char *const type_names[FERRY_PAGE_TYPE_MAX + 1] = {
 
 const char *ferry_page_type_name(uint8_t type)
 {
-	return type_valid(type) ? type_names[type] : "UNKNOWN";
+	return frame_type_valid(&page_frame, type) ? type_names[type] : "UNKNOWN";
 }
 
 static const char *const errcode_texts[FERRY_E_CODE_MAX + 1] = {

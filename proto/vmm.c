@@ -1,7 +1,9 @@
 /*
  * VMM socket protocol codec: pure byte (de)serialisation, no I/O, no
  * allocation (except inside jansson for the Firecracker handshake). See vmm.h
- * for the header layout and docs/vmm-protocol.md for the session.
+ * for the header layout and docs/vmm-protocol.md for the session. The header,
+ * STATS_OK and ERROR are shared with the other codecs: frame.c does them,
+ * from the vmm_frame descriptor below.
  *
  * Payload layouts (little-endian, offsets from the start of the payload).
  * Every reserved field must be zero; a payload longer than its type allows
@@ -37,6 +39,7 @@
  * descriptors received != fd_count -> FD_MISMATCH.
  */
 #include "proto/vmm.h"
+#include "proto/frame.h"
 #include "proto/wire.h"
 
 #include <jansson.h>
@@ -60,16 +63,6 @@
 		     (1u << FERRY_VMMP_ERROR))
 
 /* ---------------------------------------------------------------- rules */
-
-static inline bool type_valid(unsigned int type)
-{
-	return type >= 1 && type <= FERRY_VMMP_TYPE_MAX;
-}
-
-static inline bool type_is_reply(unsigned int type)
-{
-	return type_valid(type) && (REPLY_TYPES & (1u << type));
-}
 
 uint32_t ferry_vmmp_max_payload(uint8_t type)
 {
@@ -100,15 +93,34 @@ uint32_t ferry_vmmp_max_payload(uint8_t type)
 	}
 }
 
+static const struct frame_proto vmm_frame = {
+	.magic = FERRY_VMMP_MAGIC,
+	.version = FERRY_VMMP_VERSION,
+	.type_max = FERRY_VMMP_TYPE_MAX,
+	.known_flags = FERRY_VMMP_F_KNOWN,
+	.reply_flag = FERRY_VMMP_F_REPLY,
+	.reply_types = REPLY_TYPES,
+	.max_payload = ferry_vmmp_max_payload,
+	.type_stats_ok = FERRY_VMMP_STATS_OK,
+	.type_error = FERRY_VMMP_ERROR,
+	.stats_max = FERRY_VMMP_MAX_STATS,
+	.stat_name_max = FERRY_VMMP_STAT_NAME_MAX,
+	.errmsg_max = FERRY_VMMP_ERRMSG_MAX,
+};
+
+/* The header and the shared bodies report frame.h's codes as our own. */
+_Static_assert(FERRY_VMMP_E_OK == FRAME_E_OK && FERRY_VMMP_E_TRUNCATED == FRAME_E_TRUNCATED &&
+		       FERRY_VMMP_E_BAD_MAGIC == FRAME_E_BAD_MAGIC && FERRY_VMMP_E_VERSION == FRAME_E_VERSION &&
+		       FERRY_VMMP_E_UNKNOWN_TYPE == FRAME_E_UNKNOWN_TYPE &&
+		       FERRY_VMMP_E_BAD_FLAGS == FRAME_E_BAD_FLAGS && FERRY_VMMP_E_TOO_LARGE == FRAME_E_TOO_LARGE &&
+		       FERRY_VMMP_E_MALFORMED == FRAME_E_MALFORMED,
+	       "vmm error codes 0..7 are frame.h's");
+_Static_assert(FERRY_VMMP_HDR_LEN == FRAME_HDR_LEN, "vmm header is the frame header");
+
 /* VM ids end up in logs, file names and metrics labels: no blanks, no controls. */
 static inline bool id_char_ok(uint8_t c)
 {
 	return c >= 0x21 && c <= 0x7e;
-}
-
-static inline bool stat_char_ok(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 static int check_vm_id_bytes(const uint8_t *id, size_t len)
@@ -120,18 +132,6 @@ static int check_vm_id_bytes(const uint8_t *id, size_t len)
 	for (size_t i = 0; i < len; i++)
 		if (!id_char_ok(id[i]))
 			return FERRY_VMMP_E_BAD_VM_ID;
-	return FERRY_VMMP_E_OK;
-}
-
-static int check_stat_name(const uint8_t *name, size_t len)
-{
-	if (len == 0)
-		return FERRY_VMMP_E_MALFORMED;
-	if (len > FERRY_VMMP_STAT_NAME_MAX)
-		return FERRY_VMMP_E_TOO_LARGE;
-	for (size_t i = 0; i < len; i++)
-		if (!stat_char_ok(name[i]))
-			return FERRY_VMMP_E_MALFORMED;
 	return FERRY_VMMP_E_OK;
 }
 
@@ -275,34 +275,15 @@ static int check_event(uint32_t event)
 
 int ferry_vmmp_hdr_decode(const uint8_t *buf, size_t len, struct ferry_vmmp_hdr *hdr)
 {
-	uint8_t type;
-	uint16_t flags;
-	uint32_t payload_len;
+	struct frame_hdr h;
+	int rc = frame_hdr_decode(&vmm_frame, buf, len, &h);
 
-	if (!buf || len < FERRY_VMMP_HDR_LEN)
-		return FERRY_VMMP_E_TRUNCATED;
-	if (wire_get_u32(buf) != FERRY_VMMP_MAGIC)
-		return FERRY_VMMP_E_BAD_MAGIC;
-	if (buf[4] != FERRY_VMMP_VERSION)
-		return FERRY_VMMP_E_VERSION;
-	type = buf[5];
-	if (!type_valid(type))
-		return FERRY_VMMP_E_UNKNOWN_TYPE;
-	flags = wire_get_u16(buf + 6);
-	if (flags & ~FERRY_VMMP_F_KNOWN)
-		return FERRY_VMMP_E_BAD_FLAGS;
-	if (!!(flags & FERRY_VMMP_F_REPLY) != type_is_reply(type))
-		return FERRY_VMMP_E_BAD_FLAGS;
-	if (wire_get_u32(buf + 20) != 0)
-		return FERRY_VMMP_E_MALFORMED;
-	payload_len = wire_get_u32(buf + 16);
-	if (payload_len > ferry_vmmp_max_payload(type))
-		return FERRY_VMMP_E_TOO_LARGE;
-
-	hdr->type = type;
-	hdr->flags = flags;
-	hdr->request_id = wire_get_u64(buf + 8);
-	hdr->payload_len = payload_len;
+	if (rc != FERRY_VMMP_E_OK)
+		return rc;
+	hdr->type = h.type;
+	hdr->flags = h.flags;
+	hdr->request_id = h.request_id;
+	hdr->payload_len = h.payload_len;
 	return FERRY_VMMP_E_OK;
 }
 
@@ -453,43 +434,18 @@ static int decode_state_get(const uint8_t *p, uint32_t n, struct ferry_vmmp_stat
 	return FERRY_VMMP_E_OK;
 }
 
+static void stat_put(void *ctx, uint16_t i, const uint8_t *name, uint8_t len, uint64_t value)
+{
+	struct ferry_vmmp_stat *st = &((struct ferry_vmmp_stats_ok *)ctx)->stats[i];
+
+	memcpy(st->name, name, len);
+	st->name[len] = '\0';
+	st->value = value;
+}
+
 static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_stats_ok *m)
 {
-	uint32_t off = STATS_OK_FIXED;
-	uint16_t count;
-	int rc;
-
-	if (n < STATS_OK_FIXED)
-		return FERRY_VMMP_E_MALFORMED;
-	count = wire_get_u16(p);
-	if (count > FERRY_VMMP_MAX_STATS)
-		return FERRY_VMMP_E_TOO_LARGE;
-	for (uint16_t i = 0; i < count; i++) {
-		struct ferry_vmmp_stat *st = &m->stats[i];
-		uint8_t len;
-
-		/* off <= n holds throughout, so n - off cannot wrap. */
-		if (n - off < 1)
-			return FERRY_VMMP_E_MALFORMED;
-		len = p[off];
-		if (len == 0)
-			return FERRY_VMMP_E_MALFORMED;
-		if (len > FERRY_VMMP_STAT_NAME_MAX)
-			return FERRY_VMMP_E_TOO_LARGE;
-		if (n - off < STAT_FIXED + (uint32_t)len)
-			return FERRY_VMMP_E_MALFORMED;
-		rc = check_stat_name(p + off + 1, len);
-		if (rc != FERRY_VMMP_E_OK)
-			return rc;
-		memcpy(st->name, p + off + 1, len);
-		st->name[len] = '\0';
-		st->value = wire_get_u64(p + off + 1 + len);
-		off += STAT_FIXED + len;
-	}
-	if (off != n)
-		return FERRY_VMMP_E_MALFORMED;
-	m->count = count;
-	return FERRY_VMMP_E_OK;
+	return frame_stats_decode(&vmm_frame, p, n, stat_put, m, &m->count);
 }
 
 static int decode_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_ok *m)
@@ -502,24 +458,7 @@ static int decode_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_ok *m)
 
 static int decode_error(const uint8_t *p, uint32_t n, struct ferry_vmmp_error *m)
 {
-	uint16_t msg_len;
-
-	if (n < ERROR_FIXED)
-		return FERRY_VMMP_E_MALFORMED;
-	msg_len = wire_get_u16(p + 4);
-	if (msg_len > FERRY_VMMP_ERRMSG_MAX)
-		return FERRY_VMMP_E_TOO_LARGE;
-	if (n - ERROR_FIXED != msg_len)
-		return FERRY_VMMP_E_MALFORMED;
-	/* A NUL would silently cut the text callers see; refuse it. */
-	if (msg_len && memchr(p + ERROR_FIXED, 0, msg_len))
-		return FERRY_VMMP_E_MALFORMED;
-	m->code = wire_get_u32(p);
-	m->msg_len = msg_len;
-	if (msg_len)
-		memcpy(m->msg, p + ERROR_FIXED, msg_len);
-	m->msg[msg_len] = '\0';
-	return FERRY_VMMP_E_OK;
+	return frame_error_decode(&vmm_frame, p, n, &m->code, &m->msg_len, m->msg);
 }
 
 static int decode_body(const uint8_t *p, uint32_t n, struct ferry_vmmp_msg *msg)
@@ -579,36 +518,14 @@ void ferry_vmmp_hint_entry(const struct ferry_vmmp_hints *h, uint32_t i, struct 
 
 /* ---------------------------------------------------------------- encoding */
 
-static void put_hdr(uint8_t *buf, uint8_t type, uint64_t req, uint32_t payload_len)
-{
-	wire_put_u32(buf, FERRY_VMMP_MAGIC);
-	buf[4] = FERRY_VMMP_VERSION;
-	buf[5] = type;
-	wire_put_u16(buf + 6, type_is_reply(type) ? FERRY_VMMP_F_REPLY : 0);
-	wire_put_u64(buf + 8, req);
-	wire_put_u32(buf + 16, payload_len);
-	wire_put_u32(buf + 20, 0);
-}
-
 /*
  * Check that @prefix_len bytes fit in @cap, write a header announcing
- * @payload_len and return 0, or a negative code. Callers have validated their
- * arguments, so payload_len is within ferry_vmmp_max_payload().
+ * @payload_len and return 0, or a negative code.
  */
 static int begin(uint8_t type, uint64_t req, uint64_t payload_len, uint64_t prefix_len, uint8_t *buf,
 		 size_t cap)
 {
-	if (!buf)
-		return -FERRY_VMMP_E_MALFORMED;
-	if (cap < FERRY_VMMP_HDR_LEN || cap - FERRY_VMMP_HDR_LEN < prefix_len)
-		return -FERRY_VMMP_E_TOO_LARGE;
-	put_hdr(buf, type, req, (uint32_t)payload_len);
-	return 0;
-}
-
-static inline int total(uint64_t payload_len)
-{
-	return (int)(FERRY_VMMP_HDR_LEN + payload_len);
+	return frame_begin(&vmm_frame, type, req, payload_len, prefix_len, buf, cap);
 }
 
 int ferry_vmmp_encode_register(uint64_t req, const struct ferry_vmmp_register *reg, uint8_t *buf, size_t cap)
@@ -645,7 +562,7 @@ int ferry_vmmp_encode_register(uint64_t req, const struct ferry_vmmp_register *r
 		p[37] = g->modes;
 		wire_put_u16(p + 38, 0);
 	}
-	return total(payload_len);
+	return frame_total(payload_len);
 }
 
 int ferry_vmmp_encode_register_ok(uint64_t req, const struct ferry_vmmp_register_ok *ok, uint8_t *buf,
@@ -667,7 +584,7 @@ int ferry_vmmp_encode_register_ok(uint64_t req, const struct ferry_vmmp_register
 	wire_put_u64(p + 8, ok->server_features);
 	wire_put_u32(p + 16, ok->max_chunk);
 	wire_put_u32(p + 20, 0);
-	return total(REG_OK_LEN);
+	return frame_total(REG_OK_LEN);
 }
 
 int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ranges, uint32_t count,
@@ -699,7 +616,7 @@ int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ran
 		wire_put_u64(p, ranges[i].gpa);
 		wire_put_u64(p + 8, ranges[i].len);
 	}
-	return total(payload_len);
+	return frame_total(payload_len);
 }
 
 int ferry_vmmp_encode_notify(uint64_t req, uint32_t event, uint8_t *buf, size_t cap)
@@ -713,7 +630,7 @@ int ferry_vmmp_encode_notify(uint64_t req, uint32_t event, uint8_t *buf, size_t 
 		return rc;
 	wire_put_u32(buf + FERRY_VMMP_HDR_LEN, event);
 	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 4, 0);
-	return total(NOTIFY_LEN);
+	return frame_total(NOTIFY_LEN);
 }
 
 int ferry_vmmp_encode_state_prefix(uint8_t type, uint64_t req, uint64_t total_len, uint64_t offset,
@@ -731,7 +648,7 @@ int ferry_vmmp_encode_state_prefix(uint8_t type, uint64_t req, uint64_t total_le
 		return rc;
 	wire_put_u64(buf + FERRY_VMMP_HDR_LEN, total_len);
 	wire_put_u64(buf + FERRY_VMMP_HDR_LEN + 8, offset);
-	return total(STATE_FIXED);
+	return frame_total(STATE_FIXED);
 }
 
 int ferry_vmmp_encode_state_get(uint64_t req, uint64_t offset, uint32_t max_len, uint8_t *buf, size_t cap)
@@ -746,61 +663,31 @@ int ferry_vmmp_encode_state_get(uint64_t req, uint64_t offset, uint32_t max_len,
 	wire_put_u64(buf + FERRY_VMMP_HDR_LEN, offset);
 	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 8, max_len);
 	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 12, 0);
-	return total(STATE_GET_LEN);
-}
-
-static int encode_empty(uint8_t type, uint64_t req, uint8_t *buf, size_t cap)
-{
-	int rc = begin(type, req, 0, 0, buf, cap);
-
-	return rc < 0 ? rc : total(0);
+	return frame_total(STATE_GET_LEN);
 }
 
 int ferry_vmmp_encode_stats(uint64_t req, uint8_t *buf, size_t cap)
 {
-	return encode_empty(FERRY_VMMP_STATS, req, buf, cap);
+	return frame_encode_empty(&vmm_frame, FERRY_VMMP_STATS, req, buf, cap);
 }
 
 int ferry_vmmp_encode_unregister(uint64_t req, uint8_t *buf, size_t cap)
 {
-	return encode_empty(FERRY_VMMP_UNREGISTER, req, buf, cap);
+	return frame_encode_empty(&vmm_frame, FERRY_VMMP_UNREGISTER, req, buf, cap);
+}
+
+static void stat_get(const void *ctx, uint16_t i, const char **name, uint64_t *value)
+{
+	const struct ferry_vmmp_stat *st = (const struct ferry_vmmp_stat *)ctx + i;
+
+	*name = st->name;
+	*value = st->value;
 }
 
 int ferry_vmmp_encode_stats_ok(uint64_t req, const struct ferry_vmmp_stat *stats, uint16_t count,
 			       uint8_t *buf, size_t cap)
 {
-	uint64_t payload_len = STATS_OK_FIXED;
-	uint8_t *p;
-	int rc;
-
-	if (count > FERRY_VMMP_MAX_STATS)
-		return -FERRY_VMMP_E_TOO_LARGE;
-	if (count && !stats)
-		return -FERRY_VMMP_E_MALFORMED;
-	for (uint16_t i = 0; i < count; i++) {
-		size_t len = strnlen(stats[i].name, FERRY_VMMP_STAT_NAME_MAX + 1);
-
-		rc = check_stat_name((const uint8_t *)stats[i].name, len);
-		if (rc != FERRY_VMMP_E_OK)
-			return -rc;
-		payload_len += STAT_FIXED + len;
-	}
-	rc = begin(FERRY_VMMP_STATS_OK, req, payload_len, payload_len, buf, cap);
-	if (rc < 0)
-		return rc;
-	p = buf + FERRY_VMMP_HDR_LEN;
-	wire_put_u16(p, count);
-	p += STATS_OK_FIXED;
-	for (uint16_t i = 0; i < count; i++) {
-		size_t len = strlen(stats[i].name);
-
-		*p++ = (uint8_t)len;
-		memcpy(p, stats[i].name, len);
-		p += len;
-		wire_put_u64(p, stats[i].value);
-		p += 8;
-	}
-	return total(payload_len);
+	return frame_stats_encode(&vmm_frame, req, stat_get, stats, count, buf, cap);
 }
 
 int ferry_vmmp_encode_ok(uint64_t req, uint64_t value, uint8_t *buf, size_t cap)
@@ -810,21 +697,12 @@ int ferry_vmmp_encode_ok(uint64_t req, uint64_t value, uint8_t *buf, size_t cap)
 	if (rc < 0)
 		return rc;
 	wire_put_u64(buf + FERRY_VMMP_HDR_LEN, value);
-	return total(OK_LEN);
+	return frame_total(OK_LEN);
 }
 
 int ferry_vmmp_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_t *buf, size_t cap)
 {
-	size_t len = msg ? strnlen(msg, FERRY_VMMP_ERRMSG_MAX) : 0;
-	int rc = begin(FERRY_VMMP_ERROR, req, ERROR_FIXED + len, ERROR_FIXED + len, buf, cap);
-
-	if (rc < 0)
-		return rc;
-	wire_put_u32(buf + FERRY_VMMP_HDR_LEN, code);
-	wire_put_u16(buf + FERRY_VMMP_HDR_LEN + 4, (uint16_t)len);
-	if (len)
-		memcpy(buf + FERRY_VMMP_HDR_LEN + ERROR_FIXED, msg, len);
-	return total(ERROR_FIXED + len);
+	return frame_error_encode(&vmm_frame, req, code, msg, buf, cap);
 }
 
 /* ---------------------------------------------------------------- allow-list */
@@ -1180,7 +1058,7 @@ static const char *const type_names[FERRY_VMMP_TYPE_MAX + 1] = {
 
 const char *ferry_vmmp_type_name(uint8_t type)
 {
-	return type_valid(type) ? type_names[type] : "UNKNOWN";
+	return frame_type_valid(&vmm_frame, type) ? type_names[type] : "UNKNOWN";
 }
 
 static const char *const errcode_texts[FERRY_VMMP_E_CODE_MAX + 1] = {

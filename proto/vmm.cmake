@@ -1,7 +1,12 @@
 # VMM socket protocol codec (proto/vmm.[ch]): binary messages + the Firecracker
 # UFFD handshake (JSON, via jansson). Included from proto/CMakeLists.txt.
+if(NOT TARGET ferry_proto_frame)
+  add_library(ferry_proto_frame STATIC ${CMAKE_CURRENT_LIST_DIR}/frame.c)
+  target_include_directories(ferry_proto_frame PUBLIC ${CMAKE_SOURCE_DIR})
+endif()
 add_library(ferry_proto_vmm STATIC ${CMAKE_CURRENT_LIST_DIR}/vmm.c)
 target_include_directories(ferry_proto_vmm PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(ferry_proto_vmm PUBLIC ferry_proto_frame)
 target_link_libraries(ferry_proto_vmm PUBLIC PkgConfig::JANSSON)
 
 if(FERRY_FUZZ)
@@ -11,7 +16,7 @@ if(FERRY_FUZZ)
   # The codec again, instrumented for coverage so the fuzzers see its branches.
   set(FERRY_VMM_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
                            -fno-omit-frame-pointer -g)
-  add_library(ferry_proto_vmm_fuzz STATIC ${CMAKE_CURRENT_LIST_DIR}/vmm.c)
+  add_library(ferry_proto_vmm_fuzz STATIC ${CMAKE_CURRENT_LIST_DIR}/vmm.c ${CMAKE_CURRENT_LIST_DIR}/frame.c)
   target_include_directories(ferry_proto_vmm_fuzz PUBLIC ${CMAKE_SOURCE_DIR})
   target_link_libraries(ferry_proto_vmm_fuzz PUBLIC PkgConfig::JANSSON)
   target_compile_options(ferry_proto_vmm_fuzz PRIVATE

@@ -1,6 +1,8 @@
 /*
  * Wake protocol codec (ferryd <-> ferry-wake): pure byte (de)serialisation,
- * no I/O, no allocation. Layouts: the table in wake.h.
+ * no I/O, no allocation. Layouts: the table in wake.h. The header, HELLO,
+ * CHALLENGE, AUTH, STATS_OK and ERROR are shared with the other codecs:
+ * frame.c does them, from the wake_frame descriptor below.
  *
  * Decoder codes beyond the header checks: a field above a protocol limit is
  * FERRY_WAKE_E_TOO_LARGE; a bad VM id FERRY_WAKE_E_BAD_VM_ID; an unusable MAC
@@ -9,23 +11,18 @@
  * reserved bytes, bad reason) FERRY_WAKE_E_MALFORMED.
  */
 #include "proto/wake.h"
+#include "proto/frame.h"
 #include "proto/wire.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-#define HELLO_FIXED      8u
-#define CHALLENGE_LEN    36u
-#define AUTH_LEN         64u
 #define AUTH_OK_LEN      32u
 #define REF_FIXED        4u
 #define TABLE_FIXED      8u
 #define ROLE_LEN         8u
 #define WAKE_FIXED       24u
-#define STATS_OK_FIXED   2u
-#define STAT_FIXED       9u
 #define OK_LEN           8u
-#define ERROR_FIXED      6u
 #define ENTRY_FIXED      FERRY_WAKE_ENTRY_FIXED
 
 #define REPLY_TYPES ((1u << FERRY_WAKE_CHALLENGE) | (1u << FERRY_WAKE_AUTH_OK) |   \
@@ -34,20 +31,40 @@
 
 /* ---------------------------------------------------------------- rules */
 
-static inline bool type_valid(unsigned int type)
-{
-	return type >= 1 && type <= FERRY_WAKE_TYPE_MAX;
-}
-
-static inline bool type_is_reply(unsigned int type)
-{
-	return type_valid(type) && (REPLY_TYPES & (1u << type));
-}
-
-static uint32_t type_max_payload(unsigned int type)
+static uint32_t type_max_payload(uint8_t type)
 {
 	return type == FERRY_WAKE_VM_TABLE ? FERRY_WAKE_MAX_PAYLOAD : FERRY_WAKE_CTRL_PAYLOAD;
 }
+
+static const struct frame_proto wake_frame = {
+	.magic = FERRY_WAKE_MAGIC,
+	.version = FERRY_WAKE_VERSION,
+	.type_max = FERRY_WAKE_TYPE_MAX,
+	.known_flags = FERRY_WAKE_F_KNOWN,
+	.reply_flag = FERRY_WAKE_F_REPLY,
+	.reply_types = REPLY_TYPES,
+	.max_payload = type_max_payload,
+	.type_stats_ok = FERRY_WAKE_STATS_OK,
+	.type_error = FERRY_WAKE_ERROR,
+	.stats_max = FERRY_WAKE_MAX_STATS,
+	.stat_name_max = FERRY_WAKE_STAT_NAME_MAX,
+	.errmsg_max = FERRY_WAKE_ERRMSG_MAX,
+	.type_hello = FERRY_WAKE_HELLO,
+	.type_challenge = FERRY_WAKE_CHALLENGE,
+	.type_auth = FERRY_WAKE_AUTH,
+	.name_max = FERRY_WAKE_NAME_MAX,
+};
+
+/* The header and the shared bodies report frame.h's codes as our own. */
+_Static_assert(FERRY_WAKE_E_OK == FRAME_E_OK && FERRY_WAKE_E_TRUNCATED == FRAME_E_TRUNCATED &&
+		       FERRY_WAKE_E_BAD_MAGIC == FRAME_E_BAD_MAGIC && FERRY_WAKE_E_VERSION == FRAME_E_VERSION &&
+		       FERRY_WAKE_E_UNKNOWN_TYPE == FRAME_E_UNKNOWN_TYPE &&
+		       FERRY_WAKE_E_BAD_FLAGS == FRAME_E_BAD_FLAGS && FERRY_WAKE_E_TOO_LARGE == FRAME_E_TOO_LARGE &&
+		       FERRY_WAKE_E_MALFORMED == FRAME_E_MALFORMED,
+	       "wake error codes 0..7 are frame.h's");
+_Static_assert(FERRY_WAKE_HDR_LEN == FRAME_HDR_LEN, "wake header is the frame header");
+_Static_assert(FERRY_WAKE_NONCE_LEN == FRAME_NONCE_LEN && FERRY_WAKE_MAC_LEN == FRAME_MAC_LEN,
+	       "wake handshake is frame.h's");
 
 static int check_printable(const uint8_t *s, size_t len, size_t max, bool allow_space, int empty_code)
 {
@@ -62,31 +79,9 @@ static int check_printable(const uint8_t *s, size_t len, size_t max, bool allow_
 	return FERRY_WAKE_E_OK;
 }
 
-static int check_name(const uint8_t *name, size_t len)
-{
-	return check_printable(name, len, FERRY_WAKE_NAME_MAX, true, FERRY_WAKE_E_MALFORMED);
-}
-
 static int check_vm_id(const uint8_t *id, size_t len)
 {
 	return check_printable(id, len, FERRY_WAKE_VM_ID_MAX, false, FERRY_WAKE_E_BAD_VM_ID);
-}
-
-static inline bool stat_char_ok(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-}
-
-static int check_stat_name(const uint8_t *name, size_t len)
-{
-	if (len == 0)
-		return FERRY_WAKE_E_MALFORMED;
-	if (len > FERRY_WAKE_STAT_NAME_MAX)
-		return FERRY_WAKE_E_TOO_LARGE;
-	for (size_t i = 0; i < len; i++)
-		if (!stat_char_ok(name[i]))
-			return FERRY_WAKE_E_MALFORMED;
-	return FERRY_WAKE_E_OK;
 }
 
 int ferry_wake_check_mac(const uint8_t mac[6])
@@ -111,81 +106,32 @@ int ferry_wake_check_ip(const uint8_t ip[4])
 
 int ferry_wake_hdr_decode(const uint8_t *buf, size_t len, struct ferry_wake_hdr *hdr)
 {
-	uint8_t type;
-	uint16_t flags;
-	uint32_t payload_len;
+	struct frame_hdr h;
+	int rc = frame_hdr_decode(&wake_frame, buf, len, &h);
 
-	if (!buf || len < FERRY_WAKE_HDR_LEN)
-		return FERRY_WAKE_E_TRUNCATED;
-	if (wire_get_u32(buf) != FERRY_WAKE_MAGIC)
-		return FERRY_WAKE_E_BAD_MAGIC;
-	if (buf[4] != FERRY_WAKE_VERSION)
-		return FERRY_WAKE_E_VERSION;
-	type = buf[5];
-	if (!type_valid(type))
-		return FERRY_WAKE_E_UNKNOWN_TYPE;
-	flags = wire_get_u16(buf + 6);
-	if (flags & ~FERRY_WAKE_F_KNOWN)
-		return FERRY_WAKE_E_BAD_FLAGS;
-	if (!!(flags & FERRY_WAKE_F_REPLY) != type_is_reply(type))
-		return FERRY_WAKE_E_BAD_FLAGS;
-	if (wire_get_u32(buf + 20) != 0)
-		return FERRY_WAKE_E_MALFORMED;
-	payload_len = wire_get_u32(buf + 16);
-	if (payload_len > type_max_payload(type))
-		return FERRY_WAKE_E_TOO_LARGE;
-
-	hdr->type = type;
-	hdr->flags = flags;
-	hdr->request_id = wire_get_u64(buf + 8);
-	hdr->payload_len = payload_len;
+	if (rc != FERRY_WAKE_E_OK)
+		return rc;
+	hdr->type = h.type;
+	hdr->flags = h.flags;
+	hdr->request_id = h.request_id;
+	hdr->payload_len = h.payload_len;
 	return FERRY_WAKE_E_OK;
 }
 
 static int decode_hello(const uint8_t *p, uint32_t n, struct ferry_wake_hello *m)
 {
-	uint8_t name_len;
-	int rc;
-
-	if (n < HELLO_FIXED)
-		return FERRY_WAKE_E_MALFORMED;
-	name_len = p[2];
-	if (p[3] != 0 || name_len == 0)
-		return FERRY_WAKE_E_MALFORMED;
-	if (name_len > FERRY_WAKE_NAME_MAX)
-		return FERRY_WAKE_E_TOO_LARGE;
-	if (n - HELLO_FIXED != name_len)
-		return FERRY_WAKE_E_MALFORMED;
-	rc = check_name(p + HELLO_FIXED, name_len);
-	if (rc != FERRY_WAKE_E_OK)
-		return rc;
-	if (p[0] > p[1])
-		return FERRY_WAKE_E_MALFORMED;
-	m->version_min = p[0];
-	m->version_max = p[1];
-	m->features = wire_get_u32(p + 4);
-	m->name_len = name_len;
-	memcpy(m->name, p + HELLO_FIXED, name_len);
-	m->name[name_len] = '\0';
-	return FERRY_WAKE_E_OK;
+	return frame_hello_decode(&wake_frame, p, n, &m->version_min, &m->version_max, &m->features, &m->name_len,
+				  m->name);
 }
 
 static int decode_challenge(const uint8_t *p, uint32_t n, struct ferry_wake_challenge *m)
 {
-	if (n != CHALLENGE_LEN || p[1] || p[2] || p[3])
-		return FERRY_WAKE_E_MALFORMED;
-	m->version = p[0];
-	memcpy(m->nonce, p + 4, FERRY_WAKE_NONCE_LEN);
-	return FERRY_WAKE_E_OK;
+	return frame_challenge_decode(p, n, &m->version, m->nonce);
 }
 
 static int decode_auth(const uint8_t *p, uint32_t n, struct ferry_wake_auth *m)
 {
-	if (n != AUTH_LEN)
-		return FERRY_WAKE_E_MALFORMED;
-	memcpy(m->nonce, p, FERRY_WAKE_NONCE_LEN);
-	memcpy(m->mac, p + FERRY_WAKE_NONCE_LEN, FERRY_WAKE_MAC_LEN);
-	return FERRY_WAKE_E_OK;
+	return frame_auth_decode(p, n, m->nonce, m->mac);
 }
 
 static int decode_auth_ok(const uint8_t *p, uint32_t n, struct ferry_wake_auth_ok *m)
@@ -373,62 +319,23 @@ static int decode_wake(const uint8_t *p, uint32_t n, struct ferry_wake_request *
 	return FERRY_WAKE_E_OK;
 }
 
+static void stat_put(void *ctx, uint16_t i, const uint8_t *name, uint8_t len, uint64_t value)
+{
+	struct ferry_wake_stat *st = &((struct ferry_wake_stats_ok *)ctx)->stats[i];
+
+	memcpy(st->name, name, len);
+	st->name[len] = '\0';
+	st->value = value;
+}
+
 static int decode_stats_ok(const uint8_t *p, uint32_t n, struct ferry_wake_stats_ok *m)
 {
-	uint32_t off = STATS_OK_FIXED;
-	uint16_t count;
-	int rc;
-
-	if (n < STATS_OK_FIXED)
-		return FERRY_WAKE_E_MALFORMED;
-	count = wire_get_u16(p);
-	if (count > FERRY_WAKE_MAX_STATS)
-		return FERRY_WAKE_E_TOO_LARGE;
-	for (uint16_t i = 0; i < count; i++) {
-		struct ferry_wake_stat *st = &m->stats[i];
-		uint8_t len;
-
-		if (n - off < 1)
-			return FERRY_WAKE_E_MALFORMED;
-		len = p[off];
-		if (len == 0)
-			return FERRY_WAKE_E_MALFORMED;
-		if (len > FERRY_WAKE_STAT_NAME_MAX)
-			return FERRY_WAKE_E_TOO_LARGE;
-		if (n - off < STAT_FIXED + (uint32_t)len)
-			return FERRY_WAKE_E_MALFORMED;
-		rc = check_stat_name(p + off + 1, len);
-		if (rc != FERRY_WAKE_E_OK)
-			return rc;
-		memcpy(st->name, p + off + 1, len);
-		st->name[len] = '\0';
-		st->value = wire_get_u64(p + off + 1 + len);
-		off += STAT_FIXED + len;
-	}
-	if (off != n)
-		return FERRY_WAKE_E_MALFORMED;
-	m->count = count;
-	return FERRY_WAKE_E_OK;
+	return frame_stats_decode(&wake_frame, p, n, stat_put, m, &m->count);
 }
 
 static int decode_error(const uint8_t *p, uint32_t n, struct ferry_wake_error *m)
 {
-	uint16_t msg_len;
-
-	if (n < ERROR_FIXED)
-		return FERRY_WAKE_E_MALFORMED;
-	msg_len = wire_get_u16(p + 4);
-	if (msg_len > FERRY_WAKE_ERRMSG_MAX)
-		return FERRY_WAKE_E_TOO_LARGE;
-	if (n - ERROR_FIXED != msg_len)
-		return FERRY_WAKE_E_MALFORMED;
-	if (memchr(p + ERROR_FIXED, 0, msg_len))
-		return FERRY_WAKE_E_MALFORMED;
-	m->code = wire_get_u32(p);
-	m->msg_len = msg_len;
-	memcpy(m->msg, p + ERROR_FIXED, msg_len);
-	m->msg[msg_len] = '\0';
-	return FERRY_WAKE_E_OK;
+	return frame_error_decode(&wake_frame, p, n, &m->code, &m->msg_len, m->msg);
 }
 
 int ferry_wake_decode(const uint8_t *buf, size_t len, struct ferry_wake_msg *msg)
@@ -496,32 +403,9 @@ void ferry_wake_table_entry(const struct ferry_wake_table *table, uint16_t i, st
 
 /* ---------------------------------------------------------------- encoding */
 
-static void put_hdr(uint8_t *buf, uint8_t type, uint64_t req, uint32_t payload_len)
-{
-	wire_put_u32(buf, FERRY_WAKE_MAGIC);
-	buf[4] = FERRY_WAKE_VERSION;
-	buf[5] = type;
-	wire_put_u16(buf + 6, type_is_reply(type) ? FERRY_WAKE_F_REPLY : 0);
-	wire_put_u64(buf + 8, req);
-	wire_put_u32(buf + 16, payload_len);
-	wire_put_u32(buf + 20, 0);
-}
-
 static int begin(uint8_t type, uint64_t req, uint64_t payload_len, uint8_t *buf, size_t cap)
 {
-	if (!buf)
-		return -FERRY_WAKE_E_MALFORMED;
-	if (payload_len > type_max_payload(type))
-		return -FERRY_WAKE_E_TOO_LARGE;
-	if (cap < FERRY_WAKE_HDR_LEN || cap - FERRY_WAKE_HDR_LEN < payload_len)
-		return -FERRY_WAKE_E_TOO_LARGE;
-	put_hdr(buf, type, req, (uint32_t)payload_len);
-	return 0;
-}
-
-static inline int total(uint64_t payload_len)
-{
-	return (int)(FERRY_WAKE_HDR_LEN + payload_len);
+	return frame_begin(&wake_frame, type, req, payload_len, payload_len, buf, cap);
 }
 
 /* Length of a C-string VM id after checking it, or a negative code. */
@@ -539,68 +423,29 @@ static int id_length(const char *id)
 
 int ferry_wake_encode_hdr(uint8_t type, uint64_t req, uint32_t payload_len, uint8_t *buf, size_t cap)
 {
-	if (!type_valid(type) || !buf)
+	if (!frame_type_valid(&wake_frame, type) || !buf)
 		return -FERRY_WAKE_E_MALFORMED;
 	if (payload_len > type_max_payload(type) || cap < FERRY_WAKE_HDR_LEN)
 		return -FERRY_WAKE_E_TOO_LARGE;
-	put_hdr(buf, type, req, payload_len);
+	frame_hdr_encode(&wake_frame, buf, type, req, payload_len);
 	return FERRY_WAKE_HDR_LEN;
 }
 
 int ferry_wake_encode_hello(uint64_t req, const char *name, uint8_t vmin, uint8_t vmax, uint8_t *buf, size_t cap)
 {
-	size_t len;
-	int rc;
-
-	if (!name || vmin > vmax)
-		return -FERRY_WAKE_E_MALFORMED;
-	len = strnlen(name, FERRY_WAKE_NAME_MAX + 1);
-	rc = check_name((const uint8_t *)name, len);
-	if (rc != FERRY_WAKE_E_OK)
-		return -rc;
-	rc = begin(FERRY_WAKE_HELLO, req, HELLO_FIXED + len, buf, cap);
-	if (rc < 0)
-		return rc;
-	buf += FERRY_WAKE_HDR_LEN;
-	buf[0] = vmin;
-	buf[1] = vmax;
-	buf[2] = (uint8_t)len;
-	buf[3] = 0;
-	wire_put_u32(buf + 4, 0);
-	memcpy(buf + HELLO_FIXED, name, len);
-	return total(HELLO_FIXED + len);
+	return frame_hello_encode(&wake_frame, req, name, vmin, vmax, buf, cap);
 }
 
 int ferry_wake_encode_challenge(uint64_t req, uint8_t version, const uint8_t nonce[FERRY_WAKE_NONCE_LEN],
 				uint8_t *buf, size_t cap)
 {
-	int rc;
-
-	if (!nonce)
-		return -FERRY_WAKE_E_MALFORMED;
-	rc = begin(FERRY_WAKE_CHALLENGE, req, CHALLENGE_LEN, buf, cap);
-	if (rc < 0)
-		return rc;
-	buf += FERRY_WAKE_HDR_LEN;
-	buf[0] = version;
-	buf[1] = buf[2] = buf[3] = 0;
-	memcpy(buf + 4, nonce, FERRY_WAKE_NONCE_LEN);
-	return total(CHALLENGE_LEN);
+	return frame_challenge_encode(&wake_frame, req, version, nonce, buf, cap);
 }
 
 int ferry_wake_encode_auth(uint64_t req, const uint8_t nonce[FERRY_WAKE_NONCE_LEN],
 			   const uint8_t mac[FERRY_WAKE_MAC_LEN], uint8_t *buf, size_t cap)
 {
-	int rc;
-
-	if (!nonce || !mac)
-		return -FERRY_WAKE_E_MALFORMED;
-	rc = begin(FERRY_WAKE_AUTH, req, AUTH_LEN, buf, cap);
-	if (rc < 0)
-		return rc;
-	memcpy(buf + FERRY_WAKE_HDR_LEN, nonce, FERRY_WAKE_NONCE_LEN);
-	memcpy(buf + FERRY_WAKE_HDR_LEN + FERRY_WAKE_NONCE_LEN, mac, FERRY_WAKE_MAC_LEN);
-	return total(AUTH_LEN);
+	return frame_auth_encode(&wake_frame, req, nonce, mac, buf, cap);
 }
 
 int ferry_wake_encode_auth_ok(uint64_t req, const uint8_t mac[FERRY_WAKE_MAC_LEN], uint8_t *buf, size_t cap)
@@ -613,7 +458,7 @@ int ferry_wake_encode_auth_ok(uint64_t req, const uint8_t mac[FERRY_WAKE_MAC_LEN
 	if (rc < 0)
 		return rc;
 	memcpy(buf + FERRY_WAKE_HDR_LEN, mac, FERRY_WAKE_MAC_LEN);
-	return total(AUTH_OK_LEN);
+	return frame_total(AUTH_OK_LEN);
 }
 
 /* Check @vm and return its wire size, or a negative code. */
@@ -653,7 +498,7 @@ int ferry_wake_encode_vm_add(uint64_t req, const struct ferry_wake_vm *vm, uint8
 	if (rc < 0)
 		return rc;
 	put_entry(buf + FERRY_WAKE_HDR_LEN, vm);
-	return total((uint64_t)size);
+	return frame_total((uint64_t)size);
 }
 
 static int encode_ref(uint8_t type, uint64_t req, const char *id, uint8_t *buf, size_t cap)
@@ -670,7 +515,7 @@ static int encode_ref(uint8_t type, uint64_t req, const char *id, uint8_t *buf, 
 	p[0] = (uint8_t)len;
 	p[1] = p[2] = p[3] = 0;
 	memcpy(p + REF_FIXED, id, (size_t)len);
-	return total(REF_FIXED + (uint64_t)len);
+	return frame_total(REF_FIXED + (uint64_t)len);
 }
 
 int ferry_wake_encode_vm_del(uint64_t req, const char *id, uint8_t *buf, size_t cap)
@@ -716,7 +561,7 @@ int ferry_wake_encode_vm_table(uint64_t req, uint16_t flags, const struct ferry_
 	p += TABLE_FIXED;
 	for (uint16_t i = 0; i < count; i++)
 		p = put_entry(p, &vms[i]);
-	return total(payload_len);
+	return frame_total(payload_len);
 }
 
 static int encode_u64(uint8_t type, uint64_t req, uint64_t v, uint8_t *buf, size_t cap)
@@ -726,7 +571,7 @@ static int encode_u64(uint8_t type, uint64_t req, uint64_t v, uint8_t *buf, size
 	if (rc < 0)
 		return rc;
 	wire_put_u64(buf + FERRY_WAKE_HDR_LEN, v);
-	return total(8);
+	return frame_total(8);
 }
 
 int ferry_wake_encode_role_take(uint64_t req, uint64_t epoch, uint8_t *buf, size_t cap)
@@ -780,66 +625,31 @@ int ferry_wake_encode_wake_request(uint64_t req, const struct ferry_wake_request
 	p[20] = wr->l4_proto;
 	p[21] = p[22] = p[23] = 0;
 	memcpy(p + WAKE_FIXED, wr->id, (size_t)len);
-	return total(WAKE_FIXED + (uint64_t)len);
+	return frame_total(WAKE_FIXED + (uint64_t)len);
 }
 
 int ferry_wake_encode_stats(uint64_t req, uint8_t *buf, size_t cap)
 {
-	int rc = begin(FERRY_WAKE_STATS, req, 0, buf, cap);
+	return frame_encode_empty(&wake_frame, FERRY_WAKE_STATS, req, buf, cap);
+}
 
-	return rc < 0 ? rc : total(0);
+static void stat_get(const void *ctx, uint16_t i, const char **name, uint64_t *value)
+{
+	const struct ferry_wake_stat *st = (const struct ferry_wake_stat *)ctx + i;
+
+	*name = st->name;
+	*value = st->value;
 }
 
 int ferry_wake_encode_stats_ok(uint64_t req, const struct ferry_wake_stat *stats, uint16_t count,
 			       uint8_t *buf, size_t cap)
 {
-	uint64_t payload_len = STATS_OK_FIXED;
-	uint8_t *p;
-	int rc;
-
-	if (count > FERRY_WAKE_MAX_STATS)
-		return -FERRY_WAKE_E_TOO_LARGE;
-	if (count && !stats)
-		return -FERRY_WAKE_E_MALFORMED;
-	for (uint16_t i = 0; i < count; i++) {
-		size_t len = strnlen(stats[i].name, FERRY_WAKE_STAT_NAME_MAX + 1);
-
-		rc = check_stat_name((const uint8_t *)stats[i].name, len);
-		if (rc != FERRY_WAKE_E_OK)
-			return -rc;
-		payload_len += STAT_FIXED + len;
-	}
-	rc = begin(FERRY_WAKE_STATS_OK, req, payload_len, buf, cap);
-	if (rc < 0)
-		return rc;
-	p = buf + FERRY_WAKE_HDR_LEN;
-	wire_put_u16(p, count);
-	p += STATS_OK_FIXED;
-	for (uint16_t i = 0; i < count; i++) {
-		size_t len = strlen(stats[i].name);
-
-		*p++ = (uint8_t)len;
-		memcpy(p, stats[i].name, len);
-		p += len;
-		wire_put_u64(p, stats[i].value);
-		p += 8;
-	}
-	return total(payload_len);
+	return frame_stats_encode(&wake_frame, req, stat_get, stats, count, buf, cap);
 }
 
 int ferry_wake_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_t *buf, size_t cap)
 {
-	size_t len = msg ? strnlen(msg, FERRY_WAKE_ERRMSG_MAX) : 0;
-	int rc = begin(FERRY_WAKE_ERROR, req, ERROR_FIXED + len, buf, cap);
-
-	if (rc < 0)
-		return rc;
-	buf += FERRY_WAKE_HDR_LEN;
-	wire_put_u32(buf, code);
-	wire_put_u16(buf + 4, (uint16_t)len);
-	if (len)
-		memcpy(buf + ERROR_FIXED, msg, len);
-	return total(ERROR_FIXED + len);
+	return frame_error_encode(&wake_frame, req, code, msg, buf, cap);
 }
 
 /* ---------------------------------------------------------------- naming */
@@ -864,7 +674,7 @@ static const char *const type_names[FERRY_WAKE_TYPE_MAX + 1] = {
 
 const char *ferry_wake_type_name(uint8_t type)
 {
-	return type_valid(type) ? type_names[type] : "UNKNOWN";
+	return frame_type_valid(&wake_frame, type) ? type_names[type] : "UNKNOWN";
 }
 
 static const char *const errcode_texts[FERRY_WAKE_E_CODE_MAX + 1] = {

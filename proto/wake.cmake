@@ -1,8 +1,13 @@
 # Wake protocol codec (proto/wake.[ch]): ferryd <-> ferry-wake, the accept
 # node of paper 004. Pure, no I/O, no allocation. Included from
 # proto/CMakeLists.txt.
+if(NOT TARGET ferry_proto_frame)
+  add_library(ferry_proto_frame STATIC ${CMAKE_CURRENT_LIST_DIR}/frame.c)
+  target_include_directories(ferry_proto_frame PUBLIC ${CMAKE_SOURCE_DIR})
+endif()
 add_library(ferry_proto_wake STATIC ${CMAKE_CURRENT_LIST_DIR}/wake.c)
 target_include_directories(ferry_proto_wake PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(ferry_proto_wake PUBLIC ferry_proto_frame)
 
 if(FERRY_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
@@ -11,7 +16,7 @@ if(FERRY_FUZZ)
   # The codec again, instrumented for coverage so the fuzzer sees its branches.
   set(FERRY_WAKE_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
                             -fno-omit-frame-pointer -g)
-  add_library(ferry_proto_wake_fuzz STATIC ${CMAKE_CURRENT_LIST_DIR}/wake.c)
+  add_library(ferry_proto_wake_fuzz STATIC ${CMAKE_CURRENT_LIST_DIR}/wake.c ${CMAKE_CURRENT_LIST_DIR}/frame.c)
   target_include_directories(ferry_proto_wake_fuzz PUBLIC ${CMAKE_SOURCE_DIR})
   target_compile_options(ferry_proto_wake_fuzz PRIVATE
     -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
