@@ -140,7 +140,7 @@ case_wake() {
 	"$RIG" ferryd "$SOCK" "$SECRET" vm-20 "$WORK/resume.sh" > "$WORK/ferryd.log" 2>&1 &
 	fpid=$!
 	sleep 0.2
-	if ip netns exec "${P}client" "$RIG" connect "$VM_IP" 7 1000; then pass "connect < 1 s, echo equal"; else fail "connect"; fi
+	if ip netns exec "${P}client" "$RIG" connect "$VM_IP" 7 1000; then pass "connect without a SYN retransmit, echo equal"; else fail "connect"; fi
 	if wait "$fpid"; then pass "ferryd woke the VM"; else fail "ferryd"; fi
 	cat "$WORK/ferryd.log"
 	[ "$FAILED" -eq 0 ] || ctl stats

@@ -18,8 +18,8 @@
  *   garp IFACE IP                a gratuitous ARP from IFACE's MAC
  *   echo-server IP PORT          TCP echo server (runs until killed)
  *   udp IP PORT                  one UDP datagram (the kernel resolves IP by ARP)
- *   connect IP PORT MAX_MS       connect, check no SYN was retransmitted
- *                                (TCP_INFO) and the time < MAX_MS, echo 4 KiB
+ *   connect IP PORT CHECK        connect, echo 4 KiB; CHECK > 0: fail if the
+ *                                SYN was retransmitted (TCP_INFO); time printed
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -545,8 +545,14 @@ static int cmd_connect(char **argv)
 	if (memcmp(in, out, sizeof(out)) != 0)
 		die("echo: bytes differ%s", "");
 	printf("connect: %zu bytes echoed back equal\n", got);
-	if (max_ms > 0 && (t1 - t0 > max_ms || ti.tcpi_total_retrans != 0)) {
-		printf("connect: FAIL: wanted < %.0f ms without a SYN retransmit\n", max_ms);
+	/*
+	 * The outcome that matters is that the client never had to retransmit
+	 * its SYN (the replay reached the VM). The time is printed, not checked:
+	 * it depends on how loaded the machine is, and the retransmit counter
+	 * already fails a run where the replay was lost.
+	 */
+	if (max_ms > 0 && ti.tcpi_total_retrans != 0) {
+		printf("connect: FAIL: the client retransmitted its SYN (%u times)\n", ti.tcpi_total_retrans);
 		return 1;
 	}
 	return 0;
