@@ -497,6 +497,10 @@ static int parse_opts(int argc, char **argv, struct ft_opts *o)
 		return usage_err("unexpected argument", argv[optind]);
 	if (o->server && !o->secret_file)
 		return usage_err("--server needs --secret", NULL);
+	/* The memory server started here listens on loopback, which has no RDMA device. */
+	if (o->kind == FX_KIND_RDMA && !o->server)
+		return usage_err("--transport rdma needs --server HOST:PORT (a ferry-memsrv on an RDMA "
+				 "device's address) and --secret", NULL);
 	if (o->quick) {
 		if (!pages_set)
 			o->pages = 300;

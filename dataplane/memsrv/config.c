@@ -1,7 +1,8 @@
 /*
  * ferry-memsrv configuration: INI file + command-line flags.
  *
- * Flags are collected in a first getopt pass and applied after the file, so
+ * The mechanics (getopt, -c/--help/--version, reading the file) are in
+ * dataplane/common/daemon_opts.c: flags are applied after the file, so
  * "flags override the file" holds whatever order they are given in, and
  * both are checked by the same memsrv_config_set().
  */
@@ -9,12 +10,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
-#include <ini.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "dataplane/common/daemon_opts.h"
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/memsrv/units.h"
 
@@ -43,21 +43,6 @@ const char *memsrv_hugepages_name(enum memsrv_hugepages mode)
 
 /* ------------------------------------------------------------ value parsers */
 
-static int parse_uint(const char *value, uint64_t max, uint64_t *out)
-{
-	char *end;
-
-	if (!value[0] || value[0] == '-' || value[0] == '+' || value[0] == ' ')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(value, &end, 10);
-
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 static int parse_bool(const char *value, bool *out)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };
@@ -76,16 +61,6 @@ static int parse_bool(const char *value, bool *out)
 	return -EINVAL;
 }
 
-static int copy_path(char *dst, size_t cap, const char *value)
-{
-	size_t len = strlen(value);
-
-	if (len == 0 || len >= cap)
-		return -EINVAL;
-	memcpy(dst, value, len + 1);
-	return 0;
-}
-
 /* ------------------------------------------------------------ keys */
 
 #define BAD(fmt, ...) ferry_err_set(err, EINVAL, "%s: [%s] %s: " fmt, origin, section, key, ##__VA_ARGS__)
@@ -102,26 +77,17 @@ static int set_server(struct memsrv_config *cfg, const char *section, const char
 			return BAD("'%s' is not an IPv4 address (e.g. 127.0.0.1 or 0.0.0.0)", value);
 		snprintf(cfg->listen, sizeof(cfg->listen), "%s", value);
 	} else if (strcmp(key, "port") == 0) {
-		if (parse_uint(value, 65535, &v))
+		if (daemon_parse_uint(value, 65535, &v))
 			return BAD("'%s' is not a port number (0..65535, 0 = pick one)", value);
 		cfg->port = (uint16_t)v;
 	} else if (strcmp(key, "transport") == 0) {
-		/* Parsed here rather than with fx_kind_parse so that the config
-		 * module does not need the transport library to be linked. */
-		if (strcmp(value, "tcp") == 0)
-			cfg->transport = FX_KIND_TCP;
-		else if (strcmp(value, "rdma") == 0)
-			cfg->transport = FX_KIND_RDMA;
-		else
-			return BAD("'%s' is not a transport (tcp or rdma)", value);
+		return daemon_set_transport(&cfg->transport, value, origin, section, key, err);
 	} else if (strcmp(key, "secret_file") == 0) {
-		if (copy_path(cfg->secret_file, sizeof(cfg->secret_file), value))
-			return BAD("path empty or too long");
+		return daemon_set_path(cfg->secret_file, sizeof(cfg->secret_file), value, origin, section, key, err);
 	} else if (strcmp(key, "ready_file") == 0) {
-		if (copy_path(cfg->ready_file, sizeof(cfg->ready_file), value))
-			return BAD("path empty or too long");
+		return daemon_set_path(cfg->ready_file, sizeof(cfg->ready_file), value, origin, section, key, err);
 	} else if (strcmp(key, "max_clients") == 0) {
-		if (parse_uint(value, MEMSRV_MAX_CLIENTS_LIMIT, &v) || v == 0)
+		if (daemon_parse_uint(value, MEMSRV_MAX_CLIENTS_LIMIT, &v) || v == 0)
 			return BAD("'%s' is not a client count (1..%d)", value, MEMSRV_MAX_CLIENTS_LIMIT);
 		cfg->max_clients = (uint32_t)v;
 	} else {
@@ -147,7 +113,7 @@ static int set_pool(struct memsrv_config *cfg, const char *section, const char *
 	} else if (strcmp(key, "numa_node") == 0) {
 		if (strcmp(value, "auto") == 0)
 			cfg->numa_node = MEMSRV_NUMA_AUTO;
-		else if (parse_uint(value, 1023, &v) == 0)
+		else if (daemon_parse_uint(value, 1023, &v) == 0)
 			cfg->numa_node = (int)v;
 		else
 			return BAD("'%s' is not a NUMA node (auto or a node number)", value);
@@ -183,11 +149,7 @@ static int set_limits(struct memsrv_config *cfg, const char *section, const char
 			return BAD("a quota of 0 would refuse every allocation");
 		cfg->client_quota = v;
 	} else if (strcmp(key, "log_level") == 0) {
-		int lvl = ferry_log_parse_level(value);
-
-		if (lvl < 0)
-			return BAD("'%s' is not a log level (error, warn, info or debug)", value);
-		cfg->log_level = lvl;
+		return daemon_set_log_level(&cfg->log_level, value, origin, section, key, err);
 	} else {
 		return ferry_err_set(err, EINVAL, "%s: unknown key '%s' in section [limits] (known: client_quota, log_level)",
 				     origin, key);
@@ -214,95 +176,20 @@ int memsrv_config_set(struct memsrv_config *cfg, const char *section, const char
 
 /* ------------------------------------------------------------ file */
 
-struct ini_state {
-	struct memsrv_config *cfg;
-	const char *path;
-	FILE *file;
-	int line;                 /* lines read so far = line of the handler call */
-	int long_line;            /* first line longer than inih's buffer, 0 if none */
-	int err_line;             /* line of the first handler error, 0 if none */
-	struct ferry_err first;
-};
-
-/*
- * fgets wrapper that counts lines, so handler errors can name their line
- * (Debian's inih is built without INI_HANDLER_LINENO), and that notices lines
- * too long for inih's buffer instead of letting it parse the tail as a line.
- */
-static char *ini_read_line(char *str, int num, void *stream)
+static int set_cb(void *cfg, const char *section, const char *key, const char *value, const char *origin,
+		  struct ferry_err *err)
 {
-	struct ini_state *st = stream;
-
-	if (!fgets(str, num, st->file))
-		return NULL;
-	st->line++;
-	size_t len = strlen(str);
-
-	if (len > 0 && str[len - 1] != '\n' && !feof(st->file)) {
-		int c;
-
-		if (!st->long_line)
-			st->long_line = st->line;
-		while ((c = fgetc(st->file)) != EOF && c != '\n')
-			;
-		str[0] = '\0';   /* hand inih an empty line instead of a fragment */
-	}
-	return str;
-}
-
-static int ini_handler_cb(void *user, const char *section, const char *name, const char *value)
-{
-	struct ini_state *st = user;
-	char origin[PATH_MAX + 16];
-
-	if (st->err_line)
-		return 1;   /* report only the first problem */
-	snprintf(origin, sizeof(origin), "%s:%d", st->path, st->line);
-	if (memsrv_config_set(st->cfg, section, name, value, origin, &st->first)) {
-		st->err_line = st->line;
-		return 0;
-	}
-	return 1;
+	return memsrv_config_set(cfg, section, key, value, origin, err);
 }
 
 int memsrv_config_load_file(struct memsrv_config *cfg, const char *path, struct ferry_err *err)
 {
-	struct ini_state st = { .cfg = cfg, .path = path };
-	int rc;
+	const struct daemon_ini ini = {
+		.set = set_cb, .cfg = cfg, .reject_long_lines = true,
+		.loaded_path = cfg->config_file, .loaded_path_cap = sizeof(cfg->config_file),
+	};
 
-	st.file = fopen(path, "re");
-	if (!st.file)
-		return ferry_err_set(err, errno, "config file %s: %s", path, strerror(errno));
-	rc = ini_parse_stream(ini_read_line, &st, ini_handler_cb, &st);
-	fclose(st.file);
-
-	/* Report whichever problem comes first in the file. */
-	int syntax_line = rc > 0 && rc != st.err_line ? rc : 0;
-	int first = 0;
-
-	if (st.long_line)
-		first = st.long_line;
-	if (st.err_line && (!first || st.err_line < first))
-		first = st.err_line;
-	if (syntax_line && (!first || syntax_line < first))
-		first = syntax_line;
-
-	if (!first && rc == 0)
-		goto ok;
-	if (first == st.err_line && st.err_line) {
-		*err = st.first;
-		return err->code ? err->code : -EINVAL;
-	}
-	if (first == st.long_line && st.long_line)
-		return ferry_err_set(err, EINVAL, "%s:%d: line too long (at most %d characters)", path, first,
-				     INI_MAX_LINE - 2);
-	if (first)
-		return ferry_err_set(err, EINVAL, "%s:%d: syntax error (expected '[section]' or 'key = value')",
-				     path, first);
-	return ferry_err_set(err, EIO, "config file %s: cannot be parsed (inih error %d)", path, rc);
-ok:
-	snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", path);
-	return 0;
+	return daemon_ini_load(&ini, path, err);
 }
 
 int memsrv_config_validate(struct memsrv_config *cfg, struct ferry_err *err)
@@ -323,28 +210,19 @@ int memsrv_config_validate(struct memsrv_config *cfg, struct ferry_err *err)
 
 /* ------------------------------------------------------------ command line */
 
-struct flag {
-	const char *name;
-	int has_arg;
-	int val;
-	const char *section, *key;
-};
-
-enum { OPT_HELP = 'h', OPT_VERSION = 'V', OPT_CONFIG = 'c', OPT_KEY_BASE = 1000 };
-
-static const struct flag flags[] = {
-	{ "listen",       required_argument, 'l',              "server", "listen" },
-	{ "port",         required_argument, 'p',              "server", "port" },
-	{ "transport",    required_argument, 't',              "server", "transport" },
-	{ "secret-file",  required_argument, 's',              "server", "secret_file" },
-	{ "ready-file",   required_argument, 'r',              "server", "ready_file" },
-	{ "max-clients",  required_argument, OPT_KEY_BASE + 0, "server", "max_clients" },
-	{ "pool-size",    required_argument, 'm',              "pool",   "size" },
-	{ "numa-node",    required_argument, OPT_KEY_BASE + 1, "pool",   "numa_node" },
-	{ "hugepages",    required_argument, OPT_KEY_BASE + 2, "pool",   "hugepages" },
-	{ "prefault",     required_argument, OPT_KEY_BASE + 3, "pool",   "prefault" },
-	{ "client-quota", required_argument, 'q',              "limits", "client_quota" },
-	{ "log-level",    required_argument, OPT_KEY_BASE + 4, "limits", "log_level" },
+static const struct daemon_flag flags[] = {
+	{ "listen",       'l',              "server", "listen" },
+	{ "port",         'p',              "server", "port" },
+	{ "transport",    't',              "server", "transport" },
+	{ "secret-file",  's',              "server", "secret_file" },
+	{ "ready-file",   'r',              "server", "ready_file" },
+	{ "max-clients",  DAEMON_OPTS_LONG_ONLY + 0, "server", "max_clients" },
+	{ "pool-size",    'm',              "pool",   "size" },
+	{ "numa-node",    DAEMON_OPTS_LONG_ONLY + 1, "pool",   "numa_node" },
+	{ "hugepages",    DAEMON_OPTS_LONG_ONLY + 2, "pool",   "hugepages" },
+	{ "prefault",     DAEMON_OPTS_LONG_ONLY + 3, "pool",   "prefault" },
+	{ "client-quota", 'q',              "limits", "client_quota" },
+	{ "log-level",    DAEMON_OPTS_LONG_ONLY + 4, "limits", "log_level" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -385,92 +263,23 @@ void memsrv_config_usage(FILE *out, const char *prog)
 		prog, MEMSRV_DEFAULT_PORT, MEMSRV_DEFAULT_MAX_CLIENTS, MEMSRV_MAX_CLIENTS_LIMIT);
 }
 
+static int load_cb(void *cfg, const char *path, struct ferry_err *err)
+{
+	return memsrv_config_load_file(cfg, path, err);
+}
+
 int memsrv_config_from_args(struct memsrv_config *cfg, int argc, char **argv, FILE *out,
 			    struct ferry_err *err)
 {
-	struct option longopts[NFLAGS + 4];
-	char shortopts[64] = ":hVc:";
-	const char *config_path = NULL;
-	struct { const struct flag *f; const char *arg; } *pending;
-	size_t npending = 0, n = 0;
-	int rc = 0, opt;
+	static const struct daemon_cli cli = {
+		.prog = "ferry-memsrv", .version = FERRY_MEMSRV_VERSION, .flags = flags, .nflags = NFLAGS,
+		.usage = memsrv_config_usage, .load_file = load_cb, .set = set_cb,
+	};
+	int rc;
 
 	memsrv_config_defaults(cfg);
-	pending = calloc((size_t)argc + 1, sizeof(*pending));
-	if (!pending)
-		return ferry_err_set(err, ENOMEM, "out of memory");
-
-	for (size_t i = 0; i < NFLAGS; i++) {
-		longopts[n++] = (struct option){ flags[i].name, flags[i].has_arg, NULL, flags[i].val };
-		if (flags[i].val < OPT_KEY_BASE) {
-			size_t l = strlen(shortopts);
-
-			shortopts[l] = (char)flags[i].val;
-			shortopts[l + 1] = ':';
-			shortopts[l + 2] = '\0';
-		}
-	}
-	longopts[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
-	longopts[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
-	longopts[n++] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
-	longopts[n] = (struct option){ 0 };
-
-	optind = 0;   /* full getopt reset: callable more than once (unit tests) */
-	opterr = 0;   /* we word the errors ourselves */
-	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
-		const char *bad = argv[optind - 1];
-
-		switch (opt) {
-		case OPT_HELP:
-			memsrv_config_usage(out, argv[0]);
-			rc = 1;
-			goto out;
-		case OPT_VERSION:
-			fprintf(out, "ferry-memsrv %s\n", FERRY_MEMSRV_VERSION);
-			rc = 1;
-			goto out;
-		case OPT_CONFIG:
-			config_path = optarg;
-			break;
-		case ':':
-			rc = ferry_err_set(err, EINVAL, "option '%s' needs a value (see --help)", bad);
-			goto out;
-		case '?':
-			rc = ferry_err_set(err, EINVAL, "unknown option '%s' (see --help)", bad);
-			goto out;
-		default:
-			for (size_t i = 0; i < NFLAGS; i++) {
-				if (flags[i].val == opt) {
-					pending[npending].f = &flags[i];
-					pending[npending++].arg = optarg;
-					break;
-				}
-			}
-			break;
-		}
-	}
-	if (optind < argc) {
-		rc = ferry_err_set(err, EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
-		goto out;
-	}
-
-	if (config_path) {
-		rc = memsrv_config_load_file(cfg, config_path, err);
-		if (rc)
-			goto out;
-	}
-	for (size_t i = 0; i < npending; i++) {
-		char origin[64];
-
-		snprintf(origin, sizeof(origin), "--%s", pending[i].f->name);
-		rc = memsrv_config_set(cfg, pending[i].f->section, pending[i].f->key, pending[i].arg, origin, err);
-		if (rc)
-			goto out;
-	}
-	rc = memsrv_config_validate(cfg, err);
-out:
-	free(pending);
-	return rc;
+	rc = daemon_opts_parse(&cli, cfg, argc, argv, out, err);
+	return rc ? rc : memsrv_config_validate(cfg, err);
 }
 
 void memsrv_config_log(const struct memsrv_config *cfg)

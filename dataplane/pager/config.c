@@ -1,15 +1,15 @@
 /*
- * ferry-pager configuration: INI file + flags (same scheme as ferry-memsrv:
- * flags are collected first and applied after the file, so they always win).
+ * ferry-pager configuration: INI file + flags (same scheme as ferry-memsrv,
+ * dataplane/common/daemon_opts.c: flags are applied after the file, so they
+ * always win).
  */
 #include "dataplane/pager/config.h"
 
 #include <errno.h>
-#include <getopt.h>
-#include <ini.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/common/daemon_opts.h"
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/memsrv/units.h"
 
@@ -26,21 +26,6 @@ void pager_config_defaults(struct pager_config *cfg)
 	cfg->extent_size = PAGER_DEFAULT_EXTENT;
 	cfg->prefetch = PAGER_DEFAULT_PREFETCH;
 	cfg->pageout_batch = PAGER_DEFAULT_PAGEOUT_BATCH;
-}
-
-static int parse_uint(const char *value, uint64_t max, uint64_t *out)
-{
-	char *end;
-
-	if (!value[0] || value[0] == '-' || value[0] == '+' || value[0] == ' ')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(value, &end, 10);
-
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
 }
 
 static int copy_str(char *dst, size_t cap, const char *value, int allow_empty)
@@ -69,7 +54,7 @@ static int parse_servers(struct pager_config *cfg, const char *value)
 		if (!colon || colon == tok || n >= PAGER_MAX_SERVERS)
 			return -EINVAL;
 		*colon = '\0';
-		if (parse_uint(colon + 1, 65535, &port) || port == 0 || strlen(tok) >= sizeof(cfg->servers[0].host))
+		if (daemon_parse_uint(colon + 1, 65535, &port) || port == 0 || strlen(tok) >= sizeof(cfg->servers[0].host))
 			return -EINVAL;
 		snprintf(cfg->servers[n].host, sizeof(cfg->servers[n].host), "%s", tok);
 		cfg->servers[n].port = (uint16_t)port;
@@ -102,11 +87,7 @@ static int set_pager(struct pager_config *cfg, const char *section, const char *
 		cfg->allow = a;
 		snprintf(cfg->allow_text, sizeof(cfg->allow_text), "%s", value);
 	} else if (strcmp(key, "log_level") == 0) {
-		int lvl = ferry_log_parse_level(value);
-
-		if (lvl < 0)
-			return BAD("'%s' is not a log level (error, warn, info or debug)", value);
-		cfg->log_level = lvl;
+		return daemon_set_log_level(&cfg->log_level, value, origin, section, key, err);
 	} else {
 		return ferry_err_set(err, EINVAL,
 				     "%s: unknown key '%s' in section [pager] "
@@ -125,15 +106,9 @@ static int set_pool(struct pager_config *cfg, const char *section, const char *k
 			return BAD("'%s' is not a list of host:port (at most %d, comma separated)", value,
 				   PAGER_MAX_SERVERS);
 	} else if (strcmp(key, "secret_file") == 0) {
-		if (copy_str(cfg->secret_file, sizeof(cfg->secret_file), value, 0))
-			return BAD("path empty or too long");
+		return daemon_set_path(cfg->secret_file, sizeof(cfg->secret_file), value, origin, section, key, err);
 	} else if (strcmp(key, "transport") == 0) {
-		if (strcmp(value, "tcp") == 0)
-			cfg->transport = FX_KIND_TCP;
-		else if (strcmp(value, "rdma") == 0)
-			cfg->transport = FX_KIND_RDMA;
-		else
-			return BAD("'%s' is not a transport (tcp or rdma)", value);
+		return daemon_set_transport(&cfg->transport, value, origin, section, key, err);
 	} else if (strcmp(key, "extent_size") == 0) {
 		if (memsrv_size_parse(value, &v) || v == 0 || v % 4096 || v > (UINT64_C(1) << 40))
 			return BAD("'%s' is not a size in whole 4 KiB pages (e.g. 16M)", value);
@@ -156,11 +131,11 @@ static int set_paging(struct pager_config *cfg, const char *section, const char 
 			return BAD("'%s' is not a size in whole 4 KiB pages (0 = unlimited)", value);
 		cfg->vm_budget = v;
 	} else if (strcmp(key, "prefetch") == 0) {
-		if (parse_uint(value, PAGER_MAX_PREFETCH, &v))
+		if (daemon_parse_uint(value, PAGER_MAX_PREFETCH, &v))
 			return BAD("'%s' is not a page count (0..%d)", value, PAGER_MAX_PREFETCH);
 		cfg->prefetch = (uint32_t)v;
 	} else if (strcmp(key, "pageout_batch") == 0) {
-		if (parse_uint(value, PAGER_MAX_PAGEOUT_BATCH, &v) || v == 0)
+		if (daemon_parse_uint(value, PAGER_MAX_PAGEOUT_BATCH, &v) || v == 0)
 			return BAD("'%s' is not a page count (1..%d)", value, PAGER_MAX_PAGEOUT_BATCH);
 		cfg->pageout_batch = (uint32_t)v;
 	} else {
@@ -185,60 +160,20 @@ int pager_config_set(struct pager_config *cfg, const char *section, const char *
 			     origin, section, key);
 }
 
-struct ini_state {
-	struct pager_config *cfg;
-	const char *path;
-	FILE *file;
-	int line, err_line;
-	struct ferry_err first;
-};
-
-/* Counts lines so that errors can name theirs (Debian's inih lacks INI_HANDLER_LINENO). */
-static char *ini_read_line(char *str, int num, void *stream)
+static int set_cb(void *cfg, const char *section, const char *key, const char *value, const char *origin,
+		  struct ferry_err *err)
 {
-	struct ini_state *st = stream;
-
-	if (!fgets(str, num, st->file))
-		return NULL;
-	st->line++;
-	return str;
-}
-
-static int ini_handler_cb(void *user, const char *section, const char *name, const char *value)
-{
-	struct ini_state *st = user;
-	char origin[PATH_MAX + 16];
-
-	if (st->err_line)
-		return 1;
-	snprintf(origin, sizeof(origin), "%s:%d", st->path, st->line);
-	if (pager_config_set(st->cfg, section, name, value, origin, &st->first)) {
-		st->err_line = st->line;
-		return 0;
-	}
-	return 1;
+	return pager_config_set(cfg, section, key, value, origin, err);
 }
 
 int pager_config_load_file(struct pager_config *cfg, const char *path, struct ferry_err *err)
 {
-	struct ini_state st = { .cfg = cfg, .path = path };
-	int rc;
+	const struct daemon_ini ini = {
+		.set = set_cb, .cfg = cfg, .key_errors_first = true,
+		.loaded_path = cfg->config_file, .loaded_path_cap = sizeof(cfg->config_file),
+	};
 
-	st.file = fopen(path, "re");
-	if (!st.file)
-		return ferry_err_set(err, errno, "config file %s: %s", path, strerror(errno));
-	rc = ini_parse_stream(ini_read_line, &st, ini_handler_cb, &st);
-	fclose(st.file);
-	if (st.err_line) {
-		*err = st.first;
-		return err->code ? err->code : -EINVAL;
-	}
-	if (rc > 0)
-		return ferry_err_set(err, EINVAL, "%s:%d: syntax error (expected '[section]' or 'key = value')", path, rc);
-	if (rc < 0)
-		return ferry_err_set(err, EIO, "config file %s: cannot be parsed (inih error %d)", path, rc);
-	snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", path);
-	return 0;
+	return daemon_ini_load(&ini, path, err);
 }
 
 int pager_config_validate(struct pager_config *cfg, struct ferry_err *err)
@@ -256,27 +191,19 @@ int pager_config_validate(struct pager_config *cfg, struct ferry_err *err)
 	return 0;
 }
 
-struct flag {
-	const char *name;
-	int val;
-	const char *section, *key;
-};
-
-enum { OPT_HELP = 'h', OPT_VERSION = 'V', OPT_CONFIG = 'c', OPT_KEY_BASE = 1000 };
-
-static const struct flag flags[] = {
+static const struct daemon_flag flags[] = {
 	{ "socket",        'S',              "pager",  "socket" },
 	{ "fc-socket",     'F',              "pager",  "fc_socket" },
-	{ "snapshot-file", OPT_KEY_BASE + 0, "pager",  "snapshot_file" },
+	{ "snapshot-file", DAEMON_OPTS_LONG_ONLY + 0, "pager",  "snapshot_file" },
 	{ "allow",         'a',              "pager",  "allow" },
-	{ "log-level",     OPT_KEY_BASE + 1, "pager",  "log_level" },
+	{ "log-level",     DAEMON_OPTS_LONG_ONLY + 1, "pager",  "log_level" },
 	{ "servers",       'm',              "pool",   "servers" },
 	{ "secret-file",   's',              "pool",   "secret_file" },
 	{ "transport",     't',              "pool",   "transport" },
-	{ "extent-size",   OPT_KEY_BASE + 2, "pool",   "extent_size" },
+	{ "extent-size",   DAEMON_OPTS_LONG_ONLY + 2, "pool",   "extent_size" },
 	{ "vm-budget",     'b',              "paging", "vm_budget" },
 	{ "prefetch",      'p',              "paging", "prefetch" },
-	{ "pageout-batch", OPT_KEY_BASE + 3, "paging", "pageout_batch" },
+	{ "pageout-batch", DAEMON_OPTS_LONG_ONLY + 3, "paging", "pageout_batch" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -326,89 +253,22 @@ void pager_config_usage(FILE *out, const char *prog)
 		PAGER_MAX_PAGEOUT_BATCH);
 }
 
+static int load_cb(void *cfg, const char *path, struct ferry_err *err)
+{
+	return pager_config_load_file(cfg, path, err);
+}
+
 int pager_config_from_args(struct pager_config *cfg, int argc, char **argv, FILE *out, struct ferry_err *err)
 {
-	struct option longopts[NFLAGS + 4];
-	char shortopts[64] = ":hVc:";
-	const char *config_path = NULL;
-	struct { const struct flag *f; const char *arg; } *pending;
-	size_t npending = 0, n = 0;
-	int rc = 0, opt;
+	static const struct daemon_cli cli = {
+		.prog = "ferry-pager", .version = FERRY_PAGER_VERSION, .flags = flags, .nflags = NFLAGS,
+		.usage = pager_config_usage, .load_file = load_cb, .set = set_cb,
+	};
+	int rc;
 
 	pager_config_defaults(cfg);
-	pending = calloc((size_t)argc + 1, sizeof(*pending));
-	if (!pending)
-		return ferry_err_set(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < NFLAGS; i++) {
-		longopts[n++] = (struct option){ flags[i].name, required_argument, NULL, flags[i].val };
-		if (flags[i].val < OPT_KEY_BASE) {
-			size_t l = strlen(shortopts);
-
-			shortopts[l] = (char)flags[i].val;
-			shortopts[l + 1] = ':';
-			shortopts[l + 2] = '\0';
-		}
-	}
-	longopts[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
-	longopts[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
-	longopts[n++] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
-	longopts[n] = (struct option){ 0 };
-
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
-		const char *bad = argv[optind - 1];
-
-		switch (opt) {
-		case OPT_HELP:
-			pager_config_usage(out, argv[0]);
-			rc = 1;
-			goto out;
-		case OPT_VERSION:
-			fprintf(out, "ferry-pager %s\n", FERRY_PAGER_VERSION);
-			rc = 1;
-			goto out;
-		case OPT_CONFIG:
-			config_path = optarg;
-			break;
-		case ':':
-			rc = ferry_err_set(err, EINVAL, "option '%s' needs a value (see --help)", bad);
-			goto out;
-		case '?':
-			rc = ferry_err_set(err, EINVAL, "unknown option '%s' (see --help)", bad);
-			goto out;
-		default:
-			for (size_t i = 0; i < NFLAGS; i++) {
-				if (flags[i].val == opt) {
-					pending[npending].f = &flags[i];
-					pending[npending++].arg = optarg;
-					break;
-				}
-			}
-			break;
-		}
-	}
-	if (optind < argc) {
-		rc = ferry_err_set(err, EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
-		goto out;
-	}
-	if (config_path) {
-		rc = pager_config_load_file(cfg, config_path, err);
-		if (rc)
-			goto out;
-	}
-	for (size_t i = 0; i < npending; i++) {
-		char origin[64];
-
-		snprintf(origin, sizeof(origin), "--%s", pending[i].f->name);
-		rc = pager_config_set(cfg, pending[i].f->section, pending[i].f->key, pending[i].arg, origin, err);
-		if (rc)
-			goto out;
-	}
-	rc = pager_config_validate(cfg, err);
-out:
-	free(pending);
-	return rc;
+	rc = daemon_opts_parse(&cli, cfg, argc, argv, out, err);
+	return rc ? rc : pager_config_validate(cfg, err);
 }
 
 void pager_config_log(const struct pager_config *cfg)

@@ -4,33 +4,20 @@
 #include <cmocka.h>
 
 #include "memsrv_harness.h"
+#include "proc_harness.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define READY_TIMEOUT_MS 15000   /* sanitizer builds start slowly; normally ~50 ms */
 
 uint64_t msrv_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
+	return proc_now_ms();
 }
 
 static void write_text(const char *path, const char *text, mode_t mode)
@@ -60,17 +47,33 @@ static void make_secret(struct msrv *m)
 	assert_int_equal(ferry_secret_from_bytes(m->secret_hex, 64, &m->key, NULL), 0);
 }
 
+/* Has the server written its port to the ready file? */
+static bool ready_port(void *arg)
+{
+	struct msrv *m = arg;
+	FILE *f = fopen(m->ready, "re");
+	unsigned port = 0;
+	int got;
+
+	if (!f)
+		return false;
+	got = fscanf(f, "%u", &port);
+	fclose(f);
+	if (got != 1 || port == 0 || port >= 65536)
+		return false;
+	m->port = (uint16_t)port;
+	return true;
+}
+
 void msrv_start(struct msrv *m, const struct msrv_opts *o)
 {
 	static const struct msrv_opts defaults = { 0 };
 	char conf[1024], extra[256] = "";
-	uint64_t deadline;
 
 	if (!o)
 		o = &defaults;
 	memset(m, 0, sizeof(*m));
-	snprintf(m->dir, sizeof(m->dir), "/tmp/ferry-it-XXXXXX");
-	assert_non_null(mkdtemp(m->dir));
+	proc_make_dir(m->dir, sizeof(m->dir), "ferry-it");
 	snprintf(m->conf, sizeof(m->conf), "%s/memsrv.conf", m->dir);
 	snprintf(m->secret_path, sizeof(m->secret_path), "%s/secret", m->dir);
 	snprintf(m->ready, sizeof(m->ready), "%s/ready", m->dir);
@@ -89,76 +92,21 @@ void msrv_start(struct msrv *m, const struct msrv_opts *o)
 		 o->hugepages ? o->hugepages : "auto", extra, o->log_level ? o->log_level : "info");
 	write_text(m->conf, conf, 0644);
 
-	m->pid = fork();
-	assert_true(m->pid >= 0);
-	if (m->pid == 0) {
-		int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	char *argv[] = { "ferry-memsrv", "-c", m->conf, NULL };
 
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		execl(MSRV_BIN, "ferry-memsrv", "-c", m->conf, (char *)NULL);
-		_exit(127);
-	}
+	m->pid = proc_spawn(MSRV_BIN, argv, m->log, 0);
 
-	deadline = msrv_now_ms() + READY_TIMEOUT_MS;
-	for (;;) {
-		FILE *f = fopen(m->ready, "re");
-		unsigned port = 0;
-
-		if (f) {
-			int got = fscanf(f, "%u", &port);
-
-			fclose(f);
-			if (got == 1 && port > 0 && port < 65536) {
-				m->port = (uint16_t)port;
-				return;
-			}
-		}
-		if (waitpid(m->pid, &m->status, WNOHANG) == m->pid) {
-			m->pid = 0;
-			msrv_dump_log(m);
-			fail_msg("ferry-memsrv exited before it was ready (status 0x%x)", m->status);
-		}
-		if (msrv_now_ms() > deadline) {
-			msrv_dump_log(m);
-			fail_msg("ferry-memsrv not ready within %d ms", READY_TIMEOUT_MS);
-		}
-		sleep_ms(5);
-	}
+	proc_wait_ready(&m->pid, &m->status, "ferry-memsrv", m->log, READY_TIMEOUT_MS, ready_port, m);
 }
 
 bool msrv_wait_exit(struct msrv *m, int timeout_ms)
 {
-	uint64_t deadline = msrv_now_ms() + (uint64_t)timeout_ms;
-
-	if (m->pid <= 0)
-		return true;
-	for (;;) {
-		pid_t r = waitpid(m->pid, &m->status, WNOHANG);
-
-		if (r == m->pid || (r < 0 && errno == ECHILD)) {
-			m->pid = 0;
-			return true;
-		}
-		if (msrv_now_ms() >= deadline)
-			return false;
-		sleep_ms(2);
-	}
+	return proc_wait_exit(&m->pid, &m->status, timeout_ms);
 }
 
 int msrv_stop(struct msrv *m, int timeout_ms)
 {
-	if (m->pid <= 0)
-		return m->status;
-	kill(m->pid, SIGTERM);
-	if (msrv_wait_exit(m, timeout_ms))
-		return m->status;
-	kill(m->pid, SIGKILL);
-	waitpid(m->pid, &m->status, 0);
-	m->pid = 0;
-	return -1;
+	return proc_stop(&m->pid, &m->status, timeout_ms);
 }
 
 int msrv_finish(struct msrv *m)
@@ -173,56 +121,18 @@ int msrv_finish(struct msrv *m)
 
 void msrv_cleanup(struct msrv *m)
 {
-	char cmd[128];
-
-	if (m->pid > 0) {
-		kill(m->pid, SIGKILL);
-		waitpid(m->pid, &m->status, 0);
-		m->pid = 0;
-	}
-	if (m->dir[0]) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", m->dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "cannot remove %s\n", m->dir);
-		m->dir[0] = '\0';
-	}
-}
-
-static char *read_log(const struct msrv *m)
-{
-	FILE *f = fopen(m->log, "re");
-	char *buf;
-	long len;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = calloc(1, (size_t)len + 1);
-	if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	return buf;
+	proc_kill(&m->pid, &m->status);
+	proc_remove_dir(m->dir);
 }
 
 bool msrv_log_contains(const struct msrv *m, const char *needle)
 {
-	char *log = read_log(m);
-	bool found = log && strstr(log, needle);
-
-	free(log);
-	return found;
+	return proc_log_contains(m->log, needle);
 }
 
 void msrv_dump_log(const struct msrv *m)
 {
-	char *log = read_log(m);
-
-	fprintf(stderr, "----- ferry-memsrv log (%s) -----\n%s----- end of log -----\n", m->log, log ? log : "(none)\n");
-	free(log);
+	proc_dump_log("ferry-memsrv", m->log);
 }
 
 int msrv_connect(const struct msrv *m, struct fx_ctx *ctx, const char *name, const struct ferry_secret *secret,

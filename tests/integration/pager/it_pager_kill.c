@@ -59,7 +59,7 @@ static void test_server_killed(void **state)
 
 	(void)state;
 	msrv_start(&m, NULL);
-	snprintf(servers, sizeof(servers), "127.0.0.1:%u", m.port);
+	snprintf(servers, sizeof(servers), "%s:%u", msrv_host(), m.port);
 	args[3] = m.secret_path;
 	pgr_start(&p, args);
 	tvm_create(&a, p.sock, "vm-remote", 512, TVM_WP | TVM_POISON, all);
@@ -91,16 +91,26 @@ static void test_server_killed(void **state)
 	}
 	assert_int_equal(tvm_stat(&b, "fault_errors"), 0);
 	/* a lost page was poisoned: touching it raises SIGBUS instead of hanging */
-	unsigned char vec[512];
-	size_t lost = 512;
+	uint64_t features = 0;
 
-	assert_int_equal(mincore(a.ram, 512 * PAGE, vec), 0);
-	for (size_t i = 0; i < 512 && lost == 512; i++)
-		if (!(vec[i] & 1))
-			lost = i;
-	assert_true(lost < 512);
-	assert_true(read_raises_sigbus(a.ram + lost * PAGE));
-	assert_true(pgr_log_contains(&p, "lost pages poisoned"));
+	assert_int_equal(ferry_vmm_uffd_features(a.uffd, &features), 0);
+	if (features & FERRY_VMM_UFFD_F_POISON) {
+		unsigned char vec[512];
+		size_t lost = 512;
+
+		assert_int_equal(mincore(a.ram, 512 * PAGE, vec), 0);
+		for (size_t i = 0; i < 512 && lost == 512; i++)
+			if (!(vec[i] & 1))
+				lost = i;
+		assert_true(lost < 512);
+		assert_true(read_raises_sigbus(a.ram + lost * PAGE));
+		assert_true(pgr_log_contains(&p, "lost pages poisoned"));
+	} else {
+		/* UFFD_FEATURE_POISON is Linux 6.6: older kernels block on a lost page; do not touch one */
+		fprintf(stderr, "SKIP sub-case: SIGBUS on a lost page (this kernel's uffd lacks UFFD_FEATURE_POISON, "
+				"Linux 6.6+)\n");
+		assert_true(pgr_log_contains(&p, "lacks UFFD_FEATURE_POISON"));
+	}
 	assert_int_equal(ferry_vmm_unregister(a.c), 0);
 	assert_true(pgr_alive(&p));
 	assert_int_equal(pgr_stop(&p, 5000), 0);
@@ -125,7 +135,7 @@ static void test_server_down_at_start(void **state)
 	msrv_start(&m, NULL);
 	args[3] = m.secret_path;
 	/* a port nobody listens on */
-	snprintf(servers, sizeof(servers), "127.0.0.1:1");
+	snprintf(servers, sizeof(servers), "%s:1", msrv_host());
 	pgr_start(&p, args);
 	tvm_create(&v, p.sock, "vm-nopool", 64, TVM_WP, all);
 	sleep_ms(100);

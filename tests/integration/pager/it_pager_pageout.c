@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ static int setup(void **state)
 
 	(void)state;
 	msrv_start(&M, NULL);
-	snprintf(servers, sizeof(servers), "127.0.0.1:%u", M.port);
+	snprintf(servers, sizeof(servers), "%s:%u", msrv_host(), M.port);
 	snprintf(budget, sizeof(budget), "%u", BUDGET_PAGES * PAGE);
 	pgr_start(&P, args);
 	return 0;
@@ -111,6 +112,26 @@ static void test_pageout_churn(void **state)
 	(void)state;
 	tvm_create(&a, P.sock, "vm-a", NPAGES, TVM_WP, all);
 	tvm_create(&b, P.sock, "vm-b", NPAGES, TVM_WP, all);
+	{
+		/*
+		 * What this kernel offers (a probe uffd asking for everything, best effort): page-out
+		 * needs only MISSING + WP on shmem (Linux 5.19), none of the newer features.
+		 */
+		uint64_t f = 0;
+		int probe = ferry_vmm_uffd_create(O_CLOEXEC | FERRY_VMM_UFFD_BEST_EFFORT,
+						  FERRY_VMM_UFFD_F_RECOMMENDED | FERRY_VMM_UFFD_F_POISON |
+							  FERRY_VMM_UFFD_F_MOVE, NULL);
+
+		assert_true(probe >= 0);
+		assert_int_equal(ferry_vmm_uffd_features(probe, &f), 0);
+		close(probe);
+		fprintf(stderr, "uffd features offered 0x%llx: MISSING_SHMEM %s, WP_HUGETLBFS_SHMEM %s, WP_UNPOPULATED %s, "
+				"POISON %s, WP_ASYNC %s\n", (unsigned long long)f,
+			f & FERRY_VMM_UFFD_F_MISSING_SHMEM ? "yes" : "no",
+			f & FERRY_VMM_UFFD_F_WP_HUGETLBFS_SHMEM ? "yes" : "no",
+			f & FERRY_VMM_UFFD_F_WP_UNPOPULATED ? "yes" : "no", f & FERRY_VMM_UFFD_F_POISON ? "yes" : "no",
+			f & FERRY_VMM_UFFD_F_WP_ASYNC ? "yes" : "no");
+	}
 	assert_int_equal(tvm_stat(&a, "pageout_enabled"), 1);
 	/* registered with 1024 local pages: the pager pages out down to the budget */
 	wait_within_budget(&a);

@@ -4,6 +4,8 @@
 #include <cmocka.h>
 
 #include "pager_harness.h"
+#include "memsrv_harness.h"
+#include "proc_harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,28 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define READY_TIMEOUT_MS 15000
 
 uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return proc_now_ms();
 }
 
 void sleep_ms(unsigned ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
+	proc_sleep_ms(ms);
 }
 
 static bool can_connect(const char *path)
@@ -51,28 +45,25 @@ static bool can_connect(const char *path)
 	return ok;
 }
 
+static bool sock_accepts(void *path)
+{
+	return can_connect(path);
+}
+
 bool pgr_alive(struct pgr *p)
 {
-	if (p->pid <= 0)
-		return false;
-	if (waitpid(p->pid, &p->status, WNOHANG) == p->pid) {
-		p->pid = 0;
-		return false;
-	}
-	return true;
+	return !proc_reaped(&p->pid, &p->status);
 }
 
 void pgr_start(struct pgr *p, const char *const *args)
 {
 	const char *argv[64];
 	int n = 0;
-	bool has_allow = false, has_sock = false;
+	bool has_allow = false, has_sock = false, has_servers = false, has_transport = false;
 	char allow[32];
-	uint64_t deadline;
 
 	memset(p, 0, sizeof(*p));
-	snprintf(p->dir, sizeof(p->dir), "/tmp/ferry-pgr-XXXXXX");
-	assert_non_null(mkdtemp(p->dir));
+	proc_make_dir(p->dir, sizeof(p->dir), "ferry-pgr");
 	snprintf(p->sock, sizeof(p->sock), "%s/pager.sock", p->dir);
 	snprintf(p->fc_sock, sizeof(p->fc_sock), "%s/fc.sock", p->dir);
 	snprintf(p->log, sizeof(p->log), "%s/pager.log", p->dir);
@@ -83,6 +74,10 @@ void pgr_start(struct pgr *p, const char *const *args)
 			has_allow = true;
 		if (strcmp(args[i], "--socket") == 0)
 			has_sock = true;
+		if (strcmp(args[i], "--servers") == 0)
+			has_servers = true;
+		if (strcmp(args[i], "--transport") == 0)
+			has_transport = true;
 		argv[n++] = strcmp(args[i], "@FC") == 0 ? p->fc_sock : args[i];
 	}
 	if (!has_allow) {
@@ -93,111 +88,41 @@ void pgr_start(struct pgr *p, const char *const *args)
 		argv[n++] = "--socket";
 		argv[n++] = p->sock;
 	}
+	/* a pager with memory servers talks to them over the tests' transport (FERRY_TEST_TRANSPORT) */
+	if (has_servers && !has_transport) {
+		argv[n++] = "--transport";
+		argv[n++] = fx_kind_name(msrv_transport());
+	}
 	argv[n++] = "--log-level";
 	argv[n++] = "debug";
 	argv[n] = NULL;
 
-	p->pid = fork();
-	assert_true(p->pid >= 0);
-	if (p->pid == 0) {
-		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-		/* A test that crashes must not leave its pager behind. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		execv(PAGER_BIN, (char **)argv);
-		_exit(127);
-	}
-	deadline = now_ms() + READY_TIMEOUT_MS;
-	while (!can_connect(p->sock)) {
-		if (!pgr_alive(p)) {
-			pgr_dump_log(p);
-			fail_msg("ferry-pager exited before it was ready (status 0x%x)", p->status);
-		}
-		if (now_ms() > deadline) {
-			pgr_dump_log(p);
-			fail_msg("ferry-pager not ready within %d ms", READY_TIMEOUT_MS);
-		}
-		sleep_ms(5);
-	}
+	/* A test that crashes must not leave its pager behind (SIGTERM on our death). */
+	p->pid = proc_spawn(PAGER_BIN, (char **)argv, p->log, SIGTERM);
+	proc_wait_ready(&p->pid, &p->status, "ferry-pager", p->log, READY_TIMEOUT_MS, sock_accepts, p->sock);
 }
 
 int pgr_stop(struct pgr *p, int timeout_ms)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-
-	if (p->pid <= 0)
-		return p->status;
-	kill(p->pid, SIGTERM);
-	while (now_ms() < deadline) {
-		if (waitpid(p->pid, &p->status, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return p->status;
-		}
-		sleep_ms(2);
-	}
-	kill(p->pid, SIGKILL);
-	waitpid(p->pid, &p->status, 0);
-	p->pid = 0;
-	return -1;
+	return proc_stop(&p->pid, &p->status, timeout_ms);
 }
 
 void pgr_cleanup(struct pgr *p)
 {
-	char cmd[128];
-
-	if (p->pid > 0) {
-		kill(p->pid, SIGKILL);
-		waitpid(p->pid, &p->status, 0);
-		p->pid = 0;
-	}
-	if (p->dir[0] && !getenv("FERRY_KEEP_LOGS")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "cannot remove %s\n", p->dir);
-	}
+	proc_kill(&p->pid, &p->status);
+	if (!getenv("FERRY_KEEP_LOGS"))
+		proc_remove_dir(p->dir);
 	p->dir[0] = '\0';
-}
-
-static char *read_log(const struct pgr *p)
-{
-	FILE *f = fopen(p->log, "re");
-	char *buf;
-	long len;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = calloc(1, (size_t)len + 1);
-	if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	return buf;
 }
 
 bool pgr_log_contains(const struct pgr *p, const char *needle)
 {
-	char *log = read_log(p);
-	bool found = log && strstr(log, needle);
-
-	free(log);
-	return found;
+	return proc_log_contains(p->log, needle);
 }
 
 void pgr_dump_log(const struct pgr *p)
 {
-	char *log = read_log(p);
-
-	fprintf(stderr, "----- ferry-pager log (%s) -----\n%s----- end of log -----\n", p->log, log ? log : "(none)\n");
-	free(log);
+	proc_dump_log("ferry-pager", p->log);
 }
 
 uint64_t tvm_stamp_word(uint64_t page, uint32_t version, unsigned word)

@@ -32,6 +32,8 @@ struct pgr {
 /**
  * Start ferry-pager with the extra flags @p args (NULL-terminated; socket/allow added unless given;
  * an argument "@FC" is replaced by the Firecracker socket path p->fc_sock).
+ * With "--servers" and no "--transport", "--transport" msrv_transport() is added
+ * (FERRY_TEST_TRANSPORT); build the servers' addresses with msrv_host().
  */
 void pgr_start(struct pgr *p, const char *const *args);
 int pgr_stop(struct pgr *p, int timeout_ms);

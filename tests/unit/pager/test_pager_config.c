@@ -86,6 +86,14 @@ static void test_file(void **state)
 	assert_int_equal(run(&cfg, &err, 5, argv), 0);
 	assert_int_equal(cfg.vm_budget, 2u << 20);   /* the flag wins */
 	assert_int_equal(cfg.prefetch, 0);
+	assert_string_equal(cfg.config_file, path);
+	/* A bad value is reported even after an earlier syntax error (the pager's order). */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	text = "[pager]\nnot a key\nallow = uid:1000\nlog_level = loud\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_true(run(&cfg, &err, 5, argv) < 0);
+	assert_non_null(strstr(err.msg, ":4: [pager] log_level: 'loud' is not a log level"));
 	unlink(path);
 }
 
