@@ -41,9 +41,7 @@
 #include "dataplane/transport/transport.h"
 #include "proto/page.h"
 
-#define PAGE 4096u
-#define TGT_PAGES 256u
-#define TGT_LEN ((size_t)TGT_PAGES * PAGE)
+#include "xport_test_util.h"
 
 static bool g_dev;                 /* an RDMA device is usable */
 static const char *g_host;         /* address of this machine's RDMA interface */
@@ -55,203 +53,44 @@ static const char *g_self;         /* argv[0], for --serve */
 			skip();                                                     \
 	} while (0)
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (size_t i = 0; i < len; i++) {
-		x = x * 1103515245u + 12345u;
-		p[i] = (uint8_t)(x >> 16);
-	}
-}
-
-static struct fx_sge sge_of(struct fx_mr *mr, void *addr, uint32_t len)
-{
-	struct fx_sge s = { .addr = addr, .length = len, .lkey = mr->lkey };
-
-	return s;
-}
-
 /* ------------------------------------------------------------------ fixture */
 
-struct pair {
-	struct fx_ctx *ci, *ct;
-	struct fx_pd *pi, *pt;
-	struct fx_listener *l;
-	struct fx_conn *c_i, *c_t;
-	uint8_t *tbuf, *ibuf;
-	struct fx_mr *tmr, *imr;
-};
-
-struct conn_job {
-	struct fx_ctx *ctx;
-	struct fx_pd *pd;
-	uint16_t port;
-	const struct fx_conn_opts *opts;
-	struct fx_conn *conn;
-	int rc;
-	struct ferry_err err;
-};
-
-static void *connect_thread(void *arg)
-{
-	struct conn_job *j = arg;
-
-	j->rc = fx_connect(j->ctx, j->pd, g_host, j->port, j->opts, &j->conn, &j->err);
-	return NULL;
-}
-
-/* fx_connect on a helper thread while this thread accepts into @p tpd. */
-static void connect_accept(struct fx_ctx *ci, struct fx_pd *ipd, struct fx_listener *l, struct fx_pd *tpd,
-			   const struct fx_conn_opts *io, const struct fx_conn_opts *to, struct fx_conn **c_i,
-			   struct fx_conn **c_t)
-{
-	struct conn_job j = { .ctx = ci, .pd = ipd, .port = fx_listener_port(l), .opts = io };
-	pthread_t th;
-	struct fx_conn *c = NULL;
-	struct ferry_err err = { 0 };
-	char peer[64];
-	uint64_t t0 = now_ms();
-	int rc;
-
-	assert_int_equal(pthread_create(&th, NULL, connect_thread, &j), 0);
-	do {
-		struct pollfd pf = { .fd = fx_listener_fd(l), .events = POLLIN };
-
-		(void)poll(&pf, 1, 50);
-		rc = fx_accept(l, tpd, to, &c, peer, sizeof(peer), &err);
-	} while (rc == -EAGAIN && now_ms() - t0 < 10000);
-	pthread_join(th, NULL);
-	if (rc)
-		fail_msg("fx_accept: %d %s", rc, err.msg);
-	if (j.rc)
-		fail_msg("fx_connect: %d %s", j.rc, j.err.msg);
-	assert_string_equal(peer, fx_conn_peer(c));
-	*c_i = j.conn;
-	*c_t = c;
-}
-
-static void pair_open_opts(struct pair *p, const struct fx_ctx_opts *co, const struct fx_conn_opts *io,
+/* RDMA: remote_base is the target's virtual address. */
+static void pair_open_opts(struct xt_pair *p, const struct fx_ctx_opts *co, const struct fx_conn_opts *io,
 			   const struct fx_conn_opts *to)
 {
-	struct ferry_err err = { 0 };
-
-	memset(p, 0, sizeof(*p));
-	assert_int_equal(fx_ctx_create(FX_KIND_RDMA, co, &p->ci, &err), 0);
-	assert_int_equal(fx_ctx_create(FX_KIND_RDMA, co, &p->ct, &err), 0);
-	assert_int_equal(fx_pd_alloc(p->ci, &p->pi, &err), 0);
-	assert_int_equal(fx_pd_alloc(p->ct, &p->pt, &err), 0);
-	if (fx_listen(p->ct, g_host, 0, &p->l, &err))
-		fail_msg("fx_listen %s: %s", g_host, err.msg);
-	assert_true(fx_listener_port(p->l) != 0);
-	connect_accept(p->ci, p->pi, p->l, p->pt, io, to, &p->c_i, &p->c_t);
-
-	p->tbuf = aligned_alloc(PAGE, TGT_LEN);
-	p->ibuf = aligned_alloc(PAGE, 2 * TGT_LEN);
-	assert_non_null(p->tbuf);
-	assert_non_null(p->ibuf);
-	fill_pattern(p->tbuf, TGT_LEN, 1);
-	memset(p->ibuf, 0, 2 * TGT_LEN);
-	assert_int_equal(fx_reg_mr(p->pt, p->tbuf, TGT_LEN,
-				   FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &p->tmr,
-				   &err), 0);
-	assert_int_equal(fx_reg_mr(p->pi, p->ibuf, 2 * TGT_LEN, FX_ACCESS_LOCAL_WRITE, &p->imr, &err), 0);
+	xt_pair_open(p, FX_KIND_RDMA, g_host, co, io, to);
 	assert_int_equal(p->tmr->remote_base, (uint64_t)(uintptr_t)p->tbuf);
 }
 
-static void pair_open(struct pair *p)
+static void pair_open(struct xt_pair *p)
 {
 	pair_open_opts(p, NULL, NULL, NULL);
 }
 
-static int drain(struct pair *p, struct fx_wc *wc, int want, int timeout_ms)
+static void connect_accept(struct fx_ctx *ci, struct fx_pd *ipd, struct fx_listener *l, struct fx_pd *tpd,
+			   const struct fx_conn_opts *io, const struct fx_conn_opts *to, struct fx_conn **c_i,
+			   struct fx_conn **c_t)
 {
-	uint64_t t0 = now_ms();
-	int got = 0;
-
-	while (got < want && (int)(now_ms() - t0) < timeout_ms) {
-		int n;
-
-		if (p->ct) {
-			n = fx_poll(p->ct, NULL, 0, 0);
-			assert_int_equal(n, 0);
-		}
-		n = fx_poll(p->ci, wc + got, want - got, 0);
-		assert_true(n >= 0);
-		got += n;
-	}
-	return got;
-}
-
-static int drain_target(struct pair *p, struct fx_wc *wc, int want, int timeout_ms)
-{
-	uint64_t t0 = now_ms();
-	int got = 0;
-
-	while (got < want && (int)(now_ms() - t0) < timeout_ms) {
-		int n = fx_poll(p->ci, NULL, 0, 0);
-
-		assert_int_equal(n, 0);
-		n = fx_poll(p->ct, wc + got, want - got, 0);
-		assert_true(n >= 0);
-		got += n;
-	}
-	return got;
-}
-
-static void spin(struct pair *p, int ms)
-{
-	struct fx_wc w[32];
-	uint64_t t0 = now_ms();
-
-	while ((int)(now_ms() - t0) < ms) {
-		if (p->ct)
-			(void)fx_poll(p->ct, w, 32, 0);
-		if (p->ci)
-			(void)fx_poll(p->ci, w, 32, 0);
-	}
+	xt_connect_accept(FX_KIND_RDMA, g_host, ci, ipd, l, tpd, io, to, c_i, c_t);
 }
 
 /* Poll both until @p c leaves CONNECTED (or timeout). */
-static void wait_not_connected(struct pair *p, struct fx_conn *c, int ms)
+static void wait_not_connected(struct xt_pair *p, struct fx_conn *c, int ms)
 {
 	struct fx_wc w[32];
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
-	while (fx_conn_state(c) == FX_CONN_CONNECTED && (int)(now_ms() - t0) < ms) {
+	while (fx_conn_state(c) == FX_CONN_CONNECTED && (int)(xt_now_ms() - t0) < ms) {
 		(void)fx_poll(p->ct, w, 32, 0);
 		(void)fx_poll(p->ci, w, 32, 0);
 	}
 }
 
-static void pair_close(struct pair *p)
+/* flushes of what was posted arrive through the CQ: let them come */
+static void pair_close(struct xt_pair *p)
 {
-	if (p->c_i)
-		fx_conn_close(p->c_i);
-	if (p->c_t)
-		fx_conn_close(p->c_t);
-	/* flushes of what was posted arrive through the CQ: let them come */
-	spin(p, 20);
-	if (p->imr)
-		assert_int_equal(fx_dereg_mr(p->imr), 0);
-	if (p->tmr)
-		assert_int_equal(fx_dereg_mr(p->tmr), 0);
-	if (p->l)
-		fx_listener_close(p->l);
-	assert_int_equal(fx_pd_free(p->pi), 0);
-	assert_int_equal(fx_pd_free(p->pt), 0);
-	fx_ctx_destroy(p->ci);
-	fx_ctx_destroy(p->ct);
-	free(p->tbuf);
-	free(p->ibuf);
+	xt_pair_close(p, 20);
 }
 
 /* ------------------------------------------------------------------ basics */
@@ -288,7 +127,7 @@ static void test_connect_accept(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_conn *none = NULL;
 	struct fx_ctx_stats st;
 
@@ -322,11 +161,11 @@ static void test_connect_refused(void **state)
 
 	assert_int_equal(fx_ctx_create(FX_KIND_RDMA, NULL, &ctx, &err), 0);
 	assert_int_equal(fx_pd_alloc(ctx, &pd, &err), 0);
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 	int rc = fx_connect(ctx, pd, g_host, 9, NULL, &c, &err);   /* nobody listens on port 9 */
 
 	assert_int_equal(rc, -ECONNREFUSED);
-	assert_true(now_ms() - t0 < 3000);
+	assert_true(xt_now_ms() - t0 < 3000);
 	assert_null(c);
 	assert_non_null(strstr(err.msg, "refused"));
 	fx_ctx_get_stats(ctx, &st);
@@ -341,7 +180,7 @@ static void test_send_recv(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[8];
 	int perr = 0;
 
@@ -351,42 +190,20 @@ static void test_send_recv(void **state)
 	struct fx_recv_wr rw[4];
 
 	for (int i = 0; i < 4; i++) {
-		rs[i] = sge_of(p.tmr, rbuf + (size_t)i * PAGE, PAGE);
+		rs[i] = xt_sge(p.tmr, rbuf + (size_t)i * PAGE, PAGE);
 		rw[i] = (struct fx_recv_wr){ .wr_id = 100 + (uint64_t)i, .sg_list = &rs[i], .num_sge = 1 };
 	}
 	assert_int_equal(fx_post_recv(p.c_t, rw, 4, &perr), 4);
 	assert_int_equal(perr, 0);
 
-	uint8_t *m = p.ibuf;
-	int hl = ferry_page_encode_hello(1, "vm-test", 1, 1, m, 512);
-	int al = ferry_page_encode_alloc(2, 1 << 20, 0, m + 512, 512);
-	uint8_t stats_msg[64];
-	int sl = ferry_page_encode_stats(3, stats_msg, sizeof(stats_msg));
+	/* HELLO as one sge, ALLOC split across three sges (header split too), STATS inline */
+	int len[3];
 
-	assert_true(hl > 0 && al > 30 && sl > 0);
-	struct fx_sge s_hello = sge_of(p.imr, m, (uint32_t)hl);
-	struct fx_sge s_alloc[3] = {
-		sge_of(p.imr, m + 512, 10),
-		sge_of(p.imr, m + 522, 20),
-		sge_of(p.imr, m + 542, (uint32_t)al - 30),
-	};
-	struct fx_sge s_stats = { .addr = stats_msg, .length = (uint32_t)sl, .lkey = 0 };
-	struct fx_send_wr sw[3] = {
-		{ .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s_hello, .num_sge = 1 },
-		{ .wr_id = 2, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = s_alloc, .num_sge = 3 },
-		{ .wr_id = 3, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED | FX_WR_INLINE, .sg_list = &s_stats,
-		  .num_sge = 1 },
-	};
+	xt_send_control_msgs(&p, 5000, len);
 
-	assert_int_equal(fx_post_send(p.c_i, sw, 3, &perr), 3);
-	memset(stats_msg, 0xee, sizeof(stats_msg));     /* inline: reusable at once */
-	assert_int_equal(drain(&p, wc, 3, 5000), 3);
-	for (int i = 0; i < 3; i++) {
-		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
-		assert_int_equal(wc[i].opcode, FX_WC_SEND);
-		assert_int_equal(wc[i].wr_id, (uint64_t)i + 1);
-	}
-	assert_int_equal(drain_target(&p, wc, 3, 5000), 3);
+	const int hl = len[0], al = len[1], sl = len[2];
+
+	assert_int_equal(xt_drain_target(&p, wc, 3, 5000), 3);
 
 	struct ferry_page_msg msg;
 
@@ -405,21 +222,21 @@ static void test_send_recv(void **state)
 	assert_int_equal(msg.hdr.type, FERRY_PAGE_STATS);
 
 	/* the other way, unsignalled SEND: the receive completes, the SEND silently */
-	struct fx_sge irs = sge_of(p.imr, p.ibuf + 8192, PAGE);
+	struct fx_sge irs = xt_sge(p.imr, p.ibuf + 8192, PAGE);
 	struct fx_recv_wr irw = { .wr_id = 7, .sg_list = &irs, .num_sge = 1 };
 
 	assert_int_equal(fx_post_recv(p.c_i, &irw, 1, NULL), 1);
 	int el = ferry_page_encode_error(2, FERRY_E_POOL_FULL, "pool full", rbuf + 3 * PAGE, 512);
-	struct fx_sge es = sge_of(p.tmr, rbuf + 3 * PAGE, (uint32_t)el);
+	struct fx_sge es = xt_sge(p.tmr, rbuf + 3 * PAGE, (uint32_t)el);
 	struct fx_send_wr ew = { .wr_id = 9, .opcode = FX_OP_SEND, .sg_list = &es, .num_sge = 1 };
 
 	assert_int_equal(fx_post_send(p.c_t, &ew, 1, NULL), 1);
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].opcode, FX_WC_RECV);
 	assert_int_equal(wc[0].wr_id, 7);
 	assert_int_equal(ferry_page_decode(p.ibuf + 8192, wc[0].byte_len, &msg), FERRY_E_OK);
 	assert_int_equal(msg.u.error.code, FERRY_E_POOL_FULL);
-	spin(&p, 20);
+	xt_spin(&p, 20);
 	assert_int_equal(fx_conn_outstanding(p.c_t), 0);
 	pair_close(&p);
 }
@@ -428,11 +245,11 @@ static void test_post_invalid(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	int perr = 0;
 
 	pair_open(&p);
-	struct fx_sge s = sge_of(p.imr, p.ibuf, 64);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, 64);
 	struct fx_send_wr w = { .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = FX_MAX_SGE + 1 };
 
@@ -466,7 +283,7 @@ static void test_write_read_sg(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	enum { N = 128 };
 	static struct fx_sge sg[N][4];
 	static struct fx_send_wr w[N];
@@ -477,16 +294,16 @@ static void test_write_read_sg(void **state)
 	uint8_t *src = p.ibuf, *dst = p.ibuf + TGT_LEN;
 	uint64_t rb = p.tmr->remote_base;
 
-	fill_pattern(src, TGT_LEN, 42);
+	xt_fill_pattern(src, TGT_LEN, 42);
 	for (int i = 0; i < N; i++) {
 		for (int k = 0; k < 4; k++)
-			sg[i][k] = sge_of(p.imr, src + (size_t)i * PAGE + (size_t)(3 - k) * 1024, 1024);
+			sg[i][k] = xt_sge(p.imr, src + (size_t)i * PAGE + (size_t)(3 - k) * 1024, 1024);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_WRITE, .flags = FX_WR_SIGNALED,
 					    .sg_list = sg[i], .num_sge = 4, .remote_addr = rb + (uint64_t)i * PAGE,
 					    .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
-	assert_int_equal(drain(&p, wc, N, 10000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 10000), N);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 		assert_int_equal(wc[i].opcode, FX_WC_WRITE);
@@ -499,14 +316,14 @@ static void test_write_read_sg(void **state)
 					    src + (size_t)i * PAGE + (size_t)(3 - k) * 1024, 1024);
 
 	for (int i = 0; i < N; i++) {
-		sg[i][0] = sge_of(p.imr, dst + (size_t)i * PAGE, 512);
-		sg[i][1] = sge_of(p.imr, dst + (size_t)i * PAGE + 512, PAGE - 512);
+		sg[i][0] = xt_sge(p.imr, dst + (size_t)i * PAGE, 512);
+		sg[i][1] = xt_sge(p.imr, dst + (size_t)i * PAGE + 512, PAGE - 512);
 		w[i] = (struct fx_send_wr){ .wr_id = 1000 + (uint64_t)i, .opcode = FX_OP_READ,
 					    .flags = FX_WR_SIGNALED, .sg_list = sg[i], .num_sge = 2,
 					    .remote_addr = rb + (uint64_t)i * PAGE, .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
-	assert_int_equal(drain(&p, wc, N, 10000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 10000), N);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 		assert_int_equal(wc[i].opcode, FX_WC_READ);
@@ -515,13 +332,13 @@ static void test_write_read_sg(void **state)
 	assert_memory_equal(dst, p.tbuf, (size_t)N * PAGE);
 
 	/* one 1 MiB READ */
-	struct fx_sge big = sge_of(p.imr, dst, (uint32_t)TGT_LEN);
+	struct fx_sge big = xt_sge(p.imr, dst, (uint32_t)TGT_LEN);
 	struct fx_send_wr bw = { .wr_id = 77, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED, .sg_list = &big,
 				 .num_sge = 1, .remote_addr = rb, .rkey = p.tmr->rkey };
 
 	memset(dst, 0, TGT_LEN);
 	assert_int_equal(fx_post_send(p.c_i, &bw, 1, &perr), 1);
-	assert_int_equal(drain(&p, wc, 1, 10000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 10000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].byte_len, TGT_LEN);
 	assert_memory_equal(dst, p.tbuf, TGT_LEN);
@@ -539,7 +356,7 @@ static void test_write_read_sg(void **state)
 	memset(small, 0x5a, sizeof(small));
 	assert_int_equal(fx_post_send(p.c_i, iw, 2, &perr), 2);
 	memset(small, 0, sizeof(small));
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].wr_id, 79);
 	for (int i = 0; i < 64; i++)
@@ -560,7 +377,7 @@ static void test_batch_selective_signal(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	enum { N = 256 };
 	static struct fx_sge sg[N];
 	static struct fx_send_wr w[N];
@@ -571,7 +388,7 @@ static void test_batch_selective_signal(void **state)
 	for (int round = 0; round < 3; round++) {
 		memset(p.ibuf, 0, TGT_LEN);
 		for (int i = 0; i < N; i++) {
-			sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
+			sg[i] = xt_sge(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
 			w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ,
 						    .flags = (i % 16 == 15) ? FX_WR_SIGNALED : 0, .sg_list = &sg[i],
 						    .num_sge = 1,
@@ -582,12 +399,12 @@ static void test_batch_selective_signal(void **state)
 		assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
 		assert_int_equal(perr, 0);
 		assert_int_equal(fx_conn_outstanding(p.c_i), N);
-		assert_int_equal(drain(&p, wc, N / 16, 10000), N / 16);
+		assert_int_equal(xt_drain(&p, wc, N / 16, 10000), N / 16);
 		for (int i = 0; i < N / 16; i++) {
 			assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 			assert_int_equal(wc[i].wr_id, (uint64_t)(i * 16 + 15));
 		}
-		assert_int_equal(drain(&p, wc, 1, 50), 0);
+		assert_int_equal(xt_drain(&p, wc, 1, 50), 0);
 		assert_int_equal(fx_conn_outstanding(p.c_i), 0);
 		for (int i = 0; i < N; i++)
 			assert_memory_equal(p.ibuf + (size_t)i * PAGE, p.tbuf + (size_t)((i * 7) % TGT_PAGES) * PAGE,
@@ -598,10 +415,10 @@ static void test_batch_selective_signal(void **state)
 		w[i].flags = 0;
 	for (int i = 0; i < N; i += 8)
 		assert_int_equal(fx_post_send(p.c_i, w + i, 8, &perr), 8);
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
-	while (fx_conn_outstanding(p.c_i) && now_ms() - t0 < 10000)
-		assert_int_equal(drain(&p, wc, 1, 10), 0);
+	while (fx_conn_outstanding(p.c_i) && xt_now_ms() - t0 < 10000)
+		assert_int_equal(xt_drain(&p, wc, 1, 10), 0);
 	assert_int_equal(fx_conn_outstanding(p.c_i), 0);
 	pair_close(&p);
 }
@@ -610,57 +427,11 @@ static void test_backpressure(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
-	struct fx_conn_opts io = { .max_send_wr = 32, .max_recv_wr = 4 };
-	enum { N = 80 };
-	static struct fx_sge sg[N];
-	static struct fx_send_wr w[N];
-	struct fx_wc wc[N];
-	struct fx_ctx_stats st;
-	int perr = 0;
+	struct xt_pair p;
+	struct fx_conn_opts io = { .max_send_wr = XT_BP_SEND_WR, .max_recv_wr = XT_BP_RECV_WR };
 
 	pair_open_opts(&p, NULL, &io, NULL);
-	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
-		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
-					    .sg_list = &sg[i], .num_sge = 1,
-					    .remote_addr = p.tmr->remote_base + (uint64_t)i * PAGE, .rkey = p.tmr->rkey };
-	}
-	int posted = fx_post_send(p.c_i, w, N, &perr);
-
-	assert_int_equal(posted, 32);
-	assert_int_equal(perr, -EAGAIN);
-	assert_int_equal(fx_post_send(p.c_i, w + posted, N - posted, &perr), 0);
-	assert_int_equal(perr, -EAGAIN);
-	fx_ctx_get_stats(p.ci, &st);
-	assert_int_equal(st.backpressure_events, 2);
-
-	int done = 0;
-	uint64_t t0 = now_ms();
-
-	while (done < N && now_ms() - t0 < 10000) {
-		done += drain(&p, wc + done, 1, 1000);
-		if (posted < N) {
-			int n = fx_post_send(p.c_i, w + posted, N - posted, &perr);
-
-			assert_true(n >= 0);
-			posted += n;
-		}
-		assert_true(fx_conn_outstanding(p.c_i) <= 32);
-	}
-	assert_int_equal(done, N);
-	for (int i = 0; i < N; i++) {
-		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
-		assert_int_equal(wc[i].wr_id, (uint64_t)i);
-	}
-	assert_memory_equal(p.ibuf, p.tbuf, (size_t)N * PAGE);
-
-	struct fx_recv_wr rw[6];
-
-	for (int i = 0; i < 6; i++)
-		rw[i] = (struct fx_recv_wr){ .wr_id = (uint64_t)i, .sg_list = &sg[i], .num_sge = 1 };
-	assert_int_equal(fx_post_recv(p.c_i, rw, 6, &perr), 4);
-	assert_int_equal(perr, -EAGAIN);
+	xt_check_backpressure(&p, 10000);
 	pair_close(&p);
 }
 
@@ -669,28 +440,28 @@ static void test_rnr_wait(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[4];
 	int perr = 0;
 
 	pair_open(&p);
-	struct fx_sge s = sge_of(p.imr, p.ibuf, 100);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, 100);
 	struct fx_send_wr w = { .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1 };
 
 	memset(p.ibuf, 0x11, 100);
 	assert_int_equal(fx_post_send(p.c_i, &w, 1, &perr), 1);
-	assert_int_equal(drain(&p, wc, 1, 200), 0);
+	assert_int_equal(xt_drain(&p, wc, 1, 200), 0);
 	assert_int_equal(fx_conn_state(p.c_i), FX_CONN_CONNECTED);
-	struct fx_sge rs = sge_of(p.tmr, p.tbuf, PAGE);
+	struct fx_sge rs = xt_sge(p.tmr, p.tbuf, PAGE);
 	struct fx_recv_wr rw = { .wr_id = 5, .sg_list = &rs, .num_sge = 1 };
 
 	assert_int_equal(fx_post_recv(p.c_t, &rw, 1, &perr), 1);
-	assert_int_equal(drain_target(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain_target(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].byte_len, 100);
 	assert_int_equal(p.tbuf[99], 0x11);
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	pair_close(&p);
 }
@@ -700,25 +471,25 @@ static void test_op_timeout(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_ctx_opts co = { .op_timeout_ms = 500 };
 	struct fx_wc wc[4];
 	int perr = 0;
 
 	pair_open_opts(&p, &co, NULL, NULL);
-	struct fx_sge s = sge_of(p.imr, p.ibuf, 64);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, 64);
 	struct fx_send_wr w[2] = {
 		{ .wr_id = 1, .opcode = FX_OP_SEND, .flags = 0, .sg_list = &s, .num_sge = 1 },
 		{ .wr_id = 2, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s, .num_sge = 1 },
 	};
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
 	assert_int_equal(fx_post_send(p.c_i, w, 2, &perr), 2);
 	int got = 0;
 
-	while (got < 2 && now_ms() - t0 < 3000)
+	while (got < 2 && xt_now_ms() - t0 < 3000)
 		got += fx_poll(p.ci, wc + got, 2 - got, -1);
-	uint64_t took = now_ms() - t0;
+	uint64_t took = xt_now_ms() - t0;
 
 	assert_int_equal(got, 2);
 	assert_true(took >= 400 && took < 2000);
@@ -739,7 +510,7 @@ enum bad_kind { BAD_RKEY, BAD_OTHER_PD, BAD_RANGE, BAD_DEREG, BAD_RIGHTS };
 
 static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 {
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[8];
 	struct ferry_err err = { 0 };
 	struct fx_pd *pt2 = NULL;
@@ -768,13 +539,13 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 					   &err), 0);
 		connect_accept(p.ci, p.pi, p.l, pt2, NULL, NULL, &ci2, &ct2);
 		{
-			struct fx_sge s = sge_of(p.imr, p.ibuf, PAGE);
+			struct fx_sge s = xt_sge(p.imr, p.ibuf, PAGE);
 			struct fx_send_wr w = { .wr_id = 50, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
 						.sg_list = &s, .num_sge = 1, .remote_addr = mr2->remote_base,
 						.rkey = mr2->rkey };
 
 			assert_int_equal(fx_post_send(ci2, &w, 1, &perr), 1);
-			assert_int_equal(drain(&p, wc, 1, 5000), 1);
+			assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 			assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 			assert_ptr_equal(wc[0].conn, ci2);
 		}
@@ -812,9 +583,9 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 	struct fx_sge sg[4];
 	struct fx_send_wr w[4];
 
-	fill_pattern(p.ibuf, 4 * PAGE, 9);
+	xt_fill_pattern(p.ibuf, 4 * PAGE, 9);
 	for (int i = 0; i < 4; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
+		sg[i] = xt_sge(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
 		w[i] = (struct fx_send_wr){ .wr_id = 10 + (uint64_t)i, .opcode = op, .flags = FX_WR_SIGNALED,
 					    .sg_list = &sg[i], .num_sge = 1, .remote_addr = rb + (uint64_t)(8 + i) * PAGE,
 					    .rkey = p.tmr->rkey };
@@ -825,10 +596,10 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 		/* the good WRITEs must not change the target either: they write what is there */
 		for (int i = 0; i < 4; i++)
 			memcpy(p.ibuf + (size_t)i * PAGE, p.tbuf + (size_t)(8 + i) * PAGE, PAGE);
-		fill_pattern(p.ibuf + PAGE, PAGE, 10);     /* the bad one carries new data */
+		xt_fill_pattern(p.ibuf + PAGE, PAGE, 10);     /* the bad one carries new data */
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, 4, &perr), 4);
-	assert_int_equal(drain(&p, wc, 4, 5000), 4);
+	assert_int_equal(xt_drain(&p, wc, 4, 5000), 4);
 	assert_int_equal(wc[0].wr_id, 10);
 	assert_true(wc[0].status == FX_WC_SUCCESS || wc[0].status == FX_WC_FLUSH_ERR);
 	assert_int_equal(wc[1].wr_id, 11);
@@ -841,11 +612,11 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 	assert_int_equal(fx_post_send(p.c_i, w, 1, &perr), 0);
 	assert_int_equal(perr, -ENOTCONN);
 	/* the target's end fails too (its QP errors out, or it hears the disconnect) */
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
 	wait_not_connected(&p, p.c_t, 5000);
 	assert_int_equal(fx_conn_state(p.c_t), FX_CONN_ERROR);
-	assert_true(now_ms() - t0 < 5000);
+	assert_true(xt_now_ms() - t0 < 5000);
 	assert_memory_equal(snap, p.tbuf, TGT_LEN);     /* a refused WRITE writes nothing */
 	if (other)
 		assert_memory_equal(osnap, other, 4 * PAGE);
@@ -856,7 +627,7 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 		fx_conn_close(ci2);
 		fx_conn_close(ct2);
 	}
-	spin(&p, 20);
+	xt_spin(&p, 20);
 	if (mr2)
 		assert_int_equal(fx_dereg_mr(mr2), 0);
 	if (ro)
@@ -869,45 +640,11 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 	pair_close(&p);
 }
 
-static void test_bad_rkey(void **state)
-{
-	(void)state;
-	NEED_DEV();
-	run_bad_access(BAD_RKEY, FX_OP_READ);
-	run_bad_access(BAD_RKEY, FX_OP_WRITE);
-}
-
-static void test_other_pd(void **state)
-{
-	(void)state;
-	NEED_DEV();
-	run_bad_access(BAD_OTHER_PD, FX_OP_READ);
-	run_bad_access(BAD_OTHER_PD, FX_OP_WRITE);
-}
-
-static void test_out_of_range(void **state)
-{
-	(void)state;
-	NEED_DEV();
-	run_bad_access(BAD_RANGE, FX_OP_READ);
-	run_bad_access(BAD_RANGE, FX_OP_WRITE);
-}
-
-static void test_after_dereg(void **state)
-{
-	(void)state;
-	NEED_DEV();
-	run_bad_access(BAD_DEREG, FX_OP_READ);
-	run_bad_access(BAD_DEREG, FX_OP_WRITE);
-}
-
-static void test_no_remote_rights(void **state)
-{
-	(void)state;
-	NEED_DEV();
-	run_bad_access(BAD_RIGHTS, FX_OP_READ);
-	run_bad_access(BAD_RIGHTS, FX_OP_WRITE);
-}
+XT_READ_WRITE_TEST(test_bad_rkey, NEED_DEV(), run_bad_access, BAD_RKEY)
+XT_READ_WRITE_TEST(test_other_pd, NEED_DEV(), run_bad_access, BAD_OTHER_PD)
+XT_READ_WRITE_TEST(test_out_of_range, NEED_DEV(), run_bad_access, BAD_RANGE)
+XT_READ_WRITE_TEST(test_after_dereg, NEED_DEV(), run_bad_access, BAD_DEREG)
+XT_READ_WRITE_TEST(test_no_remote_rights, NEED_DEV(), run_bad_access, BAD_RIGHTS)
 
 /* ------------------------------------------------------------------ local errors */
 
@@ -915,28 +652,28 @@ static void test_recv_too_small(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[4];
 	int perr = 0;
 
 	pair_open(&p);
-	struct fx_sge rs[2] = { sge_of(p.tmr, p.tbuf, 32), sge_of(p.tmr, p.tbuf + PAGE, PAGE) };
+	struct fx_sge rs[2] = { xt_sge(p.tmr, p.tbuf, 32), xt_sge(p.tmr, p.tbuf + PAGE, PAGE) };
 	struct fx_recv_wr rw[2] = { { .wr_id = 1, .sg_list = &rs[0], .num_sge = 1 },
 				    { .wr_id = 2, .sg_list = &rs[1], .num_sge = 1 } };
 
 	assert_int_equal(fx_post_recv(p.c_t, rw, 2, &perr), 2);
-	struct fx_sge s = sge_of(p.imr, p.ibuf, 100);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, 100);
 	struct fx_send_wr w = { .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1 };
 
 	assert_int_equal(fx_post_send(p.c_i, &w, 1, &perr), 1);
-	assert_int_equal(drain_target(&p, wc, 2, 5000), 2);
+	assert_int_equal(xt_drain_target(&p, wc, 2, 5000), 2);
 	assert_int_equal(wc[0].wr_id, 1);
 	assert_int_equal(wc[0].status, FX_WC_LOC_LEN_ERR);
 	assert_int_equal(wc[1].wr_id, 2);
 	assert_int_equal(wc[1].status, FX_WC_FLUSH_ERR);
 	assert_int_equal(fx_conn_state(p.c_t), FX_CONN_ERROR);
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_true(wc[0].status != FX_WC_SUCCESS);
 	assert_int_equal(fx_conn_state(p.c_i), FX_CONN_ERROR);
 	pair_close(&p);
@@ -946,12 +683,12 @@ static void test_local_prot_err(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[4];
 	int perr = 0;
 
 	pair_open(&p);
-	struct fx_sge sg[2] = { sge_of(p.imr, p.ibuf, PAGE),
+	struct fx_sge sg[2] = { xt_sge(p.imr, p.ibuf, PAGE),
 				{ .addr = p.ibuf + PAGE, .length = PAGE, .lkey = p.imr->lkey ^ 0x00ffff00u } };
 	struct fx_send_wr w[2] = {
 		{ .wr_id = 1, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED, .sg_list = &sg[0], .num_sge = 1,
@@ -961,7 +698,7 @@ static void test_local_prot_err(void **state)
 	};
 
 	assert_int_equal(fx_post_send(p.c_i, w, 2, &perr), 2);
-	assert_int_equal(drain(&p, wc, 2, 5000), 2);
+	assert_int_equal(xt_drain(&p, wc, 2, 5000), 2);
 	assert_int_equal(wc[0].wr_id, 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[1].wr_id, 2);
@@ -1061,16 +798,16 @@ static void test_peer_killed(void **state)
 	if (fx_connect(ctx, pd, g_host, info.port, NULL, &c, &err))
 		fail_msg("connect to the target: %s", err.msg);
 	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(mr, buf + (size_t)i * PAGE, PAGE);
+		sg[i] = xt_sge(mr, buf + (size_t)i * PAGE, PAGE);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ,
 					    .flags = (i % 2) ? FX_WR_SIGNALED : 0, .sg_list = &sg[i], .num_sge = 1,
 					    .remote_addr = info.base + (uint64_t)i * PAGE, .rkey = info.rkey };
 	}
 	assert_int_equal(fx_post_send(c, w, N, &perr), N);
 	int got = 0;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
-	while (got < N / 2 && now_ms() - t0 < 5000)
+	while (got < N / 2 && xt_now_ms() - t0 < 5000)
 		got += fx_poll(ctx, wc + got, N - got, 100);
 	assert_int_equal(got, N / 2);
 
@@ -1078,15 +815,15 @@ static void test_peer_killed(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(fx_post_send(c, &w[i], 1, &perr), 1);
-	t0 = now_ms();
+	t0 = xt_now_ms();
 	got = 0;
-	while (got < N && now_ms() - t0 < 6000) {
+	while (got < N && xt_now_ms() - t0 < 6000) {
 		int n = fx_poll(ctx, wc + got, N - got, -1);   /* -1 must not hang */
 
 		assert_true(n >= 0);
 		got += n;
 	}
-	uint64_t took = now_ms() - t0;
+	uint64_t took = xt_now_ms() - t0;
 
 	fprintf(stderr, "peer killed: %d completions in %llu ms, first %s, error \"%s\"\n", got,
 		(unsigned long long)took, got ? fx_wc_status_str(wc[0].status) : "-", fx_conn_error(c));
@@ -1114,7 +851,7 @@ static void test_close_flushes(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[8];
 	int perr = 0;
 
@@ -1123,7 +860,7 @@ static void test_close_flushes(void **state)
 	struct fx_send_wr w[3];
 
 	for (int i = 0; i < 4; i++)
-		s[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
+		s[i] = xt_sge(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
 	for (int i = 0; i < 3; i++)
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = 0, .sg_list = &s[i],
 					    .num_sge = 1, .remote_addr = p.tmr->remote_base, .rkey = p.tmr->rkey };
@@ -1142,10 +879,10 @@ static void test_close_flushes(void **state)
 	assert_int_equal(poll(&pf, 1, 2000), 1);
 	/* READs that ran before the close complete silently (unsignalled); the rest and the receive flush */
 	int n = 0;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 	bool recv_seen = false;
 
-	while (!recv_seen && now_ms() - t0 < 3000) {
+	while (!recv_seen && xt_now_ms() - t0 < 3000) {
 		int k = fx_poll(p.ci, wc + n, 8 - n, 10);
 
 		assert_true(k >= 0);
@@ -1172,13 +909,13 @@ static void test_event_mode(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_ctx_opts co = { .poll_spin_us = FX_POLL_SPIN_OFF };
 	struct fx_wc wc[2];
 	int perr = 0;
 
 	pair_open_opts(&p, &co, NULL, NULL);
-	struct fx_sge s = sge_of(p.imr, p.ibuf, PAGE);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, PAGE);
 	struct fx_send_wr w = { .wr_id = 5, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1, .remote_addr = p.tmr->remote_base, .rkey = p.tmr->rkey };
 
@@ -1200,18 +937,18 @@ static void test_event_mode(void **state)
 	assert_int_equal(fx_post_send(p.c_i, &w, 1, &perr), 1);
 	assert_int_equal(fx_poll(p.ci, wc, 2, -1), 1);
 	/* a timed poll with nothing to do returns 0 after about its timeout */
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
 	assert_int_equal(fx_poll(p.ci, wc, 2, 50), 0);
-	assert_true(now_ms() - t0 >= 45);
+	assert_true(xt_now_ms() - t0 >= 45);
 	/* the target's fd wakes for an incoming SEND */
-	struct fx_sge rs = sge_of(p.tmr, p.tbuf, PAGE);
+	struct fx_sge rs = xt_sge(p.tmr, p.tbuf, PAGE);
 	struct fx_recv_wr rw = { .wr_id = 8, .sg_list = &rs, .num_sge = 1 };
 
 	assert_int_equal(fx_post_recv(p.c_t, &rw, 1, &perr), 1);
 	(void)fx_poll(p.ct, wc, 2, 0);
 	struct pollfd tf = { .fd = fx_ctx_fd(p.ct), .events = POLLIN };
-	struct fx_sge ss = sge_of(p.imr, p.ibuf, 64);
+	struct fx_sge ss = xt_sge(p.imr, p.ibuf, 64);
 	struct fx_send_wr sw = { .wr_id = 6, .opcode = FX_OP_SEND, .sg_list = &ss, .num_sge = 1 };
 
 	assert_int_equal(fx_post_send(p.c_i, &sw, 1, &perr), 1);
@@ -1219,7 +956,7 @@ static void test_event_mode(void **state)
 	assert_int_equal(fx_poll(p.ct, wc, 2, 1000), 1);
 	assert_int_equal(wc[0].opcode, FX_WC_RECV);
 	assert_int_equal(wc[0].byte_len, 64);
-	spin(&p, 10);
+	xt_spin(&p, 10);
 	pair_close(&p);
 }
 
@@ -1228,7 +965,7 @@ static void test_many_and_large(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_conn_opts io = { .max_send_wr = 2048 };
 	enum { N = 1500, SZ = 64 };
 	struct fx_sge *sg = calloc(N, sizeof(*sg));
@@ -1238,28 +975,28 @@ static void test_many_and_large(void **state)
 
 	pair_open_opts(&p, NULL, &io, NULL);
 	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * SZ, SZ);
+		sg[i] = xt_sge(p.imr, p.ibuf + (size_t)i * SZ, SZ);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
 					    .sg_list = &sg[i], .num_sge = 1,
 					    .remote_addr = p.tmr->remote_base + (uint64_t)(N - 1 - i) * SZ,
 					    .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
-	assert_int_equal(drain(&p, wc, N, 20000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 20000), N);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 		assert_int_equal(wc[i].wr_id, (uint64_t)i);
 		assert_memory_equal(p.ibuf + (size_t)i * SZ, p.tbuf + (size_t)(N - 1 - i) * SZ, SZ);
 	}
-	fill_pattern(p.ibuf, TGT_LEN, 77);
+	xt_fill_pattern(p.ibuf, TGT_LEN, 77);
 	for (int i = 0; i < 9; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf, (uint32_t)TGT_LEN);
+		sg[i] = xt_sge(p.imr, p.ibuf, (uint32_t)TGT_LEN);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_WRITE,
 					    .flags = i == 8 ? FX_WR_SIGNALED : 0, .sg_list = &sg[i], .num_sge = 1,
 					    .remote_addr = p.tmr->remote_base, .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, 9, &perr), 9);
-	assert_int_equal(drain(&p, wc, 1, 20000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 20000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].wr_id, 8);
 	assert_memory_equal(p.tbuf, p.ibuf, TGT_LEN);
@@ -1274,14 +1011,14 @@ static void test_inline_large(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_conn_opts io = { .max_inline = 4096 };
 	struct fx_wc wc[4];
 	static uint8_t big[4096];
 	int perr = 0;
 
 	pair_open_opts(&p, NULL, &io, NULL);
-	struct fx_sge rs = sge_of(p.tmr, p.tbuf + 64 * PAGE, PAGE);
+	struct fx_sge rs = xt_sge(p.tmr, p.tbuf + 64 * PAGE, PAGE);
 	struct fx_recv_wr rw = { .wr_id = 3, .sg_list = &rs, .num_sge = 1 };
 
 	assert_int_equal(fx_post_recv(p.c_t, &rw, 1, &perr), 1);
@@ -1296,12 +1033,12 @@ static void test_inline_large(void **state)
 	memset(big, 0xc3, sizeof(big));
 	assert_int_equal(fx_post_send(p.c_i, w, 2, &perr), 2);
 	memset(big, 0, sizeof(big));           /* copied at post time */
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].wr_id, 2);
 	for (unsigned i = 0; i < 4096; i++)
 		assert_int_equal(p.tbuf[8 * PAGE + i], 0xc3);
-	assert_int_equal(drain_target(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain_target(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].byte_len, 3000);
 	for (unsigned i = 0; i < 3000; i++)
 		assert_int_equal(p.tbuf[64 * PAGE + i], 0xc3);
@@ -1313,7 +1050,7 @@ static void test_many_conns(void **state)
 {
 	(void)state;
 	NEED_DEV();
-	struct pair p;
+	struct xt_pair p;
 	struct fx_ctx_opts co = { .cq_depth = 64 };
 	enum { K = 6 };
 	struct fx_conn *ci[K], *ct[K];
@@ -1324,14 +1061,14 @@ static void test_many_conns(void **state)
 	for (int k = 0; k < K; k++)
 		connect_accept(p.ci, p.pi, p.l, p.pt, NULL, NULL, &ci[k], &ct[k]);
 	for (int k = 0; k < K; k++) {
-		struct fx_sge s = sge_of(p.imr, p.ibuf + (size_t)k * PAGE, PAGE);
+		struct fx_sge s = xt_sge(p.imr, p.ibuf + (size_t)k * PAGE, PAGE);
 		struct fx_send_wr w = { .wr_id = (uint64_t)k, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
 					.sg_list = &s, .num_sge = 1,
 					.remote_addr = p.tmr->remote_base + (uint64_t)k * PAGE, .rkey = p.tmr->rkey };
 
 		assert_int_equal(fx_post_send(ci[k], &w, 1, &perr), 1);
 	}
-	assert_int_equal(drain(&p, wc, K, 5000), K);
+	assert_int_equal(xt_drain(&p, wc, K, 5000), K);
 	for (int k = 0; k < K; k++) {
 		assert_int_equal(wc[k].status, FX_WC_SUCCESS);
 		assert_ptr_equal(wc[k].conn, ci[wc[k].wr_id]);
@@ -1341,7 +1078,7 @@ static void test_many_conns(void **state)
 		fx_conn_close(ci[k]);
 		fx_conn_close(ct[k]);
 	}
-	spin(&p, 20);
+	xt_spin(&p, 20);
 	pair_close(&p);
 }
 

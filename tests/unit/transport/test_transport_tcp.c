@@ -25,174 +25,27 @@
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/transport/transport.h"
 #include "proto/page.h"
-
-#define PAGE 4096u
-#define TGT_PAGES 256u
-#define TGT_LEN ((size_t)TGT_PAGES * PAGE)
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+#include "xport_test_util.h"
 
 /* ------------------------------------------------------------------ fixture */
 
-struct pair {
-	struct fx_ctx *ci, *ct;           /* initiator, target */
-	struct fx_pd *pi, *pt;
-	struct fx_listener *l;
-	struct fx_conn *c_i, *c_t;        /* initiator's and target's end */
-	uint8_t *tbuf;                    /* target memory */
-	struct fx_mr *tmr;
-	uint8_t *ibuf;                    /* initiator memory */
-	struct fx_mr *imr;
-};
-
-static void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (size_t i = 0; i < len; i++) {
-		x = x * 1103515245u + 12345u;
-		p[i] = (uint8_t)(x >> 16);
-	}
-}
-
-/* Accept the connection that fx_connect just made. */
-static struct fx_conn *accept_one(struct fx_listener *l, struct fx_pd *pd, const struct fx_conn_opts *o)
-{
-	struct fx_conn *c = NULL;
-	struct ferry_err err = { 0 };
-	char peer[64];
-	uint64_t t0 = now_ms();
-	int rc;
-
-	do {
-		rc = fx_accept(l, pd, o, &c, peer, sizeof(peer), &err);
-		if (rc == -EAGAIN)
-			usleep(1000);
-	} while (rc == -EAGAIN && now_ms() - t0 < 2000);
-	assert_int_equal(rc, 0);
-	assert_non_null(c);
-	assert_string_equal(peer, fx_conn_peer(c));
-	return c;
-}
-
-static void pair_open_opts(struct pair *p, const struct fx_ctx_opts *co, const struct fx_conn_opts *io,
+/* TCP: remote_base is an offset into the target's MR (0), keys are non-zero. */
+static void pair_open_opts(struct xt_pair *p, const struct fx_ctx_opts *co, const struct fx_conn_opts *io,
 			   const struct fx_conn_opts *to)
 {
-	struct ferry_err err = { 0 };
-
-	memset(p, 0, sizeof(*p));
-	assert_int_equal(fx_ctx_create(FX_KIND_TCP, co, &p->ci, &err), 0);
-	assert_int_equal(fx_ctx_create(FX_KIND_TCP, co, &p->ct, &err), 0);
-	assert_int_equal(fx_pd_alloc(p->ci, &p->pi, &err), 0);
-	assert_int_equal(fx_pd_alloc(p->ct, &p->pt, &err), 0);
-	assert_int_equal(fx_listen(p->ct, "127.0.0.1", 0, &p->l, &err), 0);
-	assert_true(fx_listener_port(p->l) != 0);
-	assert_int_equal(fx_connect(p->ci, p->pi, "127.0.0.1", fx_listener_port(p->l), io, &p->c_i, &err), 0);
-	p->c_t = accept_one(p->l, p->pt, to);
-
-	p->tbuf = aligned_alloc(PAGE, TGT_LEN);
-	p->ibuf = aligned_alloc(PAGE, 2 * TGT_LEN);
-	assert_non_null(p->tbuf);
-	assert_non_null(p->ibuf);
-	fill_pattern(p->tbuf, TGT_LEN, 1);
-	memset(p->ibuf, 0, 2 * TGT_LEN);
-	assert_int_equal(fx_reg_mr(p->pt, p->tbuf, TGT_LEN,
-				   FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &p->tmr,
-				   &err), 0);
-	assert_int_equal(fx_reg_mr(p->pi, p->ibuf, 2 * TGT_LEN, FX_ACCESS_LOCAL_WRITE, &p->imr, &err), 0);
+	xt_pair_open(p, FX_KIND_TCP, "127.0.0.1", co, io, to);
 	assert_int_equal(p->tmr->remote_base, 0);
 	assert_true(p->tmr->rkey != 0 && p->tmr->lkey != 0);
 }
 
-static void pair_open(struct pair *p)
+static void pair_open(struct xt_pair *p)
 {
 	pair_open_opts(p, NULL, NULL, NULL);
 }
 
-/* Poll both contexts until @p want initiator completions arrived (or timeout). */
-static int drain(struct pair *p, struct fx_wc *wc, int want, int timeout_ms)
+static void pair_close(struct xt_pair *p)
 {
-	uint64_t t0 = now_ms();
-	int got = 0;
-
-	while (got < want && (int)(now_ms() - t0) < timeout_ms) {
-		int n;
-
-		if (p->ct) {
-			/* progress only: the target's completions stay for drain_target() */
-			n = fx_poll(p->ct, NULL, 0, 0);
-			assert_int_equal(n, 0);
-		}
-		n = fx_poll(p->ci, wc + got, want - got, 0);
-		assert_true(n >= 0);
-		got += n;
-	}
-	return got;
-}
-
-/* Poll only the target until it has @p want completions. */
-static int drain_target(struct pair *p, struct fx_wc *wc, int want, int timeout_ms)
-{
-	uint64_t t0 = now_ms();
-	int got = 0;
-
-	while (got < want && (int)(now_ms() - t0) < timeout_ms) {
-		int n = fx_poll(p->ci, NULL, 0, 0);
-
-		assert_int_equal(n, 0);
-		n = fx_poll(p->ct, wc + got, want - got, 0);
-		assert_true(n >= 0);
-		got += n;
-	}
-	return got;
-}
-
-/* Poll both sides for a while, discarding completions (lets teardown happen). */
-static void spin(struct pair *p, int ms)
-{
-	struct fx_wc w[32];
-	uint64_t t0 = now_ms();
-
-	while ((int)(now_ms() - t0) < ms) {
-		if (p->ct)
-			(void)fx_poll(p->ct, w, 32, 0);
-		if (p->ci)
-			(void)fx_poll(p->ci, w, 32, 0);
-	}
-}
-
-static void pair_close(struct pair *p)
-{
-	if (p->c_i)
-		fx_conn_close(p->c_i);
-	if (p->c_t)
-		fx_conn_close(p->c_t);
-	spin(p, 5);
-	if (p->imr)
-		assert_int_equal(fx_dereg_mr(p->imr), 0);
-	if (p->tmr)
-		assert_int_equal(fx_dereg_mr(p->tmr), 0);
-	if (p->l)
-		fx_listener_close(p->l);
-	assert_int_equal(fx_pd_free(p->pi), 0);
-	assert_int_equal(fx_pd_free(p->pt), 0);
-	fx_ctx_destroy(p->ci);
-	fx_ctx_destroy(p->ct);
-	free(p->tbuf);
-	free(p->ibuf);
-}
-
-static struct fx_sge sge_of(struct fx_mr *mr, void *addr, uint32_t len)
-{
-	struct fx_sge s = { .addr = addr, .length = len, .lkey = mr->lkey };
-
-	return s;
+	xt_pair_close(p, 5);
 }
 
 /* ------------------------------------------------------------------ basics */
@@ -226,7 +79,7 @@ static void test_kind_and_rdma_stub(void **state)
 static void test_connect_accept(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_conn *none = NULL;
 	struct fx_ctx_stats st;
 
@@ -270,11 +123,11 @@ static void test_connect_refused(void **state)
 
 	assert_int_equal(fx_ctx_create(FX_KIND_TCP, NULL, &ctx, &err), 0);
 	assert_int_equal(fx_pd_alloc(ctx, &pd, &err), 0);
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 	int rc = fx_connect(ctx, pd, "127.0.0.1", ntohs(sa.sin_port), NULL, &c, &err);
 
 	assert_int_equal(rc, -ECONNREFUSED);
-	assert_true(now_ms() - t0 < 1000);
+	assert_true(xt_now_ms() - t0 < 1000);
 	assert_null(c);
 	assert_non_null(strstr(err.msg, "refused"));
 	assert_non_null(strstr(err.msg, "127.0.0.1"));
@@ -308,9 +161,9 @@ static void test_connect_timeout(void **state)
 	usleep(50000);
 	assert_int_equal(fx_ctx_create(FX_KIND_TCP, &co, &ctx, &err), 0);
 	assert_int_equal(fx_pd_alloc(ctx, &pd, &err), 0);
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 	int rc = fx_connect(ctx, pd, "127.0.0.1", ntohs(sa.sin_port), NULL, &c, &err);
-	uint64_t took = now_ms() - t0;
+	uint64_t took = xt_now_ms() - t0;
 
 	if (rc == 0) {
 		/* the kernel accepted it after all (queue sizing differs): nothing to test */
@@ -332,7 +185,7 @@ static void test_connect_timeout(void **state)
 static void test_send_recv_control(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[8];
 	int perr = 0;
 
@@ -343,45 +196,20 @@ static void test_send_recv_control(void **state)
 	struct fx_recv_wr rw[4];
 
 	for (int i = 0; i < 4; i++) {
-		rs[i] = sge_of(p.tmr, rbuf + (size_t)i * PAGE, PAGE);
+		rs[i] = xt_sge(p.tmr, rbuf + (size_t)i * PAGE, PAGE);
 		rw[i] = (struct fx_recv_wr){ .wr_id = 100 + (uint64_t)i, .sg_list = &rs[i], .num_sge = 1 };
 	}
 	assert_int_equal(fx_post_recv(p.c_t, rw, 4, &perr), 4);
 	assert_int_equal(perr, 0);
 
 	/* HELLO as one sge, ALLOC split across three sges (header split too), STATS inline */
-	uint8_t *m = p.ibuf;
-	int hl = ferry_page_encode_hello(1, "vm-test", 1, 1, m, 512);
-	assert_true(hl > 0);
-	int al = ferry_page_encode_alloc(2, 1 << 20, 0, m + 512, 512);
-	assert_true(al > 0);
-	uint8_t stats_msg[64];
-	int sl = ferry_page_encode_stats(3, stats_msg, sizeof(stats_msg));
-	assert_true(sl > 0);
+	int len[3];
 
-	struct fx_sge s_hello = sge_of(p.imr, m, (uint32_t)hl);
-	struct fx_sge s_alloc[3] = {
-		sge_of(p.imr, m + 512, 10),
-		sge_of(p.imr, m + 522, 20),
-		sge_of(p.imr, m + 542, (uint32_t)al - 30),
-	};
-	struct fx_sge s_stats = { .addr = stats_msg, .length = (uint32_t)sl, .lkey = 0 };
-	struct fx_send_wr sw[3] = {
-		{ .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s_hello, .num_sge = 1 },
-		{ .wr_id = 2, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = s_alloc, .num_sge = 3 },
-		{ .wr_id = 3, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED | FX_WR_INLINE, .sg_list = &s_stats,
-		  .num_sge = 1 },
-	};
+	xt_send_control_msgs(&p, 2000, len);
 
-	assert_int_equal(fx_post_send(p.c_i, sw, 3, &perr), 3);
-	memset(stats_msg, 0xee, sizeof(stats_msg));     /* inline: reusable at once */
-	assert_int_equal(drain(&p, wc, 3, 2000), 3);
-	for (int i = 0; i < 3; i++) {
-		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
-		assert_int_equal(wc[i].opcode, FX_WC_SEND);
-		assert_int_equal(wc[i].wr_id, (uint64_t)i + 1);
-	}
-	assert_int_equal(drain_target(&p, wc, 3, 2000), 3);
+	const int hl = len[0], al = len[1];
+
+	assert_int_equal(xt_drain_target(&p, wc, 3, 2000), 3);
 
 	struct ferry_page_msg msg;
 
@@ -403,16 +231,16 @@ static void test_send_recv_control(void **state)
 	assert_int_equal(msg.hdr.type, FERRY_PAGE_STATS);
 
 	/* and back: the target answers with an ERROR control message (no reply tag) */
-	struct fx_sge irs = sge_of(p.imr, p.ibuf + 8192, PAGE);
+	struct fx_sge irs = xt_sge(p.imr, p.ibuf + 8192, PAGE);
 	struct fx_recv_wr irw = { .wr_id = 7, .sg_list = &irs, .num_sge = 1 };
 
 	assert_int_equal(fx_post_recv(p.c_i, &irw, 1, NULL), 1);
 	int el = ferry_page_encode_error(2, FERRY_E_POOL_FULL, "pool full", rbuf + 3 * PAGE, 512);
-	struct fx_sge es = sge_of(p.tmr, rbuf + 3 * PAGE, (uint32_t)el);
+	struct fx_sge es = xt_sge(p.tmr, rbuf + 3 * PAGE, (uint32_t)el);
 	struct fx_send_wr ew = { .wr_id = 9, .opcode = FX_OP_SEND, .sg_list = &es, .num_sge = 1 };
 
 	assert_int_equal(fx_post_send(p.c_t, &ew, 1, NULL), 1);
-	assert_int_equal(drain(&p, wc, 1, 2000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 2000), 1);
 	assert_int_equal(wc[0].opcode, FX_WC_RECV);
 	assert_int_equal(wc[0].wr_id, 7);
 	assert_int_equal(ferry_page_decode(p.ibuf + 8192, wc[0].byte_len, &msg), FERRY_E_OK);
@@ -424,12 +252,12 @@ static void test_send_recv_control(void **state)
 static void test_send_invalid(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	int perr = 0;
 
 	pair_open(&p);
 	uint8_t *m = p.ibuf;
-	struct fx_sge s = sge_of(p.imr, m, 64);
+	struct fx_sge s = xt_sge(p.imr, m, 64);
 	struct fx_send_wr w = { .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1 };
 
@@ -474,7 +302,7 @@ static void test_send_invalid(void **state)
 static void test_write_read_sg(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	enum { N = 128 };  /* pages */
 	static struct fx_sge sg[N][4];
 	static struct fx_send_wr w[N];
@@ -484,17 +312,17 @@ static void test_write_read_sg(void **state)
 	pair_open(&p);
 	uint8_t *src = p.ibuf, *dst = p.ibuf + TGT_LEN;
 
-	fill_pattern(src, TGT_LEN, 42);
+	xt_fill_pattern(src, TGT_LEN, 42);
 	/* WRITE page i of the target from 4 scattered 1 KiB pieces of src (reverse order) */
 	for (int i = 0; i < N; i++) {
 		for (int k = 0; k < 4; k++)
-			sg[i][k] = sge_of(p.imr, src + (size_t)i * PAGE + (size_t)(3 - k) * 1024, 1024);
+			sg[i][k] = xt_sge(p.imr, src + (size_t)i * PAGE + (size_t)(3 - k) * 1024, 1024);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_WRITE, .flags = FX_WR_SIGNALED,
 					    .sg_list = sg[i], .num_sge = 4,
 					    .remote_addr = p.tmr->remote_base + (uint64_t)i * PAGE, .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
-	assert_int_equal(drain(&p, wc, N, 5000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 5000), N);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 		assert_int_equal(wc[i].opcode, FX_WC_WRITE);
@@ -508,14 +336,14 @@ static void test_write_read_sg(void **state)
 
 	/* READ it back with a different layout: two sges of 512 + 3584, into dst */
 	for (int i = 0; i < N; i++) {
-		sg[i][0] = sge_of(p.imr, dst + (size_t)i * PAGE, 512);
-		sg[i][1] = sge_of(p.imr, dst + (size_t)i * PAGE + 512, PAGE - 512);
+		sg[i][0] = xt_sge(p.imr, dst + (size_t)i * PAGE, 512);
+		sg[i][1] = xt_sge(p.imr, dst + (size_t)i * PAGE + 512, PAGE - 512);
 		w[i] = (struct fx_send_wr){ .wr_id = 1000 + (uint64_t)i, .opcode = FX_OP_READ,
 					    .flags = FX_WR_SIGNALED, .sg_list = sg[i], .num_sge = 2,
 					    .remote_addr = p.tmr->remote_base + (uint64_t)i * PAGE, .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
-	assert_int_equal(drain(&p, wc, N, 5000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 5000), N);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 		assert_int_equal(wc[i].opcode, FX_WC_READ);
@@ -524,13 +352,13 @@ static void test_write_read_sg(void **state)
 	assert_memory_equal(dst, p.tbuf, (size_t)N * PAGE);
 
 	/* one large READ of 1 MiB (whole region) goes straight into the destination */
-	struct fx_sge big = sge_of(p.imr, dst, (uint32_t)TGT_LEN);
+	struct fx_sge big = xt_sge(p.imr, dst, (uint32_t)TGT_LEN);
 	struct fx_send_wr bw = { .wr_id = 77, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED, .sg_list = &big,
 				 .num_sge = 1, .remote_addr = 0, .rkey = p.tmr->rkey };
 
 	memset(dst, 0, TGT_LEN);
 	assert_int_equal(fx_post_send(p.c_i, &bw, 1, &perr), 1);
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].byte_len, TGT_LEN);
 	assert_memory_equal(dst, p.tbuf, TGT_LEN);
@@ -544,7 +372,7 @@ static void test_write_read_sg(void **state)
 	memset(small, 0x5a, sizeof(small));
 	assert_int_equal(fx_post_send(p.c_i, &iw, 1, &perr), 1);
 	memset(small, 0, sizeof(small));
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	for (int i = 0; i < 64; i++)
 		assert_int_equal(p.tbuf[100 + i], 0x5a);
@@ -564,7 +392,7 @@ static void test_write_read_sg(void **state)
 static void test_batch_selective_signal(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	enum { N = 256 };
 	static struct fx_sge sg[N];
 	static struct fx_send_wr w[N];
@@ -575,7 +403,7 @@ static void test_batch_selective_signal(void **state)
 	for (int round = 0; round < 3; round++) {
 		memset(p.ibuf, 0, TGT_LEN);
 		for (int i = 0; i < N; i++) {
-			sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
+			sg[i] = xt_sge(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
 			w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ,
 						    .flags = (i % 16 == 15) ? FX_WR_SIGNALED : 0, .sg_list = &sg[i],
 						    .num_sge = 1, .remote_addr = (uint64_t)((i * 7) % TGT_PAGES) * PAGE,
@@ -584,13 +412,13 @@ static void test_batch_selective_signal(void **state)
 		assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
 		assert_int_equal(perr, 0);
 		assert_int_equal(fx_conn_outstanding(p.c_i), N);
-		assert_int_equal(drain(&p, wc, N / 16, 5000), N / 16);
+		assert_int_equal(xt_drain(&p, wc, N / 16, 5000), N / 16);
 		for (int i = 0; i < N / 16; i++) {
 			assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 			assert_int_equal(wc[i].wr_id, (uint64_t)(i * 16 + 15));  /* in posting order */
 		}
 		/* no stray completions for the unsignalled ones */
-		assert_int_equal(drain(&p, wc, 1, 50), 0);
+		assert_int_equal(xt_drain(&p, wc, 1, 50), 0);
 		assert_int_equal(fx_conn_outstanding(p.c_i), 0);
 		for (int i = 0; i < N; i++)
 			assert_memory_equal(p.ibuf + (size_t)i * PAGE, p.tbuf + (size_t)((i * 7) % TGT_PAGES) * PAGE,
@@ -602,58 +430,11 @@ static void test_batch_selective_signal(void **state)
 static void test_backpressure(void **state)
 {
 	(void)state;
-	struct pair p;
-	struct fx_conn_opts io = { .max_send_wr = 32, .max_recv_wr = 4 };
-	enum { N = 80 };
-	static struct fx_sge sg[N];
-	static struct fx_send_wr w[N];
-	struct fx_wc wc[N];
-	struct fx_ctx_stats st;
-	int perr = 0;
+	struct xt_pair p;
+	struct fx_conn_opts io = { .max_send_wr = XT_BP_SEND_WR, .max_recv_wr = XT_BP_RECV_WR };
 
 	pair_open_opts(&p, NULL, &io, NULL);
-	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
-		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
-					    .sg_list = &sg[i], .num_sge = 1, .remote_addr = (uint64_t)i * PAGE,
-					    .rkey = p.tmr->rkey };
-	}
-	int posted = fx_post_send(p.c_i, w, N, &perr);
-
-	assert_int_equal(posted, 32);
-	assert_int_equal(perr, -EAGAIN);
-	assert_int_equal(fx_post_send(p.c_i, w + posted, N - posted, &perr), 0);
-	assert_int_equal(perr, -EAGAIN);
-	fx_ctx_get_stats(p.ci, &st);
-	assert_int_equal(st.backpressure_events, 2);
-
-	int done = 0;
-	uint64_t t0 = now_ms();
-
-	while (done < N && now_ms() - t0 < 5000) {
-		done += drain(&p, wc + done, 1, 1000);
-		if (posted < N) {
-			int n = fx_post_send(p.c_i, w + posted, N - posted, &perr);
-
-			assert_true(n >= 0);
-			posted += n;
-		}
-		assert_true(fx_conn_outstanding(p.c_i) <= 32);
-	}
-	assert_int_equal(done, N);
-	for (int i = 0; i < N; i++) {
-		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
-		assert_int_equal(wc[i].wr_id, (uint64_t)i);
-	}
-	assert_memory_equal(p.ibuf, p.tbuf, (size_t)N * PAGE);
-
-	/* receives: max_recv_wr = 4 */
-	struct fx_recv_wr rw[6];
-
-	for (int i = 0; i < 6; i++)
-		rw[i] = (struct fx_recv_wr){ .wr_id = (uint64_t)i, .sg_list = &sg[i], .num_sge = 1 };
-	assert_int_equal(fx_post_recv(p.c_i, rw, 6, &perr), 4);
-	assert_int_equal(perr, -EAGAIN);
+	xt_check_backpressure(&p, 5000);
 	pair_close(&p);
 }
 
@@ -661,30 +442,30 @@ static void test_backpressure(void **state)
 static void test_rnr_backpressure(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[4];
 	int perr = 0;
 
 	pair_open(&p);
 	int hl = ferry_page_encode_hello(1, "vm", 1, 1, p.ibuf, 512);
-	struct fx_sge s = sge_of(p.imr, p.ibuf, (uint32_t)hl);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, (uint32_t)hl);
 	struct fx_send_wr w = { .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1 };
 
 	assert_int_equal(fx_post_send(p.c_i, &w, 1, &perr), 1);
-	assert_int_equal(drain(&p, wc, 1, 2000), 1);   /* written to the socket */
-	assert_int_equal(drain_target(&p, wc, 1, 100), 0);
+	assert_int_equal(xt_drain(&p, wc, 1, 2000), 1);   /* written to the socket */
+	assert_int_equal(xt_drain_target(&p, wc, 1, 100), 0);
 	assert_int_equal(fx_conn_state(p.c_t), FX_CONN_CONNECTED);
 
 	struct fx_ctx_stats st;
 
 	fx_ctx_get_stats(p.ct, &st);
 	assert_true(st.backpressure_events >= 1);
-	struct fx_sge rs = sge_of(p.tmr, p.tbuf, PAGE);
+	struct fx_sge rs = xt_sge(p.tmr, p.tbuf, PAGE);
 	struct fx_recv_wr rw = { .wr_id = 5, .sg_list = &rs, .num_sge = 1 };
 
 	assert_int_equal(fx_post_recv(p.c_t, &rw, 1, &perr), 1);
-	assert_int_equal(drain_target(&p, wc, 1, 2000), 1);
+	assert_int_equal(xt_drain_target(&p, wc, 1, 2000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].byte_len, (uint32_t)hl);
 	pair_close(&p);
@@ -696,7 +477,7 @@ enum bad_kind { BAD_RKEY, BAD_OTHER_PD, BAD_RANGE, BAD_DEREG, BAD_RIGHTS };
 
 static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 {
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[8];
 	struct fx_ctx_stats st0, st1;
 	struct ferry_err err = { 0 };
@@ -725,15 +506,15 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 					   FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &mr2,
 					   &err), 0);
 		assert_int_equal(fx_connect(p.ci, p.pi, "127.0.0.1", fx_listener_port(p.l), NULL, &ci2, &err), 0);
-		ct2 = accept_one(p.l, pt2, NULL);
+		ct2 = xt_accept_one(p.l, pt2, NULL);
 		/* the key works on its own connection ... */
 		{
-			struct fx_sge s = sge_of(p.imr, p.ibuf, PAGE);
+			struct fx_sge s = xt_sge(p.imr, p.ibuf, PAGE);
 			struct fx_send_wr w = { .wr_id = 50, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
 						.sg_list = &s, .num_sge = 1, .remote_addr = 0, .rkey = mr2->rkey };
 
 			assert_int_equal(fx_post_send(ci2, &w, 1, &perr), 1);
-			assert_int_equal(drain(&p, wc, 1, 2000), 1);
+			assert_int_equal(xt_drain(&p, wc, 1, 2000), 1);
 			assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 			assert_ptr_equal(wc[0].conn, ci2);
 		}
@@ -769,9 +550,9 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 	struct fx_sge sg[4];
 	struct fx_send_wr w[4];
 
-	fill_pattern(p.ibuf, 4 * PAGE, 9);
+	xt_fill_pattern(p.ibuf, 4 * PAGE, 9);
 	for (int i = 0; i < 4; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
+		sg[i] = xt_sge(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
 		w[i] = (struct fx_send_wr){ .wr_id = 10 + (uint64_t)i, .opcode = op, .flags = FX_WR_SIGNALED,
 					    .sg_list = &sg[i], .num_sge = 1, .remote_addr = (uint64_t)i * PAGE,
 					    .rkey = p.tmr->rkey };
@@ -780,7 +561,7 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 	if (kind == BAD_RANGE)
 		w[1].remote_addr = raddr;
 	assert_int_equal(fx_post_send(p.c_i, w, 4, &perr), 4);
-	assert_int_equal(drain(&p, wc, 4, 3000), 4);
+	assert_int_equal(xt_drain(&p, wc, 4, 3000), 4);
 	assert_int_equal(wc[0].wr_id, 10);
 	assert_int_equal(wc[0].status, FX_WC_FLUSH_ERR);          /* did not run */
 	assert_int_equal(wc[1].wr_id, 11);
@@ -803,7 +584,7 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 		fx_conn_close(ci2);
 		fx_conn_close(ct2);
 	}
-	spin(&p, 5);
+	xt_spin(&p, 5);
 	if (mr2)
 		assert_int_equal(fx_dereg_mr(mr2), 0);
 	if (ro)
@@ -815,63 +596,34 @@ static void run_bad_access(enum bad_kind kind, enum fx_opcode op)
 	pair_close(&p);
 }
 
-static void test_bad_rkey(void **state)
-{
-	(void)state;
-	run_bad_access(BAD_RKEY, FX_OP_READ);
-	run_bad_access(BAD_RKEY, FX_OP_WRITE);
-}
-
-static void test_other_pd(void **state)
-{
-	(void)state;
-	run_bad_access(BAD_OTHER_PD, FX_OP_READ);
-	run_bad_access(BAD_OTHER_PD, FX_OP_WRITE);
-}
-
-static void test_out_of_range(void **state)
-{
-	(void)state;
-	run_bad_access(BAD_RANGE, FX_OP_READ);
-	run_bad_access(BAD_RANGE, FX_OP_WRITE);
-}
-
-static void test_after_dereg(void **state)
-{
-	(void)state;
-	run_bad_access(BAD_DEREG, FX_OP_READ);
-	run_bad_access(BAD_DEREG, FX_OP_WRITE);
-}
-
-static void test_no_remote_rights(void **state)
-{
-	(void)state;
-	run_bad_access(BAD_RIGHTS, FX_OP_READ);
-	run_bad_access(BAD_RIGHTS, FX_OP_WRITE);
-}
+XT_READ_WRITE_TEST(test_bad_rkey, (void)0, run_bad_access, BAD_RKEY)
+XT_READ_WRITE_TEST(test_other_pd, (void)0, run_bad_access, BAD_OTHER_PD)
+XT_READ_WRITE_TEST(test_out_of_range, (void)0, run_bad_access, BAD_RANGE)
+XT_READ_WRITE_TEST(test_after_dereg, (void)0, run_bad_access, BAD_DEREG)
+XT_READ_WRITE_TEST(test_no_remote_rights, (void)0, run_bad_access, BAD_RIGHTS)
 
 /* ------------------------------------------------------------------ local errors */
 
 static void test_recv_too_small(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[4];
 	int perr = 0;
 
 	pair_open(&p);
-	struct fx_sge rs[2] = { sge_of(p.tmr, p.tbuf, 32), sge_of(p.tmr, p.tbuf + PAGE, PAGE) };
+	struct fx_sge rs[2] = { xt_sge(p.tmr, p.tbuf, 32), xt_sge(p.tmr, p.tbuf + PAGE, PAGE) };
 	struct fx_recv_wr rw[2] = { { .wr_id = 1, .sg_list = &rs[0], .num_sge = 1 },
 				    { .wr_id = 2, .sg_list = &rs[1], .num_sge = 1 } };
 
 	assert_int_equal(fx_post_recv(p.c_t, rw, 2, &perr), 2);
 	int hl = ferry_page_encode_hello(1, "a-long-client-name", 1, 1, p.ibuf, 512);
-	struct fx_sge s = sge_of(p.imr, p.ibuf, (uint32_t)hl);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, (uint32_t)hl);
 	struct fx_send_wr w = { .wr_id = 1, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1 };
 
 	assert_int_equal(fx_post_send(p.c_i, &w, 1, &perr), 1);
-	assert_int_equal(drain_target(&p, wc, 2, 2000), 2);
+	assert_int_equal(xt_drain_target(&p, wc, 2, 2000), 2);
 	assert_int_equal(wc[0].wr_id, 1);
 	assert_int_equal(wc[0].status, FX_WC_LOC_LEN_ERR);
 	assert_int_equal(wc[1].wr_id, 2);
@@ -884,14 +636,14 @@ static void test_recv_too_small(void **state)
 static void test_local_prot_err(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[4];
 	int perr = 0;
 	uint8_t stray[PAGE];
 
 	/* sge outside any registration */
 	pair_open(&p);
-	struct fx_sge sg[2] = { sge_of(p.imr, p.ibuf, PAGE), { .addr = stray, .length = PAGE, .lkey = p.imr->lkey } };
+	struct fx_sge sg[2] = { xt_sge(p.imr, p.ibuf, PAGE), { .addr = stray, .length = PAGE, .lkey = p.imr->lkey } };
 	struct fx_send_wr w[2] = {
 		{ .wr_id = 1, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED, .sg_list = &sg[0], .num_sge = 1,
 		  .remote_addr = 0, .rkey = p.tmr->rkey },
@@ -900,7 +652,7 @@ static void test_local_prot_err(void **state)
 	};
 
 	assert_int_equal(fx_post_send(p.c_i, w, 2, &perr), 2);
-	assert_int_equal(drain(&p, wc, 2, 2000), 2);
+	assert_int_equal(xt_drain(&p, wc, 2, 2000), 2);
 	assert_int_equal(wc[0].wr_id, 1);
 	assert_int_equal(wc[0].status, FX_WC_FLUSH_ERR);
 	assert_int_equal(wc[1].wr_id, 2);
@@ -915,15 +667,15 @@ static void test_local_prot_err(void **state)
 
 		pair_open(&p);
 		assert_int_equal(fx_reg_mr(p.pi, stray, sizeof(stray), 0, &ro, &err), 0);
-		struct fx_sge s = variant == 0 ? sge_of(ro, stray, PAGE) : sge_of(p.imr, p.ibuf + 2 * TGT_LEN - 100, 200);
+		struct fx_sge s = variant == 0 ? xt_sge(ro, stray, PAGE) : xt_sge(p.imr, p.ibuf + 2 * TGT_LEN - 100, 200);
 		struct fx_send_wr r = { .wr_id = 3, .opcode = FX_OP_READ, .sg_list = &s, .num_sge = 1,
 					.remote_addr = 0, .rkey = p.tmr->rkey };
 
 		assert_int_equal(fx_post_send(p.c_i, &r, 1, &perr), 1);
-		assert_int_equal(drain(&p, wc, 1, 2000), 1);
+		assert_int_equal(xt_drain(&p, wc, 1, 2000), 1);
 		assert_int_equal(wc[0].status, FX_WC_LOC_PROT_ERR);
 		assert_int_equal(wc[0].wr_id, 3);
-		spin(&p, 5);
+		xt_spin(&p, 5);
 		assert_int_equal(fx_dereg_mr(ro), 0);
 		pair_close(&p);
 	}
@@ -1014,16 +766,16 @@ static void run_dead_peer(bool freeze)
 
 	/* the peer works */
 	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(mr, buf + (size_t)i * PAGE, PAGE);
+		sg[i] = xt_sge(mr, buf + (size_t)i * PAGE, PAGE);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ,
 					    .flags = (i % 2) ? FX_WR_SIGNALED : 0, .sg_list = &sg[i], .num_sge = 1,
 					    .remote_addr = (uint64_t)i * PAGE, .rkey = info.rkey };
 	}
 	assert_int_equal(fx_post_send(c, w, N, &perr), N);
 	int got = 0;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
-	while (got < N / 2 && now_ms() - t0 < 3000)
+	while (got < N / 2 && xt_now_ms() - t0 < 3000)
 		got += fx_poll(ctx, wc + got, N - got, 100);
 	assert_int_equal(got, N / 2);
 
@@ -1036,15 +788,15 @@ static void run_dead_peer(bool freeze)
 	if (!freeze)
 		kill(pid, SIGKILL);
 
-	t0 = now_ms();
+	t0 = xt_now_ms();
 	got = 0;
-	while (got < N && now_ms() - t0 < 3000) {
+	while (got < N && xt_now_ms() - t0 < 3000) {
 		int n = fx_poll(ctx, wc + got, N - got, -1);   /* -1 must not hang */
 
 		assert_true(n >= 0);
 		got += n;
 	}
-	uint64_t took = now_ms() - t0;
+	uint64_t took = xt_now_ms() - t0;
 
 	assert_int_equal(got, N);
 	if (freeze)
@@ -1089,7 +841,7 @@ static void test_peer_frozen_timeout(void **state)
 static void test_garbage_input(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[4];
 	struct fx_ctx_stats st;
 	struct fx_conn *bad = NULL;
@@ -1104,10 +856,10 @@ static void test_garbage_input(void **state)
 	const char junk[] = "GET / HTTP/1.1\r\nHost: ferry\r\n\r\n";
 
 	assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
-	bad = accept_one(p.l, p.pt, NULL);
-	uint64_t t0 = now_ms();
+	bad = xt_accept_one(p.l, p.pt, NULL);
+	uint64_t t0 = xt_now_ms();
 
-	while (fx_conn_state(bad) == FX_CONN_CONNECTED && now_ms() - t0 < 2000)
+	while (fx_conn_state(bad) == FX_CONN_CONNECTED && xt_now_ms() - t0 < 2000)
 		(void)fx_poll(p.ct, wc, 4, 10);
 	assert_int_equal(fx_conn_state(bad), FX_CONN_ERROR);
 	assert_non_null(strstr(fx_conn_error(bad), "malformed"));
@@ -1124,12 +876,12 @@ static void test_garbage_input(void **state)
 	close(fd);
 
 	/* the context keeps serving the good connection */
-	struct fx_sge s = sge_of(p.imr, p.ibuf, PAGE);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, PAGE);
 	struct fx_send_wr w = { .wr_id = 1, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1, .remote_addr = PAGE, .rkey = p.tmr->rkey };
 
 	assert_int_equal(fx_post_send(p.c_i, &w, 1, &perr), 1);
-	assert_int_equal(drain(&p, wc, 1, 2000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 2000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_memory_equal(p.ibuf, p.tbuf + PAGE, PAGE);
 	fx_conn_close(bad);
@@ -1159,10 +911,10 @@ static void test_unexpected_reply(void **state)
 	int n = ferry_page_encode_write_ok(1ull << 63 | 1, 1, msg, sizeof(msg));
 
 	assert_int_equal(write(fd, msg, (size_t)n), n);
-	c = accept_one(l, pd, NULL);
-	uint64_t t0 = now_ms();
+	c = xt_accept_one(l, pd, NULL);
+	uint64_t t0 = xt_now_ms();
 
-	while (fx_conn_state(c) == FX_CONN_CONNECTED && now_ms() - t0 < 2000)
+	while (fx_conn_state(c) == FX_CONN_CONNECTED && xt_now_ms() - t0 < 2000)
 		(void)fx_poll(ctx, wc, 2, 10);
 	assert_int_equal(fx_conn_state(c), FX_CONN_ERROR);
 	fx_ctx_get_stats(ctx, &st);
@@ -1179,7 +931,7 @@ static void test_unexpected_reply(void **state)
 static void test_close_flushes(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[8];
 	int perr = 0;
 
@@ -1188,7 +940,7 @@ static void test_close_flushes(void **state)
 	struct fx_send_wr w[4];
 
 	for (int i = 0; i < 4; i++) {
-		s[i] = sge_of(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
+		s[i] = xt_sge(p.imr, p.ibuf + (size_t)i * PAGE, PAGE);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = 0,
 					    .sg_list = &s[i], .num_sge = 1, .remote_addr = 0, .rkey = p.tmr->rkey };
 	}
@@ -1217,9 +969,9 @@ static void test_close_flushes(void **state)
 	/* wc.conn of the last completions stays usable until the next fx_poll */
 	assert_ptr_equal(fx_conn_get_user(wc[3].conn), &p);
 	/* the target notices */
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
-	while (fx_conn_state(p.c_t) == FX_CONN_CONNECTED && now_ms() - t0 < 2000)
+	while (fx_conn_state(p.c_t) == FX_CONN_CONNECTED && xt_now_ms() - t0 < 2000)
 		(void)fx_poll(p.ct, wc, 8, 10);
 	assert_int_equal(fx_conn_state(p.c_t), FX_CONN_ERROR);
 	assert_non_null(strstr(fx_conn_error(p.c_t), "closed the connection"));
@@ -1229,13 +981,13 @@ static void test_close_flushes(void **state)
 static void test_event_mode_blocking_poll(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_wc wc[2];
 	int perr = 0;
 
 	pair_open(&p);
 	/* target context fd becomes readable when a request arrives */
-	struct fx_sge s = sge_of(p.imr, p.ibuf, PAGE);
+	struct fx_sge s = xt_sge(p.imr, p.ibuf, PAGE);
 	struct fx_send_wr w = { .wr_id = 5, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED, .sg_list = &s,
 				.num_sge = 1, .remote_addr = 0, .rkey = p.tmr->rkey };
 
@@ -1249,10 +1001,10 @@ static void test_event_mode_blocking_poll(void **state)
 	assert_int_equal(fx_poll(p.ci, wc, 2, 1000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	/* a timed poll with nothing to do returns 0 after about its timeout */
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
 	assert_int_equal(fx_poll(p.ci, wc, 2, 50), 0);
-	assert_true(now_ms() - t0 >= 45);
+	assert_true(xt_now_ms() - t0 >= 45);
 	pair_close(&p);
 }
 
@@ -1262,7 +1014,7 @@ static void test_event_mode_blocking_poll(void **state)
 static void test_coalescing_limits(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct fx_conn_opts io = { .max_send_wr = 2048 };
 	enum { N = 1500, SZ = 64 };
 	struct fx_sge *sg = calloc(N, sizeof(*sg));
@@ -1272,13 +1024,13 @@ static void test_coalescing_limits(void **state)
 
 	pair_open_opts(&p, NULL, &io, NULL);
 	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf + (size_t)i * SZ, SZ);
+		sg[i] = xt_sge(p.imr, p.ibuf + (size_t)i * SZ, SZ);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
 					    .sg_list = &sg[i], .num_sge = 1,
 					    .remote_addr = (uint64_t)(N - 1 - i) * SZ, .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
-	assert_int_equal(drain(&p, wc, N, 5000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 5000), N);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 		assert_int_equal(wc[i].wr_id, (uint64_t)i);
@@ -1286,21 +1038,21 @@ static void test_coalescing_limits(void **state)
 	}
 
 	/* 9 WRITEs of the whole 1 MiB region: 4 MiB messages, the last one wins */
-	fill_pattern(p.ibuf, TGT_LEN, 77);
+	xt_fill_pattern(p.ibuf, TGT_LEN, 77);
 	for (int i = 0; i < 9; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf, (uint32_t)TGT_LEN);
+		sg[i] = xt_sge(p.imr, p.ibuf, (uint32_t)TGT_LEN);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_WRITE,
 					    .flags = i == 8 ? FX_WR_SIGNALED : 0, .sg_list = &sg[i], .num_sge = 1,
 					    .remote_addr = 0, .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, 9, &perr), 9);
-	assert_int_equal(drain(&p, wc, 1, 5000), 1);
+	assert_int_equal(xt_drain(&p, wc, 1, 5000), 1);
 	assert_int_equal(wc[0].status, FX_WC_SUCCESS);
 	assert_int_equal(wc[0].wr_id, 8);
 	assert_memory_equal(p.tbuf, p.ibuf, TGT_LEN);
 
 	/* a READ larger than a message can carry is refused at post time */
-	sg[0] = sge_of(p.imr, p.ibuf, FERRY_PAGE_MAX_DATA + 1);
+	sg[0] = xt_sge(p.imr, p.ibuf, FERRY_PAGE_MAX_DATA + 1);
 	w[0].opcode = FX_OP_READ;
 	assert_int_equal(fx_post_send(p.c_i, w, 1, &perr), 0);
 	assert_int_equal(perr, -EINVAL);
@@ -1314,7 +1066,7 @@ static void test_coalescing_limits(void **state)
 static void test_target_output_gate(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	enum { N = 64 };
 	struct fx_sge sg[N];
 	struct fx_send_wr w[N];
@@ -1324,39 +1076,39 @@ static void test_target_output_gate(void **state)
 
 	pair_open(&p);
 	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(p.imr, p.ibuf, (uint32_t)TGT_LEN);
+		sg[i] = xt_sge(p.imr, p.ibuf, (uint32_t)TGT_LEN);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
 					    .sg_list = &sg[i], .num_sge = 1, .remote_addr = 0, .rkey = p.tmr->rkey };
 	}
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);   /* 64 MiB of replies */
 	/* only the target runs */
-	uint64_t t0 = now_ms();
+	uint64_t t0 = xt_now_ms();
 
 	do {
 		(void)fx_poll(p.ct, wc, N, 1);
 		fx_ctx_get_stats(p.ct, &st);
-	} while (st.backpressure_events == 0 && now_ms() - t0 < 3000);
+	} while (st.backpressure_events == 0 && xt_now_ms() - t0 < 3000);
 	assert_true(st.backpressure_events >= 1);
 	assert_true(st.bytes_served_read < (uint64_t)N * TGT_LEN);
 	assert_int_equal(fx_conn_state(p.c_t), FX_CONN_CONNECTED);
 	/* once the initiator reads, everything completes */
-	assert_int_equal(drain(&p, wc, N, 10000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 10000), N);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(wc[i].status, FX_WC_SUCCESS);
 	assert_memory_equal(p.ibuf, p.tbuf, TGT_LEN);
 
 	/* again, and this time the target deregisters the region while replies are queued */
 	assert_int_equal(fx_post_send(p.c_i, w, N, &perr), N);
-	t0 = now_ms();
+	t0 = xt_now_ms();
 	do {
 		(void)fx_poll(p.ct, wc, N, 1);
 		fx_ctx_get_stats(p.ct, &st);
-	} while (st.backpressure_events < 2 && now_ms() - t0 < 3000);
+	} while (st.backpressure_events < 2 && xt_now_ms() - t0 < 3000);
 	assert_int_equal(fx_dereg_mr(p.tmr), 0);
 	p.tmr = NULL;
 	assert_int_equal(fx_conn_state(p.c_t), FX_CONN_ERROR);
 	assert_non_null(strstr(fx_conn_error(p.c_t), "deregistered"));
-	int got = drain(&p, wc, N, 5000), failed = 0;
+	int got = xt_drain(&p, wc, N, 5000), failed = 0;
 
 	assert_int_equal(got, N);
 	for (int i = 0; i < N; i++)
@@ -1370,7 +1122,7 @@ static void test_target_output_gate(void **state)
 static void test_dereg_local_in_use(void **state)
 {
 	(void)state;
-	struct pair p;
+	struct xt_pair p;
 	struct ferry_err err = { 0 };
 	struct fx_mr *mr;
 	enum { N = 16 };
@@ -1383,7 +1135,7 @@ static void test_dereg_local_in_use(void **state)
 	pair_open(&p);
 	assert_int_equal(fx_reg_mr(p.pi, mem, (size_t)N * PAGE, FX_ACCESS_LOCAL_WRITE, &mr, &err), 0);
 	for (int i = 0; i < N; i++) {
-		sg[i] = sge_of(mr, mem + (size_t)i * PAGE, PAGE);
+		sg[i] = xt_sge(mr, mem + (size_t)i * PAGE, PAGE);
 		w[i] = (struct fx_send_wr){ .wr_id = (uint64_t)i, .opcode = FX_OP_READ, .flags = FX_WR_SIGNALED,
 					    .sg_list = &sg[i], .num_sge = 1, .remote_addr = 0, .rkey = p.tmr->rkey };
 	}
@@ -1391,11 +1143,11 @@ static void test_dereg_local_in_use(void **state)
 	assert_int_equal(fx_dereg_mr(mr), 0);
 	free(mem);            /* nothing may touch it any more */
 	assert_int_equal(fx_conn_state(p.c_i), FX_CONN_ERROR);
-	assert_int_equal(drain(&p, wc, N, 2000), N);
+	assert_int_equal(xt_drain(&p, wc, N, 2000), N);
 	assert_int_equal(wc[0].status, FX_WC_LOC_PROT_ERR);
 	for (int i = 1; i < N; i++)
 		assert_int_equal(wc[i].status, FX_WC_FLUSH_ERR);
-	spin(&p, 20);
+	xt_spin(&p, 20);
 	pair_close(&p);
 }
 
