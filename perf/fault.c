@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/common/units.h"
 #include "dataplane/common/auth.h"
 #include "dataplane/common/ferry_err.h"
 #include "dataplane/memsrv/pool_client.h"
@@ -318,31 +319,6 @@ void perf_fault_usage(FILE *out)
 	      out);
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	uint64_t mul = 1;
-
-	if (errno || end == s || s[0] == '-')
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	default: break;
-	}
-	if (*end == 'i')
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end || v > UINT64_MAX / mul)
-		return -1;
-	*out = v * mul;
-	return 0;
-}
-
 enum {
 	O_ROUNDS = 256, O_ACCESS, O_CASES, O_BUDGET, O_PAGER, O_SERVER, O_SECRET, O_TRANSPORT, O_PAGER_BIN,
 	O_MEMSRV_BIN, O_QUICK, O_JSON, O_CSV, O_PLOT, O_SEED, O_STRICT, O_KEEP, O_TIMEOUT, O_THREADS, O_PIN,
@@ -427,13 +403,13 @@ static int parse_opts(int argc, char **argv, struct ft_opts *o)
 	while ((c = getopt_long(argc, argv, "n:qh", ft_long, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			if (parse_size(optarg, &v) < 0 || v < 10 || v > (1u << 22))
+			if (ferry_size_parse(optarg, &v) < 0 || v < 10 || v > (1u << 22))
 				return usage_err("--pages needs a count in 10..4M, not", optarg);
 			o->pages = v;
 			pages_set = true;
 			break;
 		case O_ROUNDS:
-			if (parse_size(optarg, &v) < 0 || v < 1 || v > 1000)
+			if (ferry_size_parse(optarg, &v) < 0 || v < 1 || v > 1000)
 				return usage_err("--rounds needs 1..1000, not", optarg);
 			o->rounds = (unsigned)v;
 			rounds_set = true;
@@ -451,7 +427,7 @@ static int parse_opts(int argc, char **argv, struct ft_opts *o)
 				return usage_err("--cases takes anon,zeropage,copy,xport,unused,remote,remote-full, not", optarg);
 			break;
 		case O_BUDGET:
-			if (parse_size(optarg, &o->budget) < 0 || o->budget < PG || o->budget % PG)
+			if (ferry_size_parse(optarg, &o->budget) < 0 || o->budget < PG || o->budget % PG)
 				return usage_err("--budget needs a multiple of 4K, not", optarg);
 			break;
 		case O_PAGER: o->pager_sock = optarg; break;
@@ -468,23 +444,23 @@ static int parse_opts(int argc, char **argv, struct ft_opts *o)
 		case O_CSV: o->csv = optarg; break;
 		case O_PLOT: o->plot = optarg; break;
 		case O_SEED:
-			if (parse_size(optarg, &o->seed) < 0)
+			if (ferry_size_parse(optarg, &o->seed) < 0)
 				return usage_err("--seed needs a number, not", optarg);
 			break;
 		case O_STRICT: o->strict = true; break;
 		case O_KEEP: o->keep = true; break;
 		case O_PIN:
-			if (parse_size(optarg, &v) < 0 || v >= CPU_SETSIZE)
+			if (ferry_size_parse(optarg, &v) < 0 || v >= CPU_SETSIZE)
 				return usage_err("--pin needs a CPU number, not", optarg);
 			o->pin = (int)v;
 			break;
 		case O_THREADS:
-			if (parse_size(optarg, &v) < 0 || v < 1 || v > 64)
+			if (ferry_size_parse(optarg, &v) < 0 || v < 1 || v > 64)
 				return usage_err("--threads needs 1..64, not", optarg);
 			o->threads = (unsigned)v;
 			break;
 		case O_TIMEOUT:
-			if (parse_size(optarg, &v) < 0 || v > 86400)
+			if (ferry_size_parse(optarg, &v) < 0 || v > 86400)
 				return usage_err("--timeout needs seconds (0 = none), not", optarg);
 			o->timeout = (unsigned)v;
 			break;

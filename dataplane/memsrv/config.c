@@ -16,7 +16,7 @@
 
 #include "dataplane/common/daemon_opts.h"
 #include "dataplane/common/ferry_log.h"
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 void memsrv_config_defaults(struct memsrv_config *cfg)
 {
@@ -105,7 +105,7 @@ static int set_pool(struct memsrv_config *cfg, const char *section, const char *
 	uint64_t v;
 
 	if (strcmp(key, "size") == 0) {
-		if (memsrv_size_parse(value, &v))
+		if (ferry_size_parse(value, &v))
 			return BAD("'%s' is not a size (a number with an optional K, M, G or T suffix)", value);
 		if (v == 0 || v % 4096)
 			return BAD("%s: the pool size must be a positive multiple of 4 KiB", value);
@@ -143,7 +143,7 @@ static int set_limits(struct memsrv_config *cfg, const char *section, const char
 	uint64_t v;
 
 	if (strcmp(key, "client_quota") == 0) {
-		if (memsrv_size_parse(value, &v))
+		if (ferry_size_parse(value, &v))
 			return BAD("'%s' is not a size (a number with an optional K, M, G or T suffix)", value);
 		if (v == 0)
 			return BAD("a quota of 0 would refuse every allocation");
@@ -284,7 +284,7 @@ int memsrv_config_from_args(struct memsrv_config *cfg, int argc, char **argv, FI
 
 void memsrv_config_log(const struct memsrv_config *cfg)
 {
-	char pool[MEMSRV_SIZE_STR], quota[MEMSRV_SIZE_STR], node[16];
+	char pool[FERRY_SIZE_STR], quota[FERRY_SIZE_STR], node[16];
 
 	if (cfg->numa_node == MEMSRV_NUMA_AUTO)
 		snprintf(node, sizeof(node), "auto");
@@ -294,7 +294,7 @@ void memsrv_config_log(const struct memsrv_config *cfg)
 		 "hugepages=%s prefault=%s client_quota=%s ready_file=%s",
 		 cfg->config_file[0] ? cfg->config_file : "-", cfg->listen, cfg->port,
 		 cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", cfg->max_clients,
-		 memsrv_size_format(cfg->pool_size, pool, sizeof(pool)), node, memsrv_hugepages_name(cfg->hugepages),
-		 cfg->prefault ? "yes" : "no", memsrv_size_format(cfg->client_quota, quota, sizeof(quota)),
+		 ferry_size_format(cfg->pool_size, pool, sizeof(pool)), node, memsrv_hugepages_name(cfg->hugepages),
+		 cfg->prefault ? "yes" : "no", ferry_size_format(cfg->client_quota, quota, sizeof(quota)),
 		 cfg->ready_file[0] ? cfg->ready_file : "-");
 }

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 struct ea_range {
 	uint64_t off, len;
@@ -335,7 +335,7 @@ static uint32_t next_free_id(struct extent_alloc *ea)
 int ea_alloc(struct extent_alloc *ea, struct ea_client *c, uint64_t length, struct ea_extent *out,
 	     struct ferry_err *err)
 {
-	char s1[MEMSRV_SIZE_STR], s2[MEMSRV_SIZE_STR], s3[MEMSRV_SIZE_STR];
+	char s1[FERRY_SIZE_STR], s2[FERRY_SIZE_STR], s3[FERRY_SIZE_STR];
 	struct ea_node *n;
 	uint32_t i;
 
@@ -344,21 +344,21 @@ int ea_alloc(struct extent_alloc *ea, struct ea_client *c, uint64_t length, stru
 				     (unsigned long long)length, EA_UNIT);
 	if (c->quota && (length > c->quota || c->bytes + length > c->quota))
 		return ferry_err_set(err, EDQUOT, "quota exceeded: %s requested, %s held of a %s quota",
-				     memsrv_size_format(length, s1, sizeof(s1)),
-				     memsrv_size_format(c->bytes, s2, sizeof(s2)),
-				     memsrv_size_format(c->quota, s3, sizeof(s3)));
+				     ferry_size_format(length, s1, sizeof(s1)),
+				     ferry_size_format(c->bytes, s2, sizeof(s2)),
+				     ferry_size_format(c->quota, s3, sizeof(s3)));
 	if (length > ea->pool_bytes)
 		return ferry_err_set(err, ENOSPC, "pool full: %s requested, larger than the whole pool (%s)",
-				     memsrv_size_format(length, s1, sizeof(s1)),
-				     memsrv_size_format(ea->pool_bytes, s2, sizeof(s2)));
+				     ferry_size_format(length, s1, sizeof(s1)),
+				     ferry_size_format(ea->pool_bytes, s2, sizeof(s2)));
 	for (i = 0; i < ea->nfree; i++)
 		if (ea->free[i].len >= length)
 			break;
 	if (i == ea->nfree)
 		return ferry_err_set(err, ENOSPC, "pool full: %s requested, %s free, largest free range %s",
-				     memsrv_size_format(length, s1, sizeof(s1)),
-				     memsrv_size_format(ea->pool_bytes - ea->allocated, s2, sizeof(s2)),
-				     memsrv_size_format(largest_free(ea), s3, sizeof(s3)));
+				     ferry_size_format(length, s1, sizeof(s1)),
+				     ferry_size_format(ea->pool_bytes - ea->allocated, s2, sizeof(s2)),
+				     ferry_size_format(largest_free(ea), s3, sizeof(s3)));
 
 	/* Reserve everything first so that nothing below can fail half-way. */
 	if (tab_reserve(ea, ea->nextents + 1) || free_reserve(ea, ea->nextents + 2))

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "dataplane/common/ferry_log.h"
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 /* Node for the pool: configured, or the one nearest the NIC of the listen address. */
 static int choose_node(const struct memsrv_config *cfg, char *why, size_t why_len)
@@ -48,7 +48,7 @@ static int choose_node(const struct memsrv_config *cfg, char *why, size_t why_le
 
 int memsrv_pool_open(const struct memsrv_config *cfg, struct memsrv_pool *pool, struct ferry_err *err)
 {
-	char why[256], sz[MEMSRV_SIZE_STR], where[32];
+	char why[256], sz[FERRY_SIZE_STR], where[32];
 	int node = choose_node(cfg, why, sizeof(why));
 	enum hw_huge_policy policy;
 	int rc;
@@ -63,7 +63,7 @@ int memsrv_pool_open(const struct memsrv_config *cfg, struct memsrv_pool *pool, 
 		snprintf(where, sizeof(where), "node %d", node);
 	else
 		snprintf(where, sizeof(where), "no node");
-	memsrv_size_format(cfg->pool_size, sz, sizeof(sz));
+	ferry_size_format(cfg->pool_size, sz, sizeof(sz));
 
 	policy = cfg->hugepages == MEMSRV_HUGEPAGES_ON    ? HW_HUGE_REQUIRE :
 		 cfg->hugepages == MEMSRV_HUGEPAGES_OFF   ? HW_HUGE_NEVER :

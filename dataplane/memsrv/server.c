@@ -22,7 +22,7 @@
 
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/memsrv/server_int.h"
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 enum { EV_LISTEN = 1, EV_CTX, EV_SIGNAL, EV_TIMER };
 
@@ -148,7 +148,7 @@ int memsrv_create(const struct memsrv_config *cfg, struct memsrv **out, struct f
 {
 	/* Event driven: sleep in epoll rather than spin in fx_poll. */
 	struct fx_ctx_opts copts = { .poll_spin_us = FX_POLL_SPIN_OFF };
-	char quota[MEMSRV_SIZE_STR];
+	char quota[FERRY_SIZE_STR];
 	struct memsrv *srv;
 	int rc;
 
@@ -206,7 +206,7 @@ int memsrv_create(const struct memsrv_config *cfg, struct memsrv **out, struct f
 		goto err_events;
 	LOG_INFO("listening on %s:%u over %s: max_clients %u, client quota %s", cfg->listen, srv->port,
 		 cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", cfg->max_clients,
-		 memsrv_size_format(cfg->client_quota, quota, sizeof(quota)));
+		 ferry_size_format(cfg->client_quota, quota, sizeof(quota)));
 	*out = srv;
 	return 0;
 

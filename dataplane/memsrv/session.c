@@ -19,7 +19,7 @@
 
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/memsrv/server_int.h"
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 static uint8_t *recv_buf(const struct session *s, unsigned slot)
 {
@@ -265,7 +265,7 @@ void session_destroy(struct session *s)
 void session_close(struct session *s, const char *reason_in)
 {
 	struct memsrv *srv = s->srv;
-	char sz[MEMSRV_SIZE_STR], reason[SESS_REASON_MAX];
+	char sz[FERRY_SIZE_STR], reason[SESS_REASON_MAX];
 	uint32_t count;
 	uint64_t bytes;
 
@@ -282,7 +282,7 @@ void session_close(struct session *s, const char *reason_in)
 		s->counted = false;
 	}
 	LOG_INFO("client %llu closed (%s, name %s): %s; released %u extents (%s)", (unsigned long long)s->sid,
-		 s->peer, who(s), reason, count, memsrv_size_format(bytes, sz, sizeof(sz)));
+		 s->peer, who(s), reason, count, ferry_size_format(bytes, sz, sizeof(sz)));
 	s->state = SESS_ZOMBIE;
 	s->deadline_ms = memsrv_now_ms() + SESS_ZOMBIE_MAX_MS;
 	if (s->outstanding == 0)
@@ -362,7 +362,7 @@ static void on_auth(struct session *s, unsigned slot, const struct ferry_page_ms
 	const struct ferry_page_auth *a = &m->u.auth;
 	struct ferry_page_auth_ok ok = { 0 };
 	struct ferry_err err = { 0 };
-	char quota[MEMSRV_SIZE_STR];
+	char quota[FERRY_SIZE_STR];
 	size_t nlen = strlen(s->name);
 
 	if (ferry_auth_verify(&srv->secret, "ferry-page-c", s->server_nonce, a->nonce, s->name, nlen, a->mac)) {
@@ -383,7 +383,7 @@ static void on_auth(struct session *s, unsigned slot, const struct ferry_page_ms
 	ok.max_data = FERRY_PAGE_MAX_DATA;
 	s->state = SESS_READY;
 	LOG_INFO("client %llu authenticated (%s): name %s, quota %s", (unsigned long long)s->sid, s->peer, s->name,
-		 memsrv_size_format(ok.quota_bytes, quota, sizeof(quota)));
+		 ferry_size_format(ok.quota_bytes, quota, sizeof(quota)));
 	reply(s, slot, ferry_page_encode_auth_ok(m->hdr.request_id, &ok, send_buf(s, slot), SESS_BUF_LEN));
 }
 

@@ -11,7 +11,7 @@
 
 #include "dataplane/common/daemon_opts.h"
 #include "dataplane/common/ferry_log.h"
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 #ifndef FERRY_PAGER_VERSION
 #define FERRY_PAGER_VERSION "dev"
@@ -110,7 +110,7 @@ static int set_pool(struct pager_config *cfg, const char *section, const char *k
 	} else if (strcmp(key, "transport") == 0) {
 		return daemon_set_transport(&cfg->transport, value, origin, section, key, err);
 	} else if (strcmp(key, "extent_size") == 0) {
-		if (memsrv_size_parse(value, &v) || v == 0 || v % 4096 || v > (UINT64_C(1) << 40))
+		if (ferry_size_parse(value, &v) || v == 0 || v % 4096 || v > (UINT64_C(1) << 40))
 			return BAD("'%s' is not a size in whole 4 KiB pages (e.g. 16M)", value);
 		cfg->extent_size = v;
 	} else {
@@ -127,7 +127,7 @@ static int set_paging(struct pager_config *cfg, const char *section, const char 
 	uint64_t v;
 
 	if (strcmp(key, "vm_budget") == 0) {
-		if (memsrv_size_parse(value, &v) || v % 4096)
+		if (ferry_size_parse(value, &v) || v % 4096)
 			return BAD("'%s' is not a size in whole 4 KiB pages (0 = unlimited)", value);
 		cfg->vm_budget = v;
 	} else if (strcmp(key, "prefetch") == 0) {
@@ -273,7 +273,7 @@ int pager_config_from_args(struct pager_config *cfg, int argc, char **argv, FILE
 
 void pager_config_log(const struct pager_config *cfg)
 {
-	char budget[MEMSRV_SIZE_STR], ext[MEMSRV_SIZE_STR], servers[PAGER_MAX_SERVERS * 72] = "";
+	char budget[FERRY_SIZE_STR], ext[FERRY_SIZE_STR], servers[PAGER_MAX_SERVERS * 72] = "";
 	size_t off = 0;
 
 	for (unsigned i = 0; i < cfg->nservers && off < sizeof(servers); i++)
@@ -283,7 +283,7 @@ void pager_config_log(const struct pager_config *cfg)
 		 "extent_size=%s vm_budget=%s prefetch=%u pageout_batch=%u",
 		 cfg->config_file[0] ? cfg->config_file : "-", cfg->socket, cfg->fc_socket[0] ? cfg->fc_socket : "-",
 		 cfg->snapshot_file[0] ? cfg->snapshot_file : "-", cfg->allow_text, servers[0] ? servers : "-",
-		 cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", memsrv_size_format(cfg->extent_size, ext, sizeof(ext)),
-		 cfg->vm_budget ? memsrv_size_format(cfg->vm_budget, budget, sizeof(budget)) : "unlimited",
+		 cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", ferry_size_format(cfg->extent_size, ext, sizeof(ext)),
+		 cfg->vm_budget ? ferry_size_format(cfg->vm_budget, budget, sizeof(budget)) : "unlimited",
 		 cfg->prefetch, cfg->pageout_batch);
 }

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/common/units.h"
 #include "dataplane/common/ferry_err.h"
 #include "dataplane/vmm/ferry_vmm.h"
 #include "tests/guestsim/gs_stamp.h"
@@ -167,32 +168,6 @@ static uint64_t rnd_below(uint64_t *s, uint64_t n)
 static double rnd_unit(uint64_t *s)
 {
 	return (double)(rnd(s) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	uint64_t mul = 1;
-
-	if (errno || end == s || s[0] == '-')
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	case 't': case 'T': mul = 1ull << 40; end++; break;
-	default: break;
-	}
-	if (*end == 'i')
-		end++;
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end || v > UINT64_MAX / mul)
-		return -1;
-	*out = v * mul;
-	return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -355,7 +330,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case OPT_VM_ID: o->vm_id = optarg; break;
 		case OPT_ANON: o->anon = true; break;
 		case OPT_MEM:
-			if (parse_size(optarg, &o->mem) < 0 || o->mem < GS_PAGE * 64 || o->mem % GS_PAGE)
+			if (ferry_size_parse(optarg, &o->mem) < 0 || o->mem < GS_PAGE * 64 || o->mem % GS_PAGE)
 				return usage_error("--mem needs a size of at least 256K, a multiple of 4K, not", optarg);
 			break;
 		case OPT_PATTERN: {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "dataplane/memsrv/config.h"
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 static char tmpdir[64];
 
@@ -91,39 +91,39 @@ static const char *valid_conf =
 static void test_sizes(void **state)
 {
 	uint64_t v;
-	char buf[MEMSRV_SIZE_STR];
+	char buf[FERRY_SIZE_STR];
 
 	(void)state;
-	assert_int_equal(memsrv_size_parse("4096", &v), 0);
+	assert_int_equal(ferry_size_parse("4096", &v), 0);
 	assert_int_equal(v, 4096);
-	assert_int_equal(memsrv_size_parse("4096B", &v), 0);
+	assert_int_equal(ferry_size_parse("4096B", &v), 0);
 	assert_int_equal(v, 4096);
-	assert_int_equal(memsrv_size_parse("64k", &v), 0);
+	assert_int_equal(ferry_size_parse("64k", &v), 0);
 	assert_int_equal(v, 65536);
-	assert_int_equal(memsrv_size_parse("512M", &v), 0);
+	assert_int_equal(ferry_size_parse("512M", &v), 0);
 	assert_int_equal(v, 512ull << 20);
-	assert_int_equal(memsrv_size_parse("1G", &v), 0);
+	assert_int_equal(ferry_size_parse("1G", &v), 0);
 	assert_int_equal(v, 1ull << 30);
-	assert_int_equal(memsrv_size_parse("1GiB", &v), 0);
-	assert_int_equal(memsrv_size_parse("2gb", &v), 0);
+	assert_int_equal(ferry_size_parse("1GiB", &v), 0);
+	assert_int_equal(ferry_size_parse("2gb", &v), 0);
 	assert_int_equal(v, 2ull << 30);
-	assert_int_equal(memsrv_size_parse("3T", &v), 0);
+	assert_int_equal(ferry_size_parse("3T", &v), 0);
 	assert_int_equal(v, 3ull << 40);
 	const char *bad[] = { "", "G", "-1", "+1", " 1", "1.5G", "1X", "1 G", "1GG", "1iB", "0x10", "1Gx" };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (memsrv_size_parse(bad[i], &v) == 0)
+		if (ferry_size_parse(bad[i], &v) == 0)
 			fail_msg("'%s' accepted", bad[i]);
-	assert_int_equal(memsrv_size_parse("18446744073709551615", &v), 0);
-	assert_int_equal(memsrv_size_parse("18446744073709551616", &v), -ERANGE);
-	assert_int_equal(memsrv_size_parse("17179869184G", &v), -ERANGE);
-	assert_int_equal(memsrv_size_parse(NULL, &v), -EINVAL);
+	assert_int_equal(ferry_size_parse("18446744073709551615", &v), 0);
+	assert_int_equal(ferry_size_parse("18446744073709551616", &v), -ERANGE);
+	assert_int_equal(ferry_size_parse("17179869184G", &v), -ERANGE);
+	assert_int_equal(ferry_size_parse(NULL, &v), -EINVAL);
 
-	assert_string_equal(memsrv_size_format(0, buf, sizeof(buf)), "0 B");
-	assert_string_equal(memsrv_size_format(4095, buf, sizeof(buf)), "4095 B");
-	assert_string_equal(memsrv_size_format(64ull << 20, buf, sizeof(buf)), "64 MiB");
-	assert_string_equal(memsrv_size_format(3ull << 29, buf, sizeof(buf)), "1.5 GiB");
-	assert_string_equal(memsrv_size_format(1ull << 30, buf, sizeof(buf)), "1 GiB");
+	assert_string_equal(ferry_size_format(0, buf, sizeof(buf)), "0 B");
+	assert_string_equal(ferry_size_format(4095, buf, sizeof(buf)), "4095 B");
+	assert_string_equal(ferry_size_format(64ull << 20, buf, sizeof(buf)), "64 MiB");
+	assert_string_equal(ferry_size_format(3ull << 29, buf, sizeof(buf)), "1.5 GiB");
+	assert_string_equal(ferry_size_format(1ull << 30, buf, sizeof(buf)), "1 GiB");
 }
 
 static void test_defaults_and_required(void **state)

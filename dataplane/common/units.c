@@ -1,4 +1,4 @@
-#include "dataplane/memsrv/units.h"
+#include "dataplane/common/units.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-int memsrv_size_parse(const char *text, uint64_t *bytes)
+int ferry_size_parse(const char *text, uint64_t *bytes)
 {
 	uint64_t value = 0;
 	unsigned shift = 0;
@@ -41,7 +41,7 @@ int memsrv_size_parse(const char *text, uint64_t *bytes)
 	return 0;
 }
 
-const char *memsrv_size_format(uint64_t bytes, char *buf, size_t len)
+const char *ferry_size_format(uint64_t bytes, char *buf, size_t len)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
 	unsigned u = 0;
