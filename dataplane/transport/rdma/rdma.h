@@ -73,6 +73,7 @@
 
 #include "dataplane/transport/transport.h"
 #include "dataplane/transport/transport_backend.h"
+#include "dataplane/transport/fx_list.h"
 
 #define RDMA_CQ_BATCH 64
 /* While spinning, look at the CM / async / completion-channel fds this often. */
@@ -81,37 +82,6 @@
 #define RDMA_ACK_TIMEOUT 14
 #define RDMA_RETRY_CNT 7
 #define RDMA_RNR_RETRY 7          /* 7 = retry forever: a full receiver is backpressure */
-
-struct rdma_link {
-	struct rdma_link *prev, *next;
-};
-
-static inline void rdma_list_init(struct rdma_link *h)
-{
-	h->prev = h->next = h;
-}
-
-static inline bool rdma_list_empty(const struct rdma_link *h)
-{
-	return h->next == h;
-}
-
-static inline void rdma_list_add_tail(struct rdma_link *h, struct rdma_link *n)
-{
-	n->prev = h->prev;
-	n->next = h;
-	h->prev->next = n;
-	h->prev = n;
-}
-
-static inline void rdma_list_del(struct rdma_link *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = n;
-}
-
-#define rdma_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 struct rdma_conn;
 
@@ -131,10 +101,10 @@ struct rdma_ctx {
 	uint64_t next_evcheck_ns;
 	uint64_t op_timeout_ns;
 	uint64_t next_check_ns;
-	struct rdma_link conns;           /* every connection not yet freed */
-	struct rdma_link ready;           /* connections with completions to reap */
-	struct rdma_link zombies;         /* closed, drained: freed at the next fx_poll */
-	struct rdma_link dead_pds;        /* fx_pd_free'd domains whose ibv_dealloc_pd must wait */
+	struct fx_link conns;           /* every connection not yet freed */
+	struct fx_link ready;           /* connections with completions to reap */
+	struct fx_link zombies;         /* closed, drained: freed at the next fx_poll */
+	struct fx_link dead_pds;        /* fx_pd_free'd domains whose ibv_dealloc_pd must wait */
 	/* post scratch (single thread per context) */
 	struct ibv_send_wr *swr;
 	struct ibv_sge *ssge;
@@ -146,7 +116,7 @@ struct rdma_ctx {
 struct rdma_pd {
 	struct fx_pd base;
 	struct ibv_pd *pd;
-	struct rdma_link l_dead;          /* on ctx->dead_pds: freed, QPs of closed connections still in it */
+	struct fx_link l_dead;          /* on ctx->dead_pds: freed, QPs of closed connections still in it */
 };
 
 struct rdma_mr {
@@ -179,7 +149,7 @@ struct rdma_conn {
 	struct rdma_ctx *ctx;
 	struct rdma_cm_id *id;
 	struct ibv_qp *qp;
-	struct rdma_link l_all, l_ready;
+	struct fx_link l_all, l_ready;
 	bool on_ready, closed, zombie, qp_err;
 	int cq_share;                     /* CQEs reserved in ctx->cq_reserved */
 	uint8_t override;                 /* status for the first flushed send request (0 = none) */

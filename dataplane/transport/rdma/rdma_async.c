@@ -37,13 +37,13 @@ void rdma_handle_async(struct rdma_ctx *ctx)
 		}
 		case IBV_EVENT_CQ_ERR:
 		case IBV_EVENT_DEVICE_FATAL: {
-			struct rdma_link *l, *nx;
+			struct fx_link *l, *nx;
 
 			LOG_ERR("rdma: %s on %s: failing every connection", ibv_event_type_str(ev.event_type),
 				ctx->devname);
 			for (l = ctx->conns.next; l != &ctx->conns; l = nx) {
 				nx = l->next;
-				rdma_conn_fail(rdma_container_of(l, struct rdma_conn, l_all), FX_WC_GENERAL_ERR,
+				rdma_conn_fail(fx_container_of(l, struct rdma_conn, l_all), FX_WC_GENERAL_ERR,
 					       "device %s: %s", ctx->devname, ibv_event_type_str(ev.event_type));
 			}
 			break;

@@ -56,7 +56,7 @@ void rdma_mark_ready(struct rdma_conn *c)
 	if (c->on_ready || c->zombie || !rdma_conn_has_completion(c))
 		return;
 	c->on_ready = true;
-	rdma_list_add_tail(&c->ctx->ready, &c->l_ready);
+	fx_list_add_tail(&c->ctx->ready, &c->l_ready);
 	rdma_kick(c->ctx);
 }
 
@@ -121,8 +121,8 @@ static void rdma_ctx_destroy(struct fx_ctx *b)
 {
 	struct rdma_ctx *ctx = rdma_ctx_of(b);
 
-	while (!rdma_list_empty(&ctx->conns))
-		rdma_conn_free(rdma_container_of(ctx->conns.next, struct rdma_conn, l_all));
+	while (!fx_list_empty(&ctx->conns))
+		rdma_conn_free(fx_container_of(ctx->conns.next, struct rdma_conn, l_all));
 	rdma_reap_dead_pds(ctx, true);
 	if (ctx->cq) {
 		rdma_drain_comp_channel(ctx);
@@ -191,10 +191,10 @@ static int rdma_ctx_create(const struct fx_ctx_opts *opts, struct fx_ctx **out, 
 	ctx->epfd = ctx->evfd = -1;
 	ctx->op_timeout_ns = (uint64_t)opts->op_timeout_ms * 1000000ull;
 	ctx->next_check_ns = UINT64_MAX;
-	rdma_list_init(&ctx->conns);
-	rdma_list_init(&ctx->ready);
-	rdma_list_init(&ctx->zombies);
-	rdma_list_init(&ctx->dead_pds);
+	fx_list_init(&ctx->conns);
+	fx_list_init(&ctx->ready);
+	fx_list_init(&ctx->zombies);
+	fx_list_init(&ctx->dead_pds);
 
 	ctx->devices = rdma_get_devices(&num);
 	if (!ctx->devices || num <= 0) {

@@ -45,19 +45,19 @@ void rdma_pd_free(struct fx_pd *b)
 		free(pd);
 		return;
 	}
-	rdma_list_add_tail(&ctx->dead_pds, &pd->l_dead);
+	fx_list_add_tail(&ctx->dead_pds, &pd->l_dead);
 }
 
 void rdma_reap_dead_pds(struct rdma_ctx *ctx, bool force)
 {
-	struct rdma_link *l, *nx;
+	struct fx_link *l, *nx;
 
 	for (l = ctx->dead_pds.next; l != &ctx->dead_pds; l = nx) {
-		struct rdma_pd *pd = rdma_container_of(l, struct rdma_pd, l_dead);
+		struct rdma_pd *pd = fx_container_of(l, struct rdma_pd, l_dead);
 
 		nx = l->next;
 		if (ibv_dealloc_pd(pd->pd) == 0 || force) {
-			rdma_list_del(&pd->l_dead);
+			fx_list_del(&pd->l_dead);
 			free(pd);
 		}
 	}

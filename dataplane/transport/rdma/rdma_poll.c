@@ -203,8 +203,8 @@ static int reap(struct rdma_ctx *ctx, struct fx_wc *wc, int max)
 {
 	int n = 0;
 
-	while (n < max && !rdma_list_empty(&ctx->ready)) {
-		struct rdma_conn *c = rdma_container_of(ctx->ready.next, struct rdma_conn, l_ready);
+	while (n < max && !fx_list_empty(&ctx->ready)) {
+		struct rdma_conn *c = fx_container_of(ctx->ready.next, struct rdma_conn, l_ready);
 
 		n += reap_conn(c, wc + n, max - n);
 		while (c->sq_tail != c->sq_head) {
@@ -214,11 +214,11 @@ static int reap(struct rdma_ctx *ctx, struct fx_wc *wc, int max)
 				break;
 			c->sq_tail++;
 		}
-		rdma_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 		c->on_ready = false;
 		if (rdma_conn_has_completion(c)) {
 			c->on_ready = true;
-			rdma_list_add_tail(&ctx->ready, &c->l_ready);
+			fx_list_add_tail(&ctx->ready, &c->l_ready);
 			break;
 		}
 		rdma_conn_maybe_free(c);
@@ -231,10 +231,10 @@ static int reap(struct rdma_ctx *ctx, struct fx_wc *wc, int max)
 static void check_timeouts(struct rdma_ctx *ctx, uint64_t now)
 {
 	uint64_t next = UINT64_MAX;
-	struct rdma_link *l, *nx;
+	struct fx_link *l, *nx;
 
 	for (l = ctx->conns.next; l != &ctx->conns; l = nx) {
-		struct rdma_conn *c = rdma_container_of(l, struct rdma_conn, l_all);
+		struct rdma_conn *c = fx_container_of(l, struct rdma_conn, l_all);
 		int ev;
 
 		nx = l->next;
@@ -331,7 +331,7 @@ int rdma_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 		if (now < spin_end)
 			continue;
 		arm_cq(ctx);
-		if (!rdma_list_empty(&ctx->ready))
+		if (!fx_list_empty(&ctx->ready))
 			continue;
 
 		uint64_t until = user_deadline < ctx->next_check_ns ? user_deadline : ctx->next_check_ns;
@@ -357,7 +357,7 @@ int rdma_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 	if (ctx->event_mode)
 		arm_cq(ctx);
 	ctx->in_poll = false;
-	if (!rdma_list_empty(&ctx->ready))
+	if (!fx_list_empty(&ctx->ready))
 		rdma_kick(ctx);
 	return n;
 }
@@ -371,7 +371,7 @@ int rdma_ctx_fd(const struct fx_ctx *b)
 		ctx->event_mode = true;
 		if (!ctx->in_poll) {
 			arm_cq(ctx);
-			if (!rdma_list_empty(&ctx->ready))
+			if (!fx_list_empty(&ctx->ready))
 				rdma_kick(ctx);
 		}
 	}

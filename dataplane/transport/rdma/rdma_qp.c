@@ -62,9 +62,9 @@ void rdma_conn_free(struct rdma_conn *c)
 {
 	struct rdma_ctx *ctx = c->ctx;
 
-	rdma_list_del(&c->l_all);
+	fx_list_del(&c->l_all);
 	if (c->on_ready || c->zombie)
-		rdma_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 	if (c->qp) {
 		if (c->id && c->id->qp == c->qp)
 			rdma_destroy_qp(c->id);
@@ -87,23 +87,23 @@ void rdma_conn_maybe_free(struct rdma_conn *c)
 	if (c->zombie || !c->closed || !rdma_conn_drained(c))
 		return;
 	if (c->on_ready) {
-		rdma_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 		c->on_ready = false;
 	}
 	c->zombie = true;
-	rdma_list_add_tail(&c->ctx->zombies, &c->l_ready);
+	fx_list_add_tail(&c->ctx->zombies, &c->l_ready);
 }
 
 void rdma_free_zombies(struct rdma_ctx *ctx)
 {
-	while (!rdma_list_empty(&ctx->zombies)) {
-		struct rdma_conn *c = rdma_container_of(ctx->zombies.next, struct rdma_conn, l_ready);
+	while (!fx_list_empty(&ctx->zombies)) {
+		struct rdma_conn *c = fx_container_of(ctx->zombies.next, struct rdma_conn, l_ready);
 
-		rdma_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 		c->zombie = false;
 		rdma_conn_free(c);
 	}
-	if (!rdma_list_empty(&ctx->dead_pds))
+	if (!fx_list_empty(&ctx->dead_pds))
 		rdma_reap_dead_pds(ctx, false);
 }
 
@@ -155,7 +155,7 @@ void rdma_conn_close(struct fx_conn *conn)
 		struct rdma_ctx *ctx = c->ctx;
 
 		rdma_conn_free(c);
-		if (!rdma_list_empty(&ctx->dead_pds))
+		if (!fx_list_empty(&ctx->dead_pds))
 			rdma_reap_dead_pds(ctx, false);
 	} else
 		rdma_mark_ready(c);
@@ -173,8 +173,8 @@ int rdma_conn_new(struct rdma_ctx *ctx, struct fx_pd *pd, struct rdma_cm_id *id,
 
 	if (!c)
 		return ferry_err_set(err, ENOMEM, "rdma connection: out of memory");
-	rdma_list_init(&c->l_all);
-	rdma_list_init(&c->l_ready);
+	fx_list_init(&c->l_all);
+	fx_list_init(&c->l_ready);
 	c->ctx = ctx;
 	c->base.ctx = &ctx->base;
 	c->base.ops = ctx->base.ops;
@@ -187,7 +187,7 @@ int rdma_conn_new(struct rdma_ctx *ctx, struct fx_pd *pd, struct rdma_cm_id *id,
 	c->sig_every = sq_cap / 2 ? sq_cap / 2 : 1;
 	c->sq = calloc(sq_cap, sizeof(*c->sq));
 	c->rcv = calloc(rcv_cap, sizeof(*c->rcv));
-	rdma_list_add_tail(&ctx->conns, &c->l_all);
+	fx_list_add_tail(&ctx->conns, &c->l_all);
 	if (!c->sq || !c->rcv) {
 		rdma_conn_free(c);
 		return ferry_err_set(err, ENOMEM, "rdma connection: out of memory");

@@ -59,6 +59,7 @@
 
 #include "dataplane/transport/transport.h"
 #include "dataplane/transport/transport_backend.h"
+#include "dataplane/transport/fx_list.h"
 #include "proto/page.h"
 
 #define TCP_REQID_TAG        (1ULL << 63)
@@ -89,39 +90,6 @@
 #define TCP_OUT_BATCH        512      /* iovecs per sendmsg (<= IOV_MAX) */
 #define TCP_SINK_BATCH       64       /* destination iovecs per readv */
 
-/* ---------------------------------------------------------------- lists */
-
-struct tcp_link {
-	struct tcp_link *prev, *next;
-};
-
-static inline void tcp_list_init(struct tcp_link *h)
-{
-	h->prev = h->next = h;
-}
-
-static inline bool tcp_list_empty(const struct tcp_link *h)
-{
-	return h->next == h;
-}
-
-static inline void tcp_list_add_tail(struct tcp_link *h, struct tcp_link *n)
-{
-	n->prev = h->prev;
-	n->next = h;
-	h->prev->next = n;
-	h->prev = n;
-}
-
-static inline void tcp_list_del(struct tcp_link *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = n;
-}
-
-#define tcp_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
 /* ---------------------------------------------------------------- keys */
 
 struct tcp_mr;
@@ -145,10 +113,10 @@ struct tcp_ctx {
 	uint64_t op_timeout_ns;
 	uint64_t next_check_ns;  /* next timeout scan; UINT64_MAX = none needed */
 	struct tcp_keymap lkeys, rkeys;
-	struct tcp_link conns;   /* every connection not yet freed */
-	struct tcp_link work;    /* connections with I/O to make progress on */
-	struct tcp_link ready;   /* connections with completions to reap */
-	struct tcp_link zombies; /* closed and drained; freed at the next fx_poll so that
+	struct fx_link conns;   /* every connection not yet freed */
+	struct fx_link work;    /* connections with I/O to make progress on */
+	struct fx_link ready;   /* connections with completions to reap */
+	struct fx_link zombies; /* closed and drained; freed at the next fx_poll so that
 				    wc.conn of their last completions stays valid until then */
 };
 
@@ -268,7 +236,7 @@ struct tcp_conn {
 	struct fx_conn base;
 	struct tcp_ctx *ctx;
 	int fd;
-	struct tcp_link l_all, l_work, l_ready;
+	struct fx_link l_all, l_work, l_ready;
 	bool on_work, on_ready;
 	bool rd_ready, wr_ready;
 	/* The peer hung up (EPOLLRDHUP/HUP/ERR seen). Edge-triggered epoll reports

@@ -89,11 +89,11 @@ void tcp_conn_free(struct tcp_conn *c)
 		(void)epoll_ctl(c->ctx->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
 	}
-	tcp_list_del(&c->l_all);
+	fx_list_del(&c->l_all);
 	if (c->on_work)
-		tcp_list_del(&c->l_work);
+		fx_list_del(&c->l_work);
 	if (c->on_ready || c->zombie)
-		tcp_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 	free(c->sq);
 	free(c->inl);
 	free(c->rq);
@@ -117,23 +117,23 @@ void tcp_conn_maybe_free(struct tcp_conn *c)
 	if (c->zombie || !conn_drained(c))
 		return;
 	if (c->on_work) {
-		tcp_list_del(&c->l_work);
+		fx_list_del(&c->l_work);
 		c->on_work = false;
 	}
 	if (c->on_ready) {
-		tcp_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 		c->on_ready = false;
 	}
 	c->zombie = true;
-	tcp_list_add_tail(&c->ctx->zombies, &c->l_ready);
+	fx_list_add_tail(&c->ctx->zombies, &c->l_ready);
 }
 
 void tcp_free_zombies(struct tcp_ctx *ctx)
 {
-	while (!tcp_list_empty(&ctx->zombies)) {
-		struct tcp_conn *c = tcp_container_of(ctx->zombies.next, struct tcp_conn, l_ready);
+	while (!fx_list_empty(&ctx->zombies)) {
+		struct tcp_conn *c = fx_container_of(ctx->zombies.next, struct tcp_conn, l_ready);
 
-		tcp_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 		c->zombie = false;
 		tcp_conn_free(c);
 	}
@@ -151,9 +151,9 @@ static int conn_new(struct tcp_ctx *ctx, struct fx_pd *pd, int fd, const struct 
 		close(fd);
 		return ferry_err_set(err, ENOMEM, "connection %s: out of memory", peer);
 	}
-	tcp_list_init(&c->l_all);
-	tcp_list_init(&c->l_work);
-	tcp_list_init(&c->l_ready);
+	fx_list_init(&c->l_all);
+	fx_list_init(&c->l_work);
+	fx_list_init(&c->l_ready);
 	c->fd = -1;
 	c->ctx = ctx;
 	c->base.ctx = &ctx->base;
@@ -175,7 +175,7 @@ static int conn_new(struct tcp_ctx *ctx, struct fx_pd *pd, int fd, const struct 
 	c->out_cap = 64;
 	c->out = calloc(c->out_cap, sizeof(*c->out));
 	c->in.buf = malloc(TCP_IBUF_LEN);
-	tcp_list_add_tail(&ctx->conns, &c->l_all);
+	fx_list_add_tail(&ctx->conns, &c->l_all);
 	if (!c->sq || !c->rq || !c->arena || !c->rcv || !c->out || !c->in.buf) {
 		close(fd);
 		tcp_conn_free(c);

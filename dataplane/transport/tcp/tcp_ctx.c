@@ -45,7 +45,7 @@ void tcp_mark_work(struct tcp_conn *c)
 	if (c->on_work)
 		return;
 	c->on_work = true;
-	tcp_list_add_tail(&c->ctx->work, &c->l_work);
+	fx_list_add_tail(&c->ctx->work, &c->l_work);
 	tcp_kick(c->ctx);
 }
 
@@ -63,7 +63,7 @@ void tcp_mark_ready(struct tcp_conn *c)
 	if (c->on_ready || !conn_has_completion(c))
 		return;
 	c->on_ready = true;
-	tcp_list_add_tail(&c->ctx->ready, &c->l_ready);
+	fx_list_add_tail(&c->ctx->ready, &c->l_ready);
 	tcp_kick(c->ctx);
 }
 
@@ -117,8 +117,8 @@ static int reap(struct tcp_ctx *ctx, struct fx_wc *wc, int max)
 {
 	int n = 0;
 
-	while (n < max && !tcp_list_empty(&ctx->ready)) {
-		struct tcp_conn *c = tcp_container_of(ctx->ready.next, struct tcp_conn, l_ready);
+	while (n < max && !fx_list_empty(&ctx->ready)) {
+		struct tcp_conn *c = fx_container_of(ctx->ready.next, struct tcp_conn, l_ready);
 
 		n += reap_conn(c, wc + n, max - n);
 		/* Silent requests that were waiting behind a reaped one. */
@@ -129,12 +129,12 @@ static int reap(struct tcp_ctx *ctx, struct fx_wc *wc, int max)
 				break;
 			c->sq_tail++;
 		}
-		tcp_list_del(&c->l_ready);
+		fx_list_del(&c->l_ready);
 		c->on_ready = false;
 		if (conn_has_completion(c)) {
 			/* max reached: keep it, behind the others (fairness) */
 			c->on_ready = true;
-			tcp_list_add_tail(&ctx->ready, &c->l_ready);
+			fx_list_add_tail(&ctx->ready, &c->l_ready);
 			break;
 		}
 		tcp_conn_maybe_free(c);
@@ -204,19 +204,19 @@ static void conn_progress(struct tcp_conn *c)
 
 static void progress(struct tcp_ctx *ctx)
 {
-	struct tcp_link batch;
+	struct fx_link batch;
 
-	if (tcp_list_empty(&ctx->work))
+	if (fx_list_empty(&ctx->work))
 		return;
 	/* Take the current list; connections that need another round re-add themselves. */
 	batch = ctx->work;
 	batch.next->prev = &batch;
 	batch.prev->next = &batch;
-	tcp_list_init(&ctx->work);
-	while (!tcp_list_empty(&batch)) {
-		struct tcp_conn *c = tcp_container_of(batch.next, struct tcp_conn, l_work);
+	fx_list_init(&ctx->work);
+	while (!fx_list_empty(&batch)) {
+		struct tcp_conn *c = fx_container_of(batch.next, struct tcp_conn, l_work);
 
-		tcp_list_del(&c->l_work);
+		fx_list_del(&c->l_work);
 		c->on_work = false;
 		conn_progress(c);
 		tcp_conn_maybe_free(c);
@@ -226,10 +226,10 @@ static void progress(struct tcp_ctx *ctx)
 static void check_timeouts(struct tcp_ctx *ctx, uint64_t now)
 {
 	uint64_t next = UINT64_MAX;
-	struct tcp_link *l, *nx;
+	struct fx_link *l, *nx;
 
 	for (l = ctx->conns.next; l != &ctx->conns; l = nx) {
-		struct tcp_conn *c = tcp_container_of(l, struct tcp_conn, l_all);
+		struct tcp_conn *c = fx_container_of(l, struct tcp_conn, l_all);
 
 		nx = l->next;
 		if (c->linger) {
@@ -291,7 +291,7 @@ static int tcp_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 		/* max == 0 is a progress-only call: it never waits. */
 		if (n > 0 || timeout_ms == 0 || max == 0)
 			break;
-		if (!tcp_list_empty(&ctx->work)) {
+		if (!fx_list_empty(&ctx->work)) {
 			wait_ms = 0;
 			continue;
 		}
@@ -315,7 +315,7 @@ static int tcp_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 		}
 	}
 	ctx->in_poll = false;
-	if (!tcp_list_empty(&ctx->ready) || !tcp_list_empty(&ctx->work))
+	if (!fx_list_empty(&ctx->ready) || !fx_list_empty(&ctx->work))
 		tcp_kick(ctx);
 	return n;
 }
@@ -329,8 +329,8 @@ static void tcp_ctx_destroy(struct fx_ctx *b)
 {
 	struct tcp_ctx *ctx = tcp_ctx_of(b);
 
-	while (!tcp_list_empty(&ctx->conns)) {
-		struct tcp_conn *c = tcp_container_of(ctx->conns.next, struct tcp_conn, l_all);
+	while (!fx_list_empty(&ctx->conns)) {
+		struct tcp_conn *c = fx_container_of(ctx->conns.next, struct tcp_conn, l_all);
 
 		tcp_conn_free(c);
 	}
@@ -370,10 +370,10 @@ static int tcp_ctx_create(const struct fx_ctx_opts *opts, struct fx_ctx **out, s
 	ctx->base.opts = *opts;
 	ctx->op_timeout_ns = (uint64_t)opts->op_timeout_ms * 1000000ull;
 	ctx->next_check_ns = UINT64_MAX;
-	tcp_list_init(&ctx->conns);
-	tcp_list_init(&ctx->work);
-	tcp_list_init(&ctx->ready);
-	tcp_list_init(&ctx->zombies);
+	fx_list_init(&ctx->conns);
+	fx_list_init(&ctx->work);
+	fx_list_init(&ctx->ready);
+	fx_list_init(&ctx->zombies);
 	ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (ctx->epfd < 0) {
 		int e = errno;

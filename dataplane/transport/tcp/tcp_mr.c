@@ -187,7 +187,7 @@ int tcp_dereg_mr(struct fx_mr *pub)
 {
 	struct tcp_mr *mr = pub->backend;
 	struct tcp_ctx *ctx = tcp_ctx_of(pub->pd->ctx);
-	struct tcp_link *l, *nx;
+	struct fx_link *l, *nx;
 
 	/* From now on peers naming the rkey get a remote access error. */
 	keymap_del(&ctx->rkeys, pub->rkey);
@@ -199,7 +199,7 @@ int tcp_dereg_mr(struct fx_mr *pub)
 	 * connections fail now, so nothing touches the region after we return.
 	 */
 	for (l = ctx->conns.next; l != &ctx->conns; l = nx) {
-		struct tcp_conn *c = tcp_container_of(l, struct tcp_conn, l_all);
+		struct tcp_conn *c = fx_container_of(l, struct tcp_conn, l_all);
 
 		nx = l->next;
 		if (!tcp_conn_uses_mr(c, mr))
