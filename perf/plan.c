@@ -64,6 +64,7 @@
 
 #define PG 4096u
 #define MAX_WINDOWS 16
+#define MAX_HISTORY 8
 #define RESENT_TARGET_MAX 0.5   /* issue #5: at most half the bytes pre-copy re-sends */
 #define RESIDUAL_MAX 16.0       /* HPL's threshold */
 
@@ -73,6 +74,8 @@ struct pl_opts {
 	uint64_t period_ns;
 	unsigned windows[MAX_WINDOWS];
 	unsigned nwindows;
+	unsigned history[MAX_HISTORY];   /* predictor look-back in periods; 1 = the seed's */
+	unsigned nhistory;
 	uint64_t seed;
 	unsigned min_periods;     /* repeat the LU until this many periods were recorded */
 	bool baseline, quick, quiet, strict;
@@ -81,6 +84,7 @@ struct pl_opts {
 };
 
 struct pl_window {
+	unsigned h;               /* history */
 	unsigned w;
 	struct plan_rates r;
 	struct plan_cost c;
@@ -116,7 +120,7 @@ struct pl {
 	unsigned reps;
 	bool lu_failed;
 	uint64_t class_count[PLAN_NCLASSES];
-	struct pl_window win[MAX_WINDOWS];
+	struct pl_window win[MAX_HISTORY][MAX_WINDOWS];
 	bool online_matches;
 	double total_s;
 };
@@ -154,6 +158,9 @@ void perf_plan_usage(FILE *out)
 "      --period TIME    sample period: 40ms (default; --quick 4ms), 0.5s, 500ms, 800us\n"
 "      --block-pages N  pages per block (default 16, the seed's)\n"
 "      --windows LIST   window sizes in sample periods (default 1,2,4,8,16; --quick 1,2,4)\n"
+"      --history LIST   predictors to score: H = predict a block's class over the last H\n"
+"                       periods before the window (default 1, the seed's predictor; e.g.\n"
+"                       1,2,4 adds a table per H: an extension, not in the seed)\n"
 "      --min-periods K  repeat the LU (reloading the matrix, as LINPACK regenerates it)\n"
 "                       until K periods were recorded (default 0; --quick 12)\n"
 "      --no-baseline    skip the unsampled LU run that measures the sampler's cost\n"
@@ -163,8 +170,8 @@ void perf_plan_usage(FILE *out)
 "      --csv FILE       write CSV, one row per window size\n"
 "      --plot FILE      rates and re-sent bytes vs window size rendered to FILE.png/.svg\n"
 "                       by gnuplot (script kept as FILE.gp, written even without gnuplot)\n"
-"      --strict         exit 4 when the planner re-sends more than half of what pre-copy\n"
-"                       re-sends at any window size\n"
+"      --strict         exit 4 when the planner (the first --history) re-sends more than\n"
+"                       half of what pre-copy re-sends at any window size\n"
 "      --timeout SEC    watchdog (default 600, 0 = none)\n"
 "  -q, --quiet          no progress lines\n"
 "  -h, --help\n"
@@ -173,7 +180,7 @@ void perf_plan_usage(FILE *out)
 	      out);
 }
 
-enum { O_NB = 256, O_LDA, O_PERIOD, O_BLOCK_PAGES, O_WINDOWS, O_MIN_PERIODS, O_NO_BASELINE, O_SEED, O_QUICK,
+enum { O_NB = 256, O_LDA, O_PERIOD, O_BLOCK_PAGES, O_WINDOWS, O_HISTORY, O_MIN_PERIODS, O_NO_BASELINE, O_SEED, O_QUICK,
        O_JSON, O_CSV, O_PLOT, O_STRICT, O_TIMEOUT };
 
 static const struct option pl_long[] = {
@@ -183,6 +190,7 @@ static const struct option pl_long[] = {
 	{ "period", required_argument, NULL, O_PERIOD },
 	{ "block-pages", required_argument, NULL, O_BLOCK_PAGES },
 	{ "windows", required_argument, NULL, O_WINDOWS },
+	{ "history", required_argument, NULL, O_HISTORY },
 	{ "min-periods", required_argument, NULL, O_MIN_PERIODS },
 	{ "no-baseline", no_argument, NULL, O_NO_BASELINE },
 	{ "seed", required_argument, NULL, O_SEED },
@@ -227,20 +235,26 @@ static uint64_t parse_period(const char *s)
 	return (uint64_t)v;
 }
 
-static int parse_windows(const char *s, struct pl_opts *o)
+/* "1,2,4" -> list[], at most @p max entries in 1..100000. */
+static int parse_list(const char *s, unsigned *list, unsigned *n, unsigned max)
 {
 	char buf[256], *save = NULL, *tok;
 
 	snprintf(buf, sizeof(buf), "%s", s);
-	o->nwindows = 0;
+	*n = 0;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		uint64_t v;
 
-		if (o->nwindows == MAX_WINDOWS || ferry_size_parse(tok, &v) < 0 || v < 1 || v > 100000)
+		if (*n == max || ferry_size_parse(tok, &v) < 0 || v < 1 || v > 100000)
 			return -1;
-		o->windows[o->nwindows++] = (unsigned)v;
+		list[(*n)++] = (unsigned)v;
 	}
-	return o->nwindows ? 0 : -1;
+	return *n ? 0 : -1;
+}
+
+static int parse_windows(const char *s, struct pl_opts *o)
+{
+	return parse_list(s, o->windows, &o->nwindows, MAX_WINDOWS);
 }
 
 static int parse_int(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -260,6 +274,8 @@ static int parse_opts(int argc, char **argv, struct pl_opts *o)
 	o->block_pages = PLAN_DEFAULT_BLOCK_PAGES;
 	o->period_ns = 40 * 1000000ull;
 	(void)parse_windows("1,2,4,8,16", o);
+	o->history[0] = 1;
+	o->nhistory = 1;
 	o->seed = 1;
 	o->baseline = true;
 	o->timeout = 600;
@@ -298,6 +314,10 @@ static int parse_opts(int argc, char **argv, struct pl_opts *o)
 			if (parse_windows(optarg, o) < 0)
 				return usage_err("--windows needs up to 16 sizes in 1..100000 (1,2,4,8,16), not", optarg);
 			windows_set = true;
+			break;
+		case O_HISTORY:
+			if (parse_list(optarg, o->history, &o->nhistory, MAX_HISTORY) < 0)
+				return usage_err("--history needs up to 8 look-backs in 1..100000 (1,2,4), not", optarg);
 			break;
 		case O_MIN_PERIODS:
 			if (parse_int(optarg, 0, 1000000, &v) < 0)
@@ -511,6 +531,9 @@ static int setup_sampler(struct pl *p, struct ferry_err *err)
 	p->pl = planner_create(npages, p->o.block_pages, p->o.windows[0], err);
 	if (!p->pl)
 		return err->code;
+	rc = planner_set_history(p->pl, p->o.history[0], err);
+	if (rc < 0)
+		return rc;
 	rc = plan_trace_init(&p->trace, npages, p->o.block_pages, err);
 	if (rc < 0)
 		return rc;
@@ -583,20 +606,22 @@ static int evaluate(struct pl *p, struct ferry_err *err)
 {
 	for (uint64_t i = 0; i < p->trace.nsamples * p->trace.nblocks; i++)
 		p->class_count[p->trace.cls[i]]++;
-	for (unsigned k = 0; k < p->o.nwindows; k++) {
-		struct pl_window *w = &p->win[k];
-		int rc;
+	for (unsigned h = 0; h < p->o.nhistory; h++)
+		for (unsigned k = 0; k < p->o.nwindows; k++) {
+			struct pl_window *w = &p->win[h][k];
+			int rc;
 
-		w->w = p->o.windows[k];
-		rc = planner_eval_trace(&p->trace, w->w, &w->r, &w->c, err);
-		if (rc < 0)
-			return rc;
-		w->resent_ratio = w->c.precopy_resent_bytes
-					  ? (double)w->c.planned_resent_bytes / (double)w->c.precopy_resent_bytes
-					  : -1;
-	}
-	/* The online planner (window windows[0]) scored the same periods the same way. */
-	p->online_matches = memcmp(p->online.confusion, p->win[0].r.confusion, sizeof(p->online.confusion)) == 0;
+			w->h = p->o.history[h];
+			w->w = p->o.windows[k];
+			rc = planner_eval_trace_history(&p->trace, w->w, w->h, &w->r, &w->c, err);
+			if (rc < 0)
+				return rc;
+			w->resent_ratio = w->c.precopy_resent_bytes
+						  ? (double)w->c.planned_resent_bytes / (double)w->c.precopy_resent_bytes
+						  : -1;
+		}
+	/* The online planner (windows[0], history[0]) scored the same periods the same way. */
+	p->online_matches = memcmp(p->online.confusion, p->win[0][0].r.confusion, sizeof(p->online.confusion)) == 0;
 	return 0;
 }
 
@@ -607,10 +632,11 @@ static double mib(uint64_t b)
 	return (double)b / (1024.0 * 1024.0);
 }
 
-static bool verdict_ok(const struct pl *p)
+/* Issue #5's target at every window size, for history index @p h. */
+static bool verdict_ok(const struct pl *p, unsigned h)
 {
 	for (unsigned k = 0; k < p->o.nwindows; k++)
-		if (p->win[k].r.windows && p->win[k].resent_ratio > RESENT_TARGET_MAX)
+		if (p->win[h][k].r.windows && p->win[h][k].resent_ratio > RESENT_TARGET_MAX)
 			return false;
 	return true;
 }
@@ -639,30 +665,37 @@ static void summary(const struct pl *p, FILE *out)
 			100.0 * (double)p->class_count[PLAN_CLEAN] / (double)cells,
 			100.0 * (double)p->class_count[PLAN_READ] / (double)cells,
 			100.0 * (double)p->class_count[PLAN_WRITE] / (double)cells);
-	fprintf(out, "\n  %6s %9s %7s | %7s %7s %7s %7s | %8s %8s %8s | %10s %10s %6s | %10s\n", "window", "length",
-		"scored", "A(w|c)", "A(w|r)", "A(c|w)", "A(r|w)", "pred c", "pred r", "pred w", "precopy", "planned",
-		"ratio", "deferred");
-	fprintf(out, "  %6s %9s %7s | %7s %7s %7s %7s | %8s %8s %8s | %10s %10s %6s | %10s\n", "periods", "", "windows",
-		"", "", "", "", "", "", "", "re-sent", "re-sent", "", "");
-	for (unsigned k = 0; k < p->o.nwindows; k++) {
-		const struct pl_window *w = &p->win[k];
-		char ratio[16];
-
-		if (w->resent_ratio < 0)
-			snprintf(ratio, sizeof(ratio), "-");
+	for (unsigned h = 0; h < p->o.nhistory; h++) {
+		if (p->o.history[h] == 1)
+			fprintf(out, "\n  predictor: a block's class in the period before the window (the seed's)\n");
 		else
-			snprintf(ratio, sizeof(ratio), "%.3f", w->resent_ratio);
-		fprintf(out, "  %6u %6.0f ms %7" PRIu64 " | %7.4f %7.4f %7.4f %7.4f | %8" PRIu64 " %8" PRIu64 " %8" PRIu64
-			     " | %6.1f MiB %6.1f MiB %6s | %6.1f MiB\n",
-			w->w, w->w * period_ms, w->r.windows, w->r.w_given_c, w->r.w_given_r, w->r.c_given_w,
-			w->r.r_given_w, w->r.n_c, w->r.n_r, w->r.n_w, mib(w->c.precopy_resent_bytes),
-			mib(w->c.planned_resent_bytes), ratio, mib(w->c.deferred_bytes));
+			fprintf(out, "\n  predictor: a block's class over the %u periods before the window (extension)\n",
+				p->o.history[h]);
+		fprintf(out, "  %6s %9s %7s | %7s %7s %7s %7s | %8s %8s %8s | %10s %10s %6s | %10s\n", "window",
+			"length", "scored", "A(w|c)", "A(w|r)", "A(c|w)", "A(r|w)", "pred c", "pred r", "pred w",
+			"precopy", "planned", "ratio", "deferred");
+		fprintf(out, "  %6s %9s %7s | %7s %7s %7s %7s | %8s %8s %8s | %10s %10s %6s | %10s\n", "periods", "",
+			"windows", "", "", "", "", "", "", "", "re-sent", "re-sent", "", "");
+		for (unsigned k = 0; k < p->o.nwindows; k++) {
+			const struct pl_window *w = &p->win[h][k];
+			char ratio[16];
+
+			if (w->resent_ratio < 0)
+				snprintf(ratio, sizeof(ratio), "-");
+			else
+				snprintf(ratio, sizeof(ratio), "%.3f", w->resent_ratio);
+			fprintf(out, "  %6u %6.0f ms %7" PRIu64 " | %7.4f %7.4f %7.4f %7.4f | %8" PRIu64 " %8" PRIu64
+				     " %8" PRIu64 " | %6.1f MiB %6.1f MiB %6s | %6.1f MiB\n",
+				w->w, w->w * period_ms, w->r.windows, w->r.w_given_c, w->r.w_given_r, w->r.c_given_w,
+				w->r.r_given_w, w->r.n_c, w->r.n_r, w->r.n_w, mib(w->c.precopy_resent_bytes),
+				mib(w->c.planned_resent_bytes), ratio, mib(w->c.deferred_bytes));
+		}
+		fprintf(out, "  issue #5 target, planned re-sent <= %.1f x pre-copy re-sent: %s\n", RESENT_TARGET_MAX,
+			verdict_ok(p, h) ? "met at every window size" : "NOT met at every window size");
 	}
-	fprintf(out, "\n  A(x|y): share of the blocks predicted y (their class in the period before the window)\n"
-		     "  whose class over the window was x. re-sent: bytes pushed at a window's start and\n"
-		     "  written during it (pre-copy pushes every block; the planner defers predicted writes).\n"
-		     "  issue #5 target: planned re-sent <= %.1f x pre-copy re-sent: %s\n",
-		RESENT_TARGET_MAX, verdict_ok(p) ? "met at every window size" : "NOT met at every window size");
+	fprintf(out, "\n  A(x|y): share of the blocks predicted y whose class over the window was x.\n"
+		     "  re-sent: bytes pushed at a window's start and written during it (pre-copy pushes\n"
+		     "  every block; the planner defers the blocks it predicts written).\n");
 	if (!p->online_matches)
 		fprintf(out, "  WARNING: the online planner's counts differ from the offline replay\n");
 }
@@ -674,7 +707,7 @@ static json_t *jrate(double v, uint64_t n)
 
 static int write_json(const struct pl *p, const char *path)
 {
-	json_t *root = json_object(), *wins = json_array(), *jw, *conf;
+	json_t *root = json_object(), *wins = json_array(), *jw, *jh, *conf;
 	int rc;
 
 	json_object_set_new(root, "tool", json_string("ferry-perf plan"));
@@ -687,10 +720,13 @@ static int write_json(const struct pl *p, const char *path)
 	jw = json_array();
 	for (unsigned k = 0; k < p->o.nwindows; k++)
 		json_array_append_new(jw, json_integer(p->o.windows[k]));
+	jh = json_array();
+	for (unsigned h = 0; h < p->o.nhistory; h++)
+		json_array_append_new(jh, json_integer(p->o.history[h]));
 	json_object_set_new(root, "params",
-			    json_pack("{s:i, s:i, s:i, s:i, s:f, s:o, s:I, s:i, s:b}", "n", p->o.n, "lda", p->o.lda,
+			    json_pack("{s:i, s:i, s:i, s:i, s:f, s:o, s:o, s:I, s:i, s:b}", "n", p->o.n, "lda", p->o.lda,
 				      "nb", p->o.nb, "block_pages", (int)p->o.block_pages, "period_ms",
-				      (double)p->o.period_ns / 1e6, "windows", jw, "seed", (json_int_t)p->o.seed,
+				      (double)p->o.period_ns / 1e6, "windows", jw, "history", jh, "seed", (json_int_t)p->o.seed,
 				      "min_periods", (int)p->o.min_periods, "quick", p->o.quick));
 	json_object_set_new(root, "workload",
 			    json_pack("{s:I, s:I, s:I, s:i, s:f, s:o, s:f, s:b}", "matrix_bytes", (json_int_t)p->len,
@@ -712,8 +748,8 @@ static int write_json(const struct pl *p, const char *path)
 				      (json_int_t)p->trace.nblocks, "block_periods", "clean",
 				      (json_int_t)p->class_count[PLAN_CLEAN], "read", (json_int_t)p->class_count[PLAN_READ],
 				      "write", (json_int_t)p->class_count[PLAN_WRITE]));
-	for (unsigned k = 0; k < p->o.nwindows; k++) {
-		const struct pl_window *w = &p->win[k];
+	for (unsigned i = 0; i < p->o.nhistory * p->o.nwindows; i++) {
+		const struct pl_window *w = &p->win[i / p->o.nwindows][i % p->o.nwindows];
 		json_t *o;
 
 		conf = json_array();
@@ -721,8 +757,8 @@ static int write_json(const struct pl *p, const char *path)
 			json_array_append_new(conf, json_pack("[I, I, I]", (json_int_t)w->r.confusion[a][0],
 							      (json_int_t)w->r.confusion[a][1],
 							      (json_int_t)w->r.confusion[a][2]));
-		o = json_pack("{s:i, s:f, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o}", "periods", (int)w->w, "ms",
-			      w->w * (double)p->o.period_ns / 1e6, "windows_scored", (json_int_t)w->r.windows,
+		o = json_pack("{s:i, s:i, s:f, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o}", "history", (int)w->h,
+			      "periods", (int)w->w, "ms", w->w * (double)p->o.period_ns / 1e6, "windows_scored", (json_int_t)w->r.windows,
 			      "A_w_given_c", jrate(w->r.w_given_c, w->r.n_c), "A_w_given_r", jrate(w->r.w_given_r, w->r.n_r),
 			      "A_c_given_w", jrate(w->r.c_given_w, w->r.n_w), "A_r_given_w", jrate(w->r.r_given_w, w->r.n_w),
 			      "n_c", (json_int_t)w->r.n_c, "n_r", (json_int_t)w->r.n_r, "n_w", (json_int_t)w->r.n_w,
@@ -738,8 +774,16 @@ static int write_json(const struct pl *p, const char *path)
 	}
 	json_object_set_new(root, "windows", wins);
 	json_object_set_new(root, "online_matches_offline", json_boolean(p->online_matches));
+	jw = json_object();
+	for (unsigned h = 0; h < p->o.nhistory; h++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "%u", p->o.history[h]);
+		json_object_set_new(jw, key, json_boolean(verdict_ok(p, h)));
+	}
 	json_object_set_new(root, "verdict",
-			    json_pack("{s:f, s:b}", "resent_ratio_max", RESENT_TARGET_MAX, "met", verdict_ok(p)));
+			    json_pack("{s:f, s:b, s:o}", "resent_ratio_max", RESENT_TARGET_MAX, "met", verdict_ok(p, 0),
+				      "met_by_history", jw));
 	json_object_set_new(root, "total_seconds", json_real(p->total_s));
 	if (strcmp(path, "-") == 0) {
 		rc = json_dumpf(root, stdout, JSON_INDENT(2));
@@ -761,15 +805,15 @@ static int write_csv(const struct pl *p, const char *path)
 		fprintf(stderr, "ferry-perf plan: cannot write %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	fprintf(fp, "window_periods,window_ms,windows_scored,A_w_given_c,A_w_given_r,A_c_given_w,A_r_given_w,n_c,n_r,"
+	fprintf(fp, "history,window_periods,window_ms,windows_scored,A_w_given_c,A_w_given_r,A_c_given_w,A_r_given_w,n_c,n_r,"
 		    "n_w,precopy_pushed_bytes,precopy_resent_bytes,planned_pushed_bytes,planned_resent_bytes,resent_ratio,"
 		    "deferred_bytes,deferred_unwritten_bytes\n");
-	for (unsigned k = 0; k < p->o.nwindows; k++) {
-		const struct pl_window *w = &p->win[k];
+	for (unsigned i = 0; i < p->o.nhistory * p->o.nwindows; i++) {
+		const struct pl_window *w = &p->win[i / p->o.nwindows][i % p->o.nwindows];
 
-		fprintf(fp, "%u,%.3f,%" PRIu64 ",%.6f,%.6f,%.6f,%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+		fprintf(fp, "%u,%u,%.3f,%" PRIu64 ",%.6f,%.6f,%.6f,%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
 			    ",%" PRIu64 ",%" PRIu64 ",%.6f,%" PRIu64 ",%" PRIu64 "\n",
-			w->w, w->w * (double)p->o.period_ns / 1e6, w->r.windows, w->r.w_given_c, w->r.w_given_r,
+			w->h, w->w, w->w * (double)p->o.period_ns / 1e6, w->r.windows, w->r.w_given_c, w->r.w_given_r,
 			w->r.c_given_w, w->r.r_given_w, w->r.n_c, w->r.n_r, w->r.n_w, w->c.precopy_pushed_bytes,
 			w->c.precopy_resent_bytes, w->c.planned_pushed_bytes, w->c.planned_resent_bytes,
 			w->resent_ratio < 0 ? 0.0 : w->resent_ratio, w->c.deferred_bytes, w->c.deferred_unwritten_bytes);
@@ -797,30 +841,35 @@ static int write_plot(const struct pl *p, const char *path)
 	}
 	fprintf(fp, "# ferry-perf plan: misprediction rates and re-sent bytes vs window size (gnuplot %s)\n", gp);
 	fprintf(fp, "set terminal %s size 1200,500\nset output '%s'\n", svg ? "svg" : "pngcairo", path);
-	fprintf(fp, "$d << EOD\n# periods A(w|c) A(w|r) A(c|w) A(r|w) precopy_resent_MiB planned_resent_MiB\n");
-	for (unsigned k = 0; k < p->o.nwindows; k++) {
-		const struct pl_window *w = &p->win[k];
+	for (unsigned h = 0; h < p->o.nhistory; h++) {
+		fprintf(fp, "$d%u << EOD\n# periods A(w|c) A(w|r) A(c|w) A(r|w) precopy_resent_MiB planned_resent_MiB\n", h);
+		for (unsigned k = 0; k < p->o.nwindows; k++) {
+			const struct pl_window *w = &p->win[h][k];
 
-		if (!w->r.windows)
-			continue;
-		fprintf(fp, "%u %.6f %.6f %.6f %.6f %.3f %.3f\n", w->w, w->r.w_given_c, w->r.w_given_r, w->r.c_given_w,
-			w->r.r_given_w, mib(w->c.precopy_resent_bytes), mib(w->c.planned_resent_bytes));
+			if (!w->r.windows)
+				continue;
+			fprintf(fp, "%u %.6f %.6f %.6f %.6f %.3f %.3f\n", w->w, w->r.w_given_c, w->r.w_given_r,
+				w->r.c_given_w, w->r.r_given_w, mib(w->c.precopy_resent_bytes),
+				mib(w->c.planned_resent_bytes));
+		}
+		fprintf(fp, "EOD\n");
 	}
-	fprintf(fp, "EOD\n");
 	fprintf(fp, "set multiplot layout 1,2 title 'LU of order %d, %u-page blocks, sample period %.3g ms (%s)'\n",
 		p->o.n, p->o.block_pages, period_ms, p->host.hostname);
 	fprintf(fp, "set logscale x 2\nset grid\nset key top left\n"
 		    "set xlabel 'window (sample periods of %.3g ms)'\n", period_ms);
-	fprintf(fp, "set title 'misprediction rates'\nset ylabel 'rate'\nset yrange [0:1]\n"
-		    "plot $d using 1:2 with linespoints lw 2 title 'A(w|c)', \\\n"
-		    "     $d using 1:3 with linespoints lw 2 title 'A(w|r)', \\\n"
-		    "     $d using 1:4 with linespoints lw 2 title 'A(c|w)', \\\n"
-		    "     $d using 1:5 with linespoints lw 2 title 'A(r|w)'\n");
+	fprintf(fp, "set title 'misprediction rates (history %u)'\nset ylabel 'rate'\nset yrange [0:1]\n"
+		    "plot $d0 using 1:2 with linespoints lw 2 title 'A(w|c)', \\\n"
+		    "     $d0 using 1:3 with linespoints lw 2 title 'A(w|r)', \\\n"
+		    "     $d0 using 1:4 with linespoints lw 2 title 'A(c|w)', \\\n"
+		    "     $d0 using 1:5 with linespoints lw 2 title 'A(r|w)'\n", p->o.history[0]);
 	fprintf(fp, "set title 're-sent bytes (each window one push round)'\nset ylabel 'MiB re-sent'\n"
-		    "set yrange [0:*]\n"
-		    "plot $d using 1:6 with linespoints lw 2 title 'pre-copy', \\\n"
-		    "     $d using 1:7 with linespoints lw 2 title 'planned (defer predicted writes)'\n"
-		    "unset multiplot\n");
+		    "set yrange [0:*]\nset key top right\n"
+		    "plot $d0 using 1:6 with linespoints lw 2 title 'pre-copy'");
+	for (unsigned h = 0; h < p->o.nhistory; h++)
+		fprintf(fp, ", \\\n     $d%u using 1:7 with linespoints lw 2 title 'planned, history %u%s'", h,
+			p->o.history[h], p->o.history[h] == 1 ? " (seed)" : "");
+	fprintf(fp, "\nunset multiplot\n");
 	fclose(fp);
 	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
 		fprintf(stderr, "ferry-perf plan: gnuplot not installed; script written to %s\n", gp);
@@ -907,7 +956,7 @@ int perf_plan_main(int argc, char **argv)
 		status = PERF_EXIT_VERIFY;
 	if (status == PERF_EXIT_OK && !p->online_matches)
 		status = PERF_EXIT_ERROR;
-	if (status == PERF_EXIT_OK && p->o.strict && !verdict_ok(p))
+	if (status == PERF_EXIT_OK && p->o.strict && !verdict_ok(p, 0))
 		status = PERF_EXIT_VERDICT;
 	teardown(p);
 	free(p);

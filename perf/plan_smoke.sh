@@ -10,7 +10,7 @@ perf=${1:?usage: plan_smoke.sh PATH-TO-ferry-perf}
 out=$(mktemp -d "${TMPDIR:-/tmp}/perf-plan-smoke.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 
-"$perf" plan --quick --timeout 120 --json "$out/plan.json" --csv "$out/plan.csv" --plot "$out/plan.png"
+"$perf" plan --quick --history 1,2 --timeout 120 --json "$out/plan.json" --csv "$out/plan.csv" --plot "$out/plan.png"
 rc=$?
 if [ $rc -ne 0 ]; then
 	echo "plan_smoke: ferry-perf plan exited $rc"
@@ -36,7 +36,8 @@ s = d["sampler"]
 assert s["wp_faults"] + s["minor_write_faults"] > 0, "no write faults"
 assert s["ioctl_errors"] == 0, "sampler ioctl errors: %d" % s["ioctl_errors"]
 assert d["online_matches_offline"] is True
-assert len(d["windows"]) == len(d["params"]["windows"])
+assert set(d["verdict"]["met_by_history"]) == {"1", "2"}
+assert len(d["windows"]) == len(d["params"]["windows"]) * len(d["params"]["history"]) == 6
 scored = 0
 for w in d["windows"]:
     n = w["n_c"] + w["n_r"] + w["n_w"]
@@ -46,6 +47,7 @@ for w in d["windows"]:
         v = w[k]
         assert v is None or 0.0 <= v <= 1.0, "window %d: %s = %s" % (w["periods"], k, v)
     assert w["planned_resent_bytes"] <= w["precopy_resent_bytes"]
+    assert w["history"] in (1, 2)
 assert scored > 0, "no window was scored"
 rows = list(csv.DictReader(open(sys.argv[2])))
 assert len(rows) == len(d["windows"]), "CSV has %d rows" % len(rows)
