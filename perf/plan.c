@@ -110,7 +110,8 @@ struct pl {
 	int stop_efd, ready_efd;
 	atomic_uint_fast64_t periods;     /* written by the fault thread */
 	/* fault-thread results (read after join) */
-	int thread_rc;
+	int thread_rc;                    /* read after the join */
+	atomic_bool thread_failed;        /* the LU loop's early exit */
 	char thread_err[FERRY_ERR_MSG_MAX];
 	uint64_t overruns, arm_ns, handle_ns, unexpected, handle_errors, drop_errors_logged;
 	struct plan_rates online;
@@ -378,6 +379,7 @@ static void thread_fail(struct pl *p, int rc, const char *msg)
 	if (!p->thread_rc) {
 		p->thread_rc = rc ? rc : -EIO;
 		snprintf(p->thread_err, sizeof(p->thread_err), "%s", msg);
+		atomic_store(&p->thread_failed, true);
 	}
 }
 
@@ -585,7 +587,7 @@ static int run(struct pl *p, struct ferry_err *err)
 		p->reps++;
 		if (lu_factor(p->mem, p->o.n, p->o.lda, p->o.nb, p->ipiv) < 0)
 			p->lu_failed = true;
-		if (atomic_load(&p->periods) >= p->o.min_periods || p->thread_rc)
+		if (atomic_load(&p->periods) >= p->o.min_periods || atomic_load(&p->thread_failed))
 			break;
 		memcpy(p->mem, p->a0, bytes);   /* LINPACK regenerates its matrix each run */
 	}
