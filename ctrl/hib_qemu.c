@@ -53,6 +53,10 @@ void hib_log_tail(const char *path, char *buf, size_t len)
 		return;
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, "--- ferry-hib:", 14) == 0) {	/* a new run: only its lines count */
+			n = 0;
+			continue;
+		}
 		if (line[0])
 			snprintf(last[n++ % 3], sizeof(last[0]), "%s", line);
 	}

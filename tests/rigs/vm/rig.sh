@@ -22,7 +22,7 @@
 #                                                 guest I: eth0 10.97.0.(20+I), MAC 52:54:00:97:00:(20+I)
 #
 # Image: $CACHE/vm/<kver>-<hash>/{kernel,initrd.cpio,manifest}; <hash> covers the exact package
-# versions (kernel, busybox-static), this script, echo_server.c and the module list, so a rerun
+# versions (kernel, busybox-static), the functions that build it, echo_server.c and the module list, so a rerun
 # with nothing changed reuses the image (a prepare then takes well under a second).
 set -eu
 
@@ -45,7 +45,10 @@ image_key() {	# kernel-package versions -> image name
 	{
 		echo "format=$RIG_FORMAT modules=$RIG_MODULES"
 		echo "$2"
-		sha256sum "$RIG_DIR/rig.sh" "$RIG_DIR/echo_server.c" "$RIG_DIR/../lib/debian_guest.sh" | cut -d' ' -f1
+		# What goes into the image, not the whole script: editing the network or QEMU parts
+		# of this file does not rebuild it.
+		declare -f build_image write_guest_init install_guest_kernel install_guest_modules
+		sha256sum "$RIG_DIR/echo_server.c" | cut -d' ' -f1
 	} | sha256sum | cut -c1-12
 }
 
@@ -228,7 +231,7 @@ cmd_qemu_args() {	# index dir
 	printf '%s\n' ip netns exec "${P}br" qemu-system-x86_64 -accel tcg -machine pc -smp 1 \
 		-nodefaults -no-user-config -display none -no-reboot -name "ferry-vm$i" \
 		-kernel "$IMAGE/kernel" -initrd "$IMAGE/initrd.cpio" \
-		-append "console=ttyS0 panic=-1 quiet ferry.ip=$(guest_ip "$i")/24 ferry.port=$GUEST_PORT" \
+		-append "console=ttyS0 panic=-1 quiet ipv6.disable=1 ferry.ip=$(guest_ip "$i")/24 ferry.port=$GUEST_PORT" \
 		-serial "file:$dir/vm$i.console" \
 		-netdev "tap,id=n0,ifname=vt$i,script=no,downscript=no" \
 		-device "virtio-net-pci,netdev=n0,mac=52:54:00:97:00:$((20 + i)),romfile="

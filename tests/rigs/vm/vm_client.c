@@ -12,7 +12,9 @@
  *
  * Exit: 0 ok, 1 a reply was wrong or missing, 2 usage, 3 could not connect.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -80,8 +82,13 @@ static int exchange(int fd, const char *line, int *first, int timing)
 	}
 	if (read_line(fd, in, sizeof(in)) < 0)
 		return 1;
-	if (*first && timing)
-		fprintf(stderr, "first_reply_ms=%.3f\n", (now_s() - t_start) * 1000);
+	if (*first && timing) {
+		struct timespec rt;
+
+		clock_gettime(CLOCK_REALTIME, &rt);
+		fprintf(stderr, "first_reply_ms=%.3f first_reply_epoch=%.6f\n", (now_s() - t_start) * 1000,
+			(double)rt.tv_sec + (double)rt.tv_nsec / 1e9);
+	}
 	*first = 0;
 	fputs(in, stdout);
 	fflush(stdout);
