@@ -19,6 +19,9 @@ static const char usage[] =
 	"  start NAME                              boot it (RAM in RAM_DIR/NAME.ferry-ram, QMP in DIR/NAME.qmp)\n"
 	"  hibernate NAME                          stop it, device state + used RAM pages into the pool, quit\n"
 	"  resume NAME                             RAM back from the pool, QEMU -incoming, cont\n"
+	"  hibernate-file NAME IMAGE / resume-file NAME IMAGE\n"
+	"                                          the seed's way, for comparisons: the whole state, RAM\n"
+	"                                          included, in one file on disk; no pool\n"
 	"  destroy NAME                            quit it / drop its pool image; the definition stays\n"
 	"  status NAME                             stopped | running PID | hibernated\n"
 	"  idle NAME --tap TAP [--window S] [--cpu-max PCT] [--qga SOCK] [--forbid P1,P2]\n"
@@ -206,6 +209,11 @@ int main(int argc, char **argv)
 			print_stats(stdout, cmd, name, &s);
 	} else if (strcmp(cmd, "resume") == 0) {
 		rc = hib_resume(h, name, &s, &err);
+		if (!rc)
+			print_stats(stdout, cmd, name, &s);
+	} else if ((strcmp(cmd, "hibernate-file") == 0 || strcmp(cmd, "resume-file") == 0) && optind + 2 < argc) {
+		rc = cmd[0] == 'h' ? hib_hibernate_file(h, name, argv[optind + 2], &s, &err)
+				   : hib_resume_file(h, name, argv[optind + 2], &s, &err);
 		if (!rc)
 			print_stats(stdout, cmd, name, &s);
 	} else if (strcmp(cmd, "destroy") == 0) {

@@ -200,22 +200,24 @@ static int read_file(const char *path, uint8_t **buf, uint64_t *len, struct ferr
 	return 0;
 }
 
-/* Device state out of a stopped QEMU into vm->dev_path (RAM left out: x-ignore-shared). */
-static int save_device_state(struct hib *h, struct hib_vm *vm, struct qmp *q, struct ferry_err *err)
+/* The migration stream of a stopped QEMU into @p path: device state only with x-ignore-shared
+ * (the RAM file is shared), the whole machine, RAM included, without it. */
+static int save_state(struct hib *h, struct hib_vm *vm, struct qmp *q, const char *path, bool ignore_shared,
+		      struct ferry_err *err)
 {
 	char uri[PATH_MAX + 32];
 	double deadline = hib_now_ms() + h->migrate_timeout_ms;
 	int rc;
 
 	rc = qmp_executef(q, "migrate-set-capabilities", h->qmp_timeout_ms, NULL, err,
-			  "{s:[{s:s, s:b}]}", "capabilities", "capability", "x-ignore-shared", "state", 1);
+			  "{s:[{s:s, s:b}]}", "capabilities", "capability", "x-ignore-shared", "state", ignore_shared);
 	if (!rc)
 		rc = qmp_executef(q, "migrate-set-parameters", h->qmp_timeout_ms, NULL, err, "{s:I}", "max-bandwidth",
 				  (json_int_t)(64ll << 30));
 	if (rc)
 		return rc;
-	unlink(vm->dev_path);
-	snprintf(uri, sizeof(uri), "exec:cat > '%s'", vm->dev_path);
+	unlink(path);
+	snprintf(uri, sizeof(uri), "exec:cat > '%s'", path);
 	rc = qmp_executef(q, "migrate", h->qmp_timeout_ms, NULL, err, "{s:s}", "uri", uri);
 	if (rc)
 		return rc;
@@ -243,6 +245,39 @@ static int save_device_state(struct hib *h, struct hib_vm *vm, struct qmp *q, st
 					     vm->name, h->migrate_timeout_ms);
 		usleep(MIGRATE_POLL_US);
 	}
+}
+
+/* Feed a migration stream from @p path to a QEMU started with -incoming defer; wait until it
+ * has loaded it. */
+static int load_state(struct hib *h, struct hib_vm *vm, struct qmp *q, const char *path, bool ignore_shared,
+		      struct ferry_err *err)
+{
+	char uri[PATH_MAX + 32], status[32] = "";
+	int rc;
+
+	snprintf(uri, sizeof(uri), "exec:cat '%s'", path);
+	rc = qmp_executef(q, "migrate-set-capabilities", h->qmp_timeout_ms, NULL, err, "{s:[{s:s, s:b}]}",
+			  "capabilities", "capability", "x-ignore-shared", "state", ignore_shared);
+	if (!rc)
+		rc = qmp_executef(q, "migrate-incoming", h->qmp_timeout_ms, NULL, err, "{s:s}", "uri", uri);
+	for (double dl = hib_now_ms() + h->migrate_timeout_ms; !rc;) {
+		rc = qmp_status(q, status, sizeof(status), h->qmp_timeout_ms, err);
+		if (rc || strcmp(status, "inmigrate") != 0)
+			break;
+		if (hib_now_ms() > dl)
+			return ferry_err_set(err, ETIMEDOUT, "state not loaded within %d ms", h->migrate_timeout_ms);
+		usleep(MIGRATE_POLL_US);
+	}
+	if (rc)
+		return rc;
+	if (strcmp(status, "paused") != 0 && strcmp(status, "postmigrate") != 0 && strcmp(status, "prelaunch") != 0 &&
+	    strcmp(status, "running") != 0) {
+		char tail[400];
+
+		hib_log_tail(vm->log_path, tail, sizeof(tail));
+		return ferry_err_set(err, EIO, "state not accepted: QEMU is %s: %s", status, tail);
+	}
+	return 0;
 }
 
 int hib_hibernate(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
@@ -282,7 +317,7 @@ int hib_hibernate(struct hib *h, const char *name, struct hib_stats *st, struct 
 	stopped = true;
 	st->t_stop = hib_now_ms() - t;
 	t = hib_now_ms();
-	rc = save_device_state(h, &vm, q, err);
+	rc = save_state(h, &vm, q, vm.dev_path, true, err);
 	if (!rc)
 		rc = read_file(vm.dev_path, &dev, &dev_bytes, err);
 	if (rc)
@@ -384,7 +419,6 @@ int hib_resume(struct hib *h, const char *name, struct hib_stats *st, struct fer
 	struct qmp *q = NULL;
 	uint8_t *ram = MAP_FAILED, *dev = NULL, sum[HIB_SUM_LEN];
 	uint64_t dev_len = 0;
-	char uri[PATH_MAX + 32], status[32];
 	int fd = -1, rc;
 	pid_t pid = 0;
 	bool ram_made = false;
@@ -464,31 +498,9 @@ int hib_resume(struct hib *h, const char *name, struct hib_stats *st, struct fer
 		goto out;
 	st->t_qemu_up = hib_now_ms() - t;
 	t = hib_now_ms();
-	snprintf(uri, sizeof(uri), "exec:cat '%s'", vm.dev_path);
-	rc = qmp_executef(q, "migrate-set-capabilities", h->qmp_timeout_ms, NULL, err, "{s:[{s:s, s:b}]}",
-			  "capabilities", "capability", "x-ignore-shared", "state", 1);
-	if (!rc)
-		rc = qmp_executef(q, "migrate-incoming", h->qmp_timeout_ms, NULL, err, "{s:s}", "uri", uri);
-	for (double dl = hib_now_ms() + h->migrate_timeout_ms; !rc;) {
-		rc = qmp_status(q, status, sizeof(status), h->qmp_timeout_ms, err);
-		if (rc || strcmp(status, "inmigrate") != 0)
-			break;
-		if (hib_now_ms() > dl) {
-			rc = ferry_err_set(err, ETIMEDOUT, "device state not loaded within %d ms", h->migrate_timeout_ms);
-			break;
-		}
-		usleep(MIGRATE_POLL_US);
-	}
+	rc = load_state(h, &vm, q, vm.dev_path, true, err);
 	if (rc)
 		goto out;
-	if (strcmp(status, "paused") != 0 && strcmp(status, "postmigrate") != 0 && strcmp(status, "prelaunch") != 0 &&
-	    strcmp(status, "running") != 0) {
-		char tail[400];
-
-		hib_log_tail(vm.log_path, tail, sizeof(tail));
-		rc = ferry_err_set(err, EIO, "device state not accepted: QEMU is %s: %s", status, tail);
-		goto out;
-	}
 	st->t_incoming = hib_now_ms() - t;
 	t = hib_now_ms();
 	rc = qmp_execute(q, "cont", NULL, h->qmp_timeout_ms, NULL, err);
@@ -560,5 +572,129 @@ int hib_destroy(struct hib *h, const char *name, struct ferry_err *err)
 	vm.pid = 0;
 	rc = hib_vm_save(&vm, err);
 	hib_vm_free(&vm);
+	return rc;
+}
+
+/* ---- The seed's approach, for same-run comparisons: the whole machine state, RAM included,
+ * in one file on disk; nothing in the pool. ---- */
+
+int hib_hibernate_file(struct hib *h, const char *name, const char *image, struct hib_stats *st,
+		       struct ferry_err *err)
+{
+	struct hib_stats local = { 0 };
+	struct hib_vm vm;
+	struct qmp *q = NULL;
+	double t0 = hib_now_ms(), t;
+	struct stat sb;
+	int rc, fd;
+
+	if (!st)
+		st = &local;
+	memset(st, 0, sizeof(*st));
+	if (!path_safe(image))
+		return ferry_err_set(err, EINVAL, "image path must not contain spaces, commas or quotes");
+	rc = hib_vm_load(h, name, &vm, err);
+	if (rc)
+		return rc;
+	if (vm.state != HIB_RUNNING || !hib_pid_alive(vm.pid)) {
+		rc = ferry_err_set(err, EINVAL, "VM %s is not running", name);
+		goto out;
+	}
+	st->ram_bytes = vm.ram_bytes;
+	rc = qmp_connect(vm.qmp_path, h->qmp_timeout_ms, &q, err);
+	if (!rc)
+		rc = qmp_execute(q, "stop", NULL, h->qmp_timeout_ms, NULL, err);
+	if (rc)
+		goto out;
+	t = hib_now_ms();
+	rc = save_state(h, &vm, q, image, false, err);
+	if (rc) {
+		qmp_execute(q, "cont", NULL, h->qmp_timeout_ms, NULL, NULL);
+		goto out;
+	}
+	/* On disk for real, and out of the page cache: the resume reads it back from the disk. */
+	fd = open(image, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		if (fstat(fd, &sb) == 0)
+			st->stored_bytes = (uint64_t)sb.st_size;
+		close(fd);
+	}
+	st->t_devstate = hib_now_ms() - t;
+	t = hib_now_ms();
+	qmp_execute(q, "quit", NULL, h->qmp_timeout_ms, NULL, NULL);
+	qmp_close(q);
+	q = NULL;
+	if (hib_qemu_wait_exit(vm.pid, QUIT_TIMEOUT_MS, NULL))
+		kill_qemu(vm.pid);
+	unlink(vm.ram_path);
+	st->t_quit = hib_now_ms() - t;
+	vm.state = HIB_HIBERNATED;
+	vm.pid = 0;
+	rc = hib_vm_save(&vm, err);
+out:
+	qmp_close(q);
+	hib_vm_free(&vm);
+	st->t_total = hib_now_ms() - t0;
+	if (rc)
+		ferry_err_prefix(err, "hibernate %s to %s: ", name, image);
+	return rc;
+}
+
+int hib_resume_file(struct hib *h, const char *name, const char *image, struct hib_stats *st, struct ferry_err *err)
+{
+	struct hib_stats local = { 0 };
+	struct hib_vm vm;
+	struct qmp *q = NULL;
+	double t0 = hib_now_ms(), t;
+	pid_t pid = 0;
+	int rc;
+
+	if (!st)
+		st = &local;
+	memset(st, 0, sizeof(*st));
+	rc = hib_vm_load(h, name, &vm, err);
+	if (rc)
+		return rc;
+	if (vm.state != HIB_HIBERNATED) {
+		rc = ferry_err_set(err, EINVAL, "VM %s is not hibernated", name);
+		goto out;
+	}
+	st->ram_bytes = vm.ram_bytes;
+	unlink(vm.ram_path);	/* QEMU makes it; the stream fills it */
+	t = hib_now_ms();
+	rc = hib_qemu_spawn(h, &vm, true, &pid, err);
+	if (!rc)
+		rc = hib_qemu_qmp(h, &vm, pid, &q, err);
+	if (rc)
+		goto out;
+	st->t_qemu_up = hib_now_ms() - t;
+	t = hib_now_ms();
+	rc = load_state(h, &vm, q, image, false, err);
+	if (rc)
+		goto out;
+	st->t_incoming = hib_now_ms() - t;
+	t = hib_now_ms();
+	rc = qmp_execute(q, "cont", NULL, h->qmp_timeout_ms, NULL, err);
+	if (rc)
+		goto out;
+	st->t_cont = hib_now_ms() - t;
+	vm.state = HIB_RUNNING;
+	vm.pid = pid;
+	rc = hib_vm_save(&vm, err);
+	st->pid = pid;
+	if (!rc)
+		pid = 0;
+out:
+	if (pid) {
+		kill_qemu(pid);
+		unlink(vm.ram_path);
+	}
+	qmp_close(q);
+	hib_vm_free(&vm);
+	st->t_total = hib_now_ms() - t0;
+	if (rc)
+		ferry_err_prefix(err, "resume %s from %s: ", name, image);
 	return rc;
 }

@@ -94,6 +94,14 @@ int hib_resume(struct hib *h, const char *name, struct hib_stats *st, struct fer
 /** Stop a running VM (quit, reap, RAM file removed) or drop a hibernated one's image. */
 int hib_destroy(struct hib *h, const char *name, struct ferry_err *err);
 
+/**
+ * The seed's approach, kept for same-run comparisons (ferry-perf wake's baseline): the whole
+ * machine state, RAM included (no x-ignore-shared), into one file on disk (fsynced and dropped
+ * from the page cache), nothing in the pool; and its resume (QEMU -incoming from that file).
+ */
+int hib_hibernate_file(struct hib *h, const char *name, const char *image, struct hib_stats *st, struct ferry_err *err);
+int hib_resume_file(struct hib *h, const char *name, const char *image, struct hib_stats *st, struct ferry_err *err);
+
 enum hib_vm_state { HIB_STOPPED = 0, HIB_RUNNING, HIB_HIBERNATED };
 const char *hib_state_name(enum hib_vm_state s);
 /** Where VM @p name is, and its QEMU pid when running. */

@@ -15,7 +15,7 @@
 #include "ctrl/qmp.h"
 
 #define HIB_PAGE 4096u
-#define HIB_SUM_LEN 32u                   /* blake2b-256 */
+#define HIB_SUM_LEN 32u                   /* page checksum: 4 x 64-bit lanes (hib_pool.c) */
 #define HIB_MANIFEST_FORMAT 1
 
 struct pool_client;

@@ -243,7 +243,7 @@ int hib_manifest_save(const struct hib_vm *vm, const struct hib_manifest *m, str
 			 "ram_bytes", (json_int_t)m->ram_bytes, "argv", argv_json(m->argv), "pool", m->pool, "extents",
 			 ext, "runs", runs, "stored_pages", (json_int_t)m->stored_pages, "device_state", "extent",
 			 (json_int_t)m->dev_ext, "offset", (json_int_t)m->dev_off, "bytes", (json_int_t)m->dev_bytes,
-			 "data_pages", (json_int_t)m->data_pages, "zero_pages", (json_int_t)m->zero_pages, "blake2b", sum);
+			 "data_pages", (json_int_t)m->data_pages, "zero_pages", (json_int_t)m->zero_pages, "pages_sum", sum);
 	if (!body)
 		return ferry_err_set(err, ENOMEM, "cannot encode the manifest of %s", m->name);
 	body_sum(body, bsum);
@@ -285,7 +285,7 @@ int hib_manifest_load(const struct hib_vm *vm, struct hib_manifest *m, struct fe
 	if (json_unpack_ex(body, &je, 0, "{s:s, s:I, s:s, s:o, s:o, s:I, s:{s:I, s:I, s:I}, s:I, s:I, s:s}", "name",
 			   &name, "ram_bytes", &ram, "pool", &pool, "extents", &ext, "runs", &runs, "stored_pages",
 			   &stored, "device_state", "extent", &dext, "offset", &doff, "bytes", &dbytes, "data_pages", &dp,
-			   "zero_pages", &zp, "blake2b", &sum) ||
+			   "zero_pages", &zp, "pages_sum", &sum) ||
 	    !(m->argv = json_argv(json_object_get(body, "argv"), &m->argc)) || unhex(sum, m->sum, HIB_SUM_LEN)) {
 		rc = ferry_err_set(err, EBADMSG, "manifest %s refused: %s", vm->manifest_path, je.text);
 		goto out;
