@@ -359,9 +359,12 @@ int hib_hibernate(struct hib *h, const char *name, struct hib_stats *st, struct 
 
 	/* The image is safe in the pool: QEMU goes, then its memory. */
 	t = hib_now_ms();
-	rc = qmp_execute(q, "quit", NULL, h->qmp_timeout_ms, NULL, err);
-	if (rc && hib_pid_alive(vm.pid))
-		LOG_WARN("hib: %s: quit: %s; killing QEMU", name, err->msg);
+	{
+		struct ferry_err qe = { 0 };
+
+		if (qmp_execute(q, "quit", NULL, h->qmp_timeout_ms, NULL, &qe) && hib_pid_alive(vm.pid))
+			LOG_WARN("hib: %s: quit: %s; killing QEMU", name, qe.msg);
+	}
 	qmp_close(q);
 	q = NULL;
 	if (hib_qemu_wait_exit(vm.pid, QUIT_TIMEOUT_MS, NULL))

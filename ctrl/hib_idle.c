@@ -222,8 +222,11 @@ int hib_qga_processes(const char *qga_path, int timeout_ms, char ***names, size_
 	json_decref(r);
 	r = NULL;
 	if (rc) {
+		char why[FERRY_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err ? err->msg : "no answer");	/* err->msg is rewritten below */
 		close(fd);
-		return ferry_err_set(err, ENOENT, "no guest agent at %s (%s)", qga_path, err ? err->msg : "no answer");
+		return ferry_err_set(err, ENOENT, "no guest agent at %s (%s)", qga_path, why);
 	}
 	rc = qga_call(fd,
 		      "{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"ps\",\"arg\":[\"-e\",\"-o\",\"comm=\"],"

@@ -151,8 +151,9 @@ done
 
 # Memory freed on a node with several idle VMs.
 nvm=4; [ -n "$quick" ] && nvm=2
-mem_avail() { awk '$1 == "MemAvailable:" { printf "%d\n", $2 * 1024 }' /proc/meminfo; }
-rss_of() { awk '$1 == "VmRSS:" { printf "%d\n", $2 * 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# KiB from the kernel, bytes in bash arithmetic (mawk's printf %d stops at 2^31).
+mem_avail() { echo $(( $(awk '$1 == "MemAvailable:" { print $2 }' /proc/meminfo) * 1024 )); }
+rss_of() { local k; k=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null); echo $(( ${k:-0} * 1024 )); }
 for i in $(seq 0 $((nvm - 1))); do boot idle$i "$i" 256; done
 for i in $(seq 0 $((nvm - 1))); do client -t 20 "$(guest_ip "$i")" "$GUEST_PORT" "mem 20" >/dev/null; done
 sleep 1
@@ -161,7 +162,6 @@ for i in $(seq 0 $((nvm - 1))); do
 	pid=$(hib status idle$i | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
 	rss_before=$((rss_before + $(rss_of "$pid")))
 done
-shm_before=$(du -cb --apparent-size /dev/null $(for i in $(seq 0 $((nvm - 1))); do echo /dev/shm/idle$i.ferry-ram; done) | tail -1 | cut -f1)
 shm_alloc_before=$(( $(for i in $(seq 0 $((nvm - 1))); do stat -c '%b*%B+' /dev/shm/idle$i.ferry-ram; done | tr -d '\n')0 ))
 avail_before=$(mem_avail)
 pool_bytes=0
@@ -177,7 +177,6 @@ for i in $(seq 0 $((nvm - 1))); do [ -e /dev/shm/idle$i.ferry-ram ] && left=$((l
 	echo "vms,guest_mib_each,used_mib_each,qemu_rss_before,ram_files_allocated_before,ram_files_left_after,memavailable_gain,pool_bytes"
 	echo "$nvm,256,20,$rss_before,$shm_alloc_before,$left,$((avail_after - avail_before)),$pool_bytes"
 } >"$out/memory.csv"
-: "$shm_before"
 for i in $(seq 0 $((nvm - 1))); do sh_cmd "resume idle$i"; hib destroy idle$i; done
 
 # Summary: medians per (mode, guest, used).
