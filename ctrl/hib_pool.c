@@ -27,7 +27,7 @@
 int hib_pool_connect(struct hib *h, struct ferry_err *err)
 {
 	struct ferry_secret secret;
-	struct fx_ctx_opts co = { .op_timeout_ms = 5000, .connect_timeout_ms = 3000, .poll_spin_us = FX_POLL_SPIN_OFF };
+	struct fx_ctx_opts co = { .op_timeout_ms = 3000, .connect_timeout_ms = 3000, .poll_spin_us = FX_POLL_SPIN_OFF };
 	struct pool_client_opts o = { .host = h->pool_host, .port = h->pool_port, .name = "ferry-hib", .timeout_ms = 5000 };
 	int rc;
 

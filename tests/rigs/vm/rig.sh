@@ -52,16 +52,32 @@ image_key() {	# kernel-package versions -> image name
 	} | sha256sum | cut -c1-12
 }
 
+# Fast path: (rig inputs, apt's package lists' size+mtime) -> image name, so a cached prepare
+# needs no apt-cache call (those take seconds). When apt's lists change, versions are resolved
+# again and the image is rebuilt only if a version changed.
+fingerprint() {
+	{
+		image_key "" ""
+		stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null || true
+	} | sha256sum | cut -c1-16
+}
+
 cmd_prepare() {
+	local kpkg versions name fp
 	ensure_host_packages $RIG_HOST_PACKAGES
-	local kpkg versions name
+	fp=$(fingerprint)
+	name=$(cat "$CACHE/vm/index/$fp" 2>/dev/null || true)
+	if [ -n "$name" ] && [ -f "$CACHE/vm/$name/.complete" ]; then
+		IMAGE="$CACHE/vm/$name"
+		return 0
+	fi
 	kpkg=$(resolve_kernel_pkg)
 	if [ -z "$kpkg" ]; then
 		apt-get update -qq || true
 		kpkg=$(resolve_kernel_pkg)
 	fi
 	if [ -z "$kpkg" ]; then
-		name=$(ls -t "$CACHE/vm" 2>/dev/null | grep -v '^tmp' | head -1)
+		name=$(ls -t "$CACHE/vm" 2>/dev/null | grep -v '^tmp\|^index$' | head -1)
 		[ -n "$name" ] && [ -f "$CACHE/vm/$name/.complete" ] ||
 			die "cannot resolve linux-image-amd64 (apt-get update failed?) and no cached image in $CACHE/vm"
 		say "warning: cannot resolve package versions; reusing cached image $name"
@@ -73,7 +89,6 @@ cmd_prepare() {
 	[ "$(echo "$versions" | grep -c '=.')" -eq 2 ] || die "cannot resolve package versions: $versions"
 	name="${kpkg#linux-image-}-$(image_key "$kpkg" "$versions")"
 	IMAGE="$CACHE/vm/$name"
-	[ -f "$IMAGE/.complete" ] && return 0
 	mkdir -p "$CACHE/vm" 2>/dev/null && [ -w "$CACHE" ] ||
 		die "cannot write the cache $CACHE (run as root, or set FERRY_RIG_CACHE)"
 	[ -e "$CACHE/.ferry-rig-cache" ] || touch "$CACHE/.ferry-rig-cache"
@@ -81,10 +96,13 @@ cmd_prepare() {
 	flock 8
 	if [ ! -f "$IMAGE/.complete" ]; then
 		build_image "$name" "$kpkg" "$versions"
-		# Keep only the current image of this rig.
+		# Keep only the current image of this rig (and no index entry pointing elsewhere).
 		local d
-		for d in "$CACHE/vm"/*; do [ "$d" = "$IMAGE" ] || rm -rf "$d"; done
+		for d in "$CACHE/vm"/*; do [ "$d" = "$IMAGE" ] || [ "$d" = "$CACHE/vm/index" ] || rm -rf "$d"; done
+		rm -rf "$CACHE/vm/index"
 	fi
+	mkdir -p "$CACHE/vm/index"
+	echo "$name" >"$CACHE/vm/index/$fp.tmp" && mv "$CACHE/vm/index/$fp.tmp" "$CACHE/vm/index/$fp"
 	exec 8>&-
 }
 

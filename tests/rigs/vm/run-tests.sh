@@ -213,8 +213,9 @@ bad)
 	# The image went with that server: start over.
 	start_memsrv
 	hib destroy vm0
+	rm -f "$T/vm0.console"
 	hib start vm0 >/dev/null
-	for _ in $(seq 200); do [ "$(grep -c 'FERRY-VM READY' "$T/vm0.console")" -ge 2 ] && break; sleep 0.05; done
+	for _ in $(seq 200); do grep -q 'FERRY-VM READY' "$T/vm0.console" 2>/dev/null && break; sleep 0.05; done
 	client -t 10 "$GUEST_IP" "$GUEST_PORT" "mem 3" >/dev/null || true
 	sum0=$(client "$GUEST_IP" "$GUEST_PORT" sum 2>&1) || true
 	shell_start
