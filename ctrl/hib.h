@@ -21,9 +21,10 @@
  * the RAM file deleted (its host memory released). Any failure before the quit puts the VM
  * back to running (cont) and leaves nothing in the pool.
  *
- * resume: manifest checked; a new RAM file created (unused pages stay holes) and filled with
- * one-sided READs, checksums compared; QEMU started with the same command line + -incoming
- * defer; x-ignore-shared; migrate-incoming "exec:cat FILE"; wait while inmigrate; cont. Any
+ * resume: manifest checked; a new RAM file created (unused pages stay holes); QEMU started on
+ * it with the same command line + -incoming defer while the file is filled with one-sided READs
+ * (QEMU maps it shared: its start-up overlaps the transfer) and the checksum compared;
+ * x-ignore-shared; migrate-incoming "exec:cat FILE"; wait while inmigrate; cont. Any
  * failure leaves the VM hibernated with its image in the pool (the resume can be retried), the
  * half-made RAM file and a half-started QEMU removed.
  *
