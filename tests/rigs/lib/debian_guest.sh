@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/rigs/lib/debian_guest.sh — shell functions shared by the QEMU guest rigs (tests/rigs/roce,
 # tests/rigs/vm): host packages, Debian's own kernel taken out of its .deb (never installed on the
 # host), an uncompressed PVH vmlinux cut out of the bzImage, and a set of kernel modules with

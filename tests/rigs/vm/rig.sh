@@ -6,7 +6,8 @@
 #
 #   rig.sh prepare           build (or reuse) the guest image in the cache; quiet when cached
 #   rig.sh image             prepare, then print the image directory (kernel, initrd.cpio)
-#   rig.sh up [N]            namespaces, bridge, taps vt0..vt(N-1) (default N=1); idempotent
+#   rig.sh up [N] [--acc]    namespaces, bridge, taps vt0..vt(N-1) (default N=1); with --acc also
+#                            ${P}acc, whose acc0 (no IP) is a bridge port for ferry-wake; idempotent
 #   rig.sh down              remove them (and everything running in them)
 #   rig.sh check             exit 77 when namespaces / QEMU cannot be used here
 #   rig.sh qemu-args I DIR   print guest I's QEMU command line (one argument a line), without
@@ -19,6 +20,7 @@
 #
 #   ${P}client: c0 10.97.0.10/24 ---veth--- pc --+
 #   ${P}br:     br0 (bridge) + persistent taps vt0, vt1 ... (QEMU runs in this namespace)
+#   ${P}acc:    acc0, no IP (--acc) ---veth--- pa --+   (ferry-wake: net_af_packet,iface=acc0)
 #                                                 guest I: eth0 10.97.0.(20+I), MAC 52:54:00:97:00:(20+I)
 #
 # Image: $CACHE/vm/<kver>-<hash>/{kernel,initrd.cpio,manifest}; <hash> covers the exact package
@@ -27,6 +29,7 @@
 set -eu
 
 RIG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck disable=SC2034  # read by debian_guest.sh (say, die)
 RIG_LOG_PREFIX=vm-rig
 # shellcheck source=../lib/debian_guest.sh
 . "$RIG_DIR/../lib/debian_guest.sh"
@@ -35,6 +38,7 @@ CACHE=${FERRY_RIG_CACHE:-/var/cache/ferry-rig}
 P=${FERRY_VM_RIG_PREFIX:-hib-}
 NET=10.97.0
 CLIENT_IP=$NET.10
+ACC_MAC=02:97:00:00:00:0a
 GUEST_PORT=7000
 RIG_HOST_PACKAGES="qemu-system-x86 cpio xz-utils binutils gcc libc6-dev iproute2"
 RIG_GUEST_PACKAGES="busybox-static"
@@ -77,7 +81,9 @@ cmd_prepare() {
 		kpkg=$(resolve_kernel_pkg)
 	fi
 	if [ -z "$kpkg" ]; then
-		name=$(ls -t "$CACHE/vm" 2>/dev/null | grep -v '^tmp\|^index$' | head -1)
+		local d
+		name=""
+		for d in "$CACHE/vm"/*/.complete; do [ -e "$d" ] && name=$(basename "$(dirname "$d")"); done
 		[ -n "$name" ] && [ -f "$CACHE/vm/$name/.complete" ] ||
 			die "cannot resolve linux-image-amd64 (apt-get update failed?) and no cached image in $CACHE/vm"
 		say "warning: cannot resolve package versions; reusing cached image $name"
@@ -197,7 +203,7 @@ ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 
 cmd_down() {
 	local ns pid
-	for ns in "${P}client" "${P}br"; do
+	for ns in "${P}client" "${P}acc" "${P}br"; do
 		if ns_exists "$ns"; then
 			for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
 			ip netns del "$ns" 2>/dev/null || true
@@ -219,12 +225,20 @@ cmd_check() {
 }
 
 cmd_up() {
-	local n=${1:-1} i
+	local n=1 acc="" i ns
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--acc) acc=1 ;;
+		*) n=$1 ;;
+		esac
+		shift
+	done
 	cmd_check
 	cmd_down
 	ip netns add "${P}br"
 	ip netns add "${P}client"
-	for ns in "${P}br" "${P}client"; do
+	[ -n "$acc" ] && ip netns add "${P}acc"
+	for ns in "${P}br" "${P}client" ${acc:+"${P}acc"}; do
 		ip -n "$ns" link set lo up
 		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 	done
@@ -235,6 +249,15 @@ cmd_up() {
 	ip -n "${P}br" link set pc up
 	ip -n "${P}client" addr add "$CLIENT_IP/24" dev c0
 	ip -n "${P}client" link set c0 up
+	if [ -n "$acc" ]; then
+		# The accept node's port (ferry-wake on net_af_packet, no IP), as in tests/rigs/wake.
+		# TX checksum offload stays on (the default): ferry-wake must complete SYN checksums.
+		ip link add pa netns "${P}br" type veth peer name acc0 netns "${P}acc"
+		ip -n "${P}br" link set pa master br0
+		ip -n "${P}br" link set pa up
+		ip -n "${P}acc" link set acc0 address "$ACC_MAC"
+		ip -n "${P}acc" link set acc0 up
+	fi
 	for i in $(seq 0 $((n - 1))); do
 		# Persistent: it outlives the QEMU process, so a resumed guest finds its port unchanged.
 		ip -n "${P}br" tuntap add dev "vt$i" mode tap

@@ -117,7 +117,8 @@ boot)
 	check "idle: packets on the tap -> busy (exit 1, net_idle false)" \
 		bash -c "[ $rc = 1 ] && grep -q '\"net_idle\":false' <<<'$out'"
 	# A guest busy computing (checksumming 30 MiB, 60 times): its QEMU's CPU is over 2%.
-	( client -t 30 "$GUEST_IP" "$GUEST_PORT" "mem 30" $(printf "sum %.0s" $(seq 60)) >/dev/null 2>&1 ) &
+	mapfile -t sums < <(for _ in $(seq 60); do echo sum; done)
+	( client -t 30 "$GUEST_IP" "$GUEST_PORT" "mem 30" "${sums[@]}" >/dev/null 2>&1 ) &
 	tp=$!
 	sleep 0.2
 	rc=0; out=$(hib idle vm0 --tap vt0 --window 1 --cpu-max 2) || rc=$?
