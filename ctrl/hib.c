@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,7 +128,7 @@ static void kill_qemu(pid_t pid)
 	}
 }
 
-int hib_start(struct hib *h, const char *name, pid_t *pid, struct ferry_err *err)
+static int hib_start_locked(struct hib *h, const char *name, pid_t *pid, struct ferry_err *err)
 {
 	struct hib_vm vm;
 	struct qmp *q = NULL;
@@ -280,7 +281,7 @@ static int load_state(struct hib *h, struct hib_vm *vm, struct qmp *q, const cha
 	return 0;
 }
 
-int hib_hibernate(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
+static int hib_hibernate_locked(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
 {
 	struct hib_stats local = { 0 };
 	struct hib_vm vm;
@@ -342,10 +343,10 @@ int hib_hibernate(struct hib *h, const char *name, struct hib_stats *st, struct 
 		rc = ferry_err_set(err, ENOMEM, "out of memory");
 		goto out;
 	}
+	stored = true;	/* from here on, extents (even some of them) are released on failure */
 	rc = hib_pool_plan(h, fd, ram, vm.ram_bytes, dev_bytes, &m, err);
 	if (rc)
 		goto out;
-	stored = true;	/* extents allocated: released on failure below */
 	hib_checksum(ram, dev, &m, m.sum);
 	st->t_scan = hib_now_ms() - t;
 	t = hib_now_ms();
@@ -414,7 +415,7 @@ out:
 	return rc;
 }
 
-int hib_resume(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
+static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
 {
 	struct hib_stats local = { 0 };
 	struct hib_vm vm;
@@ -440,6 +441,15 @@ int hib_resume(struct hib *h, const char *name, struct hib_stats *st, struct fer
 	rc = hib_manifest_load(&vm, &m, err);
 	if (rc)
 		goto out;
+	{
+		char here[sizeof(m.pool)];
+
+		snprintf(here, sizeof(here), "%s:%u", h->pool_host, h->pool_port);
+		if (strcmp(here, m.pool) != 0) {
+			rc = ferry_err_set(err, EXDEV, "the image is on memory server %s, not on %s", m.pool, here);
+			goto out;
+		}
+	}
 	st->ram_bytes = m.ram_bytes;
 	st->stored_pages = m.stored_pages;
 	st->dev_bytes = m.dev_bytes;
@@ -546,7 +556,7 @@ out:
 	return rc;
 }
 
-int hib_destroy(struct hib *h, const char *name, struct ferry_err *err)
+static int hib_destroy_locked(struct hib *h, const char *name, struct ferry_err *err)
 {
 	struct hib_vm vm;
 	int rc = hib_vm_load(h, name, &vm, err);
@@ -584,7 +594,7 @@ int hib_destroy(struct hib *h, const char *name, struct ferry_err *err)
 /* ---- The seed's approach, for same-run comparisons: the whole machine state, RAM included,
  * in one file on disk; nothing in the pool. ---- */
 
-int hib_hibernate_file(struct hib *h, const char *name, const char *image, struct hib_stats *st,
+static int hib_hibernate_file_locked(struct hib *h, const char *name, const char *image, struct hib_stats *st,
 		       struct ferry_err *err)
 {
 	struct hib_stats local = { 0 };
@@ -648,7 +658,7 @@ out:
 	return rc;
 }
 
-int hib_resume_file(struct hib *h, const char *name, const char *image, struct hib_stats *st, struct ferry_err *err)
+static int hib_resume_file_locked(struct hib *h, const char *name, const char *image, struct hib_stats *st, struct ferry_err *err)
 {
 	struct hib_stats local = { 0 };
 	struct hib_vm vm;
@@ -703,4 +713,71 @@ out:
 	if (rc)
 		ferry_err_prefix(err, "resume %s from %s: ", name, image);
 	return rc;
+}
+
+/* ---- One operation on a VM at a time, across processes: STATE/NAME.lock (flock). ---- */
+
+static int vm_lock(struct hib *h, const char *name, int *fd, struct ferry_err *err)
+{
+	struct hib_vm vm;
+	char path[PATH_MAX + 8];
+	int rc = hib_vm_paths(h, name, &vm, err);
+
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "%s/%s.lock", h->state_dir, name);
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0)
+		return ferry_err_set(err, errno, "cannot open %s: %s", path, strerror(errno));
+	if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+		close(*fd);
+		return ferry_err_set(err, EBUSY, "VM %s is busy: another operation on it is under way", name);
+	}
+	return 0;
+}
+
+static void vm_unlock(int fd)
+{
+	close(fd);	/* drops the flock */
+}
+
+#define HIB_LOCKED(call)                                       \
+	do {                                                   \
+		int lk_, rc_ = vm_lock(h, name, &lk_, err);    \
+		if (rc_)                                       \
+			return rc_;                            \
+		rc_ = (call);                                  \
+		vm_unlock(lk_);                                \
+		return rc_;                                    \
+	} while (0)
+
+int hib_start(struct hib *h, const char *name, pid_t *pid, struct ferry_err *err)
+{
+	HIB_LOCKED(hib_start_locked(h, name, pid, err));
+}
+
+int hib_hibernate(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
+{
+	HIB_LOCKED(hib_hibernate_locked(h, name, st, err));
+}
+
+int hib_resume(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
+{
+	HIB_LOCKED(hib_resume_locked(h, name, st, err));
+}
+
+int hib_destroy(struct hib *h, const char *name, struct ferry_err *err)
+{
+	HIB_LOCKED(hib_destroy_locked(h, name, err));
+}
+
+int hib_hibernate_file(struct hib *h, const char *name, const char *image, struct hib_stats *st,
+		       struct ferry_err *err)
+{
+	HIB_LOCKED(hib_hibernate_file_locked(h, name, image, st, err));
+}
+
+int hib_resume_file(struct hib *h, const char *name, const char *image, struct hib_stats *st, struct ferry_err *err)
+{
+	HIB_LOCKED(hib_resume_file_locked(h, name, image, st, err));
 }

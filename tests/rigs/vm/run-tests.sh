@@ -11,7 +11,8 @@
 #            manifest; the resume is refused with a clear error once the session that stored
 #            the image has ended (the memory server releases a session's extents), and nothing
 #            is left half-done (no QEMU, no RAM file, still hibernated)
-#   bad      memory server dead during resume -> clear error, VM still hibernated; QEMU missing
+#   bad      pool too small -> hibernate fails, VM runs on; a busy VM refuses a second operation;
+#            memory server dead during resume -> clear error, VM still hibernated; QEMU missing
 #            -> clear error, retry works; corrupt manifest -> refused, restored -> resumes
 #
 # Exit 77 when namespaces/taps/QEMU cannot be used here. Namespaces: FERRY_VM_RIG_PREFIX (hib-).
@@ -201,6 +202,27 @@ bad)
 	"$RIG" up 1
 	start_memsrv
 	vm_define_start vm0 0 128M
+	# 0. a pool too small for the image: hibernate fails, the VM runs on untouched
+	"$MEMSRV" -p $((PORT + 1)) -s "$T/secret" -m 16M --prefault no --hugepages off -r "$T/small.port" \
+		>"$T/small.log" 2>&1 &
+	small=$!
+	for _ in $(seq 100); do [ -s "$T/small.port" ] && break; sleep 0.05; done
+	rc=0; err=$(hib --pool "127.0.0.1:$((PORT + 1))" hibernate vm0 2>&1) || rc=$?
+	kill "$small"; wait "$small" 2>/dev/null || true
+	echo "  small pool: rc $rc: $err"
+	check "pool too small: hibernate fails naming the memory server" \
+		bash -c "[ $rc = 1 ] && grep -q 'memory server 127.0.0.1:$((PORT + 1)): storing' <<<'$err'"
+	out=$(client -t 10 "$GUEST_IP" "$GUEST_PORT" still-running 2>&1) || true
+	check "pool too small: the VM runs on (echo, RAM file, state running)" \
+		bash -c "grep -qx still-running <<<'$out' && [ -e '$(ram_file vm0)' ] && \"$HIB\" --state '$T/state' status vm0 | grep -q running"
+	# 0b. one operation on a VM at a time
+	flock "$T/state/vm0.lock" sleep 2 &
+	lk=$!
+	sleep 0.3
+	rc=0; err=$(hib hibernate vm0 2>&1) || rc=$?
+	wait "$lk" || true
+	check "a second operation on a busy VM is refused (EBUSY), not run" \
+		bash -c "[ $rc = 1 ] && grep -q 'busy' <<<'$err' && \"$HIB\" --state '$T/state' status vm0 | grep -q running"
 	shell_start
 	# 1. memory server dead during resume
 	sh_cmd "hibernate vm0"

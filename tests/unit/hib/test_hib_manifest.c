@@ -252,6 +252,27 @@ static void test_names_and_definitions(void **state)
 	assert_non_null(strstr(err.msg, "not hibernated"));
 }
 
+/* An image stored on another memory server than the one this struct hib uses: refused before
+ * anything is read or started. */
+static void test_image_on_another_server(void **state)
+{
+	struct hib_manifest m;
+	struct ferry_err err = { 0 };
+	char ram[PATH_MAX + 8];
+
+	(void)state;
+	make_manifest(&m);
+	assert_int_equal(hib_manifest_save(&vm, &m, &err), 0);
+	vm.state = HIB_HIBERNATED;
+	assert_int_equal(hib_vm_save(&vm, &err), 0);
+	assert_int_equal(hib_resume(h, "vm0", NULL, &err), -EXDEV);
+	assert_non_null(strstr(err.msg, "on memory server 127.0.0.1:7470, not on 127.0.0.1:0"));
+	snprintf(ram, sizeof(ram), "%s", vm.ram_path);
+	assert_int_equal(access(ram, F_OK), -1);	/* no RAM file made */
+	vm.state = HIB_STOPPED;
+	assert_int_equal(hib_vm_save(&vm, &err), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_lying_manifests),
 		cmocka_unit_test(test_damaged_files),
 		cmocka_unit_test(test_names_and_definitions),
+		cmocka_unit_test(test_image_on_another_server),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
