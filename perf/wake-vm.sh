@@ -206,7 +206,7 @@ sort -t, -k2,2n -k3,3n -k1,1r "$csv" | awk -F, '$1 != "mode" { k = $1 FS $2 FS $
 		      mr = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2; ma = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 		      printf "%-9s %6s %5s %4d %12.1f %10.1f %10.1f %5s\n", m, g "M", u "M", n, s / 1048576, mr, ma, ok == n ? "ok" : "BAD" }' "$csv"
 done
-awk -F, 'NR == 2 { printf "memory: %d idle VMs of %d MiB (%d MiB used each): QEMU RSS %.0f MiB and RAM files %.0f MiB before; %d RAM files left after; MemAvailable +%.0f MiB; pool holds %.0f MiB\n", $1, $2, $3, $4 / 1048576, $5 / 1048576, $6, $7 / 1048576, $8 / 1048576 }' "$out/memory.csv"
+awk -F, 'NR == 2 { printf "memory: %d idle VMs of %d MiB (%d MiB used each): their QEMUs held %.0f MiB (RSS, of which RAM files %.0f MiB), all freed (%d RAM files left); the pool holds %.0f MiB for them (MemAvailable %+.0f MiB: whole machine, noisy)\n", $1, $2, $3, $4 / 1048576, $5 / 1048576, $6, $8 / 1048576, $7 / 1048576 }' "$out/memory.csv"
 
 cat >"$out/wake-vm.gp" <<EOF
 set terminal pngcairo size 900,500
@@ -221,8 +221,11 @@ set key top left
 set yrange [0:*]
 plot '$out/wake-vm.plot.csv' using 2:xtic(1) title 'Ferry (memory pool, used pages only)', '' using 3 title "seed (full state file on disk)"
 EOF
-awk -F, 'NR > 1 { k = $2 "M/" $3 "M"; if (!(k in seen)) { seen[k] = 1; order[++n] = k } s[$1, k] += $7; c[$1, k]++ }
-	END { for (i = 1; i <= n; i++) { k = order[i]; printf "%s,%.1f,%.1f\n", k, s["pool", k] / c["pool", k], s["baseline", k] / c["baseline", k] } }' \
+awk -F, 'NR > 1 { k = $2 "M/" $3 "M"; if (!(k in seen)) { seen[k] = 1; order[++n] = k } v[$1, k, ++c[$1, k]] = $7 }
+	function med(m, k,   i, j, t, a, cnt) { cnt = c[m, k]; for (i = 1; i <= cnt; i++) a[i] = v[m, k, i]
+		for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return cnt % 2 ? a[(cnt + 1) / 2] : (a[cnt / 2] + a[cnt / 2 + 1]) / 2 }
+	END { for (i = 1; i <= n; i++) { k = order[i]; printf "%s,%.1f,%.1f\n", k, med("pool", k), med("baseline", k) } }' \
 	"$csv" >"$out/wake-vm.plot.csv"
 if command -v gnuplot >/dev/null; then gnuplot "$out/wake-vm.gp" 2>/dev/null || echo "wake-vm: gnuplot failed (see $out/wake-vm.gp)"; fi
 echo "results: $out/wake-vm.csv $out/wake-vm.json $out/memory.csv $out/wake-vm.png"
