@@ -17,7 +17,9 @@ static const char usage[] =
 	"commands:\n"
 	"  define NAME --ram SIZE -- QEMU-ARGV...  define a VM (its QEMU command line without RAM/QMP options)\n"
 	"  start NAME                              boot it (RAM in RAM_DIR/NAME.ferry-ram, QMP in DIR/NAME.qmp)\n"
-	"  hibernate NAME                          stop it, device state + used RAM pages into the pool, quit\n"
+	"  hibernate NAME --transient              stop it, device state + used RAM pages into the pool, quit;\n"
+	"                                          refused without --transient: its image would go with this\n"
+	"                                          process's pool session (use shell)\n"
 	"  resume NAME                             RAM back from the pool, QEMU -incoming, cont\n"
 	"  hibernate-file NAME IMAGE / resume-file NAME IMAGE\n"
 	"                                          the seed's way, for comparisons: the whole state, RAM\n"
@@ -39,7 +41,7 @@ static const char usage[] =
 	"  --no-verify         skip the checksum of pages read back on resume\n"
 	"\n"
 	"Images live in the pool as long as the session that stored them: a `hibernate` command\n"
-	"run on its own releases its image when it exits; use `shell` (or ferryd) to keep it.\n"
+	"run on its own would release its image when it exits; use `shell` (or ferryd) to keep it.\n"
 	"Output: one JSON object on stdout per command (stats and times in ms).\n";
 
 static void print_stats(FILE *out, const char *what, const char *name, const struct hib_stats *s)
@@ -118,7 +120,8 @@ int main(int argc, char **argv)
 		{ "ram", required_argument, NULL, 'm' },     { "tap", required_argument, NULL, 'T' },
 		{ "window", required_argument, NULL, 'w' },  { "cpu-max", required_argument, NULL, 'c' },
 		{ "qga", required_argument, NULL, 'q' },     { "forbid", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },          { 0 }
+		{ "transient", no_argument, NULL, 'X' },     { "help", no_argument, NULL, 'h' },
+		{ 0 }
 	};
 	struct hib_opts o = { .pool_port = 7470 };
 	struct hib_idle_opts io = { 0 };
@@ -130,6 +133,7 @@ int main(int argc, char **argv)
 	struct ferry_err err = { 0 };
 	struct hib_stats s;
 	int c, rc = 0;
+	bool transient = false;
 
 	ferry_log_set_level(FERRY_LOG_WARN);
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -166,6 +170,7 @@ int main(int argc, char **argv)
 		case 'c': io.cpu_max_pct = atof(optarg); break;
 		case 'q': io.qga_path = optarg; break;
 		case 'f': forbid_list = optarg; break;
+		case 'X': transient = true; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
@@ -203,6 +208,14 @@ int main(int argc, char **argv)
 		rc = hib_start(h, name, &pid, &err);
 		if (!rc)
 			printf("{\"op\":\"start\",\"vm\":\"%s\",\"pid\":%d}\n", name, (int)pid);
+	} else if (strcmp(cmd, "hibernate") == 0 && !transient) {
+		/* The image would be released when this process exits: the VM could never come back. */
+		fprintf(stderr,
+			"ferry-hib hibernate: refused: the image lives only as long as the memory-server session "
+			"that stores it, and the session of this command ends when it exits (the VM could not be "
+			"resumed). Use ferry-hib shell (one session for several commands), or --transient to "
+			"do it anyway.\n");
+		rc = 2;
 	} else if (strcmp(cmd, "hibernate") == 0) {
 		rc = hib_hibernate(h, name, &s, &err);
 		if (!rc)

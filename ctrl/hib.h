@@ -29,9 +29,13 @@
  * half-made RAM file and a half-started QEMU removed.
  *
  * Pool lifetime: extents belong to the memory-server session that allocated them, i.e. to the
- * struct hib that stored them (ferryd keeps one for its lifetime). A process that did not store
- * the image can read the manifest but the pool refuses its reads: the resume fails with an
- * error that says so, and the VM stays hibernated.
+ * struct hib that stored them. A process that did not store the image can read the manifest
+ * but the pool refuses its reads: the resume fails with an error that says so, and the VM stays
+ * hibernated. So the caller keeps one struct hib for as long as images must live: in ferryd,
+ * a worker thread that owns it (every call blocks for the whole operation, ~0.1-1 s), not a
+ * child process per operation (its image would go with the child). A resume on another node,
+ * or after a ferryd restart, needs extents that outlive their session on the memory server
+ * (not there yet: see docs/ARCHITECTURE.md, "A hibernation").
  *
  * Idle detection (hib_idle_*): packets on the VM's tap over a window (from the QEMU process's
  * network namespace: /proc/PID/net/dev, or /sys/class/net/TAP/statistics in ours), host CPU of

@@ -207,7 +207,10 @@ bad)
 		>"$T/small.log" 2>&1 &
 	small=$!
 	for _ in $(seq 100); do [ -s "$T/small.port" ] && break; sleep 0.05; done
-	rc=0; err=$(hib --pool "127.0.0.1:$((PORT + 1))" hibernate vm0 2>&1) || rc=$?
+	rc=0; err=$(hib hibernate vm0 2>&1) || rc=$?
+	check "a lone 'ferry-hib hibernate' is refused (its image would die with it); the VM runs on" \
+		bash -c "[ $rc = 2 ] && grep -q 'refused: the image lives only as long' <<<'$err' && \"$HIB\" --state '$T/state' status vm0 | grep -q running"
+	rc=0; err=$(hib --pool "127.0.0.1:$((PORT + 1))" --transient hibernate vm0 2>&1) || rc=$?
 	kill "$small"; wait "$small" 2>/dev/null || true
 	echo "  small pool: rc $rc: $err"
 	check "pool too small: hibernate fails naming the memory server" \
@@ -219,7 +222,7 @@ bad)
 	flock "$T/state/vm0.lock" sleep 2 &
 	lk=$!
 	sleep 0.3
-	rc=0; err=$(hib hibernate vm0 2>&1) || rc=$?
+	rc=0; err=$(hib --transient hibernate vm0 2>&1) || rc=$?
 	wait "$lk" || true
 	check "a second operation on a busy VM is refused (EBUSY), not run" \
 		bash -c "[ $rc = 1 ] && grep -q 'busy' <<<'$err' && \"$HIB\" --state '$T/state' status vm0 | grep -q running"
