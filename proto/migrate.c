@@ -33,6 +33,7 @@
 #define DEVSTATE_FIXED   16u
 #define SWITCHOVER_LEN   16u
 #define BIND_LEN         32u
+#define SUBHOST_FIXED    4u
 
 #define REPLY_TYPES ((1u << MIGP_PREPARE_OK) | (1u << MIGP_STATUS_OK) | (1u << MIGP_OK) | (1u << MIGP_ERROR) | \
 		     (1u << MIGP_CHALLENGE) | (1u << MIGP_AUTH_OK) | (1u << MIGP_LAYOUT_OK) |                 \
@@ -514,6 +515,27 @@ static int decode_switchover(const uint8_t *p, uint32_t n, struct migp_switchove
 	return MIG_E_OK;
 }
 
+static int decode_subhost(const uint8_t *p, uint32_t n, struct migp_subhost *m)
+{
+	uint8_t hl;
+	int rc;
+
+	if (n < SUBHOST_FIXED)
+		return MIG_E_MALFORMED;
+	hl = p[3];
+	if (hl > MIGP_HOST_MAX)
+		return MIG_E_TOO_LARGE;
+	if (n - SUBHOST_FIXED != hl || wire_get_u16(p) == 0 || p[2] >= MIGP_SUBS_MAX)
+		return MIG_E_MALFORMED;
+	rc = check_host(p + SUBHOST_FIXED, hl);
+	if (rc)
+		return rc;
+	m->host.port = wire_get_u16(p);
+	m->sub = p[2];
+	copy_str(m->host.host, p + SUBHOST_FIXED, hl);
+	return MIG_E_OK;
+}
+
 static void stat_put(void *ctx, uint16_t i, const uint8_t *name, uint8_t len, uint64_t value)
 {
 	struct migp_stat *st = &((struct migp_stats_ok *)ctx)->stats[i];
@@ -571,6 +593,8 @@ static int decode_payload(const struct migp_hdr *h, const uint8_t *p, struct mig
 		return n == 0 ? MIG_E_OK : MIG_E_MALFORMED;
 	case MIGP_STATS_OK:
 		return frame_stats_decode(&mig_frame, p, n, stat_put, &m->u.stats_ok, &m->u.stats_ok.count);
+	case MIGP_SUBHOST:
+		return decode_subhost(p, n, &m->u.subhost);
 	case MIGP_BIND:
 		if (n != BIND_LEN)
 			return MIG_E_MALFORMED;
@@ -991,6 +1015,26 @@ int migp_encode_stats_ok(uint64_t req, const struct migp_stat *stats, uint16_t c
 	return frame_stats_encode(&mig_frame, req, stat_get, stats, count, buf, cap);
 }
 
+int migp_encode_subhost(uint64_t req, const struct migp_subhost *m, uint8_t *buf, size_t cap)
+{
+	uint8_t *p;
+	int hl, rc;
+
+	if (!m || m->host.port == 0 || m->sub >= MIGP_SUBS_MAX)
+		return -MIG_E_MALFORMED;
+	hl = host_length(m->host.host);
+	if (hl < 0)
+		return hl;
+	rc = begin(MIGP_SUBHOST, req, SUBHOST_FIXED + (uint64_t)hl, buf, cap, &p);
+	if (rc)
+		return rc;
+	wire_put_u16(p, m->host.port);
+	p[2] = m->sub;
+	p[3] = (uint8_t)hl;
+	memcpy(p + SUBHOST_FIXED, m->host.host, (size_t)hl);
+	return frame_total(SUBHOST_FIXED + (uint64_t)hl);
+}
+
 int migp_encode_bind(uint64_t req, const uint8_t bind[MIGP_TOKEN_LEN], uint8_t *buf, size_t cap)
 {
 	uint8_t *p;
@@ -1016,6 +1060,7 @@ static const char *const type_names[MIGP_TYPE_MAX + 1] = {
 	[MIGP_PAGE_MAP] = "PAGE_MAP",     [MIGP_ROUND_END] = "ROUND_END",   [MIGP_DEVSTATE] = "DEVSTATE",
 	[MIGP_SWITCHOVER] = "SWITCHOVER", [MIGP_RESUMED] = "RESUMED",       [MIGP_POSTCOPY_DONE] = "POSTCOPY_DONE",
 	[MIGP_STATS] = "STATS",           [MIGP_STATS_OK] = "STATS_OK",     [MIGP_BIND] = "BIND",
+	[MIGP_SUBHOST] = "SUBHOST",
 };
 
 const char *migp_type_name(uint8_t type)

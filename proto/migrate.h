@@ -66,12 +66,14 @@
  *   STATS         0
  *   STATS_OK      2+..     frame.h stats body                                                 (reply)
  *   BIND          32       bind[32] (the AUTH_OK value, after the data connection is up)
+ *   SUBHOST       4+h      u16 port (!= 0), u8 sub (< 8), u8 host_len, host[h]
+ *                          (destination -> source, before EXTENTS: where sub-host `sub` is)
  *
  * Sequence (source S, destination D):
  *   S HELLO -> D CHALLENGE -> S AUTH -> D AUTH_OK -> S connects data, BIND -> S LAYOUT ->
- *   D LAYOUT_OK [+ EXTENTS] -> S {PAGE_MAP}* ROUND_END ... (pre-copy rounds) ->
+ *   D LAYOUT_OK [+ SUBHOST* EXTENTS] -> S {PAGE_MAP}* ROUND_END ... (pre-copy rounds) ->
  *   S {PAGE_MAP}* DEVSTATE* SWITCHOVER -> D RESUMED -> [post-copy: D READs; S PAGE_MAP
- *   for pushed pages] -> S POSTCOPY_DONE. ERROR from either side ends the migration.
+ *   for pushed pages] -> D POSTCOPY_DONE (every page arrived). ERROR from either side ends the migration.
  *
  * This header and migrate.c are pure: no I/O, no allocation. Decoders check
  * every length and count and never read past the buffer; they return a stable
@@ -136,7 +138,8 @@ enum migp_type {
 	MIGP_STATS = 22,
 	MIGP_STATS_OK = 23,
 	MIGP_BIND = 24,
-	MIGP_TYPE_MAX = 24,
+	MIGP_SUBHOST = 25,
+	MIGP_TYPE_MAX = 25,
 };
 
 /** Stable codes: returned by decoders and carried by ERROR. Append only. 0..7 are frame.h's. */
@@ -304,6 +307,11 @@ struct migp_bind {
 	uint8_t bind[MIGP_TOKEN_LEN];
 };
 
+struct migp_subhost {
+	uint8_t sub;
+	struct migp_host host;
+};
+
 struct migp_stat {
 	char name[MIGP_STAT_NAME_MAX + 1];
 	uint64_t value;
@@ -343,6 +351,7 @@ struct migp_msg {
 		struct migp_switchover switchover;
 		struct migp_bind bind;
 		struct migp_stats_ok stats_ok;
+		struct migp_subhost subhost;
 	} u;                                      /**< STATS has an empty payload */
 };
 
@@ -387,6 +396,7 @@ int migp_encode_resumed(uint64_t req, uint64_t downtime_ns, uint8_t *buf, size_t
 int migp_encode_postcopy_done(uint64_t req, uint64_t pages_pushed, uint8_t *buf, size_t cap);
 int migp_encode_stats(uint64_t req, uint8_t *buf, size_t cap);
 int migp_encode_stats_ok(uint64_t req, const struct migp_stat *stats, uint16_t count, uint8_t *buf, size_t cap);
+int migp_encode_subhost(uint64_t req, const struct migp_subhost *m, uint8_t *buf, size_t cap);
 int migp_encode_bind(uint64_t req, const uint8_t bind[MIGP_TOKEN_LEN], uint8_t *buf, size_t cap);
 
 /** Payload bytes of a PAGE_MAP with @p count entries (for batching). */

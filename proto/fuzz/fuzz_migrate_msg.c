@@ -85,6 +85,8 @@ static int reencode(const struct migp_msg *m)
 		return migp_encode_stats(req, out, cap);
 	case MIGP_STATS_OK:
 		return migp_encode_stats_ok(req, m->u.stats_ok.stats, m->u.stats_ok.count, out, cap);
+	case MIGP_SUBHOST:
+		return migp_encode_subhost(req, &m->u.subhost, out, cap);
 	case MIGP_BIND:
 		return migp_encode_bind(req, m->u.bind.bind, out, cap);
 	default:

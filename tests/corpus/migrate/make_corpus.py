@@ -25,7 +25,7 @@ MAX_PAYLOAD = 8 + MAP_MAX * 24
 
 (PREPARE, PREPARE_OK, START, STATUS, STATUS_OK, ABORT, OK, ERROR, HELLO,
  CHALLENGE, AUTH, AUTH_OK, LAYOUT, LAYOUT_OK, EXTENTS, PAGE_MAP, ROUND_END,
- DEVSTATE, SWITCHOVER, RESUMED, POSTCOPY_DONE, STATS, STATS_OK, BIND) = range(1, 25)
+ DEVSTATE, SWITCHOVER, RESUMED, POSTCOPY_DONE, STATS, STATS_OK, BIND, SUBHOST) = range(1, 26)
 REPLIES = {PREPARE_OK, STATUS_OK, OK, ERROR, CHALLENGE, AUTH_OK, LAYOUT_OK, RESUMED, STATS_OK}
 
 (E_OK, E_TRUNCATED, E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_BAD_FLAGS,
@@ -148,6 +148,11 @@ CASES = {
     'ok-stats': (msg(STATS, b''), E_OK),
     'ok-stats-ok': (msg(STATS_OK, struct.pack('<H', 1) + bytes([5]) + b'pages' + struct.pack('<Q', 3)), E_OK),
     'ok-bind': (msg(BIND, TOKEN), E_OK),
+    'ok-subhost': (msg(SUBHOST, struct.pack('<HBB', 23100, 1, 9) + b'10.77.0.3'), E_OK),
+    'subhost-sub-8': (msg(SUBHOST, struct.pack('<HBB', 23100, 8, 9) + b'10.77.0.3'), E_MALFORMED),
+    'subhost-port-zero': (msg(SUBHOST, struct.pack('<HBB', 0, 1, 9) + b'10.77.0.3'), E_MALFORMED),
+    'subhost-host-len-lies': (msg(SUBHOST, struct.pack('<HBB', 1, 1, 12) + b'10.77.0.3'), E_MALFORMED),
+    'subhost-host-bad': (msg(SUBHOST, struct.pack('<HBB', 1, 1, 3) + b'a b'), E_BAD_HOST),
     # header
     'empty': (b'', E_TRUNCATED),
     'header-short': (msg(STATUS, ref())[:20], E_TRUNCATED),
@@ -155,7 +160,7 @@ CASES = {
     'bad-magic-wake': (msg(STATUS, ref(), magic=0x4B415746), E_BAD_MAGIC),
     'version-2': (msg(STATUS, ref(), version=2), E_VERSION),
     'type-zero': (msg(0, b''), E_UNKNOWN_TYPE),
-    'type-25': (msg(25, b''), E_UNKNOWN_TYPE),
+    'type-26': (msg(26, b''), E_UNKNOWN_TYPE),
     'flags-unknown': (msg(STATUS, ref(), flags=4), E_BAD_FLAGS),
     'flags-reply-on-request': (msg(STATUS, ref(), flags=F_REPLY), E_BAD_FLAGS),
     'flags-no-reply-on-ok': (msg(OK, struct.pack('<Q', 1), flags=0), E_BAD_FLAGS),

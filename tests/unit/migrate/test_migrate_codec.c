@@ -160,6 +160,15 @@ static void test_stream(void **state)
 	assert_int_equal(m.u.value.value, 1234);
 	decode_ok(migp_encode_postcopy_done(42, 3, buf, sizeof(buf)), MIGP_POSTCOPY_DONE);
 	decode_ok(migp_encode_stats(42, buf, sizeof(buf)), MIGP_STATS);
+	{
+		struct migp_subhost sh = { .sub = 2, .host = { "10.0.0.9", 23100 } };
+
+		decode_ok(migp_encode_subhost(42, &sh, buf, sizeof(buf)), MIGP_SUBHOST);
+		assert_int_equal(m.u.subhost.sub, 2);
+		assert_string_equal(m.u.subhost.host.host, "10.0.0.9");
+		sh.sub = 8;
+		assert_int_equal(migp_encode_subhost(42, &sh, buf, sizeof(buf)), -MIG_E_MALFORMED);
+	}
 }
 
 static void test_names(void **state)
