@@ -83,7 +83,11 @@ struct mig_src {
 	struct src_ext ext[MIGP_EXTENTS_MAX];
 	unsigned next_ext, cur_ext;
 	uint64_t cursor;
+	uint64_t reserve;                /* main-host pages kept for pages that stay at the source (post-copy) */
+	uint64_t overflow;               /* POSTCOPY: cold pages still to push to sub-hosts before the stop */
+	bool cold_pass;                  /* POSTCOPY round 1: only pages not referenced lately */
 	struct planner *plan;
+	uint64_t *defer;                 /* PLANNED: pages kept for post-copy (predicted written, within budget) */
 	uint64_t observe_until;
 	uint64_t req;
 	struct migp_map_entry map[MIG_BATCH];
@@ -176,6 +180,7 @@ static void src_free(struct mig_src *s)
 	if (s->vm && s->vm->mig_src == s)
 		s->vm->mig_src = NULL;
 	planner_destroy(s->plan);
+	free(s->defer);
 	free(s->dirty);
 	free(s->where);
 	free(s->subslot);
@@ -508,6 +513,11 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 		}
 		s->observe_until = mig_now_ns() + PLAN_OBSERVE_NS;
 	}
+	if (s->mode == MIG_MODE_POSTCOPY) {
+		s->overflow = used > s->dst_pages ? used - s->dst_pages : 0;
+		s->reserve = s->dst_pages;
+		s->cold_pass = true;
+	}
 	s->prog.phase = MIG_PH_PRECOPY;
 	LOG_INFO("migration of %s to %s:%u started (%s): %llu pages, %llu used, destination holds %llu, %u sub-hosts, "
 		 "%u extents", s->id, st->dest.host, st->dest.port, mig_mode_name(s->mode),
@@ -652,7 +662,15 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			FAIL(s, MIG_E_INTERNAL, "write-protecting page %llu: %s", (unsigned long long)i, strerror(-rc));
 			return -EIO;
 		}
-		if (at_source && e->state == PM_LOCAL) {
+		/* Post-copy keeps a resident page at the source only if the main host will hold it
+		 * (it is pulled there); a page beyond the budget goes to its sub-host slot now. */
+		if (at_source && e->state == PM_LOCAL && prev != W_SUB &&
+		    (prev == W_DEST || prev == W_SOURCE || s->dst_used < s->dst_pages)) {
+			if (prev != W_DEST && prev != W_SOURCE) {
+				s->dst_used++;
+				if (s->reserve)
+					s->reserve--;
+			}
 			me->where = MIGP_W_SOURCE;
 			s->where[i] = W_SOURCE;
 			continue;
@@ -673,7 +691,7 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			me->where = MIGP_W_SUB;
 			me->extent = (s->subslot[i] - 1) >> 20;
 			me->slot = (s->subslot[i] - 1) & 0xfffff;
-		} else if (prev == W_DEST || s->dst_used < s->dst_pages) {
+		} else if (prev == W_DEST || s->dst_used + (at_source ? 0 : s->reserve) < s->dst_pages) {
 			if (prev != W_DEST)
 				s->dst_used++;
 			me->where = MIGP_W_DEST;
@@ -767,8 +785,19 @@ static unsigned collect(struct mig_src *s, uint64_t *idx, unsigned max, bool all
 		s->cursor += (uint64_t)__builtin_ctzll(w);
 		if (s->cursor >= np)
 			break;
-		if (all || !s->plan || !planner_defer(s->plan, s->cursor))
+		if (all) {
 			idx[n++] = s->cursor;
+		} else if (s->mode == MIG_MODE_POSTCOPY) {
+			/* Only the pages the main host cannot hold, coldest first: they go to the
+			 * sub-hosts while the VM runs; the rest waits for post-copy. */
+			if (s->overflow && s->where[s->cursor] == W_NONE &&
+			    (!s->cold_pass || !(pm_get(&s->vm->pm, s->cursor)->flags & PM_F_ACCESSED))) {
+				idx[n++] = s->cursor;
+				s->overflow--;
+			}
+		} else if (!s->defer || !bit_get(s->defer, s->cursor)) {
+			idx[n++] = s->cursor;
+		}
 		s->cursor++;
 	}
 	return n;
@@ -871,6 +900,10 @@ static void round_end(struct mig_src *s)
 	s->prog.pages_remaining = dirty;
 	LOG_DEBUG("migration of %s: round %u done, %llu pages dirty", s->id, s->prog.round, (unsigned long long)dirty);
 	s->cursor = 0;
+	if (s->mode == MIG_MODE_POSTCOPY && s->overflow && s->cold_pass) {
+		s->cold_pass = false;   /* not enough cold pages: any page not yet sent */
+		return;
+	}
 	/* One pass only for FULL (the baseline) and PLANNED (the planner deferred what will be written). */
 	if (s->mode != MIG_MODE_PRECOPY || dirty <= MIG_STOP_PAGES || s->prog.round >= MIG_MAX_ROUNDS)
 		start_stop(s);
@@ -883,15 +916,29 @@ void mig_src_tick(struct mig_src *s)
 
 	if (s->prog.phase != MIG_PH_PRECOPY || !s->vm)
 		return;
-	if (s->mode == MIG_MODE_POSTCOPY) {
+	if (s->mode == MIG_MODE_POSTCOPY && s->overflow == 0) {
 		start_stop(s);
 		return;
 	}
 	if (s->plan && s->observe_until) {
+		uint64_t deferred = 0;
+
 		if (mig_now_ns() < s->observe_until)
 			return;   /* observing writes (WP faults feed the planner) */
 		planner_sample_end(s->plan);
 		s->observe_until = 0;
+		/* The pages predicted written go post-copy, as many as the main host can hold (room is
+		 * kept for them); predicted-written pages beyond that go pre-copy to the sub-hosts,
+		 * which costs possible re-sends but no downtime. */
+		s->defer = calloc((s->vm->pm.npages + 63) / 64, sizeof(uint64_t));
+		for (uint64_t i = 0; s->defer && i < s->vm->pm.npages && deferred < s->dst_pages; i++) {
+			if (bit_get(s->dirty, i) && planner_defer(s->plan, i)) {
+				bit_set(s->defer, i);
+				deferred++;
+			}
+		}
+		s->reserve = deferred;
+		LOG_INFO("migration of %s: the planner defers %llu pages to post-copy", s->id, (unsigned long long)deferred);
 	}
 	while (budget && s->prog.phase == MIG_PH_PRECOPY) {
 		unsigned n = collect(s, idx, budget < MIG_BATCH ? budget : MIG_BATCH, false);

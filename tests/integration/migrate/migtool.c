@@ -224,12 +224,13 @@ static int shell(int argc, char **argv)
 	if (workload > 0) {
 		uint64_t seed = 0x9e3779b97f4a7c15ull, ops = 0, bad = 0;
 		uint32_t *ver = calloc(npages, sizeof(uint32_t));
-		double end = now_s() + workload;
+		double end;
 
 		if (!ver)
 			return die("calloc", NULL);
 		for (uint64_t i = 0; i < npages; i++)
 			ver[i] = *(uint32_t *)(ram + i * PAGE);   /* whatever is there: remember word 0 */
+		end = now_s() + workload;
 		while (now_s() < end) {
 			uint64_t i = xs(&seed) % npages;
 
