@@ -100,7 +100,12 @@ start_guest() {
 
 migrate_ok() {   # mode
 	local mode=$1 id=vm-$1 ep host port token
-	start_guest "$id" --duration 600
+	if [ "$mode" = precopy ]; then
+		# the guest frees memory (MADV_REMOVE) while it migrates: freed pages must read as zeros there
+		start_guest "$id" --duration 600 --free-report 5 --free-via madvise --free-every 10000
+	else
+		start_guest "$id" --duration 600
+	fi
 	sleep 1.5
 	"$rig" exec h2 "$migtool" shell "$run/main.sock" "$id" "$MEM" "$run/main-mig.sock" "$gpid" 2 \
 		>"$run/$id.shell.log" 2>&1 &
@@ -138,9 +143,9 @@ migrate_ok() {   # mode
 	fi
 }
 
-# A failure mid-migration: $1 = name, $2 = function that breaks something
+# A failure mid-migration: $1 = name, $2 = function that breaks something, $3 = phase expected
 migrate_broken() {
-	local name=$1 breaker=$2 id=vm-$1 ep host port token
+	local name=$1 breaker=$2 want=${3:-failed} id=vm-$1 ep host port token
 	start_guest "$id" --duration 6 --check
 	sleep 1
 	"$rig" exec h2 "$migtool" shell "$run/main.sock" "$id" "$MEM" "$run/main-mig.sock" "$gpid" 0 \
@@ -152,13 +157,13 @@ migrate_broken() {
 	read -r host port token <<<"$ep"
 	"$migtool" start "$run/src-mig.sock" "$id" "$host" "$port" "$token" precopy || { fail "$name: start"; return; }
 	$breaker
-	"$migtool" wait "$run/src-mig.sock" "$id" 30 failed >"$run/$id.src.progress" 2>&1
+	"$migtool" wait "$run/src-mig.sock" "$id" 30 "$want" >"$run/$id.src.progress" 2>&1
 	local rc=$?
 	wait "$guest_pid"
 	local grc=$?
 	echo "  source: $(cat "$run/$id.src.progress")"
 	if [ $rc -eq 0 ] && [ $grc -eq 0 ]; then
-		pass "$name: migration failed cleanly, the VM ran on at the source and verified (guestsim --check)"
+		pass "$name: migration $want cleanly, the VM ran on at the source and verified (guestsim --check)"
 	else
 		fail "$name: wait rc=$rc guestsim rc=$grc"
 		tail -n 5 "$run/$id.guest.log"
@@ -166,6 +171,7 @@ migrate_broken() {
 }
 kill_subhost() { sleep 0.15; kill -9 "$memsrv4"; }
 kill_main() { sleep 0.15; kill -9 "$main_pid"; }
+abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
 
 for m in $modes; do
 	case $m in
@@ -178,6 +184,14 @@ for m in $modes; do
 		start_main || fail "main pager restart"
 		;;
 	main-lost) migrate_broken main-lost kill_main; start_main ;;
+	abort) migrate_broken abort abort_src aborted ;;
+	probe)
+		if "$rig" exec h1 "$migtool" probe "$run/main-mig.sock" 10.77.0.2 23001 "$run/secret" >"$run/probe.log" 2>&1; then
+			pass "bad input on the control socket and the stream: ERROR and counted ($(grep stats: "$run/probe.log"))"
+		else
+			fail "probe"; cat "$run/probe.log"
+		fi
+		;;
 	*) echo "unknown mode $m"; exit 2 ;;
 	esac
 done
