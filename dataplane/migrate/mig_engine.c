@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/pager/vmm_requests.h"
 #include "dataplane/vmm/vmm_io.h"
 
 static void ctl_conn_event(struct mig_evh *h, uint32_t events);
@@ -244,6 +245,22 @@ static void stream_accept(struct mig_evh *h, uint32_t events)
 	mig_dst_stream_accept(eng);
 }
 
+/*
+ * A VMM started as a destination shell (REGISTER with INCOMING, e.g.
+ * guestsim --incoming) is parked by vmm_server.c: its faults wait. The
+ * engine pairs it with a prepared incoming migration by VM id when the
+ * source's layout arrives (on_layout) and resumes it at the switch-over.
+ */
+static int incoming_shell(struct pg_vm *vm, uint64_t migration_id, void *ctx)
+{
+	(void)ctx;
+	if (vm->mig_src || vm->mig_dst)
+		return FERRY_VMMP_E_BUSY;
+	LOG_INFO("vm %s: destination shell (migration %llu) registered, parked until its migration switches over",
+		 vm->id, (unsigned long long)migration_id);
+	return FERRY_VMMP_E_OK;
+}
+
 int mig_engine_init(struct pager *pg, struct ferry_err *err)
 {
 	struct mig_engine *eng;
@@ -257,6 +274,8 @@ int mig_engine_init(struct pager *pg, struct ferry_err *err)
 	eng->pg = pg;
 	eng->ctl_l.fd = eng->stream_l.fd = -1;
 	pg->mig = eng;
+	pg_vm_incoming_hook = incoming_shell;
+	pg_vm_incoming_ctx = eng;
 	eng->buf = malloc(MIGP_MAX_MSG);
 	eng->rx = malloc(MIGP_MAX_MSG);
 	if (!eng->buf || !eng->rx)
@@ -297,6 +316,8 @@ void mig_engine_fini(struct pager *pg)
 
 	if (!eng)
 		return;
+	if (pg_vm_incoming_hook == incoming_shell)
+		pg_vm_incoming_hook = NULL;
 	mig_src_destroy_all(eng);
 	mig_dst_destroy_all(eng);
 	for (struct mig_ctl_conn *c = eng->conns, *n; c; c = n) {
