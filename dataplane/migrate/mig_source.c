@@ -37,6 +37,8 @@
 /* h/vmmside's server requests: used when linked in (weak until that branch lands). */
 extern int pg_vmm_request_pause(struct pg_vm *vm, pg_vmm_done_fn *done, void *ctx) __attribute__((weak));
 extern int pg_vmm_notice_migrated(struct pg_vm *vm) __attribute__((weak));
+extern int pg_vmm_request_resume(struct pg_vm *vm, bool load_state, pg_vmm_done_fn *done, void *ctx)
+	__attribute__((weak));
 
 enum { W_NONE = 0, W_DEST = 1, W_SUB = 2, W_UNUSED = 3, W_SOURCE = 4 };
 
@@ -64,7 +66,7 @@ struct mig_src {
 	enum mig_mode mode;
 	struct mig_progress prog;
 	uint64_t t0, t_stop;
-	bool frozen, pause_pending, switchover_sent, closed;
+	bool frozen, pause_pending, vm_paused, switchover_sent, closed;
 	int fd;
 	struct mig_evh sh, xh;
 	struct fx_ctx *ctx;
@@ -197,6 +199,15 @@ static void set_hold(struct mig_src *s, bool on)
 static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+static void resume_done_source(struct pg_vm *vm, int status, void *ctx)
+{
+	(void)ctx;
+	if (status)
+		LOG_ERR("vm %s: the VMM did not resume after the failed migration: %s", vm->id, strerror(-status));
+	else
+		LOG_INFO("vm %s: running again at the source", vm->id);
+}
+
 /*
  * End the migration. Before the switch-over was sent the VM is given back
  * intact: faults served again, the pager's write-protection lifted. After it
@@ -248,6 +259,9 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 	if (s->vm && !s->vm->dead) {
 		set_hold(s, false);
 		pg_pageout_unprotect_all(s->vm);
+		if (s->vm_paused && pg_vmm_request_resume &&
+		    pg_vmm_request_resume(s->vm, false, resume_done_source, NULL) < 0)
+			LOG_ERR("migration of %s: the VMM could not be asked to resume", s->id);
 		s->vm->mig_src = NULL;
 	}
 	s->vm = NULL;
@@ -854,9 +868,10 @@ static void start_stop(struct mig_src *s)
 {
 	s->prog.phase = MIG_PH_STOP;
 	s->t_stop = mig_now_ns();
-	/* Freeze first: from now on no fault of the VM is answered; with every page
-	 * write-protected or sent below, memory cannot change behind the copy. */
-	set_hold(s, true);
+	/* The VMM pauses first (its vCPUs must reach a boundary, so their faults are still
+	 * served meanwhile), then the pager freezes the VM: no fault of it is answered from
+	 * now on, and with every page write-protected or sent, memory cannot change behind
+	 * the copy even if the VMM does not pause. */
 	if (pg_vmm_request_pause && s->vm->conn) {
 		int rc = pg_vmm_request_pause(s->vm, pause_done, s);
 
@@ -867,6 +882,7 @@ static void start_stop(struct mig_src *s)
 		LOG_INFO("migration of %s: the VMM takes no PAUSE request (%s): frozen by the pager alone, no device "
 			 "state", s->id, strerror(-rc));
 	}
+	set_hold(s, true);
 	finish_stop(s);
 }
 
@@ -882,6 +898,8 @@ static void pause_done(struct pg_vm *vm, int status, void *ctx)
 		FAIL(s, MIG_E_INTERNAL, "the VMM did not pause: %s", strerror(-status));
 		return;
 	}
+	s->vm_paused = true;
+	set_hold(s, true);
 	finish_stop(s);
 }
 
