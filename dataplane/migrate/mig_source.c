@@ -825,9 +825,9 @@ static void start_stop(struct mig_src *s)
 {
 	s->prog.phase = MIG_PH_STOP;
 	s->t_stop = mig_now_ns();
-	/* Freeze first: from now on no fault of the VM is answered; with every page
-	 * write-protected or sent below, memory cannot change behind the copy. */
-	set_hold(s, true);
+	/* A VMM that pauses: ask first and freeze once it has stopped. Holding the
+	 * faults before would deadlock: a vCPU waiting on a held fault never reaches
+	 * the point where the VMM can stop it, so the PAUSE would never be answered. */
 	if (pg_vmm_request_pause && s->vm->conn) {
 		int rc = pg_vmm_request_pause(s->vm, pause_done, s);
 
@@ -838,6 +838,9 @@ static void start_stop(struct mig_src *s)
 		LOG_INFO("migration of %s: the VMM takes no PAUSE request (%s): frozen by the pager alone, no device "
 			 "state", s->id, strerror(-rc));
 	}
+	/* Freeze: from now on no fault of the VM is answered; with every page
+	 * write-protected or sent below, memory cannot change behind the copy. */
+	set_hold(s, true);
 	finish_stop(s);
 }
 
@@ -853,6 +856,7 @@ static void pause_done(struct pg_vm *vm, int status, void *ctx)
 		FAIL(s, MIG_E_INTERNAL, "the VMM did not pause: %s", strerror(-status));
 		return;
 	}
+	set_hold(s, true);   /* the vCPUs are stopped; nothing else may change memory now */
 	finish_stop(s);
 }
 
