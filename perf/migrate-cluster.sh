@@ -184,38 +184,37 @@ for used in $USED; do
 done
 cp "$run"/*.log "$out/" 2>/dev/null
 
-# Plots: migration time against used memory per mode, bytes moved per mode.
+# Plots: migration time and downtime against used memory per mode (finished migrations only,
+# one data file per mode so the lines join), page data moved per run.
+for m in precopy postcopy planned full; do
+	awk -F, -v m=$m 'NR > 1 && $5 == m && $6 == 1' "$out/migrate.csv" | sort -t, -k2,2n >"$out/mode-$m.dat"
+done
 cat >"$out/migrate.gp" <<'GP'
 set datafile separator ","
 set terminal pngcairo size 900,600
 set key top left
-# columns: 1 mem_mib, 2 used_pct, 3 rate, 4 vm_id, 5 mode, 6 ok, 7 budget_bytes, 8 subhosts, 9 elapsed_ms,
-#   10 total_ms, 11 downtime_ms, 12 rounds, 13 pages_total, 14 pages_sent, 15 pages_skipped_unused,
-#   16 pages_resent, 17 pages_to_subhosts, 18 bytes_sent, 19 postcopy_faults, 20 dst_pages_sent,
-#   21 dst_pages_to_subhosts, 22 dst_bytes_sent, 23 dst_downtime_ms, 24 pages_moved
+# migrate.csv columns: 1 mem_mib, 2 used_pct, 3 rate, 4 vm_id, 5 mode, 6 ok, 7 budget_bytes, 8 subhosts,
+#   9 elapsed_ms, 10 total_ms, 11 downtime_ms, 12 rounds, 13 pages_total, 14 pages_sent,
+#   15 pages_skipped_unused, 16 pages_resent, 17 pages_to_subhosts, 18 bytes_sent, 19 postcopy_faults,
+#   20 dst_pages_sent, 21 dst_pages_to_subhosts, 22 dst_bytes_sent, 23 dst_downtime_ms, 24 pages_moved
+# mode-MODE.dat: the finished rows of one mode, by used share.
+modes = "precopy postcopy planned full"
 set output "migrate-time.png"
-set title "split migration: time vs used memory"
+set title "split migration: time vs used memory (finished migrations)"
 set xlabel "used memory (% of guest RAM)"
 set ylabel "migration time, start to done (s)"
-plot for [m in "precopy postcopy planned full"] "migrate.csv" using 2:(strcol(5) eq m ? $9/1000 : 1/0) \
-     with linespoints title m
+plot for [m in modes] "mode-".m.".dat" using 2:($9/1000) with linespoints title m
 set output "migrate-downtime.png"
 set title "split migration: downtime vs used memory"
 set ylabel "downtime (ms)"
-plot for [m in "precopy postcopy planned full"] "migrate.csv" using 2:(strcol(5) eq m ? $11 : 1/0) \
-     with linespoints title m
+plot for [m in modes] "mode-".m.".dat" using 2:11 with linespoints title m
 set output "migrate-bytes.png"
-set title "page data moved per mode (pages moved x 4 KiB)"
-set style data histograms
-set style fill solid 0.6
+set title "page data moved (pages moved x 4 KiB), finished migrations"
 set ylabel "MiB"
-set xlabel "mode (used %)"
-set xtics rotate by -30
-plot "migrate.csv" using ($24*4096/1048576):xticlabels(sprintf("%s (%s%%)", strcol(5), strcol(2))) \
-     every ::1 notitle
+plot for [m in modes] "mode-".m.".dat" using 2:($24*4096/1048576) with linespoints title m
 GP
 if command -v gnuplot >/dev/null 2>&1; then
-	(cd "$out" && gnuplot migrate.gp) || echo "gnuplot failed (plots skipped)"
+	(cd "$out" && gnuplot migrate.gp 2>&1 | grep -v "^Warning: empty\|no valid points\|^$") || true
 else
 	echo "gnuplot not installed: $out/migrate.gp is ready for it"
 fi
