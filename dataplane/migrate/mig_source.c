@@ -390,7 +390,7 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	struct fx_ctx_opts co = { .op_timeout_ms = 3000, .poll_spin_us = FX_POLL_SPIN_OFF };
 	struct fx_conn_opts cn = { .max_send_wr = 2 * MIG_BATCH, .max_recv_wr = 4 };
 	uint8_t bind[32];
-	uint16_t data_port;
+	uint16_t data_port = 0;
 	struct migp_layout l = { .mode = st->mode };
 	struct migp_msg m;
 	uint64_t used = 0;
