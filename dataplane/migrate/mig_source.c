@@ -259,7 +259,9 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 	if (s->vm && !s->vm->dead) {
 		set_hold(s, false);
 		pg_pageout_unprotect_all(s->vm);
-		if (s->vm_paused && pg_vmm_request_resume &&
+		/* A PAUSE answered or still under way: the VMM answers requests in order, so a
+		 * RESUME sent now runs it again either way. */
+		if ((s->vm_paused || s->pause_pending) && pg_vmm_request_resume &&
 		    pg_vmm_request_resume(s->vm, false, resume_done_source, NULL) < 0)
 			LOG_ERR("migration of %s: the VMM could not be asked to resume", s->id);
 		s->vm->mig_src = NULL;
