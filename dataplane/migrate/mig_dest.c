@@ -599,7 +599,8 @@ static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 			slot = x->first_slot + e.slot;
 			if (!((cur->flags & PM_F_HAS_SLOT) && cur->server == x->server && cur->slot == slot))
 				drop_slot(d, e.page);
-			punch(d->vm, e.page);
+			if (cur->state == PM_LOCAL)   /* data from an earlier round is in the file */
+				punch(d->vm, e.page);
 			pm_set_remote(pm, e.page, x->server, slot);
 			d->prog.pages_sent++;
 			d->prog.pages_to_subhosts++;
@@ -607,12 +608,14 @@ static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 		}
 		case MIGP_W_UNUSED:
 			drop_slot(d, e.page);
-			punch(d->vm, e.page);
+			if (cur->state == PM_LOCAL)   /* data from an earlier round is in the file */
+				punch(d->vm, e.page);
 			pm_set_unused(pm, e.page);
 			break;
 		case MIGP_W_SOURCE:
 			drop_slot(d, e.page);
-			punch(d->vm, e.page);
+			if (cur->state == PM_LOCAL)   /* data from an earlier round is in the file */
+				punch(d->vm, e.page);
 			pm_set_remote(pm, e.page, PG_SERVER_MIGSRC, 0);
 			break;
 		default:
