@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "perf/fault.h"
+#include "perf/migrate.h"
 #include "perf/perf.h"
 #include "perf/plan.h"
 
@@ -28,6 +29,8 @@ static const struct perf_subcmd subcmds[] = {
 	  perf_fault_main, perf_fault_usage },
 	{ "plan", "phase planner (seed 002): misprediction rates over window sizes and re-sent bytes on a sampled LU",
 	  perf_plan_main, perf_plan_usage },
+	{ "migrate", "one split migration between two pagers, timed from both ends (pages, bytes, downtime)",
+	  perf_migrate_main, perf_migrate_usage },
 };
 
 #define NSUBCMDS (sizeof(subcmds) / sizeof(subcmds[0]))

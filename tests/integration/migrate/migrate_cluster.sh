@@ -1,0 +1,224 @@
+#!/bin/bash
+# Split migration in a netns cluster (issue 5), real processes end to end:
+#   h1 source  : ferry-pager + guestsim (the running VM, memfd RAM)
+#   h2 main    : ferry-pager with a budget below the VM's size + migtool shell (destination VM)
+#   h3, h4     : ferry-memsrv sub-hosts (the main host's pool)
+# For each mode (precopy, postcopy, planned, full): guestsim runs on the source,
+# the VM is migrated while it writes (paused through the VMM protocol, its
+# device state - the expected generation of every page - shipped), and
+# guestsim --incoming at the destination resumes the same workload there,
+# with remote paging under the main host's budget, then checks EVERY page
+# (pages held by the main host, pages on the sub-hosts, pages pulled from the
+# source post-copy); the source guestsim is told it migrated away and exits 0.
+# Failures: a sub-host killed mid-migration, and the main host's pager killed
+# mid-migration: the migration FAILS and the VM keeps running at the source
+# (guestsim --check passes).
+#
+# usage: migrate_cluster.sh BUILD_DIR [MODE...]   exit 0 pass, 1 fail, 77 skip
+set -u
+build=${1:?build dir}
+shift
+modes=${*:-precopy postcopy planned full}
+src_dir=$(cd "$(dirname "$0")/../../.." && pwd)
+rig=$src_dir/tests/rigs/cluster/cluster.sh
+# A prefix of its own per run unless one is given: several test suites may run on one
+# machine at once, and cluster.sh up removes any rig of the same prefix first.
+export FERRY_CLUSTER_PREFIX=${FERRY_CLUSTER_PREFIX:-mig$$-}
+pager=$build/dataplane/pager/ferry-pager
+memsrv=$build/dataplane/memsrv/ferry-memsrv
+guestsim=$build/tests/guestsim/guestsim
+migtool=$build/tests/integration/migrate/migtool
+MEM=${MIG_TEST_MEM:-128}        # MiB of guest RAM
+BUDGET=${MIG_TEST_BUDGET:-40}  # MiB the main host may hold
+fails=0
+pids=()
+
+"$rig" check >/dev/null 2>&1 || { echo "SKIP: network namespaces unavailable"; exit 77; }
+for b in "$pager" "$memsrv" "$guestsim" "$migtool"; do
+	[ -x "$b" ] || { echo "missing $b"; exit 1; }
+done
+run=$(mktemp -d /tmp/ferry-migrate-XXXXXX)
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	"$rig" down >/dev/null 2>&1
+	if [ "$fails" -eq 0 ]; then rm -rf "$run"; else echo "logs kept in $run"; fi
+}
+trap cleanup EXIT
+trap "exit 1" TERM INT
+pass() { echo "PASS: $*"; }
+# wait_for PID SECS: its exit status, or 124 after killing it when it outlives SECS
+wait_for() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$1" 2>/dev/null && { kill -9 "$1"; wait "$1"; return 124; }
+	wait "$1"
+}
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+"$rig" up 4 --rate "${MIG_TEST_RATE:-2gbit}" >/dev/null || { echo "cluster up failed"; exit 1; }
+(umask 077 && head -c 48 /dev/urandom | base64 -w0 > "$run/secret")
+
+start_memsrv() {   # host
+	rm -f "$run/ready$1"
+	"$rig" exec "h$1" "$memsrv" --listen "10.77.0.$1" --port 23100 --transport tcp --secret-file "$run/secret" \
+		--pool-size 256M --hugepages off --prefault no --ready-file "$run/ready$1" >"$run/memsrv$1.log" 2>&1 &
+	eval "memsrv$1=$!"
+	pids+=($!)
+	for _ in $(seq 200); do
+		[ -s "$run/ready$1" ] && return 0
+		sleep 0.05
+	done
+	echo "ferry-memsrv on h$1 did not become ready"
+}
+wait_sock() {   # path pid
+	for _ in $(seq 200); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+start_main() {
+	rm -f "$run/main.sock" "$run/main-mig.sock"
+	"$rig" exec h2 "$pager" --socket "$run/main.sock" --allow uid:0 --secret-file "$run/secret" \
+		--servers 10.77.0.3:23100,10.77.0.4:23100 --migrate-socket "$run/main-mig.sock" \
+		--migrate-listen 10.77.0.2 --migrate-port 23001 --log-level info >>"$run/main.log" 2>&1 &
+	main_pid=$!
+	pids+=($!)
+	wait_sock "$run/main-mig.sock" "$main_pid"
+}
+start_memsrv 3
+start_memsrv 4
+start_main || { echo "main pager did not start"; cat "$run/main.log"; exit 1; }
+rm -f "$run/src.sock" "$run/src-mig.sock"
+"$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
+	--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 23002 \
+	--log-level info >"$run/src.log" 2>&1 &
+src_pid=$!
+pids+=($!)
+wait_sock "$run/src-mig.sock" "$src_pid" || { echo "source pager did not start"; cat "$run/src.log"; exit 1; }
+
+# guestsim on the source; $1 = VM id, $2... extra flags. The destination shell
+# (guestsim --incoming) must be given the same workload options.
+WORKLOAD=(--mem "${MEM}M" --pattern boot --touched 70 --write-pct 30 --seed 7)
+start_guest() {
+	local id=$1
+	shift
+	"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" "${WORKLOAD[@]}" "$@" >"$run/$id.guest.log" 2>&1 &
+	guest_pid=$!
+	pids+=($!)
+}
+
+migrate_ok() {   # mode
+	local mode=$1 id=vm-$1 ep host port token extra=()
+	# precopy: the guest also frees memory (MADV_REMOVE) while it migrates; freed pages
+	# must read as zeros at the destination
+	[ "$mode" = precopy ] && extra=(--free-report 5 --free-via madvise --free-every 10000)
+	start_guest "$id" --duration 600 "${extra[@]}"
+	sleep 1.5
+	# the destination VM: same workload, empty memory, resumed by the pager with the
+	# source's device state (its expected page generations), then --check of every page
+	"$rig" exec h2 "$guestsim" --pager "$run/main.sock" --vm-id "$id" "${WORKLOAD[@]}" "${extra[@]}" \
+		--incoming 1 --duration 2 --check --timeout 60 >"$run/$id.dest.log" 2>&1 &
+	local dest=$!
+	pids+=($!)
+	sleep 0.3
+	ep=$("$migtool" prepare "$run/main-mig.sock" "$id" "$BUDGET" 10.77.0.3:23100,10.77.0.4:23100) ||
+		{ fail "$mode: prepare"; return; }
+	read -r host port token <<<"$ep"
+	if ! "$migtool" start "$run/src-mig.sock" "$id" "$host" "$port" "$token" "$mode"; then
+		fail "$mode: start"
+		return
+	fi
+	"$migtool" wait "$run/src-mig.sock" "$id" 60 >"$run/$id.src.progress" 2>&1
+	local rc=$?
+	wait_for "$guest_pid" 30
+	local grc=$?
+	wait_for "$dest" 60
+	local drc=$?
+	"$migtool" status "$run/main-mig.sock" "$id" >"$run/$id.dst.progress" 2>&1
+	echo "  source: $(cat "$run/$id.src.progress")"
+	echo "  dest:   $(cat "$run/$id.dst.progress")"
+	if [ $rc -eq 0 ] && [ $grc -eq 0 ] && [ $drc -eq 0 ]; then
+		local sent sub
+		sent=$(grep -oE ' sent=[0-9]+' "$run/$id.src.progress" | grep -oE '[0-9]+')
+		sub=$(grep -oE 'to_subhosts=[0-9]+' "$run/$id.src.progress" | grep -oE '[0-9]+')
+		if [ "${sub:-0}" -eq 0 ]; then
+			fail "$mode: no page went to a sub-host although the VM is larger than the budget"
+		else
+			pass "$mode: the VM runs on at the destination and every page verifies there (guestsim --check; sent $sent, $sub to sub-hosts); the source VMM was told and exited"
+		fi
+	else
+		fail "$mode: migration rc=$rc source guestsim rc=$grc destination guestsim rc=$drc"
+		tail -n 5 "$run/$id.guest.log" "$run/$id.dest.log"
+	fi
+}
+
+# A failure mid-migration: $1 = name, $2 = function that breaks something, $3 = phase expected
+migrate_broken() {
+	local name=$1 breaker=$2 want=${3:-failed} id=vm-$1 ep host port token
+	start_guest "$id" --duration 6 --check
+	sleep 1
+	"$rig" exec h2 "$guestsim" --pager "$run/main.sock" --vm-id "$id" "${WORKLOAD[@]}" --incoming 1 \
+		--duration 1 --timeout 20 >"$run/$id.dest.log" 2>&1 &
+	pids+=($!)
+	sleep 0.3
+	ep=$("$migtool" prepare "$run/main-mig.sock" "$id" "$BUDGET" 10.77.0.3:23100,10.77.0.4:23100) ||
+		{ fail "$name: prepare"; return; }
+	read -r host port token <<<"$ep"
+	"$migtool" start "$run/src-mig.sock" "$id" "$host" "$port" "$token" precopy || { fail "$name: start"; return; }
+	$breaker
+	"$migtool" wait "$run/src-mig.sock" "$id" 30 "$want" >"$run/$id.src.progress" 2>&1
+	local rc=$?
+	wait_for "$guest_pid" 40
+	local grc=$?
+	echo "  source: $(cat "$run/$id.src.progress")"
+	if [ $rc -eq 0 ] && [ $grc -eq 0 ]; then
+		pass "$name: migration $want cleanly, the VM ran on at the source and verified (guestsim --check)"
+	else
+		fail "$name: wait rc=$rc guestsim rc=$grc"
+		tail -n 5 "$run/$id.guest.log"
+	fi
+}
+# until the source has written pages into the sub-hosts' extents (or 5 s)
+wait_subhost_pages() {
+	local i
+	for i in $(seq 250); do
+		"$migtool" status "$run/src-mig.sock" "$1" 2>/dev/null | grep -qE 'to_subhosts=[1-9]' && return 0
+		sleep 0.02
+	done
+	echo "  (no sub-host page seen before the break)"
+}
+kill_subhost() { wait_subhost_pages vm-subhost-lost; kill -9 "$memsrv4"; }
+kill_main() { wait_subhost_pages vm-main-lost; kill -9 "$main_pid"; }
+abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
+
+for m in $modes; do
+	case $m in
+	precopy|postcopy|planned|full) migrate_ok "$m" ;;
+	subhost-lost)
+		migrate_broken subhost-lost kill_subhost
+		start_memsrv 4
+		# the main pager lost that memory server for good: a new one (as ferryd would restart it)
+		kill "$main_pid"; wait "$main_pid" 2>/dev/null; sleep 0.3
+		start_main || fail "main pager restart"
+		;;
+	main-lost) migrate_broken main-lost kill_main; start_main ;;
+	abort) migrate_broken abort abort_src aborted ;;
+	probe)
+		if "$rig" exec h1 "$migtool" probe "$run/main-mig.sock" 10.77.0.2 23001 "$run/secret" >"$run/probe.log" 2>&1; then
+			pass "bad input on the control socket and the stream: ERROR and counted ($(grep stats: "$run/probe.log"))"
+		else
+			fail "probe"; cat "$run/probe.log"
+		fi
+		;;
+	*) echo "unknown mode $m"; exit 2 ;;
+	esac
+done
+grep -hE "ERROR|AddressSanitizer|runtime error" "$run"/*.log | head -n 5
+[ "$fails" -eq 0 ] && echo "all passed" && exit 0
+exit 1
