@@ -7,6 +7,7 @@
 #include "dataplane/migrate/mig_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -130,6 +131,26 @@ static void ctl_handle(struct mig_ctl_conn *c, const struct migp_msg *m)
 			return;
 		}
 		n = migp_encode_ok(req, 0, eng->buf, MIGP_MAX_MSG);
+		(void)mig_send_msg(c->h.fd, eng->buf, n);
+		return;
+	}
+	case MIGP_STATS: {
+		struct migp_stat st[10];
+		uint16_t k = 0;
+
+#define PUT(f) do { snprintf(st[k].name, sizeof(st[k].name), "%s", #f); st[k].value = eng->c.f; k++; } while (0)
+		PUT(started);
+		PUT(succeeded);
+		PUT(failed);
+		PUT(aborted);
+		PUT(incoming);
+		PUT(ctl_requests);
+		PUT(ctl_refused);
+		PUT(bad_messages);
+		PUT(auth_failures);
+		PUT(stale_entries);
+#undef PUT
+		n = migp_encode_stats_ok(req, st, k, eng->buf, MIGP_MAX_MSG);
 		(void)mig_send_msg(c->h.fd, eng->buf, n);
 		return;
 	}
