@@ -45,6 +45,45 @@
  *    with FX_WC_FLUSH_ERR, and later posts fail with -ENOTCONN. A dead peer is
  *    detected within ctx op_timeout_ms at most; nothing hangs.
  *
+ * Shared receive queues (struct fx_srq): receives posted once to a queue
+ * that any number of connections draw from, so a server with many clients
+ * keeps one pool of control buffers instead of one per connection.
+ *  - A connection opened with fx_conn_opts.srq takes its receives from that
+ *    queue; fx_post_recv on it fails with -EINVAL. Each message consumes the
+ *    oldest posted receive (FIFO), whichever connection it arrived on, and
+ *    its completion (FX_WC_RECV) names that connection in fx_wc.conn.
+ *    Completions of one connection still arrive in its message order.
+ *  - **Domains**: a connection may use an SRQ only if both are in the same
+ *    protection domain (-EINVAL otherwise). Verbs providers disagree about
+ *    which domain checks the receive buffers' lkeys when a QP and its SRQ are
+ *    in different domains: the InfiniBand spec (and hardware such as mlx5)
+ *    checks them against the SRQ's domain, Soft-RoCE (rxe, kernel 6.1:
+ *    rxe_resp.c send_data_in copies with qp->pd) against the QP's, so
+ *    receives fail on one or the other. The only arrangement every provider
+ *    accepts is one domain for both, and that is the rule here, for TCP too.
+ *    Consequence for isolation: clients that share an SRQ share a domain,
+ *    so per-client domains can no longer keep their rkeys apart. A server
+ *    that wants both needs per-connection keys inside the shared domain:
+ *    type-2 memory windows bound to each client's QP (verbs
+ *    ibv_alloc_mw/IBV_WR_BIND_MW: a type-2 window's rkey is valid only on
+ *    the QP it is bound to), not provided by this transport yet. Until then
+ *    a memory server keeps per-client domains and per-connection receives.
+ *  - **RNR, honestly**: a message that arrives while the SRQ is empty is
+ *    never dropped. Over RDMA the responder NAKs with RNR and the sender
+ *    retries (rnr_retry 7 = forever), so the sender's SEND stays outstanding
+ *    until a receive is posted, and its op_timeout_ms may end the connection
+ *    if nobody posts. Over TCP the connection stops reading (its later
+ *    messages, and one-sided replies behind them, wait in the socket) until
+ *    fx_post_srq_recv supplies a receive; the sender's SEND completed when its
+ *    bytes were written, as always over TCP. Connections waiting for the SRQ
+ *    are served in the order they started waiting. Starvation among
+ *    connections is the application's business (credits: see ferry-memsrv).
+ *  - A connection's failure completes only the receives it had consumed;
+ *    receives still in the SRQ stay there for the others. fx_srq_destroy
+ *    fails with -EBUSY while an open connection uses the SRQ; receives still
+ *    posted then are dropped without completions (their buffers are the
+ *    caller's again).
+ *
  * Progress: completions and one-sided service for peers happen inside
  * fx_poll (TCP) or in the NIC (RDMA). A SEND completes once its bytes are
  * handed to the transport's wire (TCP: written to the socket); READ and WRITE
@@ -97,12 +136,15 @@ struct fx_conn_opts {
 	uint32_t max_send_wr;     /**< outstanding send-queue requests (default 256) */
 	uint32_t max_recv_wr;     /**< posted receives (default 64) */
 	uint32_t max_inline;      /**< bytes that may be sent with FX_WR_INLINE (default 256) */
+	struct fx_srq *srq;       /**< take receives from this shared receive queue (same domain);
+				       NULL = the connection's own receive queue (max_recv_wr) */
 };
 
 struct fx_ctx;
 struct fx_pd;
 struct fx_listener;
 struct fx_conn;
+struct fx_srq;
 
 /** Registered memory. Fields are read-only for callers. */
 struct fx_mr {
@@ -234,6 +276,28 @@ int fx_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx
  */
 int fx_dereg_mr(struct fx_mr *mr);
 
+/* -------------------------------------------------------------- shared receive queues */
+
+/** Most receives an SRQ holds. */
+#define FX_SRQ_MAX_DEPTH 16384u
+
+/**
+ * Create a shared receive queue in @p pd holding up to @p depth posted
+ * receives (1..FX_SRQ_MAX_DEPTH). Connections of @p pd opened with
+ * fx_conn_opts.srq set to it draw their receives from it.
+ */
+int fx_srq_create(struct fx_pd *pd, uint32_t depth, struct fx_srq **srq, struct ferry_err *err);
+/**
+ * Post @p n receives to the SRQ: buffers must lie in locally writable
+ * registrations of its domain (-EINVAL otherwise, nothing posted from that
+ * one on). Same return convention as fx_post_send (-EAGAIN: SRQ full).
+ */
+int fx_post_srq_recv(struct fx_srq *srq, const struct fx_recv_wr *wr, int n, int *post_err);
+/** Receives posted to the SRQ and not yet taken by a message. */
+uint32_t fx_srq_posted(const struct fx_srq *srq);
+/** Destroy. -EBUSY while an open connection uses it; posted receives are dropped silently. */
+int fx_srq_destroy(struct fx_srq *srq);
+
 /* -------------------------------------------------------------- connections */
 
 /** Listen on @p host:@p port ("0.0.0.0", port 0 = pick one, see fx_listener_port). */
@@ -261,7 +325,7 @@ int fx_connect(struct fx_ctx *ctx, struct fx_pd *pd, const char *host, uint16_t 
  * failed; -EINVAL: bad request). @p post_err may be NULL.
  */
 int fx_post_send(struct fx_conn *conn, const struct fx_send_wr *wr, int n, int *post_err);
-/** Post @p n receives. Same return convention as fx_post_send. */
+/** Post @p n receives. Same return convention as fx_post_send; -EINVAL on a connection with an SRQ. */
 int fx_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int *post_err);
 
 enum fx_conn_state fx_conn_state(const struct fx_conn *conn);

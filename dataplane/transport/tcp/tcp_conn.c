@@ -90,6 +90,7 @@ void tcp_conn_free(struct tcp_conn *c)
 		close(c->fd);
 	}
 	fx_list_del(&c->l_all);
+	fx_list_del(&c->l_srq);
 	if (c->on_work)
 		fx_list_del(&c->l_work);
 	if (c->on_ready || c->zombie)
@@ -154,6 +155,7 @@ static int conn_new(struct tcp_ctx *ctx, struct fx_pd *pd, int fd, const struct 
 	fx_list_init(&c->l_all);
 	fx_list_init(&c->l_work);
 	fx_list_init(&c->l_ready);
+	fx_list_init(&c->l_srq);
 	c->fd = -1;
 	c->ctx = ctx;
 	c->base.ctx = &ctx->base;
@@ -279,6 +281,8 @@ static void flush_queues(struct tcp_conn *c, enum fx_wc_status oldest)
 		st->ops_failed++;
 	}
 	c->rcv_next = c->rcv_head;
+	/* Receives still in the SRQ are the other connections' now. */
+	tcp_srq_forget(c);
 	c->rq_tail = c->rq_head;
 	c->arena_head = c->arena_used = 0;
 	tcp_in_reset(c);

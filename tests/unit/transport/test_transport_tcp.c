@@ -1151,6 +1151,65 @@ static void test_dereg_local_in_use(void **state)
 	pair_close(&p);
 }
 
+/* Shared receive queue: the transport-neutral checks (xport_test_util.c). */
+static void test_srq(void **state)
+{
+	(void)state;
+	xt_check_srq(FX_KIND_TCP, "127.0.0.1");
+}
+
+/* TCP checks SRQ buffers at post time (RDMA only when a message lands in one). */
+static void test_srq_bad_buffer(void **state)
+{
+	struct fx_ctx *ctx;
+	struct fx_pd *pd, *other;
+	struct fx_srq *srq;
+	struct fx_mr *mr, *ro;
+	struct ferry_err err = { 0 };
+	static uint8_t buf[2 * PAGE] __attribute__((aligned(4096)));
+	int perr = 0;
+
+	(void)state;
+	assert_int_equal(fx_ctx_create(FX_KIND_TCP, NULL, &ctx, &err), 0);
+	assert_int_equal(fx_pd_alloc(ctx, &pd, &err), 0);
+	assert_int_equal(fx_pd_alloc(ctx, &other, &err), 0);
+	assert_int_equal(fx_srq_create(pd, 2, &srq, &err), 0);
+	assert_int_equal(fx_reg_mr(other, buf, PAGE, FX_ACCESS_LOCAL_WRITE, &mr, &err), 0);
+	assert_int_equal(fx_reg_mr(pd, buf + PAGE, PAGE, 0, &ro, &err), 0);
+
+	struct fx_sge wrong_pd = xt_sge(mr, buf, 64), read_only = xt_sge(ro, buf + PAGE, 64);
+	struct fx_sge past_end = xt_sge(ro, buf + PAGE, 64);
+	struct fx_recv_wr wr = { 1, &wrong_pd, 1 };
+
+	past_end.length = PAGE + 1;
+	assert_int_equal(fx_post_srq_recv(srq, &wr, 1, &perr), 0);
+	assert_int_equal(perr, -EINVAL);
+	wr.sg_list = &read_only;
+	assert_int_equal(fx_post_srq_recv(srq, &wr, 1, &perr), 0);
+	assert_int_equal(perr, -EINVAL);
+	wr.sg_list = &past_end;
+	assert_int_equal(fx_post_srq_recv(srq, &wr, 1, &perr), 0);
+	assert_int_equal(perr, -EINVAL);
+	assert_int_equal(fx_srq_posted(srq), 0);
+
+	/* Full: depth 2 takes 2 of 3. */
+	fx_dereg_mr(ro);
+	assert_int_equal(fx_reg_mr(pd, buf + PAGE, PAGE, FX_ACCESS_LOCAL_WRITE, &ro, &err), 0);
+	struct fx_sge ok = xt_sge(ro, buf + PAGE, 64);
+	struct fx_recv_wr three[3] = { { 1, &ok, 1 }, { 2, &ok, 1 }, { 3, &ok, 1 } };
+
+	assert_int_equal(fx_post_srq_recv(srq, three, 3, &perr), 2);
+	assert_int_equal(perr, -EAGAIN);
+	assert_int_equal(fx_srq_posted(srq), 2);
+	assert_int_equal(fx_pd_free(pd), -EBUSY);
+	assert_int_equal(fx_srq_destroy(srq), 0);
+	fx_dereg_mr(ro);
+	fx_dereg_mr(mr);
+	assert_int_equal(fx_pd_free(pd), 0);
+	assert_int_equal(fx_pd_free(other), 0);
+	fx_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1180,6 +1239,8 @@ int main(void)
 		cmocka_unit_test(test_coalescing_limits),
 		cmocka_unit_test(test_target_output_gate),
 		cmocka_unit_test(test_dereg_local_in_use),
+		cmocka_unit_test(test_srq),
+		cmocka_unit_test(test_srq_bad_buffer),
 	};
 
 	if (!getenv("FERRY_LOG_LEVEL"))
