@@ -54,13 +54,15 @@
  *    its completion (FX_WC_RECV) names that connection in fx_wc.conn.
  *    Completions of one connection still arrive in its message order.
  *  - **Domains**: a connection may use an SRQ only if both are in the same
- *    protection domain (-EINVAL otherwise). Verbs providers disagree about
- *    which domain checks the receive buffers' lkeys when a QP and its SRQ are
- *    in different domains: the InfiniBand spec (and hardware such as mlx5)
- *    checks them against the SRQ's domain, Soft-RoCE (rxe, kernel 6.1:
- *    rxe_resp.c send_data_in copies with qp->pd) against the QP's, so
- *    receives fail on one or the other. The only arrangement every provider
- *    accepts is one domain for both, and that is the rule here, for TCP too.
+ *    protection domain (-EINVAL otherwise). ibv_create_qp accepts a QP and
+ *    an SRQ of different domains, but verbs do not pin down which domain
+ *    then checks the lkeys of the SRQ's receive buffers: an SRQ is created
+ *    in a domain of its own (ibv_create_srq(pd, ...)), while Soft-RoCE (rxe,
+ *    kernel 6.1: rxe_resp.c send_data_in copies with qp->pd) checks them
+ *    against the QP's domain, so buffers registered in the SRQ's domain fail
+ *    there with a local protection error. The only arrangement every
+ *    provider accepts is one domain for both: that is the rule here, and on
+ *    TCP too so code tested there behaves the same over RDMA.
  *    Consequence for isolation: clients that share an SRQ share a domain,
  *    so per-client domains can no longer keep their rkeys apart. A server
  *    that wants both needs per-connection keys inside the shared domain:

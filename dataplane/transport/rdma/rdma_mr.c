@@ -52,6 +52,8 @@ void rdma_reap_dead_pds(struct rdma_ctx *ctx, bool force)
 {
 	struct fx_link *l, *nx;
 
+	/* An SRQ keeps its domain busy: SRQs first. */
+	rdma_reap_dead_srqs(ctx, force);
 	for (l = ctx->dead_pds.next; l != &ctx->dead_pds; l = nx) {
 		struct rdma_pd *pd = fx_container_of(l, struct rdma_pd, l_dead);
 

@@ -72,6 +72,15 @@ static void on_cqe(struct rdma_ctx *ctx, const struct ibv_wc *wc)
 {
 	enum fx_wc_status st = map_status(wc->status);
 
+	if (wc->wr_id & 2) {
+		if (wc->status == IBV_WC_LOC_QP_OP_ERR)
+			st = FX_WC_LOC_LEN_ERR;
+		struct rdma_conn *c = rdma_srq_on_cqe(ctx, wc, st);
+
+		if (c && st != FX_WC_SUCCESS)
+			fail_from_cqe(c, wc, st, true, wc->wr_id);
+		return;
+	}
 	if (wc->wr_id & 1) {
 		struct rdma_rwr *r = (struct rdma_rwr *)(uintptr_t)(wc->wr_id & ~(uint64_t)1);
 		struct rdma_conn *c = r->conn;
