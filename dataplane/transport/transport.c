@@ -163,7 +163,7 @@ int fx_pd_free(struct fx_pd *pd)
 {
 	if (!pd)
 		return 0;
-	if (pd->n_mrs || pd->n_conns || pd->n_srqs)
+	if (pd->n_mrs || pd->n_conns || pd->n_srqs || pd->n_mws)
 		return -EBUSY;
 	struct fx_ctx *ctx = pd->ctx;
 
@@ -181,7 +181,7 @@ int fx_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx
 		return ferry_err_set(err, EINVAL, "fx_reg_mr: empty region");
 	if ((uintptr_t)addr + length < (uintptr_t)addr)
 		return ferry_err_set(err, EINVAL, "fx_reg_mr: region wraps the address space");
-	if (access & ~(FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE))
+	if (access & ~(FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE | FX_ACCESS_MW_BIND))
 		return ferry_err_set(err, EINVAL, "fx_reg_mr: unknown access bits 0x%x", access);
 	/* Verbs rule, kept so code that works on TCP also works on RDMA. */
 	if ((access & FX_ACCESS_REMOTE_WRITE) && !(access & FX_ACCESS_LOCAL_WRITE))
@@ -199,10 +199,64 @@ int fx_dereg_mr(struct fx_mr *mr)
 	if (!mr)
 		return 0;
 	struct fx_pd *pd = mr->pd;
+
+	if (mr->n_mws)
+		return -EBUSY;   /* verbs: windows are bound to it */
 	int rc = pd->ctx->ops->dereg_mr(mr);
 
 	if (rc == 0)
 		pd->n_mrs--;
+	return rc;
+}
+
+/* -------------------------------------------------------------- memory windows */
+
+int fx_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access, struct fx_mw **mw,
+	       struct ferry_err *err)
+{
+	const int remote = FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE;
+
+	if (!conn || !mr || !mw)
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: bad arguments");
+	*mw = NULL;
+	if (!conn->ops->mw_bind)
+		return ferry_err_set(err, EOPNOTSUPP, "fx_mw_bind: the %s backend has no memory windows",
+				     fx_kind_name(conn->ctx->kind));
+	if (mr->pd != conn->pd)
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: registration and connection are in different domains");
+	if (!(mr->access & FX_ACCESS_MW_BIND))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: registration was not made with FX_ACCESS_MW_BIND");
+	if ((access & ~remote) || !(access & remote))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: rights 0x%x are not a non-empty set of remote rights",
+				     access);
+	if ((access & FX_ACCESS_REMOTE_WRITE) && !(mr->access & FX_ACCESS_LOCAL_WRITE))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: remote write needs a locally writable registration");
+	if (length == 0 || (uintptr_t)addr < (uintptr_t)mr->addr ||
+	    (uintptr_t)addr - (uintptr_t)mr->addr > mr->length || length > mr->length - ((uintptr_t)addr -
+											  (uintptr_t)mr->addr))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: range is not inside the registration");
+	if (conn->state != FX_CONN_CONNECTED)
+		return ferry_err_set(err, ENOTCONN, "fx_mw_bind: connection to %s is not connected", conn->peer);
+	int rc = conn->ops->mw_bind(conn, mr, addr, length, access, mw, err);
+
+	if (rc == 0) {
+		mr->n_mws++;
+		mr->pd->n_mws++;
+	}
+	return rc;
+}
+
+int fx_mw_unbind(struct fx_mw *mw)
+{
+	if (!mw)
+		return 0;
+	struct fx_mr *mr = mw->mr;
+	int rc = mr->pd->ctx->ops->mw_unbind(mw);
+
+	if (rc == 0) {
+		mr->n_mws--;
+		mr->pd->n_mws--;
+	}
 	return rc;
 }
 

@@ -64,12 +64,8 @@
  *    provider accepts is one domain for both: that is the rule here, and on
  *    TCP too so code tested there behaves the same over RDMA.
  *    Consequence for isolation: clients that share an SRQ share a domain,
- *    so per-client domains can no longer keep their rkeys apart. A server
- *    that wants both needs per-connection keys inside the shared domain:
- *    type-2 memory windows bound to each client's QP (verbs
- *    ibv_alloc_mw/IBV_WR_BIND_MW: a type-2 window's rkey is valid only on
- *    the QP it is bound to), not provided by this transport yet. Until then
- *    a memory server keeps per-client domains and per-connection receives.
+ *    so per-client domains can no longer keep their rkeys apart. Memory
+ *    windows (below) give per-connection keys inside the shared domain.
  *  - **RNR, honestly**: a message that arrives while the SRQ is empty is
  *    never dropped. Over RDMA the responder NAKs with RNR and the sender
  *    retries (rnr_retry 7 = forever), so the sender's SEND stays outstanding
@@ -85,6 +81,20 @@
  *    fails with -EBUSY while an open connection uses the SRQ; receives still
  *    posted then are dropped without completions (their buffers are the
  *    caller's again).
+ *
+ * Memory windows (struct fx_mw): a remote key for part of a registration,
+ * bound to *one connection*: peers can use it through that connection only
+ * (verbs type-2 windows: ibv_alloc_mw(IBV_MW_TYPE_2) bound with
+ * IBV_WR_BIND_MW on the connection's QP). The registration needs
+ * FX_ACCESS_MW_BIND; the window's rights (remote read/write) are its own.
+ * fx_mw_bind is immediate for the caller: the bind is queued on the
+ * connection's send queue ahead of anything posted after it (so a SEND
+ * that tells the peer the key goes out after the bind took effect) and
+ * produces no completion of its own (a failed bind fails the connection).
+ * fx_mw_unbind revokes at once: later operations with the key fail with a
+ * remote access error and touch nothing. When the connection ends its
+ * windows stop working; they are still the caller's to unbind (free).
+ * A registration with bound windows cannot be deregistered (-EBUSY).
  *
  * Progress: completions and one-sided service for peers happen inside
  * fx_poll (TCP) or in the NIC (RDMA). A SEND completes once its bytes are
@@ -158,6 +168,7 @@ struct fx_mr {
 	int access;               /**< FX_ACCESS_* */
 	struct fx_pd *pd;
 	void *backend;            /**< backend-private */
+	uint32_t n_mws;           /**< memory windows bound to it */
 };
 
 /** Access rights of a registration (local read is always allowed). */
@@ -165,6 +176,17 @@ enum {
 	FX_ACCESS_LOCAL_WRITE  = 1 << 0,
 	FX_ACCESS_REMOTE_READ  = 1 << 1,
 	FX_ACCESS_REMOTE_WRITE = 1 << 2,
+	FX_ACCESS_MW_BIND      = 1 << 3,  /**< memory windows may be bound to the registration */
+};
+
+/** A memory window: see "Memory windows" above. Fields are read-only for callers. */
+struct fx_mw {
+	uint32_t rkey;            /**< valid on `conn` only */
+	uint64_t remote_base;     /**< what the peer uses as remote_addr for the window's first byte */
+	size_t length;
+	int access;               /**< FX_ACCESS_REMOTE_* */
+	struct fx_mr *mr;
+	void *backend;
 };
 
 /** A local buffer: part of a registered region. */
@@ -277,6 +299,19 @@ int fx_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx
  * access error and touch nothing.
  */
 int fx_dereg_mr(struct fx_mr *mr);
+
+/* -------------------------------------------------------------- memory windows */
+
+/**
+ * Bind a window over [@p addr, @p addr + @p length) of @p mr (registered
+ * with FX_ACCESS_MW_BIND in @p conn's domain) with @p access (non-empty
+ * subset of FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE; remote write
+ * needs the registration's local write) to connected @p conn.
+ */
+int fx_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access, struct fx_mw **mw,
+	       struct ferry_err *err);
+/** Revoke and free the window (also after its connection ended). */
+int fx_mw_unbind(struct fx_mw *mw);
 
 /* -------------------------------------------------------------- shared receive queues */
 

@@ -128,6 +128,14 @@ struct rdma_mr {
 
 struct rdma_srq;
 
+/* Internal send-queue opcode (beside enum fx_opcode): a window bind, never reported. */
+#define RDMA_OP_BIND 7
+
+struct rdma_mw {
+	struct fx_mw pub;
+	struct ibv_mw *mw;
+};
+
 /* A posted shared receive (wr_id = slot address | 2). */
 struct rdma_srq_slot {
 	struct rdma_srq *srq;
@@ -246,6 +254,11 @@ void rdma_reap_dead_pds(struct rdma_ctx *ctx, bool force);
 int rdma_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx_mr **mr,
 		struct ferry_err *err);
 int rdma_dereg_mr(struct fx_mr *mr);
+
+/* rdma_post.c */
+int rdma_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access,
+		 struct fx_mw **mw, struct ferry_err *err);
+int rdma_mw_unbind(struct fx_mw *mw);
 
 /* rdma_srq.c */
 int rdma_srq_create(struct fx_pd *pd, uint32_t depth, struct fx_srq **srq, struct ferry_err *err);

@@ -80,6 +80,8 @@ int rdma_reg_mr(struct fx_pd *b, void *addr, size_t length, int access, struct f
 		acc |= IBV_ACCESS_REMOTE_READ;
 	if (access & FX_ACCESS_REMOTE_WRITE)
 		acc |= IBV_ACCESS_REMOTE_WRITE;
+	if (access & FX_ACCESS_MW_BIND)
+		acc |= IBV_ACCESS_MW_BIND;
 	m->mr = ibv_reg_mr(pd->pd, addr, length, acc);
 	if (!m->mr) {
 		int e = errno ? errno : ENOMEM;

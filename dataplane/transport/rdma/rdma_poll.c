@@ -179,7 +179,8 @@ static int reap_conn(struct rdma_conn *c, struct fx_wc *wc, int max)
 
 		if (!s->done)
 			break;
-		if (s->signaled || s->status != FX_WC_SUCCESS) {
+		/* Internal binds are never reported: a failed one failed the connection. */
+		if (s->opcode != RDMA_OP_BIND && (s->signaled || s->status != FX_WC_SUCCESS)) {
 			struct fx_wc *w = &wc[n++];
 
 			w->wr_id = s->wr_id;
@@ -219,7 +220,7 @@ static int reap(struct rdma_ctx *ctx, struct fx_wc *wc, int max)
 		while (c->sq_tail != c->sq_head) {
 			struct rdma_swr *s = rdma_sq_slot(c, c->sq_tail);
 
-			if (!s->done || s->signaled || s->status != FX_WC_SUCCESS)
+			if (!s->done || (s->opcode != RDMA_OP_BIND && (s->signaled || s->status != FX_WC_SUCCESS)))
 				break;
 			c->sq_tail++;
 		}

@@ -137,10 +137,25 @@ struct tcp_srq {
 	struct fx_link waiters;  /* connections stopped for lack of a receive (l_srq), FIFO */
 };
 
+struct tcp_conn;
+
 struct tcp_mr {
 	struct fx_mr pub;
 	uint8_t *start;
+	/* Memory window: usable only through this connection (NULL: a registration,
+	 * any connection of its domain; tcp_mw_orphan: its connection is gone). */
+	struct tcp_conn *bound;
+	struct fx_link l_bound;  /* on bound->windows */
 };
+
+/* A memory window: its own rkey over part of a registration, for one connection. */
+struct tcp_mw {
+	struct fx_mw pub;
+	struct tcp_mr win;       /* what the rkey table maps the window's key to */
+};
+
+/** The connection a window points at once its own is gone: matches none. */
+extern struct tcp_conn tcp_mw_orphan;
 
 /* A send-queue slot. */
 struct tcp_swr {
@@ -251,6 +266,7 @@ struct tcp_conn {
 	int fd;
 	struct fx_link l_all, l_work, l_ready;
 	struct fx_link l_srq;    /* on its SRQ's waiter list (self-linked when not) */
+	struct fx_link windows;  /* memory windows bound to it (tcp_mr.l_bound) */
 	bool on_work, on_ready;
 	bool rd_ready, wr_ready;
 	/* The peer hung up (EPOLLRDHUP/HUP/ERR seen). Edge-triggered epoll reports
@@ -332,6 +348,11 @@ void tcp_pd_free(struct fx_pd *pd);
 int tcp_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx_mr **mr,
 	       struct ferry_err *err);
 int tcp_dereg_mr(struct fx_mr *mr);
+int tcp_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access, struct fx_mw **mw,
+		struct ferry_err *err);
+int tcp_mw_unbind(struct fx_mw *mw);
+/** @p c is going away: its windows stop matching any connection. */
+void tcp_mw_orphan_all(struct tcp_conn *c);
 void tcp_keymap_free(struct tcp_keymap *m);
 struct tcp_mr *tcp_keymap_get(const struct tcp_keymap *m, uint32_t key);
 /**

@@ -91,6 +91,7 @@ void tcp_conn_free(struct tcp_conn *c)
 	}
 	fx_list_del(&c->l_all);
 	fx_list_del(&c->l_srq);
+	tcp_mw_orphan_all(c);
 	if (c->on_work)
 		fx_list_del(&c->l_work);
 	if (c->on_ready || c->zombie)
@@ -156,6 +157,7 @@ static int conn_new(struct tcp_ctx *ctx, struct fx_pd *pd, int fd, const struct 
 	fx_list_init(&c->l_work);
 	fx_list_init(&c->l_ready);
 	fx_list_init(&c->l_srq);
+	fx_list_init(&c->windows);
 	c->fd = -1;
 	c->ctx = ctx;
 	c->base.ctx = &ctx->base;

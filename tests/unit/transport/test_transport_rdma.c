@@ -1090,6 +1090,14 @@ static void test_srq(void **state)
 	xt_check_srq(FX_KIND_RDMA, g_host);
 }
 
+/* Memory windows: per-connection keys inside one domain. */
+static void test_mw(void **state)
+{
+	(void)state;
+	NEED_DEV();
+	xt_check_mw(FX_KIND_RDMA, g_host);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1117,6 +1125,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_many_conns),
 		cmocka_unit_test(test_inline_large),
 		cmocka_unit_test(test_srq),
+		cmocka_unit_test(test_mw),
 	};
 
 	g_self = argv[0];

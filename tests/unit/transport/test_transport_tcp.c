@@ -1210,6 +1210,13 @@ static void test_srq_bad_buffer(void **state)
 	fx_ctx_destroy(ctx);
 }
 
+/* Memory windows: per-connection keys inside one domain. */
+static void test_mw(void **state)
+{
+	(void)state;
+	xt_check_mw(FX_KIND_TCP, "127.0.0.1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1240,6 +1247,7 @@ int main(void)
 		cmocka_unit_test(test_target_output_gate),
 		cmocka_unit_test(test_dereg_local_in_use),
 		cmocka_unit_test(test_srq),
+		cmocka_unit_test(test_mw),
 		cmocka_unit_test(test_srq_bad_buffer),
 	};
 

@@ -521,3 +521,147 @@ void xt_check_srq(enum fx_kind kind, const char *host)
 	free(r.ibuf);
 	free(r.tbuf);
 }
+
+/* ------------------------------------------------------------ memory windows */
+
+struct mw_rig {
+	struct fx_ctx *ci, *ct;
+	struct fx_pd *pi, *pt;
+	struct fx_listener *l;
+	uint8_t *ibuf, *tbuf;
+	struct fx_mr *imr, *tmr;
+};
+
+/* One signalled READ/WRITE of @len bytes (local offset 0) through @ci; polls both contexts. */
+static enum fx_wc_status mw_op(struct mw_rig *r, struct fx_conn *ci, enum fx_opcode op, uint32_t rkey, uint64_t addr,
+			       uint32_t len)
+{
+	struct fx_sge sge = xt_sge(r->imr, r->ibuf, len);
+	struct fx_send_wr wr = { .wr_id = 9, .opcode = op, .flags = FX_WR_SIGNALED, .sg_list = &sge, .num_sge = 1,
+				 .remote_addr = addr, .rkey = rkey };
+	uint64_t t0 = xt_now_ms();
+	struct fx_wc wc;
+	int perr = 0;
+
+	assert_int_equal(fx_post_send(ci, &wr, 1, &perr), 1);
+	while (xt_now_ms() - t0 < 5000) {
+		int n = fx_poll(r->ci, &wc, 1, 0);
+
+		assert_true(n >= 0);
+		assert_true(fx_poll(r->ct, NULL, 0, 0) == 0);
+		if (n == 1) {
+			assert_int_equal(wc.wr_id, 9);
+			assert_ptr_equal(wc.conn, ci);
+			return wc.status;
+		}
+	}
+	fail_msg("no completion within 5 s");
+	return FX_WC_GENERAL_ERR;
+}
+
+/* Let the target's queued binds run (over RDMA they are work requests on its QPs). */
+static void mw_settle(struct mw_rig *r)
+{
+	uint64_t t0 = xt_now_ms();
+
+	while (xt_now_ms() - t0 < 100) {
+		assert_int_equal(fx_poll(r->ct, NULL, 0, 0), 0);
+		assert_int_equal(fx_poll(r->ci, NULL, 0, 1), 0);
+	}
+}
+
+void xt_check_mw(enum fx_kind kind, const char *host)
+{
+	static const struct fx_ctx_opts co = { .poll_spin_us = FX_POLL_SPIN_OFF };
+	struct mw_rig r;
+	struct ferry_err err = { 0 };
+	struct fx_conn *a_i, *a_t, *b_i, *b_t, *c_i, *c_t;
+	struct fx_mw *wa, *wb, *bad = NULL;
+	struct fx_mr *plain;
+	uint8_t *expect = malloc(4 * PAGE);
+
+	assert_non_null(expect);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(fx_ctx_create(kind, &co, &r.ci, &err), 0);
+	assert_int_equal(fx_ctx_create(kind, &co, &r.ct, &err), 0);
+	assert_int_equal(fx_pd_alloc(r.ci, &r.pi, &err), 0);
+	assert_int_equal(fx_pd_alloc(r.ct, &r.pt, &err), 0);
+	r.ibuf = aligned_alloc(PAGE, 4 * PAGE);
+	r.tbuf = aligned_alloc(PAGE, 8 * PAGE);
+	assert_non_null(r.ibuf);
+	assert_non_null(r.tbuf);
+	xt_fill_pattern(r.tbuf, 8 * PAGE, 7);
+	assert_int_equal(fx_reg_mr(r.pi, r.ibuf, 4 * PAGE, FX_ACCESS_LOCAL_WRITE, &r.imr, &err), 0);
+	/* No remote rights of its own: only windows reach it. */
+	assert_int_equal(fx_reg_mr(r.pt, r.tbuf, 8 * PAGE, FX_ACCESS_LOCAL_WRITE | FX_ACCESS_MW_BIND, &r.tmr, &err), 0);
+	assert_int_equal(fx_reg_mr(r.pt, r.tbuf, PAGE, FX_ACCESS_LOCAL_WRITE, &plain, &err), 0);
+	if (fx_listen(r.ct, host, 0, &r.l, &err))
+		fail_msg("fx_listen %s: %s", host, err.msg);
+	xt_connect_accept(kind, host, r.ci, r.pi, r.l, r.pt, NULL, NULL, &a_i, &a_t);
+	xt_connect_accept(kind, host, r.ci, r.pi, r.l, r.pt, NULL, NULL, &b_i, &b_t);
+	xt_connect_accept(kind, host, r.ci, r.pi, r.l, r.pt, NULL, NULL, &c_i, &c_t);
+
+	/* Argument rules. */
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf, PAGE, 0, &bad, &err), -EINVAL);
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf, PAGE, FX_ACCESS_LOCAL_WRITE, &bad, &err), -EINVAL);
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf + 7 * PAGE, 2 * PAGE, FX_ACCESS_REMOTE_READ, &bad, &err),
+			 -EINVAL);
+	assert_int_equal(fx_mw_bind(a_t, plain, r.tbuf, PAGE, FX_ACCESS_REMOTE_READ, &bad, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "FX_ACCESS_MW_BIND"));
+
+	/* A: read-write window over pages 1..2; B: read-only window over page 4. */
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf + PAGE, 2 * PAGE,
+				    FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &wa, &err), 0);
+	assert_int_equal(fx_mw_bind(b_t, r.tmr, r.tbuf + 4 * PAGE, PAGE, FX_ACCESS_REMOTE_READ, &wb, &err), 0);
+	assert_int_equal(fx_dereg_mr(r.tmr), -EBUSY);
+	mw_settle(&r);
+
+	xt_fill_pattern(r.ibuf, 2 * PAGE, 99);
+	assert_int_equal(mw_op(&r, a_i, FX_OP_WRITE, wa->rkey, wa->remote_base, 2 * PAGE), FX_WC_SUCCESS);
+	assert_memory_equal(r.tbuf + PAGE, r.ibuf, 2 * PAGE);
+	memcpy(expect, r.tbuf + PAGE, 2 * PAGE);
+	memcpy(expect + 2 * PAGE, r.tbuf + 4 * PAGE, PAGE);
+	memset(r.ibuf, 0, PAGE);
+	assert_int_equal(mw_op(&r, b_i, FX_OP_READ, wb->rkey, wb->remote_base, PAGE), FX_WC_SUCCESS);
+	assert_memory_equal(r.ibuf, r.tbuf + 4 * PAGE, PAGE);
+
+	/* B's window is read-only: WRITE is a remote access error and page 4 is untouched. */
+	xt_fill_pattern(r.ibuf, PAGE, 5);
+	assert_int_equal(mw_op(&r, b_i, FX_OP_WRITE, wb->rkey, wb->remote_base, PAGE), FX_WC_REM_ACCESS_ERR);
+	/* A's key on C's connection: another connection's window. */
+	assert_int_equal(mw_op(&r, c_i, FX_OP_WRITE, wa->rkey, wa->remote_base, PAGE), FX_WC_REM_ACCESS_ERR);
+	assert_memory_equal(r.tbuf + PAGE, expect, 2 * PAGE);
+	assert_memory_equal(r.tbuf + 4 * PAGE, expect + 2 * PAGE, PAGE);
+
+	/* Unbound: A's own key dies at once, and nothing lands. */
+	uint32_t rkey = wa->rkey;
+	uint64_t base = wa->remote_base;
+
+	assert_int_equal(fx_mw_unbind(wa), 0);
+	assert_int_equal(mw_op(&r, a_i, FX_OP_WRITE, rkey, base, PAGE), FX_WC_REM_ACCESS_ERR);
+	assert_memory_equal(r.tbuf + PAGE, expect, 2 * PAGE);
+
+	fx_conn_close(a_i);
+	fx_conn_close(b_i);
+	fx_conn_close(c_i);
+	fx_conn_close(a_t);
+	fx_conn_close(b_t);
+	fx_conn_close(c_t);
+	/* The window of a closed connection is still ours to free. */
+	assert_int_equal(fx_mw_unbind(wb), 0);
+	for (uint64_t t0 = xt_now_ms(); xt_now_ms() - t0 < 200;) {
+		fx_poll(r.ci, NULL, 0, 0);
+		fx_poll(r.ct, NULL, 0, 1);
+	}
+	assert_int_equal(fx_dereg_mr(r.tmr), 0);
+	assert_int_equal(fx_dereg_mr(plain), 0);
+	assert_int_equal(fx_dereg_mr(r.imr), 0);
+	fx_listener_close(r.l);
+	assert_int_equal(fx_pd_free(r.pt), 0);
+	assert_int_equal(fx_pd_free(r.pi), 0);
+	fx_ctx_destroy(r.ci);
+	fx_ctx_destroy(r.ct);
+	free(r.ibuf);
+	free(r.tbuf);
+	free(expect);
+}

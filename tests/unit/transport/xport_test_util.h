@@ -99,6 +99,15 @@ void xt_send_control_msgs(struct xt_pair *p, int timeout_ms, int len[3]);
  */
 void xt_check_srq(enum fx_kind kind, const char *host);
 
+/*
+ * Memory windows: a registration without remote rights, a read-write window
+ * bound to connection A and a read-only one to B: A writes and B reads
+ * through them, B's WRITE and C's use of A's key are remote access errors
+ * that change nothing, A's key dies on unbind; argument rules; a
+ * registration with windows cannot be deregistered.
+ */
+void xt_check_mw(enum fx_kind kind, const char *host);
+
 /* A test that runs @p fn(@p arg, READ) then @p fn(@p arg, WRITE) after @p guard (may skip). */
 #define XT_READ_WRITE_TEST(name, guard, fn, arg)         \
 	static void name(void **state)                   \
