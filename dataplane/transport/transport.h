@@ -9,8 +9,11 @@
  *    threads that need parallelism create one context each.
  *  - A **protection domain** (struct fx_pd) groups memory registrations and
  *    connections. A registration can be accessed remotely only through a
- *    connection of the same domain. A memory server gives every client its
- *    own domain, so a key handed to one client is worthless to another.
+ *    connection of the same domain. Keys for *one* connection inside a
+ *    shared domain are memory windows (below); ferry-memsrv puts all its
+ *    clients in one domain (for its shared receive queue) and hands each
+ *    a window bound to its own connection, so a key handed to one client is
+ *    worthless to another.
  *  - A **memory region** (struct fx_mr) is registered memory with a local key
  *    (for scatter/gather lists) and a remote key (for peers' one-sided ops).
  *    Peers address it as [remote_base, remote_base + length).
@@ -95,6 +98,11 @@
  * remote access error and touch nothing. When the connection ends its
  * windows stop working; they are still the caller's to unbind (free).
  * A registration with bound windows cannot be deregistered (-EBUSY).
+ * Known provider gap: Soft-RoCE (rxe, kernel 6.1 rxe_resp.c check_rkey)
+ * checks an access through a window against its *registration's* range,
+ * not the window's, so a window over part of a registration reaches all of
+ * it there. Where the range matters, bind windows over whole registrations
+ * (ferry-memsrv registers every extent on its own). TCP checks the window.
  *
  * Progress: completions and one-sided service for peers happen inside
  * fx_poll (TCP) or in the NIC (RDMA). A SEND completes once its bytes are

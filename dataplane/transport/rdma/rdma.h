@@ -133,7 +133,8 @@ struct rdma_srq;
 
 struct rdma_mw {
 	struct fx_mw pub;
-	struct ibv_mw *mw;
+	struct ibv_mw *mw;                /* NULL once its connection's QP is gone */
+	struct fx_link l_conn;            /* on conn->windows */
 };
 
 /* A posted shared receive (wr_id = slot address | 2). */
@@ -178,6 +179,9 @@ struct rdma_conn {
 	struct rdma_cm_id *id;
 	struct ibv_qp *qp;
 	struct fx_link l_all, l_ready;
+	/* Type-2 windows bound to the QP hold a reference on it: rxe's destroy_qp
+	 * waits for them, so they are deallocated before the QP goes. */
+	struct fx_link windows;
 	bool on_ready, closed, zombie, qp_err;
 	int cq_share;                     /* CQEs reserved in ctx->cq_reserved */
 	uint8_t override;                 /* status for the first flushed send request (0 = none) */

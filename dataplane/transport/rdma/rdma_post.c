@@ -250,6 +250,9 @@ int rdma_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int
  * after it run after it, so a SEND carrying the new rkey leaves once the
  * bind is in effect. Unbinding deallocates the window, which invalidates its
  * key at once (later requests with it fail with a remote access error).
+ * A bound type-2 window holds a reference on its QP (rxe: destroy_qp waits
+ * for it), so freeing a connection deallocates its windows first; the
+ * caller's later fx_mw_unbind then only frees the wrapper.
  */
 int rdma_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access,
 		 struct fx_mw **out, struct ferry_err *err)
@@ -310,6 +313,7 @@ int rdma_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t leng
 	c->last_hw_sig = c->sq_head;
 	ctx->base.stats.ops_posted++;
 	rdma_arm_timer(ctx, s->post_ns + ctx->op_timeout_ns);
+	fx_list_add_tail(&c->windows, &w->l_conn);
 	w->pub.rkey = wr.bind_mw.rkey;
 	w->pub.remote_base = (uint64_t)(uintptr_t)addr;
 	w->pub.length = length;
@@ -323,10 +327,14 @@ int rdma_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t leng
 int rdma_mw_unbind(struct fx_mw *pub)
 {
 	struct rdma_mw *w = pub->backend;
-	int rc = ibv_dealloc_mw(w->mw);
 
-	if (rc)
-		return -(rc > 0 ? rc : (errno ? errno : EIO));
+	if (w->mw) {
+		int rc = ibv_dealloc_mw(w->mw);
+
+		if (rc)
+			return -(rc > 0 ? rc : (errno ? errno : EIO));
+		fx_list_del(&w->l_conn);
+	}
 	free(w);
 	return 0;
 }

@@ -65,6 +65,14 @@ void rdma_conn_free(struct rdma_conn *c)
 	fx_list_del(&c->l_all);
 	if (c->on_ready || c->zombie)
 		fx_list_del(&c->l_ready);
+	while (c->windows.next && !fx_list_empty(&c->windows)) {
+		struct rdma_mw *w = fx_container_of(c->windows.next, struct rdma_mw, l_conn);
+
+		fx_list_del(&w->l_conn);
+		if (ibv_dealloc_mw(w->mw) != 0)
+			LOG_WARN("rdma: deallocating a window of %s failed: %s", c->base.peer, strerror(errno));
+		w->mw = NULL;   /* the caller's fx_mw_unbind only frees it now */
+	}
 	if (c->qp) {
 		if (c->id && c->id->qp == c->qp)
 			rdma_destroy_qp(c->id);
@@ -177,6 +185,7 @@ int rdma_conn_new(struct rdma_ctx *ctx, struct fx_pd *pd, struct rdma_cm_id *id,
 		return ferry_err_set(err, ENOMEM, "rdma connection: out of memory");
 	fx_list_init(&c->l_all);
 	fx_list_init(&c->l_ready);
+	fx_list_init(&c->windows);
 	c->ctx = ctx;
 	c->base.ctx = &ctx->base;
 	c->base.ops = ctx->base.ops;
