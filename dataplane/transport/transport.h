@@ -52,7 +52,11 @@
  * that any number of connections draw from, so a server with many clients
  * keeps one pool of control buffers instead of one per connection.
  *  - A connection opened with fx_conn_opts.srq takes its receives from that
- *    queue; fx_post_recv on it fails with -EINVAL. Each message consumes the
+ *    queue; fx_post_recv on it fails with -EINVAL. It holds at most
+ *    max_recv_wr receives the application has not reaped (TCP: further
+ *    messages wait in the socket; RDMA: the ring grows instead). Buffers are
+ *    checked at post time on TCP (-EINVAL), by the NIC when a message lands
+ *    on RDMA (LOC_PROT_ERR on the connection that took it). Each message consumes the
  *    oldest posted receive (FIFO), whichever connection it arrived on, and
  *    its completion (FX_WC_RECV) names that connection in fx_wc.conn.
  *    Completions of one connection still arrive in its message order.
@@ -80,7 +84,10 @@
  *    are served in the order they started waiting. Starvation among
  *    connections is the application's business (credits: see ferry-memsrv).
  *  - A connection's failure completes only the receives it had consumed;
- *    receives still in the SRQ stay there for the others. fx_srq_destroy
+ *    receives still in the SRQ stay there for the others. So a connection
+ *    with nothing outstanding completes nothing when it fails (peer gone,
+ *    RDMA_CM_EVENT_DEVICE_REMOVAL, ...): an SRQ user watches fx_conn_state
+ *    after fx_poll (ferry-memsrv does, after every round). fx_srq_destroy
  *    fails with -EBUSY while an open connection uses the SRQ; receives still
  *    posted then are dropped without completions (their buffers are the
  *    caller's again).
