@@ -395,8 +395,10 @@ uint32_t fx_conn_outstanding(const struct fx_conn *conn);
 /**
  * Close a connection. Outstanding requests complete with FX_WC_FLUSH_ERR on
  * the next fx_poll, after which the connection memory is freed; do not use
- * @p conn after this call (except that wc.conn of those completions may be
- * passed to fx_conn_get_user until the following fx_poll).
+ * @p conn after this call, except that wc.conn of any completion of it
+ * (polled before the close, or those flushes) may be passed to
+ * fx_conn_get_user until the fx_poll after the one that returned it: the
+ * memory is never freed inside fx_conn_close itself.
  */
 void fx_conn_close(struct fx_conn *conn);
 

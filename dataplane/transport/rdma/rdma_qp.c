@@ -159,13 +159,14 @@ void rdma_conn_close(struct fx_conn *conn)
 	c->override = 0;
 	qp_to_error(c);
 	c->base.state = FX_CONN_CLOSED;
-	if (rdma_conn_drained(c)) {
-		struct rdma_ctx *ctx = c->ctx;
-
-		rdma_conn_free(c);
-		if (!fx_list_empty(&ctx->dead_pds) || !fx_list_empty(&ctx->dead_srqs))
-			rdma_reap_dead_pds(ctx, false);
-	} else
+	/*
+	 * Never freed here, even when nothing is left to report: the caller may
+	 * still hold completions of this connection from its last fx_poll (and
+	 * pass their wc.conn to fx_conn_get_user); zombies go at the next one.
+	 */
+	if (rdma_conn_drained(c))
+		rdma_conn_maybe_free(c);
+	else
 		rdma_mark_ready(c);
 }
 

@@ -371,9 +371,11 @@ void tcp_conn_close(struct fx_conn *conn)
 		close_socket(c);
 	}
 	c->base.state = FX_CONN_CLOSED;
-	/* Nothing left to report: no completion can name it, free it now. */
-	if (conn_drained(c))
-		tcp_conn_free(c);
+	/*
+	 * Nothing left to report, but the caller may still hold completions of
+	 * this connection from its last fx_poll: retire it, freed at the next one.
+	 */
+	tcp_conn_maybe_free(c);
 }
 
 /* ------------------------------------------------------------------ listen / accept */
