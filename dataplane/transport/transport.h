@@ -111,6 +111,15 @@
  * it there. Where the range matters, bind windows over whole registrations
  * (ferry-memsrv registers every extent on its own). TCP checks the window.
  *
+ * RDMA device removal (RDMA_CM_EVENT_DEVICE_REMOVAL, IBV_EVENT_DEVICE_FATAL):
+ * the connections on the device fail (FX_WC_RETRY_EXC_ERR / GENERAL_ERR) and
+ * their users see it through completions or fx_conn_state. The context keeps
+ * its own verbs objects (CQ, domains, registrations, SRQs, listener) until
+ * fx_ctx_destroy, and the kernel's unregistration waits for them: in the
+ * RoCE rig `rdma link delete rxe0` blocks while a ferry-memsrv (or any
+ * client) holds its context. Not done yet: a context-wide "device lost"
+ * report so that a daemon tears its context down and re-creates it.
+ *
  * Progress: completions and one-sided service for peers happen inside
  * fx_poll (TCP) or in the NIC (RDMA). A SEND completes once its bytes are
  * handed to the transport's wire (TCP: written to the socket); READ and WRITE
