@@ -3,9 +3,13 @@
  * The per-client state machine lives in session.c.
  *
  * Sessions sit in a fixed table (max_clients + a few slots for connections
- * that are only told "busy"). Work request ids carry (generation, slot,
- * kind, buffer), so a completion that arrives after its session was freed
- * (a flush after close) is recognised as stale without touching freed memory.
+ * that are only told "busy"). Work request ids of SENDs carry (generation,
+ * slot, kind, buffer), so a completion that arrives after its session was
+ * freed (a flush after close) is recognised as stale without touching freed
+ * memory. Receives come from one shared receive queue (server_int.h): their
+ * wr_id is SRV_WR_SRQ | buffer, their session is the connection's user
+ * pointer (cleared when the session closes), and the buffer is posted again
+ * right after its message is handled.
  */
 #include "dataplane/memsrv/server.h"
 
@@ -144,6 +148,72 @@ static int setup_events(struct memsrv *srv, struct ferry_err *err)
 	return 0;
 }
 
+static int post_srq_buf(struct memsrv *srv, uint32_t i)
+{
+	struct fx_sge sge = { srv->rbufs + (size_t)i * SESS_BUF_LEN, SESS_BUF_LEN, srv->rbuf_mr->lkey };
+	struct fx_recv_wr wr = { SRV_WR_SRQ | i, &sge, 1 };
+	int perr = 0;
+
+	if (fx_post_srq_recv(srv->srq, &wr, 1, &perr) != 1)
+		return perr ? perr : -EIO;
+	return 0;
+}
+
+/* The server's domain and the shared receive queue with every buffer posted. */
+static int setup_domain(struct memsrv *srv, struct ferry_err *err)
+{
+	size_t len;
+	int rc;
+
+	rc = fx_pd_alloc(srv->ctx, &srv->pd, err);
+	if (rc)
+		return rc;
+	srv->srq_depth = srv->sess_cap * 2;
+	if (srv->srq_depth < SRV_SRQ_MIN)
+		srv->srq_depth = SRV_SRQ_MIN;
+	if (srv->srq_depth > SRV_SRQ_MAX)
+		srv->srq_depth = SRV_SRQ_MAX;
+	len = (size_t)srv->srq_depth * SESS_BUF_LEN;
+	srv->rbufs = aligned_alloc(4096, len);
+	if (!srv->rbufs)
+		return ferry_err_set(err, ENOMEM, "out of memory for %u receive buffers", srv->srq_depth);
+	memset(srv->rbufs, 0, len);
+	rc = fx_reg_mr(srv->pd, srv->rbufs, len, FX_ACCESS_LOCAL_WRITE, &srv->rbuf_mr, err);
+	if (rc) {
+		ferry_err_prefix(err, "register receive buffers: ");
+		return rc;
+	}
+	rc = fx_srq_create(srv->pd, srv->srq_depth, &srv->srq, err);
+	if (rc) {
+		ferry_err_prefix(err, "shared receive queue: ");
+		return rc;
+	}
+	for (uint32_t i = 0; i < srv->srq_depth; i++) {
+		rc = post_srq_buf(srv, i);
+		if (rc)
+			return ferry_err_set(err, -rc, "post receive buffers: %s", strerror(-rc));
+	}
+	return 0;
+}
+
+/* Undo setup_domain (every session, window and connection is gone). */
+static void teardown_domain(struct memsrv *srv)
+{
+	int rc;
+
+	if (srv->srq && (rc = fx_srq_destroy(srv->srq)) != 0)
+		LOG_WARN("shared receive queue still in use: %s", strerror(-rc));
+	if (srv->rbuf_mr && (rc = fx_dereg_mr(srv->rbuf_mr)) != 0)
+		LOG_WARN("receive buffers still registered: %s", strerror(-rc));
+	if (srv->pd && (rc = fx_pd_free(srv->pd)) != 0)
+		LOG_WARN("protection domain still in use: %s", strerror(-rc));
+	free(srv->rbufs);
+	srv->srq = NULL;
+	srv->rbuf_mr = NULL;
+	srv->pd = NULL;
+	srv->rbufs = NULL;
+}
+
 int memsrv_create(const struct memsrv_config *cfg, struct memsrv **out, struct ferry_err *err)
 {
 	/* Event driven: sleep in epoll rather than spin in fx_poll. */
@@ -192,10 +262,13 @@ int memsrv_create(const struct memsrv_config *cfg, struct memsrv **out, struct f
 		rc = ferry_err_set(err, ENOMEM, "out of memory for the session table");
 		goto err_table;
 	}
+	rc = setup_domain(srv, err);
+	if (rc)
+		goto err_domain;
 	rc = fx_listen(srv->ctx, cfg->listen, cfg->port, &srv->listener, err);
 	if (rc) {
 		ferry_err_prefix(err, "listen on %s:%u: ", cfg->listen, cfg->port);
-		goto err_table;
+		goto err_domain;
 	}
 	srv->port = fx_listener_port(srv->listener);
 	rc = setup_events(srv, err);
@@ -204,9 +277,9 @@ int memsrv_create(const struct memsrv_config *cfg, struct memsrv **out, struct f
 	rc = write_ready_file(srv, err);
 	if (rc)
 		goto err_events;
-	LOG_INFO("listening on %s:%u over %s: max_clients %u, client quota %s", cfg->listen, srv->port,
-		 cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", cfg->max_clients,
-		 ferry_size_format(cfg->client_quota, quota, sizeof(quota)));
+	LOG_INFO("listening on %s:%u over %s: max_clients %u, client quota %s, %u shared receive buffers",
+		 cfg->listen, srv->port, cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", cfg->max_clients,
+		 ferry_size_format(cfg->client_quota, quota, sizeof(quota)), srv->srq_depth);
 	*out = srv;
 	return 0;
 
@@ -216,6 +289,8 @@ err_events:
 	if (srv->timerfd >= 0)
 		close(srv->timerfd);
 	fx_listener_close(srv->listener);
+err_domain:
+	teardown_domain(srv);
 err_table:
 	free(srv->sessions);
 	free(srv->gens);
@@ -237,14 +312,13 @@ err_free:
 
 static void accept_pending(struct memsrv *srv)
 {
-	const struct fx_conn_opts copts = { .max_send_wr = SESS_SEND_SLOTS, .max_recv_wr = SESS_SLOTS };
+	const struct fx_conn_opts copts = { .max_send_wr = SESS_SEND_SLOTS + SESS_MAX_ATTACH + 64, .srq = srv->srq };
 
 	/* Bounded, so a flood of connections cannot starve the completions of the others. */
 	for (int budget = 32; budget > 0 && !srv->stopping; budget--) {
 		struct ferry_err err = { 0 };
 		char peer[64] = "?";
 		struct fx_conn *conn;
-		struct fx_pd *pd;
 		uint32_t idx;
 		int rc;
 
@@ -255,30 +329,40 @@ static void accept_pending(struct memsrv *srv)
 			listener_arm(srv, false);
 			return;
 		}
-		/* Every client gets its own domain: its extents' keys are useless to anyone else. */
-		rc = fx_pd_alloc(srv->ctx, &pd, &err);
-		if (rc) {
-			LOG_ERR("cannot allocate a protection domain: %s; retrying later", err.msg);
-			listener_arm(srv, false);   /* re-armed by the tick */
+		/* One domain for all: the SRQ needs it; windows keep each client's keys its own. */
+		rc = fx_accept(srv->listener, srv->pd, &copts, &conn, peer, sizeof(peer), &err);
+		if (rc == -EAGAIN)
 			return;
-		}
-		rc = fx_accept(srv->listener, pd, &copts, &conn, peer, sizeof(peer), &err);
-		if (rc == -EAGAIN) {
-			fx_pd_free(pd);
-			return;
-		}
 		if (rc) {
 			LOG_WARN("accept failed: %s", err.msg);
-			fx_pd_free(pd);
 			continue;
 		}
-		rc = session_start(srv, idx, pd, conn, peer, srv->nclients >= srv->cfg->max_clients, &err);
+		rc = session_start(srv, idx, conn, peer, srv->nclients >= srv->cfg->max_clients, &err);
 		if (rc) {
 			LOG_ERR("client from %s closed: %s", peer, err.msg);
 			fx_conn_close(conn);
-			fx_pd_free(pd);
 		}
 	}
+}
+
+/* A message (or a failed receive) from the SRQ: to its session, then the buffer goes back. */
+static void on_srq_recv(struct memsrv *srv, const struct fx_wc *wc)
+{
+	uint32_t i = (uint32_t)(wc->wr_id & 0xffffffffu);
+	struct session *s = wc->conn ? fx_conn_get_user(wc->conn) : NULL;
+	int rc;
+
+	if (i >= srv->srq_depth) {
+		LOG_ERR("receive completion for unknown buffer %u ignored", i);
+		return;
+	}
+	if (s)
+		session_on_message(s, wc, srv->rbufs + (size_t)i * SESS_BUF_LEN);
+	else
+		LOG_DEBUG("message for a closed session dropped (%s)", fx_wc_status_str(wc->status));
+	rc = post_srq_buf(srv, i);
+	if (rc)
+		LOG_ERR("cannot post receive buffer %u again: %s (%u left)", i, strerror(-rc), fx_srq_posted(srv->srq));
 }
 
 static void dispatch(struct memsrv *srv, const struct fx_wc *wc)
@@ -287,8 +371,13 @@ static void dispatch(struct memsrv *srv, const struct fx_wc *wc)
 	uint32_t idx = (uint32_t)(wc->wr_id >> 16) & 0xffff;
 	unsigned kind = (unsigned)(wc->wr_id >> 8) & 0xff;
 	unsigned slot = (unsigned)wc->wr_id & 0xff;
-	struct session *s = idx < srv->sess_cap ? srv->sessions[idx] : NULL;
+	struct session *s;
 
+	if (wc->opcode == FX_WC_RECV && (wc->wr_id & SRV_WR_SRQ)) {
+		on_srq_recv(srv, wc);
+		return;
+	}
+	s = idx < srv->sess_cap ? srv->sessions[idx] : NULL;
 	if (!s || s->gen != gen) {
 		LOG_DEBUG("stale completion (slot %u gen %u, %s) ignored", idx, gen, fx_wc_status_str(wc->status));
 		return;
@@ -310,6 +399,24 @@ static int poll_completions(struct memsrv *srv, int timeout_ms, struct ferry_err
 		timeout_ms = 0;
 	} while (n == POLL_BATCH);
 	return 0;
+}
+
+/*
+ * A connection that fails while the server has nothing posted on it (no
+ * receives of its own: they come from the SRQ) completes nothing, so its
+ * session learns of it here, after every round of progress.
+ */
+static void close_failed_sessions(struct memsrv *srv)
+{
+	for (uint32_t i = 0; i < srv->sess_cap; i++) {
+		struct session *s = srv->sessions[i];
+		char why[SESS_REASON_MAX];
+
+		if (!s || !s->conn || s->state == SESS_ZOMBIE || fx_conn_state(s->conn) != FX_CONN_ERROR)
+			continue;
+		snprintf(why, sizeof(why), "%s", fx_conn_error(s->conn)[0] ? fx_conn_error(s->conn) : "connection failed");
+		session_close(s, s->state == SESS_CLOSING ? s->close_reason : why);
+	}
 }
 
 static void tick(struct memsrv *srv)
@@ -388,6 +495,7 @@ int memsrv_run(struct memsrv *srv, struct ferry_err *err)
 		rc = poll_completions(srv, 0, err);
 		if (rc)
 			return rc;
+		close_failed_sessions(srv);
 	}
 }
 
@@ -411,6 +519,9 @@ void memsrv_destroy(struct memsrv *srv)
 			session_destroy(srv->sessions[i]);
 	if (srv->listener)
 		fx_listener_close(srv->listener);
+	/* Closed connections' flushes first, so the SRQ and the domain are free to go. */
+	poll_completions(srv, 0, &err);
+	teardown_domain(srv);
 	fx_ctx_destroy(srv->ctx);
 	ea_destroy(srv->ea);
 	memsrv_pool_close(&srv->pool);

@@ -3,9 +3,13 @@
  * ferry-memsrv: a memory server. It allocates one NUMA-local pool, listens
  * for clients on the configured transport, authenticates them (mutual
  * challenge-response over the cluster secret, proto/page.h), hands out
- * extents registered in each client's own protection domain, and otherwise
- * stays passive: clients READ and WRITE their extents with one-sided
- * operations that the transport serves without the server's code.
+ * extents as memory windows bound to each client's own connection (so a
+ * key is worthless on any other), lets owners share extents with other
+ * clients (SHARE/ATTACH), and otherwise stays passive: clients READ and
+ * WRITE their extents with one-sided operations that the transport serves
+ * without the server's code. Control messages of every client arrive
+ * through one shared receive queue, with a per-client credit
+ * (server_int.h).
  *
  * One thread, one epoll loop over the listener, the transport context's
  * descriptor, a signalfd (SIGTERM/SIGINT: clean shutdown) and a timerfd

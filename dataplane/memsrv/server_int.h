@@ -18,17 +18,27 @@
 #include "proto/page.h"
 
 /*
- * Per-session control buffers. Each of the SESS_SLOTS receive slots is
- * paired with the send slot of the same index: the reply to the request that
- * landed in receive slot i is built in send slot i, and receive slot i is
- * posted again only once that reply's SEND has completed. So a client can
- * have at most SESS_SLOTS requests in flight and the server never needs more
- * send buffers than it has, whatever the client does. One extra send slot
- * (SESS_NOTICE_SLOT) carries the unsolicited shutdown notice.
+ * Control messages arrive through one shared receive queue (SRQ) for every
+ * client: the server posts SRV_SRQ_DEPTH buffers once, any connection's
+ * message takes the oldest, and the buffer goes back to the SRQ as soon as
+ * its message is handled (before the next completion is looked at), so no
+ * client can hold receive buffers. Over RDMA an empty SRQ means RNR retries
+ * for the sender (never a drop); over TCP the connection waits its turn.
+ *
+ * Replies come from per-session send buffers, which are the per-client
+ * credit: a session has SESS_SLOTS reply slots, one taken per request
+ * received and freed when its reply's SEND completes, so a client may have
+ * SESS_SLOTS requests in flight. A request beyond that is answered from the
+ * reserve slot (SESS_BUSY_SLOT) with ERROR BUSY (counter flood_refused); a
+ * client that floods even past that is closed (counter flood_closed). A
+ * well-behaved client (pool_client: one call at a time) never sees either.
+ * One more send slot (SESS_NOTICE_SLOT) carries the unsolicited shutdown
+ * notice.
  */
 #define SESS_SLOTS        8u
-#define SESS_NOTICE_SLOT  SESS_SLOTS
-#define SESS_SEND_SLOTS   (SESS_SLOTS + 1u)
+#define SESS_BUSY_SLOT    SESS_SLOTS
+#define SESS_NOTICE_SLOT  (SESS_SLOTS + 1u)
+#define SESS_SEND_SLOTS   (SESS_SLOTS + 2u)
 #define SESS_BUF_LEN      FERRY_PAGE_CTRL_MAX
 
 /** An unauthenticated connection is dropped after this long (it holds a client slot). */
@@ -57,23 +67,29 @@ enum sess_state {
 	SESS_ZOMBIE,         /**< connection closed; waiting for its flushed requests */
 };
 
-/** Kinds of work request, encoded in wr_id. */
+/** Kinds of work request, encoded in wr_id (SRQ receives are marked by SRV_WR_SRQ instead). */
 enum { WR_RECV = 1, WR_SEND = 2 };
+/** wr_id of an SRQ receive: this bit plus the buffer index. */
+#define SRV_WR_SRQ (1ull << 63)
+/** SRQ buffers: twice the session table, within these bounds. */
+#define SRV_SRQ_MIN   64u
+#define SRV_SRQ_MAX 4096u
 
 struct session;
 
 /*
  * Extent sharing (share.c). A share is a grant by the owning session on one
- * of its extents, named by a random token; each attachment is a registration
- * of that extent's range in the attaching session's own domain. Shares live
- * in one server-wide list; a share's attachments hang off it.
+ * of its extents, named by a random token; each attachment is a memory
+ * window over that extent's range bound to the attaching session's
+ * connection. Shares live in one server-wide list; a share's attachments
+ * hang off it.
  */
 struct attachment {
 	struct attachment *next;     /**< in share->atts */
 	struct share *share;
 	struct session *attacher;
 	uint32_t id;                 /**< unique within the attacher's session */
-	struct fx_mr *mr;            /**< in the attacher's domain, with the share's rights only */
+	struct fx_mw *mw;            /**< bound to the attacher's connection, with the share's rights only */
 };
 
 struct share {
@@ -82,16 +98,18 @@ struct share {
 	uint32_t extent_id;
 	uint32_t rights;             /**< FERRY_PAGE_SHARE_* */
 	uint64_t offset, length;     /**< the extent, in the pool */
+	struct fx_mr *mr;            /**< the extent's registration (outlives the share) */
 	uint8_t token[FERRY_PAGE_TOKEN_LEN];
 	struct attachment *atts;
 };
 
 struct sess_extent {
 	uint32_t id;
-	struct fx_mr *mr;    /**< registered in the session's own domain only */
+	struct fx_mr *mr;    /**< exactly the extent, no remote rights, windows only */
+	struct fx_mw *mw;    /**< window over all of mr, bound to the session's connection only */
 };
 
-/** One client connection: its own domain, buffers, extents and state. */
+/** One client connection: its send buffers, extents and state. */
 struct session {
 	struct memsrv *srv;
 	uint32_t idx, gen;           /**< table slot and its generation: together they name the session in wr_ids */
@@ -99,11 +117,10 @@ struct session {
 	enum sess_state state;
 	bool counted;                /**< counted in clients_connected (not a refused connection) */
 
-	struct fx_pd *pd;
 	struct fx_conn *conn;        /**< NULL once closed */
 	struct fx_mr *buf_mr;
-	uint8_t *bufs;               /**< SESS_SLOTS receive then SESS_SEND_SLOTS send buffers */
-	uint32_t outstanding;        /**< posted requests whose completion has not been polled */
+	uint8_t *bufs;               /**< SESS_SEND_SLOTS send buffers */
+	uint32_t outstanding;        /**< posted SENDs whose completion has not been polled */
 	bool send_busy[SESS_SEND_SLOTS];
 	int final_slot;              /**< CLOSING: the send slot whose completion ends the session */
 
@@ -136,6 +153,8 @@ struct memsrv_counters {
 	uint64_t detaches;
 	uint64_t revocations;        /**< attachments revoked by UNSHARE, FREE or the owner's end */
 	uint64_t shares_active, attachments_active;
+	uint64_t flood_refused;      /**< requests beyond a client's credit answered with BUSY */
+	uint64_t flood_closed;       /**< clients closed for flooding past that */
 };
 
 /** The server context. */
@@ -145,6 +164,20 @@ struct memsrv {
 	struct extent_alloc *ea;
 	struct ferry_secret secret;
 	struct fx_ctx *ctx;
+	/*
+	 * One domain for every client, so that they can share the SRQ (transport.h:
+	 * a connection and its SRQ share a domain). Isolation comes from memory
+	 * windows instead: every extent is registered without remote rights, and
+	 * its owner and each attacher reach it through a window over the whole
+	 * registration bound to their own connection. (Whole registration: rxe
+	 * checks a window's accesses against its registration's range, so a
+	 * window over part of a bigger registration would reach all of it.)
+	 */
+	struct fx_pd *pd;
+	struct fx_srq *srq;
+	uint8_t *rbufs;              /**< srq_depth receive buffers of SESS_BUF_LEN */
+	struct fx_mr *rbuf_mr;
+	uint32_t srq_depth;
 	struct fx_listener *listener;
 	uint16_t port;
 	int epfd, sigfd, timerfd;
@@ -171,15 +204,17 @@ void memsrv_session_gone(struct memsrv *srv, struct session *s);
 
 /* session.c */
 /**
- * Start a session in table slot @p idx on an accepted connection: buffers,
- * receives, state, counters, the "accepted" log line. On success the session
- * owns @p pd and @p conn (and may already have closed itself); on failure the
- * caller still owns them.
+ * Start a session in table slot @p idx on an accepted connection (in the
+ * server's domain, on its SRQ): send buffers, state, counters, the
+ * "accepted" log line. On success the session owns @p conn; on failure the
+ * caller still does.
  */
-int session_start(struct memsrv *srv, uint32_t idx, struct fx_pd *pd, struct fx_conn *conn, const char *peer,
-		  bool refuse, struct ferry_err *err);
-/** A completion for this session (wr_id already matched to it). */
+int session_start(struct memsrv *srv, uint32_t idx, struct fx_conn *conn, const char *peer, bool refuse,
+		  struct ferry_err *err);
+/** A completion of one of this session's SENDs (wr_id already matched to it). */
 void session_on_completion(struct session *s, const struct fx_wc *wc, unsigned kind, unsigned slot);
+/** A message (or a failed receive) from the SRQ for this session; @p buf goes back to the SRQ after. */
+void session_on_message(struct session *s, const struct fx_wc *wc, const uint8_t *buf);
 /** Close: release extents, close the connection, become a zombie until flushes are reaped. */
 void session_close(struct session *s, const char *reason);
 /** Free a closed session now, whether or not its flushed requests came back (teardown). */
@@ -197,22 +232,22 @@ uint32_t share_count(const struct session *owner, uint32_t extent_id);
  * a new share with a fresh random token (copied to @p token).
  * @return 0, -EMLINK over SHARE_MAX_PER_EXTENT, -ENOMEM.
  */
-int share_create(struct session *owner, uint32_t extent_id, uint64_t offset, uint64_t length, uint32_t rights,
-		 uint8_t token[FERRY_PAGE_TOKEN_LEN]);
+int share_create(struct session *owner, uint32_t extent_id, uint64_t offset, uint64_t length, struct fx_mr *mr,
+		 uint32_t rights, uint8_t token[FERRY_PAGE_TOKEN_LEN]);
 /** The live share named by @p token (constant-time compare), or NULL. */
 struct share *share_find(struct memsrv *srv, const uint8_t token[FERRY_PAGE_TOKEN_LEN]);
 /**
- * Attach @p s to @p sh: register the extent in s's domain with the share's
- * rights. @return 0 and @p out filled, -EMLINK over SESS_MAX_ATTACH, or the
- * registration's error (in @p err).
+ * Attach @p s to @p sh: bind a window over the extent to s's connection
+ * with the share's rights. @return 0 and @p out filled, -EMLINK over
+ * SESS_MAX_ATTACH, or the bind's error (in @p err).
  */
 int share_attach(struct share *sh, struct session *s, struct ferry_page_attach_ok *out, struct ferry_err *err);
 /** Drop @p s's attachment @p attach_id. @return 0, -ENOENT if s holds no such attachment. */
 int share_detach(struct session *s, uint32_t attach_id);
 /**
  * Revoke every share of (@p owner, @p extent_id): each attachment's
- * registration is dropped at once. @return attachments revoked;
- * *@p failed counts registrations that would not go away.
+ * window is unbound at once. @return attachments revoked;
+ * *@p failed counts windows that would not go away.
  */
 uint32_t share_revoke_extent(struct session *owner, uint32_t extent_id, uint32_t *failed);
 /** A session ends: revoke the shares it owns, drop the attachments it holds. */

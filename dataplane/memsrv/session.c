@@ -9,7 +9,7 @@
  * any other wrong message UNEXPECTED, and the connection is closed.
  *
  * Extents live as long as the session: when it ends for any reason their
- * registrations are dropped, their memory is scrubbed and returned to the
+ * windows are unbound, their memory is scrubbed and returned to the
  * pool, and the closed log line says how much was released. Before that,
  * the shares of its extents are revoked and the attachments it holds to
  * other clients' extents are dropped (share.c).
@@ -26,14 +26,9 @@
 #include "dataplane/memsrv/server_int.h"
 #include "dataplane/common/units.h"
 
-static uint8_t *recv_buf(const struct session *s, unsigned slot)
-{
-	return s->bufs + (size_t)slot * SESS_BUF_LEN;
-}
-
 static uint8_t *send_buf(const struct session *s, unsigned slot)
 {
-	return s->bufs + (size_t)(SESS_SLOTS + slot) * SESS_BUF_LEN;
+	return s->bufs + (size_t)slot * SESS_BUF_LEN;
 }
 
 static const char *who(const struct session *s)
@@ -42,18 +37,6 @@ static const char *who(const struct session *s)
 }
 
 /* ------------------------------------------------------------ posting */
-
-static int post_recv(struct session *s, unsigned slot)
-{
-	struct fx_sge sge = { recv_buf(s, slot), SESS_BUF_LEN, s->buf_mr->lkey };
-	struct fx_recv_wr wr = { sess_wr_id(s, WR_RECV, slot), &sge, 1 };
-	int perr = 0;
-
-	if (fx_post_recv(s->conn, &wr, 1, &perr) != 1)
-		return perr ? perr : -EIO;
-	s->outstanding++;
-	return 0;
-}
 
 static int post_send(struct session *s, unsigned slot, int len)
 {
@@ -150,10 +133,10 @@ static void reply_error_close(struct session *s, unsigned slot, uint64_t req, ui
 
 /* ------------------------------------------------------------ start and close */
 
-int session_start(struct memsrv *srv, uint32_t idx, struct fx_pd *pd, struct fx_conn *conn, const char *peer,
-		  bool refuse, struct ferry_err *err)
+int session_start(struct memsrv *srv, uint32_t idx, struct fx_conn *conn, const char *peer, bool refuse,
+		  struct ferry_err *err)
 {
-	const size_t len = (size_t)(SESS_SLOTS + SESS_SEND_SLOTS) * SESS_BUF_LEN;
+	const size_t len = (size_t)SESS_SEND_SLOTS * SESS_BUF_LEN;
 	struct session *s;
 	int rc;
 
@@ -166,7 +149,7 @@ int session_start(struct memsrv *srv, uint32_t idx, struct fx_pd *pd, struct fx_
 		goto err_free_s;
 	}
 	memset(s->bufs, 0, len);
-	rc = fx_reg_mr(pd, s->bufs, len, FX_ACCESS_LOCAL_WRITE, &s->buf_mr, err);
+	rc = fx_reg_mr(srv->pd, s->bufs, len, FX_ACCESS_LOCAL_WRITE, &s->buf_mr, err);
 	if (rc) {
 		ferry_err_prefix(err, "register session buffers: ");
 		goto err_free_bufs;
@@ -175,12 +158,12 @@ int session_start(struct memsrv *srv, uint32_t idx, struct fx_pd *pd, struct fx_
 	s->idx = idx;
 	s->gen = srv->gens[idx];
 	s->sid = ++srv->next_sid;
-	s->pd = pd;
 	s->conn = conn;
 	s->final_slot = -1;
 	s->state = refuse ? SESS_REFUSING : SESS_NEW;
 	s->deadline_ms = memsrv_now_ms() + SESS_AUTH_TIMEOUT_MS;
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
+	/* Messages from the SRQ find their session through this (cleared when the session closes). */
 	fx_conn_set_user(conn, s);
 	srv->sessions[idx] = s;
 	srv->nsessions++;
@@ -194,19 +177,6 @@ int session_start(struct memsrv *srv, uint32_t idx, struct fx_pd *pd, struct fx_
 		srv->c.clients_total++;
 		LOG_INFO("client %llu accepted from %s", (unsigned long long)s->sid, s->peer);
 	}
-
-	/*
-	 * Receives go up before the next fx_poll, i.e. before the transport can
-	 * have read the client's HELLO. From here on the session is live: a
-	 * failure closes it through the normal path, which reaps what was posted.
-	 */
-	for (unsigned i = 0; i < SESS_SLOTS; i++) {
-		rc = post_recv(s, i);
-		if (rc) {
-			close_post_failed(s, "post receives", rc);
-			break;
-		}
-	}
 	return 0;
 
 err_free_bufs:
@@ -217,10 +187,10 @@ err_free_s:
 }
 
 /*
- * Deregister every extent, scrub it so the next owner of that memory never
+ * Revoke every extent's window, scrub the memory so the next owner never
  * sees this client's pages, and give it back to the pool. Called after the
- * connection is closed, so even a registration that failed to go away can no
- * longer be reached (its domain has no connection left).
+ * connection is closed, so even a window that failed to go away can no
+ * longer be reached (it is bound to that connection only).
  */
 static void release_extents(struct session *s, uint32_t *count, uint64_t *bytes)
 {
@@ -230,10 +200,12 @@ static void release_extents(struct session *s, uint32_t *count, uint64_t *bytes)
 	*bytes = 0;
 	for (uint32_t i = 0; i < s->next; i++) {
 		struct ea_extent e;
-		int rc = fx_dereg_mr(s->ext[i].mr);
+		int rc = s->ext[i].mw ? fx_mw_unbind(s->ext[i].mw) : 0;
 
+		if (rc == 0)
+			rc = fx_dereg_mr(s->ext[i].mr);
 		if (rc)
-			LOG_ERR("client %llu: deregistering extent %u failed: %s", (unsigned long long)s->sid,
+			LOG_ERR("client %llu: revoking extent %u failed: %s", (unsigned long long)s->sid,
 				s->ext[i].id, strerror(-rc));
 		if (ea_lookup(srv->ea, s->acct, s->ext[i].id, &e, NULL) == 0)
 			memset((uint8_t *)srv->pool.region.addr + e.offset, 0, e.length);
@@ -258,10 +230,6 @@ void session_destroy(struct session *s)
 				 strerror(-rc));
 		s->buf_mr = NULL;
 	}
-	rc = fx_pd_free(s->pd);
-	if (rc)
-		LOG_WARN("client %llu: freeing its protection domain failed: %s", (unsigned long long)s->sid,
-			 strerror(-rc));
 	free(s->bufs);
 	memsrv_session_gone(s->srv, s);
 	free(s);
@@ -278,7 +246,8 @@ void session_close(struct session *s, const char *reason_in)
 		return;
 	/* The reason may be the connection's own error text, which dies with it. */
 	snprintf(reason, sizeof(reason), "%s", reason_in);
-	/* Stop remote access first (close), then take the memory back (dereg + scrub). */
+	/* Stop remote access first (close), then take the memory back (unbind + scrub). */
+	fx_conn_set_user(s->conn, NULL);   /* late SRQ completions of this connection find no session */
 	fx_conn_close(s->conn);
 	s->conn = NULL;
 	/* Other clients' attachments to our extents go before our memory is scrubbed. */
@@ -401,6 +370,7 @@ static void on_alloc(struct session *s, unsigned slot, const struct ferry_page_m
 	struct ferry_err err = { 0 };
 	struct ferry_page_extent out;
 	struct ea_extent e;
+	struct fx_mw *mw;
 	struct fx_mr *mr;
 	int rc;
 
@@ -431,22 +401,32 @@ static void on_alloc(struct session *s, unsigned slot, const struct ferry_page_m
 		s->ext = ext;
 		s->ext_cap = cap;
 	}
-	/* Registered in this client's domain only: its key is worthless on any other connection. */
-	rc = fx_reg_mr(s->pd, (uint8_t *)srv->pool.region.addr + e.offset, e.length,
-		       FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &mr, &err);
+	/*
+	 * The extent's own registration, without remote rights, and a window over
+	 * all of it bound to this client's connection only: the key is worthless
+	 * on any other connection. The bind is queued ahead of the ALLOC_OK below.
+	 */
+	rc = fx_reg_mr(srv->pd, (uint8_t *)srv->pool.region.addr + e.offset, e.length,
+		       FX_ACCESS_LOCAL_WRITE | FX_ACCESS_MW_BIND, &mr, &err);
+	if (rc == 0) {
+		rc = fx_mw_bind(s->conn, mr, mr->addr, mr->length, FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &mw,
+				&err);
+		if (rc)
+			fx_dereg_mr(mr);
+	}
 	if (rc) {
 		ea_free(srv->ea, s->acct, e.id, NULL);
-		LOG_ERR("client %llu: cannot register a %llu-byte extent: %s", (unsigned long long)s->sid,
+		LOG_ERR("client %llu: cannot make a %llu-byte extent reachable: %s", (unsigned long long)s->sid,
 			(unsigned long long)e.length, err.msg);
-		reply_error(s, slot, req, FERRY_E_INTERNAL, "cannot register the extent: %s", err.msg);
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "cannot make the extent reachable: %s", err.msg);
 		return;
 	}
-	s->ext[s->next++] = (struct sess_extent){ e.id, mr };
+	s->ext[s->next++] = (struct sess_extent){ e.id, mr, mw };
 	srv->c.allocs++;
-	out = (struct ferry_page_extent){ .extent_id = e.id, .rkey = mr->rkey, .base = mr->remote_base,
+	out = (struct ferry_page_extent){ .extent_id = e.id, .rkey = mw->rkey, .base = mw->remote_base,
 					  .length = e.length };
 	LOG_DEBUG("client %llu: extent %u of %llu bytes at pool offset %llu, rkey 0x%x", (unsigned long long)s->sid,
-		  e.id, (unsigned long long)e.length, (unsigned long long)e.offset, mr->rkey);
+		  e.id, (unsigned long long)e.length, (unsigned long long)e.offset, mw->rkey);
 	reply(s, slot, ferry_page_encode_alloc_ok(req, &out, send_buf(s, slot), SESS_BUF_LEN));
 }
 
@@ -476,12 +456,15 @@ static void on_free(struct session *s, unsigned slot, const struct ferry_page_ms
 	if (revoked)
 		LOG_DEBUG("client %llu: freeing extent %u revoked %u attachments", (unsigned long long)s->sid, id,
 			  revoked);
-	rc = fx_dereg_mr(s->ext[k].mr);
+	rc = fx_mw_unbind(s->ext[k].mw);
+	if (rc == 0) {
+		s->ext[k].mw = NULL;
+		rc = fx_dereg_mr(s->ext[k].mr);
+	}
 	if (rc) {
-		/* Still registered: handing the memory to someone else now would leak this client's data. */
-		LOG_ERR("client %llu: deregistering extent %u failed: %s", (unsigned long long)s->sid, id,
-			strerror(-rc));
-		reply_error(s, slot, req, FERRY_E_INTERNAL, "cannot deregister extent %u: %s", id, strerror(-rc));
+		/* Still reachable: handing the memory to someone else now would leak this client's data. */
+		LOG_ERR("client %llu: revoking extent %u failed: %s", (unsigned long long)s->sid, id, strerror(-rc));
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "cannot revoke extent %u: %s", id, strerror(-rc));
 		return;
 	}
 	memset((uint8_t *)srv->pool.region.addr + e.offset, 0, e.length);
@@ -529,6 +512,10 @@ static void on_stats(struct session *s, unsigned slot, const struct ferry_page_m
 	STAT("attachments_active", srv->c.attachments_active);
 	STAT("detaches", srv->c.detaches);
 	STAT("revocations", srv->c.revocations);
+	STAT("flood_refused", srv->c.flood_refused);
+	STAT("flood_closed", srv->c.flood_closed);
+	STAT("srq_posted", fx_srq_posted(srv->srq));
+	STAT("srq_depth", srv->srq_depth);
 	STAT("client_bytes", ea_client_bytes(s->acct));
 	STAT("client_quota", ea_client_quota(s->acct));
 #undef STAT
@@ -536,12 +523,13 @@ static void on_stats(struct session *s, unsigned slot, const struct ferry_page_m
 }
 
 /* Find this session's extent @id: its index in s->ext and its allocator record. */
-static bool own_extent(struct session *s, uint32_t id, struct ea_extent *e)
+static bool own_extent(struct session *s, uint32_t id, struct ea_extent *e, uint32_t *idx)
 {
 	uint32_t k;
 
 	for (k = 0; k < s->next && s->ext[k].id != id; k++)
 		;
+	*idx = k;
 	return k < s->next && ea_lookup(s->srv->ea, s->acct, id, e, NULL) == 0;
 }
 
@@ -551,15 +539,16 @@ static void on_share(struct session *s, unsigned slot, const struct ferry_page_m
 	struct ferry_page_share_ok ok = { .extent_id = m->u.share.extent_id, .rights = m->u.share.rights };
 	uint64_t req = m->hdr.request_id;
 	struct ea_extent e;
+	uint32_t k;
 	int rc;
 
 	/* Only this session's own extents can be shared; another client's id is just unknown. */
-	if (!own_extent(s, ok.extent_id, &e)) {
+	if (!own_extent(s, ok.extent_id, &e, &k)) {
 		srv->c.share_refused++;
 		reply_error(s, slot, req, FERRY_E_UNKNOWN_EXTENT, "share: unknown extent %u", ok.extent_id);
 		return;
 	}
-	rc = share_create(s, ok.extent_id, e.offset, e.length, ok.rights, ok.token);
+	rc = share_create(s, ok.extent_id, e.offset, e.length, s->ext[k].mr, ok.rights, ok.token);
 	if (rc == -EMLINK) {
 		srv->c.share_refused++;
 		reply_error(s, slot, req, FERRY_E_LIMIT, "share: extent %u already has %u shares (the limit)",
@@ -630,11 +619,11 @@ static void on_detach(struct session *s, unsigned slot, const struct ferry_page_
 
 static void on_unshare(struct session *s, unsigned slot, const struct ferry_page_msg *m)
 {
-	uint32_t id = m->u.unshare.extent_id, failed, revoked;
+	uint32_t id = m->u.unshare.extent_id, failed, revoked, k;
 	uint64_t req = m->hdr.request_id;
 	struct ea_extent e;
 
-	if (!own_extent(s, id, &e)) {
+	if (!own_extent(s, id, &e, &k)) {
 		s->srv->c.share_refused++;
 		reply_error(s, slot, req, FERRY_E_UNKNOWN_EXTENT, "unshare: unknown extent %u", id);
 		return;
@@ -653,9 +642,8 @@ static void on_unshare(struct session *s, unsigned slot, const struct ferry_page
 
 /* ------------------------------------------------------------ dispatch */
 
-static void on_malformed(struct session *s, unsigned slot, uint32_t len, int code)
+static void on_malformed(struct session *s, unsigned slot, const uint8_t *buf, uint32_t len, int code)
 {
-	const uint8_t *buf = recv_buf(s, slot);
 	struct ferry_page_hdr hdr;
 	bool hdr_ok = ferry_page_hdr_decode(buf, len, &hdr) == FERRY_E_OK;
 	/* Over SEND/RECV the transport frames messages; ours is sane if the header agrees with it. */
@@ -675,14 +663,14 @@ static void on_malformed(struct session *s, unsigned slot, uint32_t len, int cod
 			  ferry_errcode_str((uint32_t)code));
 }
 
-static void on_message(struct session *s, unsigned slot, uint32_t len)
+static void on_message(struct session *s, unsigned slot, const uint8_t *buf, uint32_t len)
 {
 	struct ferry_page_msg m;
-	int rc = ferry_page_decode(recv_buf(s, slot), len, &m);
+	int rc = ferry_page_decode(buf, len, &m);
 	uint64_t req;
 
 	if (rc != FERRY_E_OK) {
-		on_malformed(s, slot, len, rc);
+		on_malformed(s, slot, buf, len, rc);
 		return;
 	}
 	req = m.hdr.request_id;
@@ -786,21 +774,52 @@ void session_on_completion(struct session *s, const struct fx_wc *wc, unsigned k
 		session_close(s, s->state == SESS_CLOSING ? s->close_reason : failure_reason(s, wc, buf, sizeof(buf)));
 		return;
 	}
-	if (kind == WR_SEND) {
-		if (s->state == SESS_CLOSING) {
-			if ((int)slot == s->final_slot)
-				session_close(s, s->close_reason);
-			return;
-		}
-		/* The reply in send slot i went out: receive slot i can take the next request. */
-		if (slot < SESS_SLOTS) {
-			int rc = post_recv(s, slot);
+	/* A reply went out: its slot is a credit again. Only a closing session waits for a particular one. */
+	if (s->state == SESS_CLOSING && (int)slot == s->final_slot)
+		session_close(s, s->close_reason);
+}
 
-			if (rc)
-				close_post_failed(s, "post a receive", rc);
+/* The client's credit: a free reply slot, else the BUSY reserve, else -1 (flooding). */
+static int take_credit(struct session *s, bool *busy)
+{
+	for (unsigned i = 0; i < SESS_SLOTS; i++)
+		if (!s->send_busy[i]) {
+			*busy = false;
+			return (int)i;
 		}
+	*busy = true;
+	return s->send_busy[SESS_BUSY_SLOT] ? -1 : (int)SESS_BUSY_SLOT;
+}
+
+void session_on_message(struct session *s, const struct fx_wc *wc, const uint8_t *buf)
+{
+	struct memsrv *srv = s->srv;
+	char why[64];
+	bool busy;
+	int slot;
+
+	if (s->state == SESS_ZOMBIE || s->state == SESS_CLOSING)
+		return;   /* what a closing client still says is not read */
+	if (wc->status != FX_WC_SUCCESS) {
+		session_close(s, failure_reason(s, wc, why, sizeof(why)));
 		return;
 	}
-	if (kind == WR_RECV && slot < SESS_SLOTS && s->state != SESS_CLOSING)
-		on_message(s, slot, wc->byte_len);
+	slot = take_credit(s, &busy);
+	if (slot < 0) {
+		srv->c.flood_closed++;
+		LOG_INFO("client %llu (%s, name %s) closed: more than %u requests in flight, even after ERROR BUSY",
+			 (unsigned long long)s->sid, s->peer, who(s), SESS_SLOTS + 1);
+		session_close(s, "flooding: too many requests in flight");
+		return;
+	}
+	if (busy) {
+		struct ferry_page_hdr hdr;
+		uint64_t req = ferry_page_hdr_decode(buf, wc->byte_len, &hdr) == FERRY_E_OK ? hdr.request_id : 0;
+
+		srv->c.flood_refused++;
+		reply_error(s, (unsigned)slot, req, FERRY_E_BUSY, "more than %u requests in flight: wait for replies",
+			    SESS_SLOTS);
+		return;
+	}
+	on_message(s, (unsigned)slot, buf, wc->byte_len);
 }

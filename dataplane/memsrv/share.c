@@ -3,14 +3,14 @@
  *
  * A share is the owner's explicit grant on one of its extents, named by 32
  * random bytes (libsodium). Anyone authenticated on this server who presents
- * the token may ATTACH: that registers the extent's exact range once more, in
- * the attacher's own protection domain and with the granted rights only. So
+ * the token may ATTACH: that binds a memory window over the extent's exact
+ * range to the attacher's own connection, with the granted rights only. So
  * the attachment's rkey is worthless on every other connection (like an
- * extent's own key), and a read-only attachment refuses WRITE in the
- * transport (TCP) or the NIC (RDMA), before any byte moves.
+ * extent's own key, also a window), and a read-only attachment refuses WRITE
+ * in the transport (TCP) or the NIC (RDMA), before any byte moves.
  *
- * Revocation is deregistration: UNSHARE, the owner's FREE and the end of the
- * owner's session drop every attachment's registration before the memory is
+ * Revocation is unbinding: UNSHARE, the owner's FREE and the end of the
+ * owner's session revoke every attachment's window before the memory is
  * scrubbed or handed on, so a revoked rkey fails with a remote access error
  * and touches nothing. The numbers are small (SHARE_MAX_PER_EXTENT shares
  * per extent, SESS_MAX_ATTACH attachments per session), so plain lists do.
@@ -30,9 +30,8 @@ static int access_of(uint32_t rights)
 
 	if (rights & FERRY_PAGE_SHARE_READ)
 		access |= FX_ACCESS_REMOTE_READ;
-	/* Verbs require local write for remote write; it gives the attacher nothing more. */
 	if (rights & FERRY_PAGE_SHARE_WRITE)
-		access |= FX_ACCESS_REMOTE_WRITE | FX_ACCESS_LOCAL_WRITE;
+		access |= FX_ACCESS_REMOTE_WRITE;
 	return access;
 }
 
@@ -46,8 +45,8 @@ uint32_t share_count(const struct session *owner, uint32_t extent_id)
 	return n;
 }
 
-int share_create(struct session *owner, uint32_t extent_id, uint64_t offset, uint64_t length, uint32_t rights,
-		 uint8_t token[FERRY_PAGE_TOKEN_LEN])
+int share_create(struct session *owner, uint32_t extent_id, uint64_t offset, uint64_t length, struct fx_mr *mr,
+		 uint32_t rights, uint8_t token[FERRY_PAGE_TOKEN_LEN])
 {
 	struct memsrv *srv = owner->srv;
 	struct share *sh;
@@ -62,6 +61,7 @@ int share_create(struct session *owner, uint32_t extent_id, uint64_t offset, uin
 	sh->rights = rights;
 	sh->offset = offset;
 	sh->length = length;
+	sh->mr = mr;
 	randombytes_buf(sh->token, sizeof(sh->token));
 	memcpy(token, sh->token, sizeof(sh->token));
 	sh->next = srv->shares;
@@ -92,8 +92,7 @@ int share_attach(struct share *sh, struct session *s, struct ferry_page_attach_o
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return ferry_err_set(err, ENOMEM, "out of memory");
-	rc = fx_reg_mr(s->pd, (uint8_t *)srv->pool.region.addr + sh->offset, sh->length, access_of(sh->rights),
-		       &a->mr, err);
+	rc = fx_mw_bind(s->conn, sh->mr, sh->mr->addr, sh->mr->length, access_of(sh->rights), &a->mw, err);
 	if (rc) {
 		free(a);
 		return rc;
@@ -108,19 +107,19 @@ int share_attach(struct share *sh, struct session *s, struct ferry_page_attach_o
 	s->nattach++;
 	srv->c.attaches++;
 	srv->c.attachments_active++;
-	*out = (struct ferry_page_attach_ok){ .attach_id = a->id, .rkey = a->mr->rkey, .base = a->mr->remote_base,
+	*out = (struct ferry_page_attach_ok){ .attach_id = a->id, .rkey = a->mw->rkey, .base = a->mw->remote_base,
 					      .length = sh->length, .rights = sh->rights };
 	return 0;
 }
 
-/* Deregister and free one attachment already unlinked from its share. @return 0 or the dereg error. */
+/* Revoke and free one attachment already unlinked from its share. @return 0 or the unbind error. */
 static int attachment_drop(struct attachment *a)
 {
 	struct session *s = a->attacher;
-	int rc = fx_dereg_mr(a->mr);
+	int rc = fx_mw_unbind(a->mw);
 
 	if (rc)
-		LOG_ERR("client %llu: deregistering attachment %u (extent %u of client %llu) failed: %s",
+		LOG_ERR("client %llu: revoking attachment %u (extent %u of client %llu) failed: %s",
 			(unsigned long long)s->sid, a->id, a->share->extent_id,
 			(unsigned long long)a->share->owner->sid, strerror(-rc));
 	s->nattach--;

@@ -163,7 +163,7 @@ int fx_pd_free(struct fx_pd *pd)
 {
 	if (!pd)
 		return 0;
-	if (pd->n_mrs || pd->n_conns)
+	if (pd->n_mrs || pd->n_conns || pd->n_srqs || pd->n_mws)
 		return -EBUSY;
 	struct fx_ctx *ctx = pd->ctx;
 
@@ -181,7 +181,7 @@ int fx_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx
 		return ferry_err_set(err, EINVAL, "fx_reg_mr: empty region");
 	if ((uintptr_t)addr + length < (uintptr_t)addr)
 		return ferry_err_set(err, EINVAL, "fx_reg_mr: region wraps the address space");
-	if (access & ~(FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE))
+	if (access & ~(FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE | FX_ACCESS_MW_BIND))
 		return ferry_err_set(err, EINVAL, "fx_reg_mr: unknown access bits 0x%x", access);
 	/* Verbs rule, kept so code that works on TCP also works on RDMA. */
 	if ((access & FX_ACCESS_REMOTE_WRITE) && !(access & FX_ACCESS_LOCAL_WRITE))
@@ -199,11 +199,112 @@ int fx_dereg_mr(struct fx_mr *mr)
 	if (!mr)
 		return 0;
 	struct fx_pd *pd = mr->pd;
+
+	if (mr->n_mws)
+		return -EBUSY;   /* verbs: windows are bound to it */
 	int rc = pd->ctx->ops->dereg_mr(mr);
 
 	if (rc == 0)
 		pd->n_mrs--;
 	return rc;
+}
+
+/* -------------------------------------------------------------- memory windows */
+
+int fx_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access, struct fx_mw **mw,
+	       struct ferry_err *err)
+{
+	const int remote = FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE;
+
+	if (!conn || !mr || !mw)
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: bad arguments");
+	*mw = NULL;
+	if (!conn->ops->mw_bind)
+		return ferry_err_set(err, EOPNOTSUPP, "fx_mw_bind: the %s backend has no memory windows",
+				     fx_kind_name(conn->ctx->kind));
+	if (mr->pd != conn->pd)
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: registration and connection are in different domains");
+	if (!(mr->access & FX_ACCESS_MW_BIND))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: registration was not made with FX_ACCESS_MW_BIND");
+	if ((access & ~remote) || !(access & remote))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: rights 0x%x are not a non-empty set of remote rights",
+				     access);
+	if ((access & FX_ACCESS_REMOTE_WRITE) && !(mr->access & FX_ACCESS_LOCAL_WRITE))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: remote write needs a locally writable registration");
+	if (length == 0 || (uintptr_t)addr < (uintptr_t)mr->addr ||
+	    (uintptr_t)addr - (uintptr_t)mr->addr > mr->length || length > mr->length - ((uintptr_t)addr -
+											  (uintptr_t)mr->addr))
+		return ferry_err_set(err, EINVAL, "fx_mw_bind: range is not inside the registration");
+	if (conn->state != FX_CONN_CONNECTED)
+		return ferry_err_set(err, ENOTCONN, "fx_mw_bind: connection to %s is not connected", conn->peer);
+	int rc = conn->ops->mw_bind(conn, mr, addr, length, access, mw, err);
+
+	if (rc == 0) {
+		mr->n_mws++;
+		mr->pd->n_mws++;
+	}
+	return rc;
+}
+
+int fx_mw_unbind(struct fx_mw *mw)
+{
+	if (!mw)
+		return 0;
+	struct fx_mr *mr = mw->mr;
+	int rc = mr->pd->ctx->ops->mw_unbind(mw);
+
+	if (rc == 0) {
+		mr->n_mws--;
+		mr->pd->n_mws--;
+	}
+	return rc;
+}
+
+/* -------------------------------------------------------------- shared receive queues */
+
+int fx_srq_create(struct fx_pd *pd, uint32_t depth, struct fx_srq **srq, struct ferry_err *err)
+{
+	if (!pd || !srq)
+		return ferry_err_set(err, EINVAL, "fx_srq_create: bad arguments");
+	*srq = NULL;
+	if (depth == 0 || depth > FX_SRQ_MAX_DEPTH)
+		return ferry_err_set(err, EINVAL, "fx_srq_create: depth %u not in 1..%u", depth, FX_SRQ_MAX_DEPTH);
+	if (!pd->ctx->ops->srq_create)
+		return ferry_err_set(err, EOPNOTSUPP, "fx_srq_create: the %s backend has no shared receive queues",
+				     fx_kind_name(pd->ctx->kind));
+	int rc = pd->ctx->ops->srq_create(pd, depth, srq, err);
+
+	if (rc == 0)
+		pd->n_srqs++;
+	return rc;
+}
+
+int fx_post_srq_recv(struct fx_srq *srq, const struct fx_recv_wr *wr, int n, int *post_err)
+{
+	if (!srq || n <= 0 || !wr) {
+		if (post_err)
+			*post_err = n == 0 && srq ? 0 : -EINVAL;
+		return 0;
+	}
+	return srq->ctx->ops->post_srq_recv(srq, wr, n, post_err);
+}
+
+uint32_t fx_srq_posted(const struct fx_srq *srq)
+{
+	return srq->posted;
+}
+
+int fx_srq_destroy(struct fx_srq *srq)
+{
+	if (!srq)
+		return 0;
+	if (srq->n_conns)
+		return -EBUSY;
+	struct fx_pd *pd = srq->pd;
+
+	srq->ctx->ops->srq_destroy(srq);
+	pd->n_srqs--;
+	return 0;
 }
 
 /* -------------------------------------------------------------- connections */
@@ -229,6 +330,16 @@ static int conn_opts_resolve(const struct fx_conn_opts *in, struct fx_conn_opts 
 	if (o->max_inline > FX_LIMIT_MAX_INLINE)
 		return ferry_err_set(err, EINVAL, "max_inline %u above %u", o->max_inline,
 				     FX_LIMIT_MAX_INLINE);
+	return 0;
+}
+
+/* The SRQ rule of transport.h: same domain (every verbs provider agrees only on that). */
+static int conn_srq_check(const struct fx_conn_opts *o, const struct fx_pd *pd, const char *what,
+			  struct ferry_err *err)
+{
+	if (o->srq && o->srq->pd != pd)
+		return ferry_err_set(err, EINVAL, "%s: the shared receive queue belongs to another protection domain "
+				     "(a connection and its SRQ must share one)", what);
 	return 0;
 }
 
@@ -269,9 +380,14 @@ int fx_accept(struct fx_listener *listener, struct fx_pd *pd, const struct fx_co
 	rc = conn_opts_resolve(opts, &o, err);
 	if (rc < 0)
 		return rc;
+	rc = conn_srq_check(&o, pd, "fx_accept", err);
+	if (rc < 0)
+		return rc;
 	rc = listener->ctx->ops->accept(listener, pd, &o, conn, err);
 	if (rc < 0)
 		return rc;
+	if (o.srq)
+		o.srq->n_conns++;
 	pd->n_conns++;
 	listener->ctx->n_conns++;
 	if (peer && peer_len)
@@ -305,9 +421,14 @@ int fx_connect(struct fx_ctx *ctx, struct fx_pd *pd, const char *host, uint16_t 
 	rc = conn_opts_resolve(opts, &o, err);
 	if (rc < 0)
 		return rc;
+	rc = conn_srq_check(&o, pd, "fx_connect", err);
+	if (rc < 0)
+		return rc;
 	rc = ctx->ops->connect(ctx, pd, host, port, &o, conn, err);
 	if (rc < 0)
 		return rc;
+	if (o.srq)
+		o.srq->n_conns++;
 	pd->n_conns++;
 	ctx->n_conns++;
 	return 0;
@@ -328,6 +449,11 @@ int fx_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int *
 	if (n <= 0 || !wr) {
 		if (post_err)
 			*post_err = n == 0 ? 0 : -EINVAL;
+		return 0;
+	}
+	if (conn->opts.srq) {
+		if (post_err)
+			*post_err = -EINVAL;   /* verbs: a QP with an SRQ has no receive queue of its own */
 		return 0;
 	}
 	return conn->ops->post_recv(conn, wr, n, post_err);
@@ -374,8 +500,11 @@ void fx_conn_close(struct fx_conn *conn)
 		return;
 	struct fx_pd *pd = conn->pd;
 	struct fx_ctx *ctx = conn->ctx;
+	struct fx_srq *srq = conn->opts.srq;
 
 	conn->ops->conn_close(conn);
+	if (srq)
+		srq->n_conns--;
 	pd->n_conns--;
 	ctx->n_conns--;
 }

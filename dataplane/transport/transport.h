@@ -9,8 +9,11 @@
  *    threads that need parallelism create one context each.
  *  - A **protection domain** (struct fx_pd) groups memory registrations and
  *    connections. A registration can be accessed remotely only through a
- *    connection of the same domain. A memory server gives every client its
- *    own domain, so a key handed to one client is worthless to another.
+ *    connection of the same domain. Keys for *one* connection inside a
+ *    shared domain are memory windows (below); ferry-memsrv puts all its
+ *    clients in one domain (for its shared receive queue) and hands each
+ *    a window bound to its own connection, so a key handed to one client is
+ *    worthless to another.
  *  - A **memory region** (struct fx_mr) is registered memory with a local key
  *    (for scatter/gather lists) and a remote key (for peers' one-sided ops).
  *    Peers address it as [remote_base, remote_base + length).
@@ -44,6 +47,78 @@
  *    its status, every other outstanding request and posted receive completes
  *    with FX_WC_FLUSH_ERR, and later posts fail with -ENOTCONN. A dead peer is
  *    detected within ctx op_timeout_ms at most; nothing hangs.
+ *
+ * Shared receive queues (struct fx_srq): receives posted once to a queue
+ * that any number of connections draw from, so a server with many clients
+ * keeps one pool of control buffers instead of one per connection.
+ *  - A connection opened with fx_conn_opts.srq takes its receives from that
+ *    queue; fx_post_recv on it fails with -EINVAL. It holds at most
+ *    max_recv_wr receives the application has not reaped (TCP: further
+ *    messages wait in the socket; RDMA: the ring grows instead). Buffers are
+ *    checked at post time on TCP (-EINVAL), by the NIC when a message lands
+ *    on RDMA (LOC_PROT_ERR on the connection that took it). Each message consumes the
+ *    oldest posted receive (FIFO), whichever connection it arrived on, and
+ *    its completion (FX_WC_RECV) names that connection in fx_wc.conn.
+ *    Completions of one connection still arrive in its message order.
+ *  - **Domains**: a connection may use an SRQ only if both are in the same
+ *    protection domain (-EINVAL otherwise). ibv_create_qp accepts a QP and
+ *    an SRQ of different domains, but verbs do not pin down which domain
+ *    then checks the lkeys of the SRQ's receive buffers: an SRQ is created
+ *    in a domain of its own (ibv_create_srq(pd, ...)), while Soft-RoCE (rxe,
+ *    kernel 6.1: rxe_resp.c send_data_in copies with qp->pd) checks them
+ *    against the QP's domain, so buffers registered in the SRQ's domain fail
+ *    there with a local protection error. The only arrangement every
+ *    provider accepts is one domain for both: that is the rule here, and on
+ *    TCP too so code tested there behaves the same over RDMA.
+ *    Consequence for isolation: clients that share an SRQ share a domain,
+ *    so per-client domains can no longer keep their rkeys apart. Memory
+ *    windows (below) give per-connection keys inside the shared domain.
+ *  - **RNR, honestly**: a message that arrives while the SRQ is empty is
+ *    never dropped. Over RDMA the responder NAKs with RNR and the sender
+ *    retries (rnr_retry 7 = forever), so the sender's SEND stays outstanding
+ *    until a receive is posted, and its op_timeout_ms may end the connection
+ *    if nobody posts. Over TCP the connection stops reading (its later
+ *    messages, and one-sided replies behind them, wait in the socket) until
+ *    fx_post_srq_recv supplies a receive; the sender's SEND completed when its
+ *    bytes were written, as always over TCP. Connections waiting for the SRQ
+ *    are served in the order they started waiting. Starvation among
+ *    connections is the application's business (credits: see ferry-memsrv).
+ *  - A connection's failure completes only the receives it had consumed;
+ *    receives still in the SRQ stay there for the others. So a connection
+ *    with nothing outstanding completes nothing when it fails (peer gone,
+ *    RDMA_CM_EVENT_DEVICE_REMOVAL, ...): an SRQ user watches fx_conn_state
+ *    after fx_poll (ferry-memsrv does, after every round). fx_srq_destroy
+ *    fails with -EBUSY while an open connection uses the SRQ; receives still
+ *    posted then are dropped without completions (their buffers are the
+ *    caller's again).
+ *
+ * Memory windows (struct fx_mw): a remote key for part of a registration,
+ * bound to *one connection*: peers can use it through that connection only
+ * (verbs type-2 windows: ibv_alloc_mw(IBV_MW_TYPE_2) bound with
+ * IBV_WR_BIND_MW on the connection's QP). The registration needs
+ * FX_ACCESS_MW_BIND; the window's rights (remote read/write) are its own.
+ * fx_mw_bind is immediate for the caller: the bind is queued on the
+ * connection's send queue ahead of anything posted after it (so a SEND
+ * that tells the peer the key goes out after the bind took effect) and
+ * produces no completion of its own (a failed bind fails the connection).
+ * fx_mw_unbind revokes at once: later operations with the key fail with a
+ * remote access error and touch nothing. When the connection ends its
+ * windows stop working; they are still the caller's to unbind (free).
+ * A registration with bound windows cannot be deregistered (-EBUSY).
+ * Known provider gap: Soft-RoCE (rxe, kernel 6.1 rxe_resp.c check_rkey)
+ * checks an access through a window against its *registration's* range,
+ * not the window's, so a window over part of a registration reaches all of
+ * it there. Where the range matters, bind windows over whole registrations
+ * (ferry-memsrv registers every extent on its own). TCP checks the window.
+ *
+ * RDMA device removal (RDMA_CM_EVENT_DEVICE_REMOVAL, IBV_EVENT_DEVICE_FATAL):
+ * the connections on the device fail (FX_WC_RETRY_EXC_ERR / GENERAL_ERR) and
+ * their users see it through completions or fx_conn_state. The context keeps
+ * its own verbs objects (CQ, domains, registrations, SRQs, listener) until
+ * fx_ctx_destroy, and the kernel's unregistration waits for them: in the
+ * RoCE rig `rdma link delete rxe0` blocks while a ferry-memsrv (or any
+ * client) holds its context. Not done yet: a context-wide "device lost"
+ * report so that a daemon tears its context down and re-creates it.
  *
  * Progress: completions and one-sided service for peers happen inside
  * fx_poll (TCP) or in the NIC (RDMA). A SEND completes once its bytes are
@@ -97,12 +172,15 @@ struct fx_conn_opts {
 	uint32_t max_send_wr;     /**< outstanding send-queue requests (default 256) */
 	uint32_t max_recv_wr;     /**< posted receives (default 64) */
 	uint32_t max_inline;      /**< bytes that may be sent with FX_WR_INLINE (default 256) */
+	struct fx_srq *srq;       /**< take receives from this shared receive queue (same domain);
+				       NULL = the connection's own receive queue (max_recv_wr) */
 };
 
 struct fx_ctx;
 struct fx_pd;
 struct fx_listener;
 struct fx_conn;
+struct fx_srq;
 
 /** Registered memory. Fields are read-only for callers. */
 struct fx_mr {
@@ -114,6 +192,7 @@ struct fx_mr {
 	int access;               /**< FX_ACCESS_* */
 	struct fx_pd *pd;
 	void *backend;            /**< backend-private */
+	uint32_t n_mws;           /**< memory windows bound to it */
 };
 
 /** Access rights of a registration (local read is always allowed). */
@@ -121,6 +200,17 @@ enum {
 	FX_ACCESS_LOCAL_WRITE  = 1 << 0,
 	FX_ACCESS_REMOTE_READ  = 1 << 1,
 	FX_ACCESS_REMOTE_WRITE = 1 << 2,
+	FX_ACCESS_MW_BIND      = 1 << 3,  /**< memory windows may be bound to the registration */
+};
+
+/** A memory window: see "Memory windows" above. Fields are read-only for callers. */
+struct fx_mw {
+	uint32_t rkey;            /**< valid on `conn` only */
+	uint64_t remote_base;     /**< what the peer uses as remote_addr for the window's first byte */
+	size_t length;
+	int access;               /**< FX_ACCESS_REMOTE_* */
+	struct fx_mr *mr;
+	void *backend;
 };
 
 /** A local buffer: part of a registered region. */
@@ -234,6 +324,41 @@ int fx_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx
  */
 int fx_dereg_mr(struct fx_mr *mr);
 
+/* -------------------------------------------------------------- memory windows */
+
+/**
+ * Bind a window over [@p addr, @p addr + @p length) of @p mr (registered
+ * with FX_ACCESS_MW_BIND in @p conn's domain) with @p access (non-empty
+ * subset of FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE; remote write
+ * needs the registration's local write) to connected @p conn.
+ */
+int fx_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access, struct fx_mw **mw,
+	       struct ferry_err *err);
+/** Revoke and free the window (also after its connection ended). */
+int fx_mw_unbind(struct fx_mw *mw);
+
+/* -------------------------------------------------------------- shared receive queues */
+
+/** Most receives an SRQ holds. */
+#define FX_SRQ_MAX_DEPTH 16384u
+
+/**
+ * Create a shared receive queue in @p pd holding up to @p depth posted
+ * receives (1..FX_SRQ_MAX_DEPTH). Connections of @p pd opened with
+ * fx_conn_opts.srq set to it draw their receives from it.
+ */
+int fx_srq_create(struct fx_pd *pd, uint32_t depth, struct fx_srq **srq, struct ferry_err *err);
+/**
+ * Post @p n receives to the SRQ: buffers must lie in locally writable
+ * registrations of its domain (-EINVAL otherwise, nothing posted from that
+ * one on). Same return convention as fx_post_send (-EAGAIN: SRQ full).
+ */
+int fx_post_srq_recv(struct fx_srq *srq, const struct fx_recv_wr *wr, int n, int *post_err);
+/** Receives posted to the SRQ and not yet taken by a message. */
+uint32_t fx_srq_posted(const struct fx_srq *srq);
+/** Destroy. -EBUSY while an open connection uses it; posted receives are dropped silently. */
+int fx_srq_destroy(struct fx_srq *srq);
+
 /* -------------------------------------------------------------- connections */
 
 /** Listen on @p host:@p port ("0.0.0.0", port 0 = pick one, see fx_listener_port). */
@@ -261,7 +386,7 @@ int fx_connect(struct fx_ctx *ctx, struct fx_pd *pd, const char *host, uint16_t 
  * failed; -EINVAL: bad request). @p post_err may be NULL.
  */
 int fx_post_send(struct fx_conn *conn, const struct fx_send_wr *wr, int n, int *post_err);
-/** Post @p n receives. Same return convention as fx_post_send. */
+/** Post @p n receives. Same return convention as fx_post_send; -EINVAL on a connection with an SRQ. */
 int fx_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int *post_err);
 
 enum fx_conn_state fx_conn_state(const struct fx_conn *conn);
@@ -279,8 +404,10 @@ uint32_t fx_conn_outstanding(const struct fx_conn *conn);
 /**
  * Close a connection. Outstanding requests complete with FX_WC_FLUSH_ERR on
  * the next fx_poll, after which the connection memory is freed; do not use
- * @p conn after this call (except that wc.conn of those completions may be
- * passed to fx_conn_get_user until the following fx_poll).
+ * @p conn after this call, except that wc.conn of any completion of it
+ * (polled before the close, or those flushes) may be passed to
+ * fx_conn_get_user until the fx_poll after the one that returned it: the
+ * memory is never freed inside fx_conn_close itself.
  */
 void fx_conn_close(struct fx_conn *conn);
 

@@ -64,6 +64,17 @@ struct fx_pd {
 	struct fx_ctx *ctx;
 	uint32_t n_mrs;               /**< live registrations (transport.c) */
 	uint32_t n_conns;             /**< connections not yet closed (transport.c) */
+	uint32_t n_srqs;              /**< live shared receive queues (transport.c) */
+	uint32_t n_mws;               /**< bound memory windows (transport.c) */
+};
+
+/** Base of every shared receive queue. */
+struct fx_srq {
+	struct fx_ctx *ctx;
+	struct fx_pd *pd;
+	uint32_t depth;
+	uint32_t posted;              /**< receives posted, not yet taken (backend) */
+	uint32_t n_conns;             /**< open connections using it (transport.c) */
 };
 
 /** Base of every listener. */
@@ -101,6 +112,14 @@ struct fx_backend_ops {
 	int (*reg_mr)(struct fx_pd *pd, void *addr, size_t length, int access, struct fx_mr **mr,
 		      struct ferry_err *err);
 	int (*dereg_mr)(struct fx_mr *mr);
+
+	int (*mw_bind)(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access,
+		       struct fx_mw **mw, struct ferry_err *err);
+	int (*mw_unbind)(struct fx_mw *mw);
+
+	int (*srq_create)(struct fx_pd *pd, uint32_t depth, struct fx_srq **srq, struct ferry_err *err);
+	void (*srq_destroy)(struct fx_srq *srq);
+	int (*post_srq_recv)(struct fx_srq *srq, const struct fx_recv_wr *wr, int n, int *post_err);
 
 	int (*listen)(struct fx_ctx *ctx, const char *host, uint16_t port, struct fx_listener **listener,
 		      struct ferry_err *err);

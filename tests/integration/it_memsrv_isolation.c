@@ -1,7 +1,7 @@
 /*
  * Integration: isolation between clients. A key handed to client A is
- * worthless on client B's connection (each client has its own protection
- * domain), B cannot free A's extent, and A itself cannot step outside its
+ * worthless on client B's connection (each extent is a memory window bound
+ * to its owner's connection), B cannot free A's extent, and A itself cannot step outside its
  * extent. A's data survives all of it.
  */
 #include <setjmp.h>

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,104 @@ static void test_malformed_inputs_close_the_connection(void **state)
 	assert_true(after >= before + 5);
 }
 
+/* Read one whole message from a blocking socket into @out (cap >= FERRY_PAGE_CTRL_MAX). */
+static size_t read_msg(int fd, uint8_t *out)
+{
+	size_t got = 0, need = FERRY_PAGE_HDR_LEN;
+
+	while (got < need) {
+		ssize_t n = recv(fd, out + got, need - got, 0);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+		if (got == FERRY_PAGE_HDR_LEN) {
+			need += wire_get_u32(out + 16);
+			assert_true(need <= FERRY_PAGE_CTRL_MAX);
+		}
+	}
+	return got;
+}
+
+/*
+ * A raw client that authenticates, then sends STATS after STATS without
+ * waiting for replies. Its credit is SESS_SLOTS (8) requests in flight: the
+ * server answers those, the next request gets ERROR BUSY and the one after
+ * that closes the session. Another client is served meanwhile, and every
+ * shared receive buffer is back in the SRQ afterwards.
+ */
+static void test_flooding_client_is_refused_then_closed(void **state)
+{
+	uint8_t msg[FERRY_PAGE_CTRL_MAX], cn[FERRY_PAGE_NONCE_LEN], mac[FERRY_PAGE_MAC_LEN];
+	struct ferry_page_msg m;
+	int fd, len;
+
+	(void)state;
+	fd = tcp_connect(srv.port);
+	len = ferry_page_encode_hello(1, "flooder", 1, 1, msg, sizeof(msg));
+	send_all(fd, msg, (size_t)len);
+	assert_int_equal(ferry_page_decode(msg, read_msg(fd, msg), &m), FERRY_E_OK);
+	assert_int_equal(m.hdr.type, FERRY_PAGE_CHALLENGE);
+	ferry_auth_nonce(cn);
+	ferry_auth_mac(&srv.key, "ferry-page-c", m.u.challenge.nonce, cn, "flooder", 7, mac);
+	len = ferry_page_encode_auth(2, cn, mac, msg, sizeof(msg));
+	send_all(fd, msg, (size_t)len);
+	assert_int_equal(ferry_page_decode(msg, read_msg(fd, msg), &m), FERRY_E_OK);
+	assert_int_equal(m.hdr.type, FERRY_PAGE_AUTH_OK);
+
+	/*
+	 * 64 requests in one write: they arrive together, so the server sees them
+	 * in one round, before any of its replies has completed.
+	 */
+	static uint8_t flood[64 * FERRY_PAGE_HDR_LEN];
+
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(ferry_page_encode_stats(3u + (uint64_t)i, flood + i * FERRY_PAGE_HDR_LEN,
+							 FERRY_PAGE_HDR_LEN), FERRY_PAGE_HDR_LEN);
+	assert_int_equal(send(fd, flood, sizeof(flood), MSG_NOSIGNAL), (ssize_t)sizeof(flood));
+	/* Meanwhile another client is served. */
+	(void)malformed_now();
+
+	/* In what it was sent before the close: STATS_OK replies, then one ERROR BUSY. */
+	uint64_t ok = 0, busy = 0;
+
+	for (;;) {
+		size_t got = 0, need = FERRY_PAGE_HDR_LEN;
+		ssize_t n = 1;
+
+		while (got < need && (n = recv(fd, msg + got, need - got, 0)) > 0) {
+			got += (size_t)n;
+			if (got == FERRY_PAGE_HDR_LEN)
+				need += wire_get_u32(msg + 16);
+		}
+		if (got < need)
+			break;   /* the server closed */
+		assert_int_equal(ferry_page_decode(msg, got, &m), FERRY_E_OK);
+		if (m.hdr.type == FERRY_PAGE_STATS_OK)
+			ok++;
+		else if (m.hdr.type == FERRY_PAGE_ERROR && m.u.error.code == FERRY_E_BUSY)
+			busy++;
+	}
+	close(fd);
+	print_message("flooder got %llu replies and %llu BUSY before the close\n", (unsigned long long)ok,
+		      (unsigned long long)busy);
+	assert_int_equal(ok, 8);
+	assert_int_equal(busy, 1);
+
+	struct fx_ctx *ctx = msrv_ctx();
+	struct pool_client *c;
+	struct ferry_err err = { 0 };
+
+	if (msrv_connect(&srv, ctx, "after-flood", NULL, &c, &err))
+		fail_msg("connect after the flood: %s", err.msg);
+	assert_true(msrv_client_stat(c, "flood_refused") >= 1);
+	assert_true(msrv_client_stat(c, "flood_closed") >= 1);
+	/* Every shared receive buffer went back but the one our STATS is in while it is answered. */
+	assert_int_equal(msrv_client_stat(c, "srq_posted"), msrv_client_stat(c, "srq_depth") - 1);
+	pool_client_close(c);
+	fx_ctx_destroy(ctx);
+	assert_true(msrv_log_contains(&srv, "closed: more than 9 requests in flight"));
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -193,6 +292,7 @@ int main(void)
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_malformed_inputs_close_the_connection),
+		cmocka_unit_test(test_flooding_client_is_refused_then_closed),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -14,7 +14,8 @@
  *    channel's fd is fx_listener_fd()); fx_accept takes one CONNECT_REQUEST,
  *    moves the new id to the context's channel, creates its RC QP in the
  *    caller's domain (so only that domain's rkeys work through it) and
- *    accepts. Every connection has its own receive queue (no SRQ).
+ *    accepts. A connection has its own receive queue, or takes its
+ *    receives from a shared receive queue of the same domain (rdma_srq.c).
  *  - connection: an rdma_cm_id + RC QP. The backend keeps a send ring and a
  *    receive ring (one slot per posted work request, wr_id = slot pointer),
  *    so completions are delivered per connection in posting order, unsignalled
@@ -105,6 +106,7 @@ struct rdma_ctx {
 	struct fx_link ready;           /* connections with completions to reap */
 	struct fx_link zombies;         /* closed, drained: freed at the next fx_poll */
 	struct fx_link dead_pds;        /* fx_pd_free'd domains whose ibv_dealloc_pd must wait */
+	struct fx_link dead_srqs;       /* fx_srq_destroy'ed SRQs whose ibv_destroy_srq must wait */
 	/* post scratch (single thread per context) */
 	struct ibv_send_wr *swr;
 	struct ibv_sge *ssge;
@@ -122,6 +124,33 @@ struct rdma_pd {
 struct rdma_mr {
 	struct fx_mr pub;
 	struct ibv_mr *mr;
+};
+
+struct rdma_srq;
+
+/* Internal send-queue opcode (beside enum fx_opcode): a window bind, never reported. */
+#define RDMA_OP_BIND 7
+
+struct rdma_mw {
+	struct fx_mw pub;
+	struct ibv_mw *mw;                /* NULL once its connection's QP is gone */
+	struct fx_link l_conn;            /* on conn->windows */
+};
+
+/* A posted shared receive (wr_id = slot address | 2). */
+struct rdma_srq_slot {
+	struct rdma_srq *srq;
+	struct rdma_srq_slot *next_free;
+	uint64_t wr_id;                   /* the caller's */
+};
+
+struct rdma_srq {
+	struct fx_srq base;
+	struct rdma_ctx *ctx;
+	struct ibv_srq *srq;
+	struct rdma_srq_slot *slots;      /* depth of them */
+	struct rdma_srq_slot *free;
+	struct fx_link l_dead;            /* on ctx->dead_srqs: destroyed, QPs of closed connections still on it */
 };
 
 struct rdma_swr {
@@ -150,6 +179,9 @@ struct rdma_conn {
 	struct rdma_cm_id *id;
 	struct ibv_qp *qp;
 	struct fx_link l_all, l_ready;
+	/* Type-2 windows bound to the QP hold a reference on it: rxe's destroy_qp
+	 * waits for them, so they are deallocated before the QP goes. */
+	struct fx_link windows;
 	bool on_ready, closed, zombie, qp_err;
 	int cq_share;                     /* CQEs reserved in ctx->cq_reserved */
 	uint8_t override;                 /* status for the first flushed send request (0 = none) */
@@ -178,6 +210,11 @@ static inline struct rdma_ctx *rdma_ctx_of(struct fx_ctx *b)
 static inline struct rdma_conn *rdma_conn_of(struct fx_conn *b)
 {
 	return (struct rdma_conn *)(void *)b;
+}
+
+static inline struct rdma_srq *rdma_srq_of(struct fx_srq *b)
+{
+	return (struct rdma_srq *)(void *)b;
 }
 
 static inline struct rdma_swr *rdma_sq_slot(const struct rdma_conn *c, uint64_t seq)
@@ -221,6 +258,20 @@ void rdma_reap_dead_pds(struct rdma_ctx *ctx, bool force);
 int rdma_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx_mr **mr,
 		struct ferry_err *err);
 int rdma_dereg_mr(struct fx_mr *mr);
+
+/* rdma_post.c */
+int rdma_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access,
+		 struct fx_mw **mw, struct ferry_err *err);
+int rdma_mw_unbind(struct fx_mw *mw);
+
+/* rdma_srq.c */
+int rdma_srq_create(struct fx_pd *pd, uint32_t depth, struct fx_srq **srq, struct ferry_err *err);
+void rdma_srq_destroy(struct fx_srq *srq);
+int rdma_post_srq_recv(struct fx_srq *srq, const struct fx_recv_wr *wr, int n, int *post_err);
+/** Retry destroying SRQs that still had QPs; @p force frees the wrappers regardless. */
+void rdma_reap_dead_srqs(struct rdma_ctx *ctx, bool force);
+/** A completion of a shared receive: recycle its slot, append it to its connection's ring (returned; NULL if none). */
+struct rdma_conn *rdma_srq_on_cqe(struct rdma_ctx *ctx, const struct ibv_wc *wc, enum fx_wc_status st);
 
 /* rdma_cm.c */
 /** Handle the pending events of the context's CM channel (DISCONNECTED, ...). */

@@ -157,6 +157,11 @@ static const struct fx_backend_ops rdma_ops = {
 	.connect = rdma_connect_,
 	.post_send = rdma_post_send,
 	.post_recv = rdma_post_recv,
+	.mw_bind = rdma_mw_bind,
+	.mw_unbind = rdma_mw_unbind,
+	.srq_create = rdma_srq_create,
+	.srq_destroy = rdma_srq_destroy,
+	.post_srq_recv = rdma_post_srq_recv,
 	.conn_outstanding = rdma_conn_outstanding,
 	.conn_close = rdma_conn_close,
 };
@@ -195,6 +200,7 @@ static int rdma_ctx_create(const struct fx_ctx_opts *opts, struct fx_ctx **out, 
 	fx_list_init(&ctx->ready);
 	fx_list_init(&ctx->zombies);
 	fx_list_init(&ctx->dead_pds);
+	fx_list_init(&ctx->dead_srqs);
 
 	ctx->devices = rdma_get_devices(&num);
 	if (!ctx->devices || num <= 0) {

@@ -52,6 +52,8 @@ void rdma_reap_dead_pds(struct rdma_ctx *ctx, bool force)
 {
 	struct fx_link *l, *nx;
 
+	/* An SRQ keeps its domain busy: SRQs first. */
+	rdma_reap_dead_srqs(ctx, force);
 	for (l = ctx->dead_pds.next; l != &ctx->dead_pds; l = nx) {
 		struct rdma_pd *pd = fx_container_of(l, struct rdma_pd, l_dead);
 
@@ -78,6 +80,8 @@ int rdma_reg_mr(struct fx_pd *b, void *addr, size_t length, int access, struct f
 		acc |= IBV_ACCESS_REMOTE_READ;
 	if (access & FX_ACCESS_REMOTE_WRITE)
 		acc |= IBV_ACCESS_REMOTE_WRITE;
+	if (access & FX_ACCESS_MW_BIND)
+		acc |= IBV_ACCESS_MW_BIND;
 	m->mr = ibv_reg_mr(pd->pd, addr, length, acc);
 	if (!m->mr) {
 		int e = errno ? errno : ENOMEM;

@@ -72,6 +72,15 @@ static void on_cqe(struct rdma_ctx *ctx, const struct ibv_wc *wc)
 {
 	enum fx_wc_status st = map_status(wc->status);
 
+	if (wc->wr_id & 2) {
+		if (wc->status == IBV_WC_LOC_QP_OP_ERR)
+			st = FX_WC_LOC_LEN_ERR;
+		struct rdma_conn *c = rdma_srq_on_cqe(ctx, wc, st);
+
+		if (c && st != FX_WC_SUCCESS)
+			fail_from_cqe(c, wc, st, true, wc->wr_id);
+		return;
+	}
 	if (wc->wr_id & 1) {
 		struct rdma_rwr *r = (struct rdma_rwr *)(uintptr_t)(wc->wr_id & ~(uint64_t)1);
 		struct rdma_conn *c = r->conn;
@@ -170,7 +179,8 @@ static int reap_conn(struct rdma_conn *c, struct fx_wc *wc, int max)
 
 		if (!s->done)
 			break;
-		if (s->signaled || s->status != FX_WC_SUCCESS) {
+		/* Internal binds are never reported: a failed one failed the connection. */
+		if (s->opcode != RDMA_OP_BIND && (s->signaled || s->status != FX_WC_SUCCESS)) {
 			struct fx_wc *w = &wc[n++];
 
 			w->wr_id = s->wr_id;
@@ -210,7 +220,7 @@ static int reap(struct rdma_ctx *ctx, struct fx_wc *wc, int max)
 		while (c->sq_tail != c->sq_head) {
 			struct rdma_swr *s = rdma_sq_slot(c, c->sq_tail);
 
-			if (!s->done || s->signaled || s->status != FX_WC_SUCCESS)
+			if (!s->done || (s->opcode != RDMA_OP_BIND && (s->signaled || s->status != FX_WC_SUCCESS)))
 				break;
 			c->sq_tail++;
 		}

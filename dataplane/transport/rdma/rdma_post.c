@@ -9,6 +9,7 @@
  * FX_WC_LOC_PROT_ERR and fails the connection, as on TCP.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dataplane/common/ferry_log.h"
@@ -239,4 +240,101 @@ int rdma_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int
 	if (post_err)
 		*post_err = i < n ? perr : 0;
 	return i;
+}
+
+/* ------------------------------------------------------------------ memory windows */
+
+/*
+ * A type-2 window bound with IBV_WR_BIND_MW through the connection's own send
+ * ring (an internal slot, RDMA_OP_BIND, never reported): requests posted
+ * after it run after it, so a SEND carrying the new rkey leaves once the
+ * bind is in effect. Unbinding deallocates the window, which invalidates its
+ * key at once (later requests with it fail with a remote access error).
+ * A bound type-2 window holds a reference on its QP (rxe: destroy_qp waits
+ * for it), so freeing a connection deallocates its windows first; the
+ * caller's later fx_mw_unbind then only frees the wrapper.
+ */
+int rdma_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access,
+		 struct fx_mw **out, struct ferry_err *err)
+{
+	struct rdma_conn *c = rdma_conn_of(conn);
+	struct rdma_ctx *ctx = c->ctx;
+	struct rdma_mr *rmr = mr->backend;
+	struct rdma_mw *w;
+	struct ibv_send_wr wr, *bad = NULL;
+	uint64_t seq = c->sq_head;
+	struct rdma_swr *s;
+	int acc = 0, rc;
+
+	if (c->sq_head - c->sq_tail >= c->base.opts.max_send_wr) {
+		ctx->base.stats.backpressure_events++;
+		return ferry_err_set(err, EAGAIN, "memory window: send queue to %s full", c->base.peer);
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return ferry_err_set(err, ENOMEM, "memory window: out of memory");
+	w->mw = ibv_alloc_mw(((struct rdma_pd *)(void *)mr->pd)->pd, IBV_MW_TYPE_2);
+	if (!w->mw) {
+		int e = errno ? errno : EIO;
+
+		free(w);
+		return ferry_err_set(err, e, "rdma: ibv_alloc_mw (type 2) on %s: %s", ctx->devname, strerror(e));
+	}
+	if (access & FX_ACCESS_REMOTE_READ)
+		acc |= IBV_ACCESS_REMOTE_READ;
+	if (access & FX_ACCESS_REMOTE_WRITE)
+		acc |= IBV_ACCESS_REMOTE_WRITE;
+	s = rdma_sq_slot(c, seq);
+	memset(&wr, 0, sizeof(wr));
+	wr.wr_id = (uint64_t)(uintptr_t)s;
+	wr.opcode = IBV_WR_BIND_MW;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	wr.bind_mw.mw = w->mw;
+	wr.bind_mw.rkey = ibv_inc_rkey(w->mw->rkey);
+	wr.bind_mw.bind_info.mr = rmr->mr;
+	wr.bind_mw.bind_info.addr = (uint64_t)(uintptr_t)addr;
+	wr.bind_mw.bind_info.length = length;
+	wr.bind_mw.bind_info.mw_access_flags = (unsigned)acc;
+	s->seq = seq;
+	s->wr_id = 0;
+	s->post_ns = rdma_now_ns();
+	s->byte_len = 0;
+	s->opcode = RDMA_OP_BIND;
+	s->signaled = 0;
+	s->done = 0;
+	s->status = FX_WC_SUCCESS;
+	rc = ibv_post_send(c->qp, &wr, &bad);
+	if (rc) {
+		(void)ibv_dealloc_mw(w->mw);
+		free(w);
+		return ferry_err_set(err, rc, "rdma: cannot post a window bind to %s: %s", c->base.peer, strerror(rc));
+	}
+	c->sq_head++;
+	c->last_hw_sig = c->sq_head;
+	ctx->base.stats.ops_posted++;
+	rdma_arm_timer(ctx, s->post_ns + ctx->op_timeout_ns);
+	fx_list_add_tail(&c->windows, &w->l_conn);
+	w->pub.rkey = wr.bind_mw.rkey;
+	w->pub.remote_base = (uint64_t)(uintptr_t)addr;
+	w->pub.length = length;
+	w->pub.access = access;
+	w->pub.mr = mr;
+	w->pub.backend = w;
+	*out = &w->pub;
+	return 0;
+}
+
+int rdma_mw_unbind(struct fx_mw *pub)
+{
+	struct rdma_mw *w = pub->backend;
+
+	if (w->mw) {
+		int rc = ibv_dealloc_mw(w->mw);
+
+		if (rc)
+			return -(rc > 0 ? rc : (errno ? errno : EIO));
+		fx_list_del(&w->l_conn);
+	}
+	free(w);
+	return 0;
 }

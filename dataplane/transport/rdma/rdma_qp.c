@@ -65,6 +65,14 @@ void rdma_conn_free(struct rdma_conn *c)
 	fx_list_del(&c->l_all);
 	if (c->on_ready || c->zombie)
 		fx_list_del(&c->l_ready);
+	while (c->windows.next && !fx_list_empty(&c->windows)) {
+		struct rdma_mw *w = fx_container_of(c->windows.next, struct rdma_mw, l_conn);
+
+		fx_list_del(&w->l_conn);
+		if (ibv_dealloc_mw(w->mw) != 0)
+			LOG_WARN("rdma: deallocating a window of %s failed: %s", c->base.peer, strerror(errno));
+		w->mw = NULL;   /* the caller's fx_mw_unbind only frees it now */
+	}
 	if (c->qp) {
 		if (c->id && c->id->qp == c->qp)
 			rdma_destroy_qp(c->id);
@@ -103,7 +111,7 @@ void rdma_free_zombies(struct rdma_ctx *ctx)
 		c->zombie = false;
 		rdma_conn_free(c);
 	}
-	if (!fx_list_empty(&ctx->dead_pds))
+	if (!fx_list_empty(&ctx->dead_pds) || !fx_list_empty(&ctx->dead_srqs))
 		rdma_reap_dead_pds(ctx, false);
 }
 
@@ -151,13 +159,14 @@ void rdma_conn_close(struct fx_conn *conn)
 	c->override = 0;
 	qp_to_error(c);
 	c->base.state = FX_CONN_CLOSED;
-	if (rdma_conn_drained(c)) {
-		struct rdma_ctx *ctx = c->ctx;
-
-		rdma_conn_free(c);
-		if (!fx_list_empty(&ctx->dead_pds))
-			rdma_reap_dead_pds(ctx, false);
-	} else
+	/*
+	 * Never freed here, even when nothing is left to report: the caller may
+	 * still hold completions of this connection from its last fx_poll (and
+	 * pass their wc.conn to fx_conn_get_user); zombies go at the next one.
+	 */
+	if (rdma_conn_drained(c))
+		rdma_conn_maybe_free(c);
+	else
 		rdma_mark_ready(c);
 }
 
@@ -167,7 +176,9 @@ int rdma_conn_new(struct rdma_ctx *ctx, struct fx_pd *pd, struct rdma_cm_id *id,
 {
 	struct rdma_conn *c = calloc(1, sizeof(*c));
 	uint32_t sq_cap = pow2_at_least(opts->max_send_wr);
-	uint32_t rcv_cap = pow2_at_least(opts->max_recv_wr);
+	/* SRQ: the ring only collects finished receives (it grows if need be); start at the SRQ's depth. */
+	uint32_t rcv_cap = pow2_at_least(opts->srq ? opts->srq->depth : opts->max_recv_wr);
+	struct rdma_srq *srq = opts->srq ? rdma_srq_of(opts->srq) : NULL;
 	struct ibv_qp_init_attr qa;
 	int rc;
 
@@ -175,6 +186,7 @@ int rdma_conn_new(struct rdma_ctx *ctx, struct fx_pd *pd, struct rdma_cm_id *id,
 		return ferry_err_set(err, ENOMEM, "rdma connection: out of memory");
 	fx_list_init(&c->l_all);
 	fx_list_init(&c->l_ready);
+	fx_list_init(&c->windows);
 	c->ctx = ctx;
 	c->base.ctx = &ctx->base;
 	c->base.ops = ctx->base.ops;
@@ -201,12 +213,13 @@ int rdma_conn_new(struct rdma_ctx *ctx, struct fx_pd *pd, struct rdma_cm_id *id,
 		rdma_conn_free(c);
 		return ferry_err_set(err, ENOMEM, "rdma connection: out of memory");
 	}
-	rc = rdma_cq_reserve(ctx, (int)(sq_cap + rcv_cap), err);
+	/* An SRQ reserved CQ room for its receives itself. */
+	rc = rdma_cq_reserve(ctx, (int)(sq_cap + (srq ? 0 : rcv_cap)), err);
 	if (rc) {
 		rdma_conn_free(c);
 		return rc;
 	}
-	c->cq_share = (int)(sq_cap + rcv_cap);
+	c->cq_share = (int)(sq_cap + (srq ? 0 : rcv_cap));
 
 	struct rdma_pd *rpd = (struct rdma_pd *)(void *)pd;
 
@@ -218,9 +231,10 @@ int rdma_conn_new(struct rdma_ctx *ctx, struct fx_pd *pd, struct rdma_cm_id *id,
 		qa.qp_type = IBV_QPT_RC;
 		qa.sq_sig_all = 0;
 		qa.cap.max_send_wr = sq_cap;
-		qa.cap.max_recv_wr = rcv_cap;
+		qa.cap.max_recv_wr = srq ? 0 : rcv_cap;
 		qa.cap.max_send_sge = FX_MAX_SGE;
-		qa.cap.max_recv_sge = FX_MAX_SGE;
+		qa.cap.max_recv_sge = srq ? 0 : FX_MAX_SGE;
+		qa.srq = srq ? srq->srq : NULL;
 		qa.cap.max_inline_data = attempt == 0 ? opts->max_inline : 0;
 		rc = rdma_create_qp(id, rpd->pd, &qa);
 		if (rc == 0)

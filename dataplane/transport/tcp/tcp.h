@@ -43,6 +43,9 @@
  * Threading: a context and everything created from it is used by one thread
  * at a time; nothing here locks.
  *
+ * Shared receive queues: tcp_srq.c (receives taken into the connection's
+ * own ring when a message needs one; RNR = stop reading and wait, FIFO).
+ *
  * Files: tcp_ctx.c (context, epoll, fx_poll, timeouts, completion reaping),
  * tcp_mr.c (domains, registrations, key tables), tcp_conn.c (sockets,
  * listen/accept/connect, failure and close), tcp_io.c (output queue and input
@@ -124,10 +127,35 @@ struct tcp_pd {
 	struct fx_pd base;
 };
 
+struct tcp_rwr;
+
+struct tcp_srq {
+	struct fx_srq base;
+	struct tcp_rwr *slots;   /* ring of posted receives */
+	uint32_t mask;
+	uint64_t head, tail;     /* posted / taken */
+	struct fx_link waiters;  /* connections stopped for lack of a receive (l_srq), FIFO */
+};
+
+struct tcp_conn;
+
 struct tcp_mr {
 	struct fx_mr pub;
 	uint8_t *start;
+	/* Memory window: usable only through this connection (NULL: a registration,
+	 * any connection of its domain; tcp_mw_orphan: its connection is gone). */
+	struct tcp_conn *bound;
+	struct fx_link l_bound;  /* on bound->windows */
 };
+
+/* A memory window: its own rkey over part of a registration, for one connection. */
+struct tcp_mw {
+	struct fx_mw pub;
+	struct tcp_mr win;       /* what the rkey table maps the window's key to */
+};
+
+/** The connection a window points at once its own is gone: matches none. */
+extern struct tcp_conn tcp_mw_orphan;
 
 /* A send-queue slot. */
 struct tcp_swr {
@@ -237,6 +265,8 @@ struct tcp_conn {
 	struct tcp_ctx *ctx;
 	int fd;
 	struct fx_link l_all, l_work, l_ready;
+	struct fx_link l_srq;    /* on its SRQ's waiter list (self-linked when not) */
+	struct fx_link windows;  /* memory windows bound to it (tcp_mr.l_bound) */
 	bool on_work, on_ready;
 	bool rd_ready, wr_ready;
 	/* The peer hung up (EPOLLRDHUP/HUP/ERR seen). Edge-triggered epoll reports
@@ -294,6 +324,11 @@ static inline struct tcp_conn *tcp_conn_of(struct fx_conn *b)
 	return (struct tcp_conn *)(void *)b;
 }
 
+static inline struct tcp_srq *tcp_srq_of(struct fx_srq *b)
+{
+	return (struct tcp_srq *)(void *)b;
+}
+
 /* ---------------------------------------------------------------- tcp_ctx.c */
 
 uint64_t tcp_now_ns(void);
@@ -313,6 +348,11 @@ void tcp_pd_free(struct fx_pd *pd);
 int tcp_reg_mr(struct fx_pd *pd, void *addr, size_t length, int access, struct fx_mr **mr,
 	       struct ferry_err *err);
 int tcp_dereg_mr(struct fx_mr *mr);
+int tcp_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access, struct fx_mw **mw,
+		struct ferry_err *err);
+int tcp_mw_unbind(struct fx_mw *mw);
+/** @p c is going away: its windows stop matching any connection. */
+void tcp_mw_orphan_all(struct tcp_conn *c);
 void tcp_keymap_free(struct tcp_keymap *m);
 struct tcp_mr *tcp_keymap_get(const struct tcp_keymap *m, uint32_t key);
 /**
@@ -413,6 +453,21 @@ static inline struct tcp_req *tcp_rq_slot(const struct tcp_conn *c, uint64_t seq
 {
 	return &c->rq[seq & c->sq_mask];
 }
+
+/* ---------------------------------------------------------------- tcp_srq.c */
+
+int tcp_srq_create(struct fx_pd *pd, uint32_t depth, struct fx_srq **srq, struct ferry_err *err);
+void tcp_srq_destroy(struct fx_srq *srq);
+int tcp_post_srq_recv(struct fx_srq *srq, const struct fx_recv_wr *wr, int n, int *post_err);
+/**
+ * A message needs a receive and @p c (which uses an SRQ) has none in hand:
+ * move the SRQ's oldest into c's ring. @return 1 taken, 0 none for us now
+ * (c waits; woken by a post or a reap), -1 the taken receive was unusable
+ * and c failed.
+ */
+int tcp_srq_take(struct tcp_conn *c);
+/** Leave the SRQ's waiter list (connection failed or closed). */
+void tcp_srq_forget(struct tcp_conn *c);
 
 /* ---------------------------------------------------------------- tcp_target.c */
 

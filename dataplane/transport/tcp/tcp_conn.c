@@ -90,6 +90,8 @@ void tcp_conn_free(struct tcp_conn *c)
 		close(c->fd);
 	}
 	fx_list_del(&c->l_all);
+	fx_list_del(&c->l_srq);
+	tcp_mw_orphan_all(c);
 	if (c->on_work)
 		fx_list_del(&c->l_work);
 	if (c->on_ready || c->zombie)
@@ -154,6 +156,8 @@ static int conn_new(struct tcp_ctx *ctx, struct fx_pd *pd, int fd, const struct 
 	fx_list_init(&c->l_all);
 	fx_list_init(&c->l_work);
 	fx_list_init(&c->l_ready);
+	fx_list_init(&c->l_srq);
+	fx_list_init(&c->windows);
 	c->fd = -1;
 	c->ctx = ctx;
 	c->base.ctx = &ctx->base;
@@ -279,6 +283,8 @@ static void flush_queues(struct tcp_conn *c, enum fx_wc_status oldest)
 		st->ops_failed++;
 	}
 	c->rcv_next = c->rcv_head;
+	/* Receives still in the SRQ are the other connections' now. */
+	tcp_srq_forget(c);
 	c->rq_tail = c->rq_head;
 	c->arena_head = c->arena_used = 0;
 	tcp_in_reset(c);
@@ -365,9 +371,11 @@ void tcp_conn_close(struct fx_conn *conn)
 		close_socket(c);
 	}
 	c->base.state = FX_CONN_CLOSED;
-	/* Nothing left to report: no completion can name it, free it now. */
-	if (conn_drained(c))
-		tcp_conn_free(c);
+	/*
+	 * Nothing left to report, but the caller may still hold completions of
+	 * this connection from its last fx_poll: retire it, freed at the next one.
+	 */
+	tcp_conn_maybe_free(c);
 }
 
 /* ------------------------------------------------------------------ listen / accept */

@@ -109,6 +109,11 @@ static int reap_conn(struct tcp_conn *c, struct fx_wc *wc, int max)
 		w->byte_len = r->status == FX_WC_SUCCESS ? r->byte_len : 0;
 		w->opcode = FX_WC_RECV;
 		c->rcv_tail++;
+		/* An SRQ connection stopped on a full ring of its own may take again. */
+		if (c->base.opts.srq && c->in.blocked == BLK_RECV && c->base.state == FX_CONN_CONNECTED) {
+			c->in.blocked = BLK_NONE;
+			tcp_mark_work(c);
+		}
 	}
 	return n;
 }
@@ -355,6 +360,11 @@ static const struct fx_backend_ops tcp_ops = {
 	.connect = tcp_connect,
 	.post_send = tcp_post_send,
 	.post_recv = tcp_post_recv,
+	.mw_bind = tcp_mw_bind,
+	.mw_unbind = tcp_mw_unbind,
+	.srq_create = tcp_srq_create,
+	.srq_destroy = tcp_srq_destroy,
+	.post_srq_recv = tcp_post_srq_recv,
 	.conn_outstanding = tcp_conn_outstanding,
 	.conn_close = tcp_conn_close,
 };

@@ -454,8 +454,14 @@ int tcp_init_on_control_hdr(struct tcp_conn *c)
 	const struct ferry_page_hdr *h = &c->in.hdr;
 	uint64_t total = FERRY_PAGE_HDR_LEN + (uint64_t)h->payload_len;
 
+	if (c->rcv_next == c->rcv_head && c->base.opts.srq) {
+		int t = tcp_srq_take(c);
+
+		if (t < 0)
+			return IN_DEAD;
+	}
 	if (c->rcv_next == c->rcv_head) {
-		/* Receiver not ready: leave the message in the socket (backpressure). */
+		/* Receiver not ready: leave the message in the socket (backpressure, RNR). */
 		c->in.blocked = BLK_RECV;
 		c->ctx->base.stats.backpressure_events++;
 		return IN_STOP;

@@ -216,6 +216,83 @@ int tcp_dereg_mr(struct fx_mr *pub)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ memory windows */
+
+struct tcp_conn tcp_mw_orphan;
+
+int tcp_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t length, int access, struct fx_mw **out,
+		struct ferry_err *err)
+{
+	struct tcp_conn *c = tcp_conn_of(conn);
+	struct tcp_ctx *ctx = c->ctx;
+	struct tcp_mw *w = calloc(1, sizeof(*w));
+	int rc;
+
+	if (!w)
+		return ferry_err_set(err, ENOMEM, "memory window: out of memory");
+	/* Zero-based like a registration: the peer addresses [0, length) under the window's key. */
+	w->win.start = addr;
+	w->win.pub.addr = addr;
+	w->win.pub.length = length;
+	w->win.pub.access = access;
+	w->win.pub.pd = mr->pd;
+	w->win.pub.backend = &w->win;
+	w->win.bound = c;
+	rc = new_key(&ctx->rkeys, &w->win.pub.rkey);
+	if (rc == 0)
+		rc = keymap_put(&ctx->rkeys, w->win.pub.rkey, &w->win);
+	if (rc < 0) {
+		free(w);
+		return ferry_err_set(err, -rc, "memory window: cannot draw a key: %s", strerror(-rc));
+	}
+	fx_list_add_tail(&c->windows, &w->win.l_bound);
+	w->pub.rkey = w->win.pub.rkey;
+	w->pub.remote_base = 0;
+	w->pub.length = length;
+	w->pub.access = access;
+	w->pub.mr = mr;
+	w->pub.backend = w;
+	*out = &w->pub;
+	return 0;
+}
+
+int tcp_mw_unbind(struct fx_mw *pub)
+{
+	struct tcp_mw *w = pub->backend;
+	struct tcp_ctx *ctx = tcp_ctx_of(pub->mr->pd->ctx);
+	struct fx_link *l, *nx;
+
+	keymap_del(&ctx->rkeys, pub->rkey);
+	fx_list_del(&w->win.l_bound);
+	/* As for a deregistration: whatever is still moving data through the window fails now. */
+	for (l = ctx->conns.next; l != &ctx->conns; l = nx) {
+		struct tcp_conn *c = fx_container_of(l, struct tcp_conn, l_all);
+
+		nx = l->next;
+		if (!tcp_conn_uses_mr(c, &w->win))
+			continue;
+		if (c->linger) {
+			tcp_conn_end_linger(c);
+			tcp_conn_maybe_free(c);
+		} else {
+			tcp_conn_fail(c, FX_WC_REM_ACCESS_ERR, false, "memory window (rkey 0x%08x) revoked while in use",
+				      pub->rkey);
+		}
+	}
+	free(w);
+	return 0;
+}
+
+void tcp_mw_orphan_all(struct tcp_conn *c)
+{
+	while (!fx_list_empty(&c->windows)) {
+		struct tcp_mr *win = fx_container_of(c->windows.next, struct tcp_mr, l_bound);
+
+		fx_list_del(&win->l_bound);
+		win->bound = &tcp_mw_orphan;
+	}
+}
+
 bool tcp_sge_ok(struct tcp_ctx *ctx, struct fx_pd *pd, const struct fx_sge *sge, int need_access)
 {
 	const struct tcp_mr *mr = tcp_keymap_get(&ctx->lkeys, sge->lkey);

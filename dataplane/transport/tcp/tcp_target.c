@@ -77,8 +77,8 @@ static int check_entries(struct tcp_conn *c, const struct ferry_page_rw *rw, int
 
 		ferry_page_rw_entry(rw, i, &v);
 		mr = tcp_keymap_get(&ctx->rkeys, v.key);
-		if (!mr || mr->pub.pd != c->base.pd) {
-			/* Same answer for "unknown" and "another domain's": keys are not probeable. */
+		if (!mr || mr->pub.pd != c->base.pd || (mr->bound && mr->bound != c)) {
+			/* Same answer for "unknown", "another domain's" and "another connection's window". */
 			snprintf(msg, sizeof(msg), "entry %u: rkey 0x%08x is not valid on this connection", i, v.key);
 			ctx->base.stats.remote_access_errors++;
 			return refuse(c, FERRY_E_ACCESS, msg);

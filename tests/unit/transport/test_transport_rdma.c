@@ -1082,6 +1082,22 @@ static void test_many_conns(void **state)
 	pair_close(&p);
 }
 
+/* Shared receive queue over real verbs: ibv_create_srq, RNR while it is empty, wc.conn by qp_num. */
+static void test_srq(void **state)
+{
+	(void)state;
+	NEED_DEV();
+	xt_check_srq(FX_KIND_RDMA, g_host);
+}
+
+/* Memory windows: per-connection keys inside one domain. */
+static void test_mw(void **state)
+{
+	(void)state;
+	NEED_DEV();
+	xt_check_mw(FX_KIND_RDMA, g_host);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1108,6 +1124,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_many_and_large),
 		cmocka_unit_test(test_many_conns),
 		cmocka_unit_test(test_inline_large),
+		cmocka_unit_test(test_srq),
+		cmocka_unit_test(test_mw),
 	};
 
 	g_self = argv[0];

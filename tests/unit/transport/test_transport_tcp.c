@@ -1151,6 +1151,163 @@ static void test_dereg_local_in_use(void **state)
 	pair_close(&p);
 }
 
+/* Shared receive queue: the transport-neutral checks (xport_test_util.c). */
+static void test_srq(void **state)
+{
+	(void)state;
+	xt_check_srq(FX_KIND_TCP, "127.0.0.1");
+}
+
+/* TCP checks SRQ buffers at post time (RDMA only when a message lands in one). */
+static void test_srq_bad_buffer(void **state)
+{
+	struct fx_ctx *ctx;
+	struct fx_pd *pd, *other;
+	struct fx_srq *srq;
+	struct fx_mr *mr, *ro;
+	struct ferry_err err = { 0 };
+	static uint8_t buf[2 * PAGE] __attribute__((aligned(4096)));
+	int perr = 0;
+
+	(void)state;
+	assert_int_equal(fx_ctx_create(FX_KIND_TCP, NULL, &ctx, &err), 0);
+	assert_int_equal(fx_pd_alloc(ctx, &pd, &err), 0);
+	assert_int_equal(fx_pd_alloc(ctx, &other, &err), 0);
+	assert_int_equal(fx_srq_create(pd, 2, &srq, &err), 0);
+	assert_int_equal(fx_reg_mr(other, buf, PAGE, FX_ACCESS_LOCAL_WRITE, &mr, &err), 0);
+	assert_int_equal(fx_reg_mr(pd, buf + PAGE, PAGE, 0, &ro, &err), 0);
+
+	struct fx_sge wrong_pd = xt_sge(mr, buf, 64), read_only = xt_sge(ro, buf + PAGE, 64);
+	struct fx_sge past_end = xt_sge(ro, buf + PAGE, 64);
+	struct fx_recv_wr wr = { 1, &wrong_pd, 1 };
+
+	past_end.length = PAGE + 1;
+	assert_int_equal(fx_post_srq_recv(srq, &wr, 1, &perr), 0);
+	assert_int_equal(perr, -EINVAL);
+	wr.sg_list = &read_only;
+	assert_int_equal(fx_post_srq_recv(srq, &wr, 1, &perr), 0);
+	assert_int_equal(perr, -EINVAL);
+	wr.sg_list = &past_end;
+	assert_int_equal(fx_post_srq_recv(srq, &wr, 1, &perr), 0);
+	assert_int_equal(perr, -EINVAL);
+	assert_int_equal(fx_srq_posted(srq), 0);
+
+	/* Full: depth 2 takes 2 of 3. */
+	fx_dereg_mr(ro);
+	assert_int_equal(fx_reg_mr(pd, buf + PAGE, PAGE, FX_ACCESS_LOCAL_WRITE, &ro, &err), 0);
+	struct fx_sge ok = xt_sge(ro, buf + PAGE, 64);
+	struct fx_recv_wr three[3] = { { 1, &ok, 1 }, { 2, &ok, 1 }, { 3, &ok, 1 } };
+
+	assert_int_equal(fx_post_srq_recv(srq, three, 3, &perr), 2);
+	assert_int_equal(perr, -EAGAIN);
+	assert_int_equal(fx_srq_posted(srq), 2);
+	assert_int_equal(fx_pd_free(pd), -EBUSY);
+	assert_int_equal(fx_srq_destroy(srq), 0);
+	fx_dereg_mr(ro);
+	fx_dereg_mr(mr);
+	assert_int_equal(fx_pd_free(pd), 0);
+	assert_int_equal(fx_pd_free(other), 0);
+	fx_ctx_destroy(ctx);
+}
+
+/* Memory windows: per-connection keys inside one domain. */
+static void test_mw(void **state)
+{
+	(void)state;
+	xt_check_mw(FX_KIND_TCP, "127.0.0.1");
+}
+
+/* Poll @ctx until it returns @n completions (or @ms pass). */
+static int poll_ctx_n(struct fx_ctx *ctx, struct fx_wc *wc, int n, int ms)
+{
+	int got = 0;
+
+	for (uint64_t t0 = xt_now_ms(); got < n && xt_now_ms() - t0 < (uint64_t)ms;) {
+		int k = fx_poll(ctx, wc + got, n - got, 1);
+
+		assert_true(k >= 0);
+		got += k;
+	}
+	return got;
+}
+
+/*
+ * An SRQ connection holds at most max_recv_wr receives the application has
+ * not reaped: with 1, the second message stays in the socket (the SRQ keeps
+ * its receives for others) until the first completion is reaped.
+ */
+static void test_srq_own_ring_full(void **state)
+{
+	static const struct fx_ctx_opts co = { .poll_spin_us = FX_POLL_SPIN_OFF };
+	struct fx_ctx *ci, *ct;
+	struct fx_pd *pi, *pt;
+	struct fx_srq *srq;
+	struct fx_listener *l;
+	struct fx_conn *c_i, *c_t;
+	struct fx_mr *imr, *tmr;
+	struct ferry_err err = { 0 };
+	static uint8_t ibuf[PAGE] __attribute__((aligned(4096))), tbuf[4 * PAGE] __attribute__((aligned(4096)));
+	struct fx_conn_opts to = { .max_recv_wr = 1 };
+	struct fx_wc wc[4];
+	int perr = 0, len[2];
+
+	(void)state;
+	assert_int_equal(fx_ctx_create(FX_KIND_TCP, &co, &ci, &err), 0);
+	assert_int_equal(fx_ctx_create(FX_KIND_TCP, &co, &ct, &err), 0);
+	assert_int_equal(fx_pd_alloc(ci, &pi, &err), 0);
+	assert_int_equal(fx_pd_alloc(ct, &pt, &err), 0);
+	assert_int_equal(fx_srq_create(pt, 4, &srq, &err), 0);
+	assert_int_equal(fx_reg_mr(pi, ibuf, PAGE, FX_ACCESS_LOCAL_WRITE, &imr, &err), 0);
+	assert_int_equal(fx_reg_mr(pt, tbuf, 4 * PAGE, FX_ACCESS_LOCAL_WRITE, &tmr, &err), 0);
+	assert_int_equal(fx_listen(ct, "127.0.0.1", 0, &l, &err), 0);
+	to.srq = srq;
+	xt_connect_accept(FX_KIND_TCP, "127.0.0.1", ci, pi, l, pt, NULL, &to, &c_i, &c_t);
+	for (int i = 0; i < 4; i++) {
+		struct fx_sge sge = xt_sge(tmr, tbuf + (size_t)i * PAGE, PAGE);
+		struct fx_recv_wr wr = { 10u + (uint64_t)i, &sge, 1 };
+
+		assert_int_equal(fx_post_srq_recv(srq, &wr, 1, &perr), 1);
+	}
+	len[0] = ferry_page_encode_stats(1, ibuf, 512);
+	len[1] = ferry_page_encode_stats(2, ibuf + 512, 512);
+	for (int k = 0; k < 2; k++) {
+		struct fx_sge sge = xt_sge(imr, ibuf + (size_t)k * 512, (uint32_t)len[k]);
+		struct fx_send_wr wr = { .wr_id = (uint64_t)k, .opcode = FX_OP_SEND, .sg_list = &sge, .num_sge = 1 };
+
+		assert_int_equal(fx_post_send(c_i, &wr, 1, &perr), 1);
+	}
+	/* Progress without reaping: the first message takes a receive, the second has to wait. */
+	for (uint64_t t0 = xt_now_ms(); xt_now_ms() - t0 < 200;) {
+		assert_int_equal(fx_poll(ci, NULL, 0, 0), 0);
+		assert_int_equal(fx_poll(ct, NULL, 0, 1), 0);
+	}
+	assert_int_equal(fx_srq_posted(srq), 3);
+	/* Reaping the first lets the second in. */
+	assert_int_equal(poll_ctx_n(ct, wc, 1, 2000), 1);
+	assert_int_equal(wc[0].wr_id, 10);
+	assert_ptr_equal(wc[0].conn, c_t);
+	assert_int_equal(poll_ctx_n(ct, wc, 1, 2000), 1);
+	assert_int_equal(wc[0].wr_id, 11);
+	assert_int_equal(wc[0].byte_len, (uint32_t)len[1]);
+	assert_memory_equal(tbuf + PAGE, ibuf + 512, (size_t)len[1]);
+	assert_int_equal(fx_srq_posted(srq), 2);
+
+	fx_conn_close(c_i);
+	fx_conn_close(c_t);
+	for (uint64_t t0 = xt_now_ms(); xt_now_ms() - t0 < 100;) {
+		fx_poll(ci, NULL, 0, 0);
+		fx_poll(ct, NULL, 0, 1);
+	}
+	assert_int_equal(fx_srq_destroy(srq), 0);
+	fx_listener_close(l);
+	fx_dereg_mr(imr);
+	fx_dereg_mr(tmr);
+	assert_int_equal(fx_pd_free(pi), 0);
+	assert_int_equal(fx_pd_free(pt), 0);
+	fx_ctx_destroy(ci);
+	fx_ctx_destroy(ct);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1180,6 +1337,10 @@ int main(void)
 		cmocka_unit_test(test_coalescing_limits),
 		cmocka_unit_test(test_target_output_gate),
 		cmocka_unit_test(test_dereg_local_in_use),
+		cmocka_unit_test(test_srq),
+		cmocka_unit_test(test_mw),
+		cmocka_unit_test(test_srq_bad_buffer),
+		cmocka_unit_test(test_srq_own_ring_full),
 	};
 
 	if (!getenv("FERRY_LOG_LEVEL"))

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -312,4 +313,359 @@ void xt_send_control_msgs(struct xt_pair *p, int timeout_ms, int len[3])
 	len[0] = hl;
 	len[1] = al;
 	len[2] = sl;
+}
+
+/* ------------------------------------------------------------ shared receive queue */
+
+#define SRQ_CLIENTS 3
+#define SRQ_BUF 512u
+
+struct srq_rig {
+	struct fx_ctx *ci, *ct;
+	struct fx_pd *pi, *pt;
+	struct fx_listener *l;
+	struct fx_srq *srq;
+	struct fx_conn *c_i[SRQ_CLIENTS], *c_t[SRQ_CLIENTS];
+	uint8_t *ibuf, *tbuf;
+	struct fx_mr *imr, *tmr;
+	int len[SRQ_CLIENTS];
+	int sends_done, recvs;
+	struct fx_wc rwc[16];
+};
+
+/* Poll both sides for up to @ms: SEND completions counted, RECV completions kept in r->rwc. */
+static void srq_poll(struct srq_rig *r, int ms, int want_recvs)
+{
+	uint64_t t0 = xt_now_ms();
+	struct fx_wc wc[16];
+
+	do {
+		int n = fx_poll(r->ci, wc, 16, 0);
+
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			if (wc[i].opcode == FX_WC_SEND && wc[i].status == FX_WC_SUCCESS)
+				r->sends_done++;
+		}
+		n = fx_poll(r->ct, wc, 16, 1);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			assert_true(r->recvs < 16);
+			r->rwc[r->recvs++] = wc[i];
+		}
+	} while ((want_recvs < 0 || r->recvs < want_recvs) && (int)(xt_now_ms() - t0) < ms);
+}
+
+static int srq_client_of(const struct srq_rig *r, const struct fx_conn *c)
+{
+	for (int k = 0; k < SRQ_CLIENTS; k++)
+		if (r->c_t[k] == c)
+			return k;
+	return -1;
+}
+
+/* Client k SENDs one HELLO naming itself ("client-k"). */
+static void srq_send(struct srq_rig *r, int k)
+{
+	char name[16];
+	uint8_t *m = r->ibuf + (size_t)k * SRQ_BUF;
+	int perr = 0;
+
+	snprintf(name, sizeof(name), "client-%d", k);
+	r->len[k] = ferry_page_encode_hello((uint64_t)k + 1, name, 1, 1, m, SRQ_BUF);
+	assert_true(r->len[k] > 0);
+	struct fx_sge sge = xt_sge(r->imr, m, (uint32_t)r->len[k]);
+	struct fx_send_wr wr = { .wr_id = 100u + (uint64_t)k, .opcode = FX_OP_SEND, .flags = FX_WR_SIGNALED,
+				 .sg_list = &sge, .num_sge = 1 };
+
+	assert_int_equal(fx_post_send(r->c_i[k], &wr, 1, &perr), 1);
+}
+
+/* Post @n receives (buffers slot0.., wr_id 1000 + slot). */
+static void srq_post(struct srq_rig *r, int slot0, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct fx_sge sge = xt_sge(r->tmr, r->tbuf + (size_t)(slot0 + i) * SRQ_BUF, SRQ_BUF);
+		struct fx_recv_wr wr = { 1000u + (uint64_t)(slot0 + i), &sge, 1 };
+		int perr = 0;
+
+		assert_int_equal(fx_post_srq_recv(r->srq, &wr, 1, &perr), 1);
+		assert_int_equal(perr, 0);
+	}
+}
+
+/* Receive completion i: from a known client, its bytes exactly what that client sent. */
+static int srq_check_recv(struct srq_rig *r, int i)
+{
+	const struct fx_wc *w = &r->rwc[i];
+	int k = srq_client_of(r, w->conn);
+
+	assert_int_equal(w->status, FX_WC_SUCCESS);
+	assert_int_equal(w->opcode, FX_WC_RECV);
+	if (k < 0)
+		fail_msg("receive completion names no SRQ connection");
+	assert_true(w->wr_id >= 1000 && w->wr_id < 1016);
+	assert_int_equal(w->byte_len, (uint32_t)r->len[k]);
+	assert_memory_equal(r->tbuf + (size_t)(w->wr_id - 1000) * SRQ_BUF, r->ibuf + (size_t)k * SRQ_BUF,
+			    (size_t)r->len[k]);
+	return k;
+}
+
+void xt_check_srq(enum fx_kind kind, const char *host)
+{
+	static const struct fx_ctx_opts co = { .poll_spin_us = FX_POLL_SPIN_OFF };
+	struct srq_rig r;
+	struct ferry_err err = { 0 };
+	struct fx_conn_opts to = { 0 };
+	struct fx_pd *other;
+	struct fx_conn *bad = NULL;
+	unsigned seen = 0;
+	int perr = 0;
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(fx_ctx_create(kind, &co, &r.ci, &err), 0);
+	assert_int_equal(fx_ctx_create(kind, &co, &r.ct, &err), 0);
+	assert_int_equal(fx_pd_alloc(r.ci, &r.pi, &err), 0);
+	assert_int_equal(fx_pd_alloc(r.ct, &r.pt, &err), 0);
+	assert_int_equal(fx_srq_create(r.pt, 0, &r.srq, &err), -EINVAL);
+	assert_int_equal(fx_srq_create(r.pt, 8, &r.srq, &err), 0);
+	assert_int_equal(fx_srq_posted(r.srq), 0);
+	r.ibuf = aligned_alloc(PAGE, PAGE);
+	r.tbuf = aligned_alloc(PAGE, 16 * SRQ_BUF);
+	assert_non_null(r.ibuf);
+	assert_non_null(r.tbuf);
+	memset(r.tbuf, 0, 16 * SRQ_BUF);
+	assert_int_equal(fx_reg_mr(r.pi, r.ibuf, SRQ_CLIENTS * SRQ_BUF, FX_ACCESS_LOCAL_WRITE, &r.imr, &err), 0);
+	assert_int_equal(fx_reg_mr(r.pt, r.tbuf, 16 * SRQ_BUF, FX_ACCESS_LOCAL_WRITE, &r.tmr, &err), 0);
+	if (fx_listen(r.ct, host, 0, &r.l, &err))
+		fail_msg("fx_listen %s: %s", host, err.msg);
+
+	/* The domain rule: an SRQ of another domain is refused before anything connects. */
+	assert_int_equal(fx_pd_alloc(r.ct, &other, &err), 0);
+	to.srq = r.srq;
+	assert_int_equal(fx_connect(r.ct, other, host, fx_listener_port(r.l), &to, &bad, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "protection domain"));
+	assert_int_equal(fx_pd_free(other), 0);
+
+	for (int k = 0; k < SRQ_CLIENTS; k++)
+		xt_connect_accept(kind, host, r.ci, r.pi, r.l, r.pt, NULL, &to, &r.c_i[k], &r.c_t[k]);
+	/* A connection with an SRQ has no receive queue of its own. */
+	{
+		struct fx_sge sge = xt_sge(r.tmr, r.tbuf, SRQ_BUF);
+		struct fx_recv_wr wr = { 1, &sge, 1 };
+
+		assert_int_equal(fx_post_recv(r.c_t[0], &wr, 1, &perr), 0);
+		assert_int_equal(perr, -EINVAL);
+	}
+	assert_int_equal(fx_srq_destroy(r.srq), -EBUSY);
+	assert_int_equal(fx_pd_free(r.pt), -EBUSY);
+
+	/* Every client sends while the SRQ is empty: nothing arrives, nothing is lost (RNR). */
+	for (int k = 0; k < SRQ_CLIENTS; k++)
+		srq_send(&r, k);
+	srq_poll(&r, 300, -1);
+	assert_int_equal(r.recvs, 0);
+	for (int k = 0; k < SRQ_CLIENTS; k++)
+		assert_int_equal(fx_conn_state(r.c_t[k]), FX_CONN_CONNECTED);
+
+	/* Two receives: two messages land, each in the buffer it took, named by its connection. */
+	srq_post(&r, 0, 2);
+	srq_poll(&r, 5000, 2);
+	srq_poll(&r, 200, -1);
+	assert_int_equal(r.recvs, 2);
+	for (int i = 0; i < 2; i++)
+		seen |= 1u << srq_check_recv(&r, i);
+	assert_int_equal(__builtin_popcount(seen), 2);
+	assert_int_equal(fx_srq_posted(r.srq), 0);
+
+	/* The third message waited; one more receive and it is there. */
+	srq_post(&r, 2, 1);
+	srq_poll(&r, 5000, 3);
+	assert_int_equal(r.recvs, 3);
+	seen |= 1u << srq_check_recv(&r, 2);
+	assert_int_equal(seen, (1u << SRQ_CLIENTS) - 1);
+	for (uint64_t t0 = xt_now_ms(); r.sends_done < SRQ_CLIENTS && xt_now_ms() - t0 < 5000;)
+		srq_poll(&r, 10, -1);
+	assert_int_equal(r.sends_done, SRQ_CLIENTS);
+	assert_int_equal(r.recvs, 3);
+
+	/* A connection that ends consumes nothing: the receives stay for the others. */
+	srq_post(&r, 3, 2);
+	assert_int_equal(fx_srq_posted(r.srq), 2);
+	fx_conn_close(r.c_i[0]);
+	r.c_i[0] = NULL;
+	srq_poll(&r, 300, -1);
+	assert_int_equal(fx_srq_posted(r.srq), 2);
+	assert_int_equal(r.recvs, 3);   /* the failed end had no receive of its own to flush */
+	srq_send(&r, 1);
+	srq_poll(&r, 5000, 4);
+	assert_int_equal(r.recvs, 4);
+	assert_int_equal(srq_check_recv(&r, 3), 1);
+	assert_int_equal(fx_srq_posted(r.srq), 1);
+
+	for (int k = 0; k < SRQ_CLIENTS; k++) {
+		fx_conn_close(r.c_t[k]);
+		if (r.c_i[k])
+			fx_conn_close(r.c_i[k]);
+	}
+	srq_poll(&r, 200, -1);
+	/* Unused receives are dropped with the SRQ, without completions. */
+	assert_int_equal(fx_srq_destroy(r.srq), 0);
+	assert_int_equal(fx_dereg_mr(r.tmr), 0);
+	assert_int_equal(fx_dereg_mr(r.imr), 0);
+	fx_listener_close(r.l);
+	assert_int_equal(fx_pd_free(r.pt), 0);
+	assert_int_equal(fx_pd_free(r.pi), 0);
+	fx_ctx_destroy(r.ci);
+	fx_ctx_destroy(r.ct);
+	free(r.ibuf);
+	free(r.tbuf);
+}
+
+/* ------------------------------------------------------------ memory windows */
+
+struct mw_rig {
+	struct fx_ctx *ci, *ct;
+	struct fx_pd *pi, *pt;
+	struct fx_listener *l;
+	uint8_t *ibuf, *tbuf;
+	struct fx_mr *imr, *tmr;
+};
+
+/* One signalled READ/WRITE of @len bytes (local offset 0) through @ci; polls both contexts. */
+static enum fx_wc_status mw_op(struct mw_rig *r, struct fx_conn *ci, enum fx_opcode op, uint32_t rkey, uint64_t addr,
+			       uint32_t len)
+{
+	struct fx_sge sge = xt_sge(r->imr, r->ibuf, len);
+	struct fx_send_wr wr = { .wr_id = 9, .opcode = op, .flags = FX_WR_SIGNALED, .sg_list = &sge, .num_sge = 1,
+				 .remote_addr = addr, .rkey = rkey };
+	uint64_t t0 = xt_now_ms();
+	struct fx_wc wc;
+	int perr = 0;
+
+	assert_int_equal(fx_post_send(ci, &wr, 1, &perr), 1);
+	while (xt_now_ms() - t0 < 5000) {
+		int n = fx_poll(r->ci, &wc, 1, 0);
+
+		assert_true(n >= 0);
+		assert_true(fx_poll(r->ct, NULL, 0, 0) == 0);
+		if (n == 1) {
+			assert_int_equal(wc.wr_id, 9);
+			assert_ptr_equal(wc.conn, ci);
+			return wc.status;
+		}
+	}
+	fail_msg("no completion within 5 s");
+	return FX_WC_GENERAL_ERR;
+}
+
+/* Let the target's queued binds run (over RDMA they are work requests on its QPs). */
+static void mw_settle(struct mw_rig *r)
+{
+	uint64_t t0 = xt_now_ms();
+
+	while (xt_now_ms() - t0 < 100) {
+		assert_int_equal(fx_poll(r->ct, NULL, 0, 0), 0);
+		assert_int_equal(fx_poll(r->ci, NULL, 0, 1), 0);
+	}
+}
+
+void xt_check_mw(enum fx_kind kind, const char *host)
+{
+	static const struct fx_ctx_opts co = { .poll_spin_us = FX_POLL_SPIN_OFF };
+	struct mw_rig r;
+	struct ferry_err err = { 0 };
+	struct fx_conn *a_i, *a_t, *b_i, *b_t, *c_i, *c_t;
+	struct fx_mw *wa, *wb, *bad = NULL;
+	struct fx_mr *plain;
+	uint8_t *expect = malloc(4 * PAGE);
+
+	assert_non_null(expect);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(fx_ctx_create(kind, &co, &r.ci, &err), 0);
+	assert_int_equal(fx_ctx_create(kind, &co, &r.ct, &err), 0);
+	assert_int_equal(fx_pd_alloc(r.ci, &r.pi, &err), 0);
+	assert_int_equal(fx_pd_alloc(r.ct, &r.pt, &err), 0);
+	r.ibuf = aligned_alloc(PAGE, 4 * PAGE);
+	r.tbuf = aligned_alloc(PAGE, 8 * PAGE);
+	assert_non_null(r.ibuf);
+	assert_non_null(r.tbuf);
+	xt_fill_pattern(r.tbuf, 8 * PAGE, 7);
+	assert_int_equal(fx_reg_mr(r.pi, r.ibuf, 4 * PAGE, FX_ACCESS_LOCAL_WRITE, &r.imr, &err), 0);
+	/* No remote rights of its own: only windows reach it. */
+	assert_int_equal(fx_reg_mr(r.pt, r.tbuf, 8 * PAGE, FX_ACCESS_LOCAL_WRITE | FX_ACCESS_MW_BIND, &r.tmr, &err), 0);
+	assert_int_equal(fx_reg_mr(r.pt, r.tbuf, PAGE, FX_ACCESS_LOCAL_WRITE, &plain, &err), 0);
+	if (fx_listen(r.ct, host, 0, &r.l, &err))
+		fail_msg("fx_listen %s: %s", host, err.msg);
+	xt_connect_accept(kind, host, r.ci, r.pi, r.l, r.pt, NULL, NULL, &a_i, &a_t);
+	xt_connect_accept(kind, host, r.ci, r.pi, r.l, r.pt, NULL, NULL, &b_i, &b_t);
+	xt_connect_accept(kind, host, r.ci, r.pi, r.l, r.pt, NULL, NULL, &c_i, &c_t);
+
+	/* Argument rules. */
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf, PAGE, 0, &bad, &err), -EINVAL);
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf, PAGE, FX_ACCESS_LOCAL_WRITE, &bad, &err), -EINVAL);
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf + 7 * PAGE, 2 * PAGE, FX_ACCESS_REMOTE_READ, &bad, &err),
+			 -EINVAL);
+	assert_int_equal(fx_mw_bind(a_t, plain, r.tbuf, PAGE, FX_ACCESS_REMOTE_READ, &bad, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "FX_ACCESS_MW_BIND"));
+
+	/* A: read-write window over pages 1..2; B: read-only window over page 4. */
+	assert_int_equal(fx_mw_bind(a_t, r.tmr, r.tbuf + PAGE, 2 * PAGE,
+				    FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE, &wa, &err), 0);
+	assert_int_equal(fx_mw_bind(b_t, r.tmr, r.tbuf + 4 * PAGE, PAGE, FX_ACCESS_REMOTE_READ, &wb, &err), 0);
+	assert_int_equal(fx_dereg_mr(r.tmr), -EBUSY);
+	mw_settle(&r);
+
+	xt_fill_pattern(r.ibuf, 2 * PAGE, 99);
+	assert_int_equal(mw_op(&r, a_i, FX_OP_WRITE, wa->rkey, wa->remote_base, 2 * PAGE), FX_WC_SUCCESS);
+	assert_memory_equal(r.tbuf + PAGE, r.ibuf, 2 * PAGE);
+	memcpy(expect, r.tbuf + PAGE, 2 * PAGE);
+	memcpy(expect + 2 * PAGE, r.tbuf + 4 * PAGE, PAGE);
+	memset(r.ibuf, 0, PAGE);
+	assert_int_equal(mw_op(&r, b_i, FX_OP_READ, wb->rkey, wb->remote_base, PAGE), FX_WC_SUCCESS);
+	assert_memory_equal(r.ibuf, r.tbuf + 4 * PAGE, PAGE);
+
+	/* B's window is read-only: WRITE is a remote access error and page 4 is untouched. */
+	xt_fill_pattern(r.ibuf, PAGE, 5);
+	assert_int_equal(mw_op(&r, b_i, FX_OP_WRITE, wb->rkey, wb->remote_base, PAGE), FX_WC_REM_ACCESS_ERR);
+	/* A's key on C's connection: another connection's window. */
+	assert_int_equal(mw_op(&r, c_i, FX_OP_WRITE, wa->rkey, wa->remote_base, PAGE), FX_WC_REM_ACCESS_ERR);
+	assert_memory_equal(r.tbuf + PAGE, expect, 2 * PAGE);
+	assert_memory_equal(r.tbuf + 4 * PAGE, expect + 2 * PAGE, PAGE);
+
+	/* Unbound: A's own key dies at once, and nothing lands. */
+	uint32_t rkey = wa->rkey;
+	uint64_t base = wa->remote_base;
+
+	assert_int_equal(fx_mw_unbind(wa), 0);
+	assert_int_equal(mw_op(&r, a_i, FX_OP_WRITE, rkey, base, PAGE), FX_WC_REM_ACCESS_ERR);
+	assert_memory_equal(r.tbuf + PAGE, expect, 2 * PAGE);
+
+	fx_conn_close(a_i);
+	fx_conn_close(b_i);
+	fx_conn_close(c_i);
+	fx_conn_close(a_t);
+	fx_conn_close(b_t);
+	fx_conn_close(c_t);
+	/*
+	 * The window of a closed connection is still ours to free, even once the
+	 * connection itself is gone (over RDMA its QP is destroyed meanwhile: the
+	 * window must not keep that from happening).
+	 */
+	for (uint64_t t0 = xt_now_ms(); xt_now_ms() - t0 < 200;) {
+		fx_poll(r.ci, NULL, 0, 0);
+		fx_poll(r.ct, NULL, 0, 1);
+	}
+	assert_int_equal(fx_mw_unbind(wb), 0);
+	assert_int_equal(fx_dereg_mr(r.tmr), 0);
+	assert_int_equal(fx_dereg_mr(plain), 0);
+	assert_int_equal(fx_dereg_mr(r.imr), 0);
+	fx_listener_close(r.l);
+	assert_int_equal(fx_pd_free(r.pt), 0);
+	assert_int_equal(fx_pd_free(r.pi), 0);
+	fx_ctx_destroy(r.ci);
+	fx_ctx_destroy(r.ct);
+	free(r.ibuf);
+	free(r.tbuf);
+	free(expect);
 }

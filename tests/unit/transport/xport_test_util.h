@@ -88,6 +88,26 @@ void xt_check_backpressure(struct xt_pair *p, int deadline_ms);
  */
 void xt_send_control_msgs(struct xt_pair *p, int timeout_ms, int len[3]);
 
+/*
+ * Shared receive queue: three connections on one SRQ (depth 8) of the
+ * target's domain. All three SEND while the SRQ is empty (nothing arrives,
+ * nothing is lost, connections stay up), 2 posted receives take 2 messages,
+ * 1 more the third; each completion names its connection and holds exactly
+ * that client's bytes. An SRQ of another domain is refused, fx_post_recv on
+ * an SRQ connection is -EINVAL, destroy/pd_free are -EBUSY while in use, a
+ * closed connection consumes no receive.
+ */
+void xt_check_srq(enum fx_kind kind, const char *host);
+
+/*
+ * Memory windows: a registration without remote rights, a read-write window
+ * bound to connection A and a read-only one to B: A writes and B reads
+ * through them, B's WRITE and C's use of A's key are remote access errors
+ * that change nothing, A's key dies on unbind; argument rules; a
+ * registration with windows cannot be deregistered.
+ */
+void xt_check_mw(enum fx_kind kind, const char *host);
+
 /* A test that runs @p fn(@p arg, READ) then @p fn(@p arg, WRITE) after @p guard (may skip). */
 #define XT_READ_WRITE_TEST(name, guard, fn, arg)         \
 	static void name(void **state)                   \
