@@ -127,10 +127,20 @@ int ctl_client_recv(struct ctl_client *c, struct ferry_ctrl_msg *m, struct ferry
 int ctl_client_call(struct ctl_client *c, struct ferry_ctrl_msg *req, struct ferry_ctrl_msg *reply,
 		    struct ferry_err *err)
 {
+	struct ferry_err rerr = { 0 };
 	int rc = ctl_client_send(c, req, err);
 
-	if (rc < 0)
+	/*
+	 * A refused peer (wrong uid, bad request) gets ERROR and a close,
+	 * possibly before our request is through: the ERROR says more than
+	 * the broken pipe, so read it if it is there.
+	 */
+	if (rc < 0) {
+		if (ctl_client_recv(c, reply, &rerr) == 0 && reply->hdr.type == FERRY_CTRL_ERROR)
+			return ferry_err_set(err, EREMOTEIO, "%s: %s", ferry_ctrl_errcode_str(reply->u.error.code),
+					     reply->u.error.msg);
 		return rc;
+	}
 	rc = ctl_client_recv(c, reply, err);
 	if (rc < 0)
 		return rc;
