@@ -726,11 +726,20 @@ static int decode_body(struct ferry_ctrl_msg *msg, const uint8_t *p, uint32_t n)
 	case FERRY_CTRL_NODE_REPORT:
 		rd_report(&r, &msg->u.report);
 		break;
-	case FERRY_CTRL_ENDPOINT:
-		msg->u.endpoint.token = rd_u64(&r);
+	case FERRY_CTRL_ENDPOINT: {
+		const uint8_t *q;
+
+		msg->u.endpoint.port = rd_u16(&r);
+		if (!r.err && msg->u.endpoint.port == 0)
+			rd_fail(&r, FERRY_CTRL_E_BAD_ADDR);
+		rd_zero(&r, 6);
+		q = rd_take(&r, FERRY_CTRL_TOKEN_LEN);
+		if (q)
+			memcpy(msg->u.endpoint.token, q, FERRY_CTRL_TOKEN_LEN);
 		rd_str(&r, msg->u.endpoint.vm, STR_NAME, false);
-		rd_str(&r, msg->u.endpoint.addr, STR_ADDR, false);
+		rd_str(&r, msg->u.endpoint.host, STR_ADDR, false);
 		break;
+	}
 	case FERRY_CTRL_VM_PLACED:
 		rd_vm(&r, &msg->u.placed);
 		break;
@@ -861,9 +870,15 @@ int ferry_ctrl_encode(const struct ferry_ctrl_msg *msg, uint8_t *buf, size_t cap
 		wr_report(&w, &msg->u.report);
 		break;
 	case FERRY_CTRL_ENDPOINT:
-		wr_u64(&w, msg->u.endpoint.token);
+		if (msg->u.endpoint.port == 0)
+			wr_fail(&w, FERRY_CTRL_E_BAD_ADDR);
+		wr_u16(&w, msg->u.endpoint.port);
+		wr_zero(&w, 6);
+		q = wr_take(&w, FERRY_CTRL_TOKEN_LEN);
+		if (q)
+			memcpy(q, msg->u.endpoint.token, FERRY_CTRL_TOKEN_LEN);
 		wr_str(&w, msg->u.endpoint.vm, STR_NAME, false);
-		wr_str(&w, msg->u.endpoint.addr, STR_ADDR, false);
+		wr_str(&w, msg->u.endpoint.host, STR_ADDR, false);
 		break;
 	case FERRY_CTRL_VM_PLACED:
 		wr_vm(&w, &msg->u.placed);

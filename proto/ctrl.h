@@ -45,7 +45,8 @@
  *                           u64 mem_total, u64 mem_free (<= mem_total), u32 vms_running,
  *                           u32 reserved, str name, vm_count x vm                -> NODES_OK
  *     PREPARE_INCOMING 16+  MIGRATE's body with str source after str main     -> ENDPOINT
- *     ENDPOINT          8+  u64 token, str vm, str addr                            (reply)
+ *     ENDPOINT         40+  u16 port (1..65535), u16 reserved, u32 reserved, token[32],
+ *                           str vm, str host                                        (reply)
  *     VM_PLACED        12+  one vm                                              -> OK
  *     ROLE             16+  u64 epoch, u8 take (0/1), u8 reserved[7], str node  -> OK
  *     STATS              0                                      -> STATS_OK
@@ -77,6 +78,7 @@
 #define FERRY_CTRL_HDR_LEN        24u
 #define FERRY_CTRL_NONCE_LEN      32u
 #define FERRY_CTRL_MAC_LEN        32u
+#define FERRY_CTRL_TOKEN_LEN      32u          /**< migration endpoint token */
 #define FERRY_CTRL_NAME_MAX       64u          /**< node names, VM ids, child names */
 #define FERRY_CTRL_ADDR_MAX       64u
 #define FERRY_CTRL_ERRMSG_MAX     256u
@@ -321,10 +323,12 @@ struct ferry_ctrl_report {
 	struct ferry_ctrl_vm vm[FERRY_CTRL_REPORT_VMS_MAX];
 };
 
+/** Where a migration source connects: the destination pager's listener and its one-time token. */
 struct ferry_ctrl_endpoint {
-	uint64_t token;
+	uint16_t port;
+	uint8_t token[FERRY_CTRL_TOKEN_LEN];
 	char vm[FERRY_CTRL_NAME_MAX + 1];
-	char addr[FERRY_CTRL_ADDR_MAX + 1];
+	char host[FERRY_CTRL_ADDR_MAX + 1];     /**< an addr (no port) */
 };
 
 struct ferry_ctrl_role {

@@ -108,6 +108,10 @@ def report(name=b'h2', vms_=(), count=None, total=1 << 30, free=1 << 28):
             b''.join(vms_))
 
 
+def endpoint(port=22100, host=b'10.77.0.1', reserved=b'\0' * 6):
+    return struct.pack('<H', port) + reserved + bytes(range(32)) + s(b'vm-1') + s(host)
+
+
 def role(take=1, nodename=b'h2', reserved=b'\0' * 7):
     return struct.pack('<QB', 9, take) + reserved + s(nodename)
 
@@ -151,7 +155,7 @@ CASES = {
     'ok-register': (msg(NODE_REGISTER, register()), E_OK),
     'ok-report': (msg(NODE_REPORT, report(vms_=(vm(node=b'h2'),))), E_OK),
     'ok-prepare': (msg(PREPARE_INCOMING, migrate(source=b'h3')), E_OK),
-    'ok-endpoint': (msg(ENDPOINT, struct.pack('<Q', 77) + s(b'vm-1') + s(b'10.77.0.1:22100')), E_OK),
+    'ok-endpoint': (msg(ENDPOINT, endpoint()), E_OK),
     'ok-vm-placed': (msg(VM_PLACED, vm()), E_OK),
     'ok-role': (msg(ROLE, role()), E_OK),
     'ok-stats': (msg(STATS, b''), E_OK),
@@ -235,7 +239,10 @@ CASES = {
     'prepare-no-source': (msg(PREPARE_INCOMING, migrate(subs=(b'h2',))), E_MALFORMED),
     'progress-phase-8': (msg(PROGRESS, progress(phase=8)), E_MALFORMED),
     'progress-flags-unknown': (msg(PROGRESS, progress(flags=2)), E_BAD_FLAGS),
-    'endpoint-addr-empty': (msg(ENDPOINT, struct.pack('<Q', 1) + s(b'vm-1') + s(b'')), E_BAD_ADDR),
+    'endpoint-host-empty': (msg(ENDPOINT, endpoint(host=b'')), E_BAD_ADDR),
+    'endpoint-port-zero': (msg(ENDPOINT, endpoint(port=0)), E_BAD_ADDR),
+    'endpoint-reserved': (msg(ENDPOINT, endpoint(reserved=b'\0\0\0\1\0\0')), E_MALFORMED),
+    'endpoint-token-short': (msg(ENDPOINT, endpoint()[:20]), E_MALFORMED),
     'role-take-2': (msg(ROLE, role(take=2)), E_MALFORMED),
     'role-reserved': (msg(ROLE, role(reserved=b'\0' * 6 + b'\1')), E_MALFORMED),
     'role-node-empty': (msg(ROLE, role(nodename=b'')), E_BAD_NAME),

@@ -266,11 +266,16 @@ static void test_progress_endpoint_role(void **state)
 	assert_string_equal(ferry_ctrl_phase_name(out.u.progress.phase), "done");
 
 	reset(FERRY_CTRL_ENDPOINT);
-	in.u.endpoint.token = 7;
+	in.u.endpoint.port = 22100;
+	memset(in.u.endpoint.token, 0xab, sizeof(in.u.endpoint.token));
 	strcpy(in.u.endpoint.vm, "vm-1");
-	strcpy(in.u.endpoint.addr, "10.77.0.1:22100");
+	strcpy(in.u.endpoint.host, "10.77.0.1");
 	round_trip();
-	assert_string_equal(out.u.endpoint.addr, "10.77.0.1:22100");
+	assert_string_equal(out.u.endpoint.host, "10.77.0.1");
+	assert_int_equal(out.u.endpoint.port, 22100);
+	assert_memory_equal(out.u.endpoint.token, in.u.endpoint.token, 32);
+	in.u.endpoint.port = 0;
+	assert_int_equal(ferry_ctrl_encode(&in, buf, sizeof(buf)), -FERRY_CTRL_E_BAD_ADDR);
 
 	reset(FERRY_CTRL_ROLE);
 	in.u.role = (struct ferry_ctrl_role){ .epoch = 5, .take = 1 };
