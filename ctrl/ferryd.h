@@ -52,6 +52,7 @@
 struct ferryd_node_cfg {
 	char name[FERRYD_NAME_LEN];
 	char addr[FERRYD_ADDR_LEN];        /**< HOST:PORT of its ferryd */
+	char memsrv[FERRYD_ADDR_LEN];      /**< HOST:PORT of its ferry-memsrv (sub-host role); "" none */
 };
 
 struct ferryd_child_cfg {
@@ -81,6 +82,7 @@ struct ferryd_cfg {
 	char secret_file[PATH_MAX];
 	char ready_file[PATH_MAX];
 	char wake_ctl[128];                /**< unix:/path or tcp:HOST:PORT of ferry-wake; "" none */
+	char migrate_socket[108];          /**< this node's ferry-pager migration control socket */
 	uint32_t roles;                    /**< FERRY_CTRL_ROLE_SUB | MAIN | ACCEPT */
 	int64_t allowed_uid;               /**< besides root, on the Unix socket; -1 none */
 	int log_level;
@@ -181,6 +183,12 @@ struct ferryd_vm {
 	uint64_t op_deadline_ms, op_started_ms, next_probe_ms;
 	unsigned int waiter;               /**< conn id to answer when the op ends */
 	uint64_t waiter_req;
+	/* Migration (ferryd_migrate.c). */
+	void *mig;                         /**< source: the pager's migration control session */
+	uint8_t mig_mode;
+	char mig_main[FERRYD_NAME_LEN];
+	uint64_t next_poll_ms;
+	pid_t shell_pid;                   /**< destination: the incoming VM shell we started */
 };
 
 struct ferryd_node {
@@ -313,6 +321,8 @@ void ferryd_vms_report(struct ferryd *d, struct ferry_ctrl_report *rp);
 void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs);
 /** Coordinator: a VM's placement as a node reported it (REPORT, VM_PLACED). */
 void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v);
+/** Tell the coordinator about @p vm's state and node now (not at the next report). */
+void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm);
 int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r);
 int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r);
 

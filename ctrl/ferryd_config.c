@@ -155,6 +155,12 @@ static int set_ferryd(struct ferryd_cfg *cfg, const char *section, const char *k
 		snprintf(cfg->wake_ctl, sizeof(cfg->wake_ctl), "%s", value);
 		return 0;
 	}
+	if (strcmp(key, "migrate_socket") == 0) {
+		if (!value[0] || strlen(value) >= sizeof(cfg->migrate_socket))
+			return BAD("empty or longer than %zu bytes", sizeof(cfg->migrate_socket) - 1);
+		snprintf(cfg->migrate_socket, sizeof(cfg->migrate_socket), "%s", value);
+		return 0;
+	}
 	if (strcmp(key, "roles") == 0) {
 		if (ferryd_parse_roles(value, &cfg->roles))
 			return BAD("'%s' is not a list of sub, main, accept", value);
@@ -176,7 +182,7 @@ static int set_ferryd(struct ferryd_cfg *cfg, const char *section, const char *k
 		return set_ms(&cfg->stop_timeout_ms, value, origin, section, key, err);
 	return ferry_err_set(err, EINVAL,
 			     "%s: unknown key '%s' in section [ferryd] (known: name, listen, unix_socket, "
-			     "secret_file, ready_file, wake_ctl, roles, allowed_uid, log_level, stop_timeout_ms)",
+			     "secret_file, ready_file, wake_ctl, migrate_socket, roles, allowed_uid, log_level, stop_timeout_ms)",
 			     origin, key);
 }
 
@@ -225,8 +231,10 @@ static int set_node(struct ferryd_cfg *cfg, const char *section, const char *nam
 	FIND_OR_ADD(cfg->node, cfg->nnodes, FERRYD_MAX_NODES, name, "[node]");
 	if (strcmp(key, "address") == 0)
 		return set_addr(cfg->node[i].addr, value, origin, section, key, err);
-	return ferry_err_set(err, EINVAL, "%s: unknown key '%s' in section [%s] (known: address)", origin, key,
-			     section);
+	if (strcmp(key, "memsrv") == 0)
+		return set_addr(cfg->node[i].memsrv, value, origin, section, key, err);
+	return ferry_err_set(err, EINVAL, "%s: unknown key '%s' in section [%s] (known: address, memsrv)", origin,
+			     key, section);
 }
 
 static int set_child(struct ferryd_cfg *cfg, const char *section, const char *name, const char *key,
@@ -355,6 +363,7 @@ static const struct daemon_flag flags[] = {
 	{ "roles",              DAEMON_OPTS_LONG_ONLY + 0, "ferryd",  "roles" },
 	{ "allowed-uid",        DAEMON_OPTS_LONG_ONLY + 1, "ferryd",  "allowed_uid" },
 	{ "wake-ctl",           DAEMON_OPTS_LONG_ONLY + 2, "ferryd",  "wake_ctl" },
+	{ "migrate-socket",     DAEMON_OPTS_LONG_ONLY + 8, "ferryd",  "migrate_socket" },
 	{ "log-level",          DAEMON_OPTS_LONG_ONLY + 3, "ferryd",  "log_level" },
 	{ "coordinator",        DAEMON_OPTS_LONG_ONLY + 4, "cluster", "coordinator" },
 	{ "report-interval-ms", DAEMON_OPTS_LONG_ONLY + 5, "cluster", "report_interval_ms" },
@@ -382,6 +391,7 @@ static void usage(FILE *out, const char *prog)
 		"  roles            --roles LIST         sub,main,accept (what this host may do)\n"
 		"  allowed_uid      --allowed-uid UID    a non-root uid allowed on the Unix socket\n"
 		"  wake_ctl         --wake-ctl ADDR      ferry-wake's control socket (unix:/p, tcp:H:P)\n"
+		"  migrate_socket   --migrate-socket P   ferry-pager's migration control socket\n"
 		"  log_level        --log-level LEVEL    error, warn, info, debug\n"
 		"[cluster]\n"
 		"  coordinator      --coordinator NODE   the node that keeps the cluster view (required)\n"
@@ -389,7 +399,7 @@ static void usage(FILE *out, const char *prog)
 		"  down_after_ms    --down-after-ms N    a node is down after this long without a\n"
 		"                                        report (default 3 report intervals)\n"
 		"  accept_period_ms --accept-period-ms N  the accept-node role moves this often (60000)\n"
-		"[node NAME] address=HOST:PORT   [child NAME] exec=PROGRAM ARGS  [vm ID] ip, mac, node, ...\n",
+		"[node NAME] address=HOST:PORT memsrv=HOST:PORT   [child NAME] exec=PROGRAM ARGS  [vm ID] ip, mac, node, ...\n",
 		prog, FERRYD_DEFAULT_UNIX);
 }
 

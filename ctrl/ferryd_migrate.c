@@ -1,31 +1,342 @@
 /*
- * Migration adapter: ferryd's side of split migration (issue #5).
- *
- * The flow, once dataplane/migrate's control API (migrate_ctl.h:
- * mig_ctl_connect / mig_ctl_prepare_incoming / mig_ctl_start /
- * mig_ctl_status / mig_ctl_abort, struct mig_progress) is built in:
+ * Migration adapter: ferryd's side of split migration (issue 5), over
+ * ferry-pager's migration control socket (dataplane/migrate/migrate_ctl.h).
  *
  *   ferryctl migrate VM --to MAIN --sub-hosts A,B
- *     -> the source ferryd (where VM runs; ferryd_serve.c relays it there)
+ *     -> the source ferryd (where VM runs; ferryd_serve.c relays it there):
+ *        VM MIGRATING, PROGRESS(preparing) to ferryctl at once
  *     -> PREPARE_INCOMING at MAIN's ferryd: it starts the destination VM
- *        shell from [vm ID] launch_incoming, calls mig_ctl_prepare_incoming
- *        on its pager and answers ENDPOINT
- *     -> the source calls mig_ctl_start with that endpoint and the
- *        sub-hosts, then polls mig_ctl_status each tick and streams
- *        PROGRESS (phase, round, pages sent / skipped / remaining) to
- *        ferryctl until the final one.
+ *        shell from [vm ID] launch_incoming (/bin/sh -c, FERRY_VM... in the
+ *        environment), resolves the sub-hosts' memory servers ([node A]
+ *        memsrv) and calls mig_ctl_prepare_incoming on its pager
+ *     -> ENDPOINT (host, port, token) back to the source
+ *     -> the source calls mig_ctl_start on its own pager, then polls
+ *        mig_ctl_status every POLL_MS and streams PROGRESS (phase, round,
+ *        pages sent / skipped / remaining) to ferryctl until DONE, FAILED or
+ *        ABORTED (the final one); on DONE the VM is placed on MAIN.
+ *   ferryctl abort VM -> the source ferryd -> mig_ctl_abort (refused after
+ *        switch-over: the VM already runs at the destination).
  *
- * The engine is not in this tree yet (it is being built on h/migrate), so
- * every entry point answers ERROR(NOT_AVAILABLE) "migration engine not
- * available" after the checks that do not need it; ferryctl prints that.
- * Merging the engine means filling in these functions: the protocol,
- * ferryctl's progress display and the request routing are done.
+ * The mig_ctl calls block for at most the socket timeout (5 s) on a local
+ * Unix socket; the pager answers at once in practice.
+ *
+ * Built without dataplane/migrate (no ferry_migrate_ctl target), every
+ * entry point answers ERROR(NOT_AVAILABLE) "migration engine not available"
+ * after the checks that do not need the engine.
  */
 #include "ctrl/ferryd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "dataplane/common/ferry_log.h"
 
 #define NOT_BUILT "migration engine not available: this ferryd was built without dataplane/migrate"
+
+#ifdef FERRY_HAVE_MIGRATE
+#include "dataplane/migrate/migrate_ctl.h"
+
+#define POLL_MS 200
+
+_Static_assert(FERRY_CTRL_TOKEN_LEN == MIG_TOKEN_LEN, "ENDPOINT carries mig_endpoint's token");
+_Static_assert((int)FERRY_CTRL_MODE_PRECOPY == (int)MIG_MODE_PRECOPY &&
+		       (int)FERRY_CTRL_MODE_POSTCOPY == (int)MIG_MODE_POSTCOPY &&
+		       (int)FERRY_CTRL_MODE_PLANNED == (int)MIG_MODE_PLANNED,
+	       "modes are the engine's");
+
+bool ferryd_mig_available(void)
+{
+	return true;
+}
+
+static int ctl_open(struct ferryd *d, struct mig_ctl **ctl, struct ferry_err *err)
+{
+	if (!d->cfg.migrate_socket[0])
+		return ferry_err_set(err, ENOENT, "%s has no [ferryd] migrate_socket (its ferry-pager's migration socket)",
+				     d->cfg.name);
+	return mig_ctl_connect(d->cfg.migrate_socket, ctl, err);
+}
+
+static uint8_t phase_of(enum mig_phase p)
+{
+	switch (p) {
+	case MIG_PH_IDLE:
+	case MIG_PH_SETUP: return FERRY_CTRL_PHASE_PREPARING;
+	case MIG_PH_PRECOPY: return FERRY_CTRL_PHASE_PRECOPY;
+	case MIG_PH_STOP:
+	case MIG_PH_SWITCHOVER: return FERRY_CTRL_PHASE_STOPCOPY;
+	case MIG_PH_POSTCOPY: return FERRY_CTRL_PHASE_POSTCOPY;
+	case MIG_PH_DONE: return FERRY_CTRL_PHASE_DONE;
+	case MIG_PH_FAILED: return FERRY_CTRL_PHASE_FAILED;
+	case MIG_PH_ABORTED: return FERRY_CTRL_PHASE_ABORTED;
+	}
+	return FERRY_CTRL_PHASE_FAILED;
+}
+
+static void send_progress(struct ferryd *d, struct ferryd_vm *vm, uint8_t phase, const struct mig_progress *p)
+{
+	struct ferryd_conn *c = ferryd_conn_find(d, vm->waiter);
+	struct ferry_ctrl_progress *pr = &d->out_msg.u.progress;
+
+	if (!c)
+		return;   /* ferryctl left; the migration goes on */
+	memset(&d->out_msg.hdr, 0, sizeof(d->out_msg.hdr));
+	memset(pr, 0, sizeof(*pr));
+	d->out_msg.hdr.type = FERRY_CTRL_PROGRESS;
+	d->out_msg.hdr.request_id = vm->waiter_req;
+	pr->phase = phase;
+	if (phase == FERRY_CTRL_PHASE_DONE || phase == FERRY_CTRL_PHASE_FAILED || phase == FERRY_CTRL_PHASE_ABORTED)
+		pr->flags = FERRY_CTRL_PROGRESS_FINAL;
+	if (p) {
+		pr->round = p->round;
+		pr->pages_sent = p->pages_sent;
+		pr->pages_skipped = p->pages_skipped_unused;
+		pr->pages_remaining = p->pages_remaining;
+		pr->pages_total = p->pages_total;
+		pr->bytes_sent = p->bytes_sent;
+	}
+	pr->elapsed_ms = ferryd_now_ms() - vm->op_started_ms;
+	snprintf(pr->vm, sizeof(pr->vm), "%s", vm->v.id);
+	ferryd_send_msg(d, c);
+}
+
+/* The migration ended here (source side): state back or moved, coordinator told. */
+static void mig_end(struct ferryd *d, struct ferryd_vm *vm, bool moved)
+{
+	if (vm->mig)
+		mig_ctl_close(vm->mig);
+	vm->mig = NULL;
+	vm->op = OP_NONE;
+	vm->v.state = FERRY_CTRL_VM_RUNNING;
+	if (moved) {
+		snprintf(vm->v.node, sizeof(vm->v.node), "%s", vm->mig_main);
+		d->ctr.migrations++;
+	} else {
+		d->ctr.ops_failed++;
+	}
+	ferryd_vm_notify_placed(d, vm);
+}
+
+/* A failure before the engine reports progress: ERROR to ferryctl, the VM stays. */
+static void mig_fail(struct ferryd *d, struct ferryd_vm *vm, uint32_t code, const char *msg)
+{
+	LOG_WARN("vm %s: migration to %s failed: %s", vm->v.id, vm->mig_main, msg);
+	ferryd_reply_error_to(d, vm->waiter, vm->waiter_req, code, "migrate %s: %s", vm->v.id, msg);
+	mig_end(d, vm, false);
+}
+
+static bool prepare_reply(struct ferryd *d, struct ferryd_conn *c, const struct ferry_ctrl_msg *m, const char *why)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, c->vm);
+	struct ferry_err err = { 0 };
+	struct mig_endpoint ep;
+	struct mig_ctl *ctl = NULL;
+	char msg[FERRY_CTRL_ERRMSG_MAX];
+
+	if (!vm || vm->op != OP_MIGRATE || vm->mig)
+		return false;   /* aborted meanwhile */
+	if (!m) {
+		snprintf(msg, sizeof(msg), "main host %s: %s", c->name, why ? why : "no answer");
+		mig_fail(d, vm, FERRY_CTRL_E_NODE_DOWN, msg);
+		return false;
+	}
+	if (m->hdr.type == FERRY_CTRL_ERROR) {
+		snprintf(msg, sizeof(msg), "main host %s: %s", c->name, m->u.error.msg);
+		mig_fail(d, vm, m->u.error.code, msg);
+		return false;
+	}
+	if (m->hdr.type != FERRY_CTRL_ENDPOINT) {
+		snprintf(msg, sizeof(msg), "main host %s answered %s", c->name, ferry_ctrl_type_name(m->hdr.type));
+		mig_fail(d, vm, FERRY_CTRL_E_UNEXPECTED, msg);
+		return false;
+	}
+	memset(&ep, 0, sizeof(ep));
+	snprintf(ep.host, sizeof(ep.host), "%s", m->u.endpoint.host);
+	ep.port = m->u.endpoint.port;
+	memcpy(ep.token, m->u.endpoint.token, MIG_TOKEN_LEN);
+	if (ctl_open(d, &ctl, &err) < 0 || mig_ctl_start(ctl, vm->v.id, &ep, (enum mig_mode)vm->mig_mode, &err) < 0) {
+		if (ctl)
+			mig_ctl_close(ctl);
+		snprintf(msg, sizeof(msg), "source pager: %s", err.msg);
+		mig_fail(d, vm, FERRY_CTRL_E_FAILED, msg);
+		return false;
+	}
+	vm->mig = ctl;
+	vm->next_poll_ms = 0;
+	LOG_INFO("vm %s: migrating to %s (%s:%u, %s)", vm->v.id, vm->mig_main, ep.host, ep.port,
+		 ferry_ctrl_mode_name(vm->mig_mode));
+	return false;
+}
+
+int ferryd_mig_start(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_migrate *m)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, m->vm);
+	struct ferry_ctrl_msg msg = { .hdr = { .type = FERRY_CTRL_PREPARE_INCOMING, .request_id = ++d->next_req } };
+	struct ferry_err err = { 0 };
+	struct ferryd_conn *pc;
+
+	if (m->sub_count > MIG_SUBHOSTS_MAX)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_TOO_LARGE, "at most %d sub-hosts", MIG_SUBHOSTS_MAX);
+	if (!d->cfg.migrate_socket[0])
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_NOT_AVAILABLE,
+					 "%s has no [ferryd] migrate_socket (its ferry-pager's migration socket)",
+					 d->cfg.name);
+	vm->op = OP_MIGRATE;
+	vm->state_before = vm->v.state;
+	vm->v.state = FERRY_CTRL_VM_MIGRATING;
+	vm->mig_mode = m->mode;
+	snprintf(vm->mig_main, sizeof(vm->mig_main), "%s", m->main);
+	vm->op_started_ms = ferryd_now_ms();
+	vm->waiter = c->id;
+	vm->waiter_req = req;
+	send_progress(d, vm, FERRY_CTRL_PHASE_PREPARING, NULL);
+
+	msg.u.migrate = *m;
+	snprintf(msg.u.migrate.source, sizeof(msg.u.migrate.source), "%s", d->cfg.name);
+	pc = ferryd_request(d, m->main, &msg, 0, prepare_reply, &err);
+	if (!pc) {
+		mig_fail(d, vm, FERRY_CTRL_E_NODE_DOWN, err.msg);
+		return 0;
+	}
+	snprintf(pc->vm, sizeof(pc->vm), "%s", vm->v.id);
+	LOG_INFO("vm %s: migration to %s requested (%u sub-hosts, %s)", vm->v.id, m->main, m->sub_count,
+		 ferry_ctrl_mode_name(m->mode));
+	return 0;
+}
+
+int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_migrate *m)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, m->vm);
+	struct mig_subhost subs[MIG_SUBHOSTS_MAX];
+	struct ferry_err err = { 0 };
+	struct mig_endpoint ep;
+	struct mig_ctl *ctl = NULL;
+	struct ferry_ctrl_endpoint *out = &d->out_msg.u.endpoint;
+	int rc;
+
+	if (!vm)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", m->vm);
+	if (strcmp(m->main, d->cfg.name) != 0 || !(d->cfg.roles & FERRY_CTRL_ROLE_MAIN))
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNEXPECTED, "%s is not a main host for %s",
+					 d->cfg.name, m->vm);
+	if (m->sub_count > MIG_SUBHOSTS_MAX)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_TOO_LARGE, "at most %d sub-hosts", MIG_SUBHOSTS_MAX);
+	for (unsigned int i = 0; i < m->sub_count; i++) {
+		const struct ferryd_node_cfg *nc = ferryd_config_node(&d->cfg, m->sub[i]);
+		const char *colon = nc ? strrchr(nc->memsrv, ':') : NULL;
+
+		if (!nc || !colon)
+			return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_NODE,
+						 "sub-host %s has no memory server ([node %s] memsrv = HOST:PORT)",
+						 m->sub[i], m->sub[i]);
+		snprintf(subs[i].host, sizeof(subs[i].host), "%.*s", (int)(colon - nc->memsrv), nc->memsrv);
+		subs[i].port = (uint16_t)atoi(colon + 1);
+	}
+	if (vm->cfg->launch_incoming[0] && vm->shell_pid <= 0) {
+		char e_vm[16 + FERRYD_NAME_LEN], e_node[16 + FERRYD_NAME_LEN], e_src[16 + FERRYD_NAME_LEN];
+		char *env[] = { e_vm, e_node, e_src, NULL };
+
+		snprintf(e_vm, sizeof(e_vm), "FERRY_VM=%s", vm->v.id);
+		snprintf(e_node, sizeof(e_node), "FERRY_NODE=%s", d->cfg.name);
+		snprintf(e_src, sizeof(e_src), "FERRY_SOURCE=%s", m->source);
+		vm->shell_pid = ferryd_spawn(NULL, vm->cfg->launch_incoming, NULL, env);
+		if (vm->shell_pid < 0) {
+			vm->shell_pid = 0;
+			return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: starting the incoming shell: %s",
+						 m->vm, strerror(errno));
+		}
+		LOG_INFO("vm %s: incoming VM shell started (pid %d)", vm->v.id, (int)vm->shell_pid);
+	}
+	rc = ctl_open(d, &ctl, &err);
+	if (rc == 0)
+		rc = mig_ctl_prepare_incoming(ctl, vm->v.id, m->budget, subs, m->sub_count, &ep, &err);
+	if (ctl)
+		mig_ctl_close(ctl);
+	if (rc < 0) {
+		if (vm->shell_pid > 0)
+			kill(vm->shell_pid, SIGTERM);
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: main host pager: %s", m->vm, err.msg);
+	}
+	memset(&d->out_msg.hdr, 0, sizeof(d->out_msg.hdr));
+	memset(out, 0, sizeof(*out));
+	d->out_msg.hdr.type = FERRY_CTRL_ENDPOINT;
+	d->out_msg.hdr.request_id = req;
+	out->port = ep.port;
+	memcpy(out->token, ep.token, FERRY_CTRL_TOKEN_LEN);
+	snprintf(out->vm, sizeof(out->vm), "%s", vm->v.id);
+	snprintf(out->host, sizeof(out->host), "%s", ep.host);
+	LOG_INFO("vm %s: ready to receive from %s at %s:%u (%u sub-hosts)", vm->v.id, m->source, ep.host, ep.port,
+		 m->sub_count);
+	return ferryd_send_msg(d, c);
+}
+
+int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const char *id)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, id);
+	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_ABORT, .request_id = req } };
+	struct ferry_err err = { 0 };
+	int rc;
+
+	if (!vm)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", id);
+	if (strcmp(vm->v.node, d->cfg.name) != 0) {
+		snprintf(m.u.vm_req.vm, sizeof(m.u.vm_req.vm), "%s", id);
+		ferryd_relay(d, c->id, req, vm->v.node, &m, 0);
+		return 0;
+	}
+	if (vm->op != OP_MIGRATE)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BAD_STATE, "VM %s is not migrating", id);
+	if (!vm->mig) {
+		/* Still waiting for the main host: nothing moved yet. */
+		send_progress(d, vm, FERRY_CTRL_PHASE_ABORTED, NULL);
+		mig_end(d, vm, false);
+		return ferryd_send_ok(d, c, req, 0);
+	}
+	rc = mig_ctl_abort(vm->mig, id, &err);
+	if (rc == -EBUSY)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BUSY, "VM %s: past switch-over, it runs at %s", id,
+					 vm->mig_main);
+	if (rc < 0)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: abort: %s", id, err.msg);
+	LOG_INFO("vm %s: migration abort requested", id);
+	return ferryd_send_ok(d, c, req, 0);   /* the final PROGRESS(aborted) follows on the migrate stream */
+}
+
+void ferryd_mig_tick(struct ferryd *d, uint64_t now)
+{
+	for (unsigned int i = 0; i < d->nvms; i++) {
+		struct ferryd_vm *vm = &d->vms[i];
+		struct ferry_err err = { 0 };
+		struct mig_progress p;
+		uint8_t phase;
+
+		if (vm->op != OP_MIGRATE || !vm->mig || now < vm->next_poll_ms)
+			continue;
+		vm->next_poll_ms = now + POLL_MS;
+		if (mig_ctl_status(vm->mig, vm->v.id, &p, &err) < 0) {
+			mig_fail(d, vm, FERRY_CTRL_E_FAILED, err.msg);
+			continue;
+		}
+		phase = phase_of(p.phase);
+		send_progress(d, vm, phase, &p);
+		if (phase == FERRY_CTRL_PHASE_DONE) {
+			LOG_INFO("vm %s: migrated to %s in %llu ms (%llu pages sent, %llu unused skipped, downtime %.1f ms)",
+				 vm->v.id, vm->mig_main, (unsigned long long)(now - vm->op_started_ms),
+				 (unsigned long long)p.pages_sent, (unsigned long long)p.pages_skipped_unused,
+				 (double)p.downtime_ns / 1e6);
+			mig_end(d, vm, true);
+		} else if (phase == FERRY_CTRL_PHASE_FAILED || phase == FERRY_CTRL_PHASE_ABORTED) {
+			LOG_WARN("vm %s: migration to %s %s: %s", vm->v.id, vm->mig_main, ferry_ctrl_phase_name(phase),
+				 p.error);
+			mig_end(d, vm, false);
+		}
+	}
+}
+
+#else /* !FERRY_HAVE_MIGRATE */
 
 bool ferryd_mig_available(void)
 {
@@ -44,14 +355,14 @@ int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, co
 	return ferryd_send_error(d, c, req, FERRY_CTRL_E_NOT_AVAILABLE, "%s", NOT_BUILT);
 }
 
-int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const char *vm)
+int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const char *id)
 {
-	struct ferryd_vm *v = ferryd_vm_find(d, vm);
+	struct ferryd_vm *vm = ferryd_vm_find(d, id);
 
-	if (!v)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", vm);
-	if (v->op != OP_MIGRATE)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BAD_STATE, "VM %s is not migrating", vm);
+	if (!vm)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", id);
+	if (vm->op != OP_MIGRATE)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BAD_STATE, "VM %s is not migrating", id);
 	return ferryd_send_error(d, c, req, FERRY_CTRL_E_NOT_AVAILABLE, "%s", NOT_BUILT);
 }
 
@@ -60,3 +371,5 @@ void ferryd_mig_tick(struct ferryd *d, uint64_t now)
 	(void)d;
 	(void)now;
 }
+
+#endif /* FERRY_HAVE_MIGRATE */

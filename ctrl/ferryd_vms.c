@@ -139,7 +139,7 @@ static bool placed_reply(struct ferryd *d, struct ferryd_conn *c, const struct f
 }
 
 /* Tell the coordinator now rather than at the next report. */
-static void notify_placed(struct ferryd *d, const struct ferryd_vm *vm)
+void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm)
 {
 	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_VM_PLACED, .request_id = ++d->next_req } };
 	struct ferry_err err = { 0 };
@@ -167,7 +167,7 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 		LOG_WARN("vm %s: %s failed after %llu ms: %s", vm->v.id, op == OP_HIBERNATE ? "hibernate" : "resume",
 			 (unsigned long long)ms, why);
 		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_FAILED, "VM %s: %s", vm->v.id, why);
-		notify_placed(d, vm);
+		ferryd_vm_notify_placed(d, vm);
 		return;
 	}
 	if (op == OP_HIBERNATE) {
@@ -184,7 +184,7 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 		/* Only now: the guest answers, so replayed SYNs reach a live stack. */
 		ferryd_wake_vm_running(d, vm->v.id);
 	}
-	notify_placed(d, vm);
+	ferryd_vm_notify_placed(d, vm);
 	reply_vm(d, waiter, req, vm);
 }
 
@@ -196,6 +196,12 @@ bool ferryd_vms_reaped(struct ferryd *d, pid_t pid, int status)
 		struct ferryd_vm *vm = &d->vms[i];
 		char why[96];
 
+		if (vm->shell_pid == pid) {
+			vm->shell_pid = 0;
+			LOG_WARN("vm %s: its incoming VM shell (pid %d) exited with status 0x%x", vm->v.id, (int)pid,
+				 status);
+			return true;
+		}
 		if (vm->op_pid != pid || (vm->op != OP_HIBERNATE && vm->op != OP_RESUME))
 			continue;
 		vm->op_pid = 0;
@@ -351,6 +357,6 @@ int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 	vm->waiter = c->id;
 	vm->waiter_req = req;
 	LOG_INFO("vm %s: resuming here (hook pid %d)", vm->v.id, (int)vm->op_pid);
-	notify_placed(d, vm);
+	ferryd_vm_notify_placed(d, vm);
 	return 0;
 }
