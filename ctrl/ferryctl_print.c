@@ -142,7 +142,7 @@ void print_nodes(FILE *out, const struct ferry_ctrl_nodes *ns, bool json)
 		dump(out, j);
 		return;
 	}
-	fprintf(out, "%-2s%-12s %-5s %-21s %-18s %4s %6s %21s %5s %5s %5s %7s\n", "", "NODE", "STATE", "ADDRESS",
+	fprintf(out, "%-2s%-12s %-5s %-21s %-21s %4s %6s %21s %5s %5s %5s %7s\n", "", "NODE", "STATE", "ADDRESS",
 		"ROLES", "CPUS", "LOAD1", "MEM FREE/TOTAL", "LOAD", "MEM", "SCORE", "AGE");
 	for (unsigned int i = 0; i < ns->count; i++) {
 		const struct ferry_ctrl_node *nd = &ns->node[i];
@@ -150,7 +150,7 @@ void print_nodes(FILE *out, const struct ferry_ctrl_nodes *ns, bool json)
 
 		snprintf(mem, sizeof(mem), "%s/%s", ferry_size_format(nd->mem_free, free_s, sizeof(free_s)),
 			 ferry_size_format(nd->mem_total, total_s, sizeof(total_s)));
-		fprintf(out, "%-2s%-12s %-5s %-21s %-18s %4u %6.2f %21s %5u %5u %5u %6.1fs\n",
+		fprintf(out, "%-2s%-12s %-5s %-21s %-21s %4u %6.2f %21s %5u %5u %5u %6.1fs\n",
 			strcmp(nd->name, ns->accept) == 0 ? "*" : "", nd->name, ferry_ctrl_node_state_name(nd->state),
 			nd->addr, roles_str(nd->roles, roles, sizeof(roles)), nd->cpus, nd->load1 / 1000.0, mem,
 			nd->load_score, nd->mem_score, nd->score, nd->age_ms / 1000.0);
