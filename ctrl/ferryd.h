@@ -229,6 +229,11 @@ struct ferryd {
 	/* This node's share of the accept role (from ROLE messages). */
 	uint64_t role_epoch;
 	bool role_held;
+	/* The session on which the local ferry-wake sends WAKE_REQUEST (ferryd_wake.c). */
+	int wake_fd;
+	uint64_t wake_retry_ms;
+	size_t wake_have;
+	uint8_t *wake_in;
 
 	struct ferryd_child child[FERRYD_MAX_CHILDREN];
 	unsigned int nchildren;
@@ -325,6 +330,10 @@ void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v);
 void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm);
 int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r);
 int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r);
+/** RESUME on behalf of conn @p waiter (0: nobody waits, e.g. ferry-wake's WAKE_REQUEST). */
+int ferryd_vm_resume_for(struct ferryd *d, unsigned int waiter, uint64_t req, const struct ferry_ctrl_vm_req *r);
+/** Change @p vm's state; tells the local ferry-wake what it must know when this node holds the accept role. */
+void ferryd_vm_set_state(struct ferryd *d, struct ferryd_vm *vm, uint8_t state);
 
 /* ferryd_hib.c: hibernation adapter. 0 and *pid of the running hook, or < 0 with @p err. */
 int ferryd_hib_hibernate(struct ferryd *d, struct ferryd_vm *vm, pid_t *pid, struct ferry_err *err);
@@ -338,7 +347,14 @@ int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 void ferryd_mig_tick(struct ferryd *d, uint64_t now);
 
 /* ferryd_wake.c: the local ferry-wake (proto/wake.h). Best effort: failures are logged and counted. */
+/** ROLE_TAKE (after pushing the table of hibernated VMs) or ROLE_DROP. */
 int ferryd_wake_role(struct ferryd *d, bool take, uint64_t epoch);
+/** Keep the session on which ferry-wake sends WAKE_REQUEST: (re)connect when due. */
+void ferryd_wake_tick(struct ferryd *d, uint64_t now);
+/** Its fd for poll (-1 when none), and what to do when it is readable. */
+int ferryd_wake_fd(const struct ferryd *d);
+void ferryd_wake_readable(struct ferryd *d);
+void ferryd_wake_close(struct ferryd *d);
 int ferryd_wake_vm_add(struct ferryd *d, const struct ferry_ctrl_vm *v);
 int ferryd_wake_vm_running(struct ferryd *d, const char *id);
 

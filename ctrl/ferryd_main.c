@@ -75,8 +75,8 @@ static void on_signals(struct ferryd *d)
 
 static int run(struct ferryd *d)
 {
-	struct pollfd pfd[FERRYD_MAX_CONNS + 3];
-	struct ferryd_conn *who[FERRYD_MAX_CONNS + 3];
+	struct pollfd pfd[FERRYD_MAX_CONNS + 4];
+	struct ferryd_conn *who[FERRYD_MAX_CONNS + 4];
 
 	while (!d->stopping) {
 		uint64_t now = ferryd_now_ms();
@@ -87,12 +87,16 @@ static int run(struct ferryd *d)
 		ferryd_vms_tick(d, now);
 		ferryd_mig_tick(d, now);
 		ferryd_conns_tick(d, now);
+		ferryd_wake_tick(d, now);
 
 		pfd[n] = (struct pollfd){ .fd = d->sig_fd, .events = POLLIN };
 		who[n++] = NULL;
 		pfd[n] = (struct pollfd){ .fd = d->listen_fd, .events = POLLIN };
 		who[n++] = NULL;
 		pfd[n] = (struct pollfd){ .fd = d->unix_fd, .events = POLLIN };
+		who[n++] = NULL;
+		/* -1 when there is no ferry-wake session: poll ignores it. */
+		pfd[n] = (struct pollfd){ .fd = ferryd_wake_fd(d), .events = POLLIN };
 		who[n++] = NULL;
 		nconn = ferryd_conns_pollfds(d, pfd + n, who + n, FERRYD_MAX_CONNS);
 		n += nconn;
@@ -105,8 +109,10 @@ static int run(struct ferryd *d)
 			continue;
 		if (pfd[0].revents)
 			on_signals(d);
+		if (pfd[3].revents && pfd[3].fd >= 0)
+			ferryd_wake_readable(d);
 		for (int i = 1; i < n && !d->stopping; i++)
-			if (pfd[i].revents)
+			if (i != 3 && pfd[i].revents)
 				ferryd_conns_event(d, &pfd[i], who[i]);
 	}
 	return 0;
@@ -133,7 +139,7 @@ int main(int argc, char **argv)
 	level = d.cfg.log_level;
 	if (level >= 0)
 		ferry_log_set_level((enum ferry_log_level)level);
-	d.listen_fd = d.unix_fd = d.sig_fd = -1;
+	d.listen_fd = d.unix_fd = d.sig_fd = d.wake_fd = -1;
 	d.start_ms = ferryd_now_ms();
 
 	if (ferry_auth_init(&err) < 0 || ferry_secret_load(d.cfg.secret_file, &d.secret, &err) < 0) {
@@ -172,6 +178,7 @@ int main(int argc, char **argv)
 	rc = run(&d);
 
 	ferryd_super_stop(&d);
+	ferryd_wake_close(&d);
 	ferryd_conns_close(&d);
 	LOG_INFO("stopped: %llu requests, %llu reports sent, %llu auth failures",
 		 (unsigned long long)d.ctr.requests, (unsigned long long)d.ctr.reports_sent,

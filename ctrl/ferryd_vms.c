@@ -96,8 +96,8 @@ void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v)
 	if (vm->v.state != v->state || strcmp(vm->v.node, v->node) != 0)
 		LOG_INFO("vm %s: %s on %s -> %s on %s", v->id, ferry_ctrl_vm_state_name(vm->v.state), vm->v.node,
 			 ferry_ctrl_vm_state_name(v->state), v->node[0] ? v->node : "-");
-	vm->v.state = v->state;
 	snprintf(vm->v.node, sizeof(vm->v.node), "%s", v->node);
+	ferryd_vm_set_state(d, vm, v->state);
 }
 
 void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs)
@@ -112,6 +112,25 @@ void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs)
 			continue;
 		ferryd_vms_placed(d, &vs->vm[i]);
 	}
+}
+
+/*
+ * Every state change goes through here: the accept node's ferry-wake must
+ * know which VMs are hibernated, and hear VM_RUNNING only once a resumed VM
+ * runs (a RUNNING placement is published only after the VM announced
+ * itself, see op_done).
+ */
+void ferryd_vm_set_state(struct ferryd *d, struct ferryd_vm *vm, uint8_t state)
+{
+	uint8_t old = vm->v.state;
+
+	vm->v.state = state;
+	if (old == state || !d->role_held)
+		return;
+	if (state == FERRY_CTRL_VM_HIBERNATED)
+		ferryd_wake_vm_add(d, &vm->v);
+	else if (state == FERRY_CTRL_VM_RUNNING && (old == FERRY_CTRL_VM_HIBERNATED || old == FERRY_CTRL_VM_RESUMING))
+		ferryd_wake_vm_running(d, vm->v.id);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -161,9 +180,8 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 	vm->op_pid = 0;
 	if (!ok) {
 		d->ctr.ops_failed++;
-		vm->v.state = vm->state_before;
-		if (op == OP_RESUME || op == OP_ANNOUNCE)
-			vm->v.state = FERRY_CTRL_VM_HIBERNATED;
+		ferryd_vm_set_state(d, vm, op == OP_RESUME || op == OP_ANNOUNCE ? FERRY_CTRL_VM_HIBERNATED
+									: vm->state_before);
 		LOG_WARN("vm %s: %s failed after %llu ms: %s", vm->v.id, op == OP_HIBERNATE ? "hibernate" : "resume",
 			 (unsigned long long)ms, why);
 		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_FAILED, "VM %s: %s", vm->v.id, why);
@@ -171,18 +189,15 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 		return;
 	}
 	if (op == OP_HIBERNATE) {
-		vm->v.state = FERRY_CTRL_VM_HIBERNATED;
 		d->ctr.hibernates++;
 		LOG_INFO("vm %s hibernated in %llu ms", vm->v.id, (unsigned long long)ms);
-		if (d->role_held)
-			ferryd_wake_vm_add(d, &vm->v);
+		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_HIBERNATED);
 	} else {
-		vm->v.state = FERRY_CTRL_VM_RUNNING;
 		d->ctr.resumes++;
 		LOG_INFO("vm %s running on %s, %llu ms after the resume began", vm->v.id, d->cfg.name,
 			 (unsigned long long)ms);
-		/* Only now: the guest answers, so replayed SYNs reach a live stack. */
-		ferryd_wake_vm_running(d, vm->v.id);
+		/* Only now (the guest answers): replayed SYNs reach a live stack. */
+		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RUNNING);
 	}
 	ferryd_vm_notify_placed(d, vm);
 	reply_vm(d, waiter, req, vm);
@@ -307,7 +322,15 @@ int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, c
 	return 0;
 }
 
-int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r)
+/* Errors of a request whose asker may be gone (waiter 0: a wake request): answer if still there. */
+#define REFUSE(code, ...)                                                  \
+	do {                                                               \
+		LOG_WARN("resume refused: " __VA_ARGS__);                   \
+		ferryd_reply_error_to(d, waiter, req, (code), __VA_ARGS__); \
+		return 0;                                                  \
+	} while (0)
+
+int ferryd_vm_resume_for(struct ferryd *d, unsigned int waiter, uint64_t req, const struct ferry_ctrl_vm_req *r)
 {
 	struct ferryd_vm *vm = ferryd_vm_find(d, r->vm);
 	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_RESUME, .request_id = req } };
@@ -315,12 +338,11 @@ int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 	const char *target = r->node;
 
 	if (!vm)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", r->vm);
+		REFUSE(FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", r->vm);
 	if (vm->op != OP_NONE)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BUSY, "VM %s: an operation is in flight", r->vm);
+		REFUSE(FERRY_CTRL_E_BUSY, "VM %s: an operation is in flight", r->vm);
 	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BAD_STATE, "VM %s is %s, not hibernated", r->vm,
-					 ferry_ctrl_vm_state_name(vm->v.state));
+		REFUSE(FERRY_CTRL_E_BAD_STATE, "VM %s is %s, not hibernated", r->vm, ferry_ctrl_vm_state_name(vm->v.state));
 	if (!target[0]) {
 		struct ferry_ctrl_nodes *view = &d->out_msg.u.nodes;
 		const struct ferry_ctrl_node *best;
@@ -328,35 +350,37 @@ int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 		ferryd_nodes_view(d, view);
 		best = ferryd_least_loaded(view, FERRY_CTRL_ROLE_MAIN, NULL);
 		if (!best)
-			return ferryd_send_error(d, c, req, FERRY_CTRL_E_NODE_DOWN,
-						 "VM %s: no up node with the main role to resume on", r->vm);
+			REFUSE(FERRY_CTRL_E_NODE_DOWN, "VM %s: no up node with the main role to resume on", r->vm);
 		target = best->name;
 		LOG_INFO("vm %s: resuming on %s, the least-loaded node (score %u)", r->vm, best->name, best->score);
 	} else if (!ferryd_config_node(&d->cfg, target)) {
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_NODE, "node %s is not in the cluster",
-					 target);
+		REFUSE(FERRY_CTRL_E_UNKNOWN_NODE, "node %s is not in the cluster", target);
 	}
 	if (strcmp(target, d->cfg.name) != 0) {
 		m.u.vm_req = *r;
 		snprintf(m.u.vm_req.node, sizeof(m.u.vm_req.node), "%s", target);
-		ferryd_relay(d, c->id, req, m.u.vm_req.node, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS);
+		ferryd_relay(d, waiter, req, m.u.vm_req.node, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS);
 		return 0;
 	}
 	if (!(d->cfg.roles & FERRY_CTRL_ROLE_MAIN))
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNEXPECTED, "%s has no main role: it runs no VMs",
-					 d->cfg.name);
+		REFUSE(FERRY_CTRL_E_UNEXPECTED, "%s has no main role: it runs no VMs", d->cfg.name);
 	if (ferryd_hib_resume(d, vm, &vm->op_pid, &err) < 0)
-		return ferryd_send_error(d, c, req, err.code == -ENOSYS ? FERRY_CTRL_E_NOT_AVAILABLE : FERRY_CTRL_E_FAILED,
-					 "VM %s: %s", r->vm, err.msg);
+		REFUSE(err.code == -ENOSYS ? FERRY_CTRL_E_NOT_AVAILABLE : FERRY_CTRL_E_FAILED, "VM %s: %s", r->vm, err.msg);
 	vm->op = OP_RESUME;
 	vm->state_before = vm->v.state;
-	vm->v.state = FERRY_CTRL_VM_RESUMING;
+	ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RESUMING);
 	snprintf(vm->v.node, sizeof(vm->v.node), "%s", d->cfg.name);
 	vm->op_started_ms = ferryd_now_ms();
 	vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
-	vm->waiter = c->id;
+	vm->waiter = waiter;
 	vm->waiter_req = req;
 	LOG_INFO("vm %s: resuming here (hook pid %d)", vm->v.id, (int)vm->op_pid);
 	ferryd_vm_notify_placed(d, vm);
 	return 0;
+}
+#undef REFUSE
+
+int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r)
+{
+	return ferryd_vm_resume_for(d, c->id, req, r);
 }
