@@ -227,7 +227,7 @@ void print_progress(FILE *out, const struct ferry_ctrl_progress *p, bool json, b
 	unsigned int pct = total ? (unsigned int)(done * 100 / total) : 0;
 	bool final = p->flags & FERRY_CTRL_PROGRESS_FINAL;
 
-	if (pct > 100)
+	if (pct > 100 || p->phase == FERRY_CTRL_PHASE_DONE)
 		pct = 100;
 	if (json) {
 		dump(out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "vm", p->vm, "phase",

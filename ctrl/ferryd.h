@@ -189,6 +189,10 @@ struct ferryd_vm {
 	char mig_main[FERRYD_NAME_LEN];
 	uint64_t next_poll_ms;
 	pid_t shell_pid;                   /**< destination: the incoming VM shell we started */
+	struct ferry_ctrl_migrate *prep;   /**< destination: PREPARE_INCOMING waiting for the shell */
+	unsigned int prep_waiter;
+	uint64_t prep_req, prep_deadline_ms;
+	char ready_file[PATH_MAX];         /**< the shell creates it once registered with the pager */
 };
 
 struct ferryd_node {

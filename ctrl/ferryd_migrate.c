@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
 
@@ -40,6 +41,7 @@
 #include "dataplane/migrate/migrate_ctl.h"
 
 #define POLL_MS 200
+#define SHELL_READY_MS 30000
 
 _Static_assert(FERRY_CTRL_TOKEN_LEN == MIG_TOKEN_LEN, "ENDPOINT carries mig_endpoint's token");
 _Static_assert((int)FERRY_CTRL_MODE_PRECOPY == (int)MIG_MODE_PRECOPY &&
@@ -134,7 +136,8 @@ static bool prepare_reply(struct ferryd *d, struct ferryd_conn *c, const struct 
 	struct ferry_err err = { 0 };
 	struct mig_endpoint ep;
 	struct mig_ctl *ctl = NULL;
-	char msg[FERRY_CTRL_ERRMSG_MAX];
+	/* Room for the peer's whole message and ours; ERROR cuts it to its limit anyway. */
+	char msg[FERRY_CTRL_ERRMSG_MAX + FERRY_ERR_MSG_MAX + 96];
 
 	if (!vm || vm->op != OP_MIGRATE || vm->mig)
 		return false;   /* aborted meanwhile */
@@ -154,7 +157,11 @@ static bool prepare_reply(struct ferryd *d, struct ferryd_conn *c, const struct 
 		return false;
 	}
 	memset(&ep, 0, sizeof(ep));
-	snprintf(ep.host, sizeof(ep.host), "%s", m->u.endpoint.host);
+	if (strlen(m->u.endpoint.host) >= sizeof(ep.host)) {
+		mig_fail(d, vm, FERRY_CTRL_E_BAD_ADDR, "the main host's endpoint address is too long");
+		return false;
+	}
+	memcpy(ep.host, m->u.endpoint.host, strlen(m->u.endpoint.host) + 1);
 	ep.port = m->u.endpoint.port;
 	memcpy(ep.token, m->u.endpoint.token, MIG_TOKEN_LEN);
 	if (ctl_open(d, &ctl, &err) < 0 || mig_ctl_start(ctl, vm->v.id, &ep, (enum mig_mode)vm->mig_mode, &err) < 0) {
@@ -207,48 +214,24 @@ int ferryd_mig_start(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 	return 0;
 }
 
-int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_migrate *m)
+/* The pager part of PREPARE_INCOMING, once the shell (if any) registered: ENDPOINT or ERROR to @waiter. */
+static void prepare_now(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter, uint64_t req,
+			const struct ferry_ctrl_migrate *m)
 {
-	struct ferryd_vm *vm = ferryd_vm_find(d, m->vm);
 	struct mig_subhost subs[MIG_SUBHOSTS_MAX];
+	struct ferry_ctrl_endpoint *out = &d->out_msg.u.endpoint;
 	struct ferry_err err = { 0 };
 	struct mig_endpoint ep;
 	struct mig_ctl *ctl = NULL;
-	struct ferry_ctrl_endpoint *out = &d->out_msg.u.endpoint;
+	struct ferryd_conn *c;
 	int rc;
 
-	if (!vm)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", m->vm);
-	if (strcmp(m->main, d->cfg.name) != 0 || !(d->cfg.roles & FERRY_CTRL_ROLE_MAIN))
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNEXPECTED, "%s is not a main host for %s",
-					 d->cfg.name, m->vm);
-	if (m->sub_count > MIG_SUBHOSTS_MAX)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_TOO_LARGE, "at most %d sub-hosts", MIG_SUBHOSTS_MAX);
 	for (unsigned int i = 0; i < m->sub_count; i++) {
 		const struct ferryd_node_cfg *nc = ferryd_config_node(&d->cfg, m->sub[i]);
-		const char *colon = nc ? strrchr(nc->memsrv, ':') : NULL;
+		const char *colon = strrchr(nc->memsrv, ':');   /* checked by ferryd_mig_prepare */
 
-		if (!nc || !colon)
-			return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_NODE,
-						 "sub-host %s has no memory server ([node %s] memsrv = HOST:PORT)",
-						 m->sub[i], m->sub[i]);
 		snprintf(subs[i].host, sizeof(subs[i].host), "%.*s", (int)(colon - nc->memsrv), nc->memsrv);
 		subs[i].port = (uint16_t)atoi(colon + 1);
-	}
-	if (vm->cfg->launch_incoming[0] && vm->shell_pid <= 0) {
-		char e_vm[16 + FERRYD_NAME_LEN], e_node[16 + FERRYD_NAME_LEN], e_src[16 + FERRYD_NAME_LEN];
-		char *env[] = { e_vm, e_node, e_src, NULL };
-
-		snprintf(e_vm, sizeof(e_vm), "FERRY_VM=%s", vm->v.id);
-		snprintf(e_node, sizeof(e_node), "FERRY_NODE=%s", d->cfg.name);
-		snprintf(e_src, sizeof(e_src), "FERRY_SOURCE=%s", m->source);
-		vm->shell_pid = ferryd_spawn(NULL, vm->cfg->launch_incoming, NULL, env);
-		if (vm->shell_pid < 0) {
-			vm->shell_pid = 0;
-			return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: starting the incoming shell: %s",
-						 m->vm, strerror(errno));
-		}
-		LOG_INFO("vm %s: incoming VM shell started (pid %d)", vm->v.id, (int)vm->shell_pid);
 	}
 	rc = ctl_open(d, &ctl, &err);
 	if (rc == 0)
@@ -258,8 +241,12 @@ int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, co
 	if (rc < 0) {
 		if (vm->shell_pid > 0)
 			kill(vm->shell_pid, SIGTERM);
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: main host pager: %s", m->vm, err.msg);
+		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_FAILED, "VM %s: main host pager: %s", m->vm, err.msg);
+		return;
 	}
+	c = ferryd_conn_find(d, waiter);
+	if (!c)
+		return;
 	memset(&d->out_msg.hdr, 0, sizeof(d->out_msg.hdr));
 	memset(out, 0, sizeof(*out));
 	d->out_msg.hdr.type = FERRY_CTRL_ENDPOINT;
@@ -270,7 +257,95 @@ int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, co
 	snprintf(out->host, sizeof(out->host), "%s", ep.host);
 	LOG_INFO("vm %s: ready to receive from %s at %s:%u (%u sub-hosts)", vm->v.id, m->source, ep.host, ep.port,
 		 m->sub_count);
-	return ferryd_send_msg(d, c);
+	ferryd_send_msg(d, c);
+}
+
+/*
+ * On the main host. With [vm ID] launch_incoming, the destination shell is
+ * started first and must register with this host's pager before the source
+ * may start (the pager pairs them by VM id when the source's layout
+ * arrives): ferryd passes FERRY_READY_FILE in the shell's environment and
+ * answers only once the shell (or its wrapper) created that file, within
+ * SHELL_READY_MS.
+ */
+int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_migrate *m)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, m->vm);
+
+	if (!vm)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", m->vm);
+	if (strcmp(m->main, d->cfg.name) != 0 || !(d->cfg.roles & FERRY_CTRL_ROLE_MAIN))
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNEXPECTED, "%s is not a main host for %s",
+					 d->cfg.name, m->vm);
+	if (m->sub_count > MIG_SUBHOSTS_MAX)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_TOO_LARGE, "at most %d sub-hosts", MIG_SUBHOSTS_MAX);
+	if (vm->prep)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BUSY, "VM %s: an incoming migration is being prepared",
+					 m->vm);
+	for (unsigned int i = 0; i < m->sub_count; i++) {
+		const struct ferryd_node_cfg *nc = ferryd_config_node(&d->cfg, m->sub[i]);
+
+		if (!nc || !strrchr(nc->memsrv, ':'))
+			return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_NODE,
+						 "sub-host %s has no memory server ([node %s] memsrv = HOST:PORT)",
+						 m->sub[i], m->sub[i]);
+	}
+	if (!vm->cfg->launch_incoming[0]) {
+		prepare_now(d, vm, c->id, req, m);
+		return 0;
+	}
+	if (vm->shell_pid <= 0) {
+		char e_vm[16 + FERRYD_NAME_LEN], e_node[16 + FERRYD_NAME_LEN], e_src[16 + FERRYD_NAME_LEN];
+		char e_ready[32 + PATH_MAX];
+		char *env[] = { e_vm, e_node, e_src, e_ready, NULL };
+
+		snprintf(vm->ready_file, sizeof(vm->ready_file), "/tmp/ferryd-%s-%s-%d.ready", d->cfg.name, vm->v.id,
+			 (int)getpid());
+		unlink(vm->ready_file);
+		snprintf(e_vm, sizeof(e_vm), "FERRY_VM=%s", vm->v.id);
+		snprintf(e_node, sizeof(e_node), "FERRY_NODE=%s", d->cfg.name);
+		snprintf(e_src, sizeof(e_src), "FERRY_SOURCE=%s", m->source);
+		snprintf(e_ready, sizeof(e_ready), "FERRY_READY_FILE=%s", vm->ready_file);
+		vm->shell_pid = ferryd_spawn(NULL, vm->cfg->launch_incoming, NULL, env);
+		if (vm->shell_pid < 0) {
+			vm->shell_pid = 0;
+			return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: starting the incoming shell: %s",
+						 m->vm, strerror(errno));
+		}
+		LOG_INFO("vm %s: incoming VM shell started (pid %d), waiting for %s", vm->v.id, (int)vm->shell_pid,
+			 vm->ready_file);
+	}
+	vm->prep = malloc(sizeof(*vm->prep));
+	if (!vm->prep)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_INTERNAL, "out of memory");
+	*vm->prep = *m;
+	vm->prep_waiter = c->id;
+	vm->prep_req = req;
+	vm->prep_deadline_ms = ferryd_now_ms() + SHELL_READY_MS;
+	return 0;
+}
+
+/* Destination: answer the PREPARE_INCOMINGs whose shell is ready (or gave up). */
+static void prepare_tick(struct ferryd *d, struct ferryd_vm *vm, uint64_t now)
+{
+	struct ferry_ctrl_migrate *m = vm->prep;
+	bool ready = access(vm->ready_file, F_OK) == 0;
+
+	if (!ready && vm->shell_pid > 0 && now < vm->prep_deadline_ms)
+		return;
+	vm->prep = NULL;
+	if (ready) {
+		unlink(vm->ready_file);
+		prepare_now(d, vm, vm->prep_waiter, vm->prep_req, m);
+	} else {
+		if (vm->shell_pid > 0)
+			kill(vm->shell_pid, SIGTERM);
+		ferryd_reply_error_to(d, vm->prep_waiter, vm->prep_req, FERRY_CTRL_E_FAILED,
+				      "VM %s: the incoming VM shell %s within %u ms", vm->v.id,
+				      vm->shell_pid > 0 ? "did not create FERRY_READY_FILE" : "exited",
+				      SHELL_READY_MS);
+	}
+	free(m);
 }
 
 int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const char *id)
@@ -313,6 +388,8 @@ void ferryd_mig_tick(struct ferryd *d, uint64_t now)
 		struct mig_progress p;
 		uint8_t phase;
 
+		if (vm->prep)
+			prepare_tick(d, vm, now);
 		if (vm->op != OP_MIGRATE || !vm->mig || now < vm->next_poll_ms)
 			continue;
 		vm->next_poll_ms = now + POLL_MS;

@@ -22,6 +22,14 @@
  *   STATS      0
  *   STATS_OK   2 + ...  u16 count, count x {u8 name_len, name, u64 value}
  *   ERROR      6 + m    u32 code, u16 msg_len (m), msg[m]
+ *   SHARE      8        u32 extent_id, u32 rights
+ *   SHARE_OK   40       u32 extent_id, u32 rights, token[32]
+ *   ATTACH     32       token[32]
+ *   ATTACH_OK  32       u32 attach_id, u32 rkey, u64 base, u64 length,
+ *                       u32 rights, u32 reserved
+ *   DETACH     8        u32 attach_id, u32 reserved         (DETACH_OK alike)
+ *   UNSHARE    8        u32 extent_id, u32 reserved
+ *   UNSHARE_OK 8        u32 extent_id, u32 revoked
  *
  * The header, HELLO, CHALLENGE, AUTH, STATS_OK and ERROR are shared with the
  * other codecs: frame.c does them, from the page_frame descriptor below.
@@ -31,6 +39,9 @@
  * counts or lengths, bad characters, offset + length overflow, reserved
  * bits) is FERRY_E_MALFORMED; ALLOC's length not a multiple of 4096 is
  * FERRY_E_BAD_ALIGNMENT and a non-zero ALLOC flags word FERRY_E_BAD_FLAGS.
+ * A rights word with bits beyond READ|WRITE is FERRY_E_BAD_FLAGS, an empty
+ * one FERRY_E_MALFORMED; ATTACH_OK's (base, length) is checked like
+ * ALLOC_OK's.
  */
 #include "proto/page.h"
 #include "proto/frame.h"
@@ -46,12 +57,19 @@
 #define RW_FIXED         8u
 #define WRITE_OK_LEN     8u
 #define ALLOC_UNIT       4096u
+#define SHARE_LEN        8u
+#define SHARE_OK_LEN     40u
+#define ATTACH_LEN       32u
+#define ATTACH_OK_LEN    32u
+#define ID_LEN           8u          /* DETACH(_OK), UNSHARE(_OK) */
 
 /* Types that travel with FERRY_PAGE_F_REPLY set: every reply, nothing else. */
 #define REPLY_TYPES ((1u << FERRY_PAGE_CHALLENGE) | (1u << FERRY_PAGE_AUTH_OK) |      \
 		     (1u << FERRY_PAGE_ALLOC_OK) | (1u << FERRY_PAGE_FREE_OK) |         \
 		     (1u << FERRY_PAGE_READ_DATA) | (1u << FERRY_PAGE_WRITE_OK) |       \
-		     (1u << FERRY_PAGE_STATS_OK) | (1u << FERRY_PAGE_ERROR))
+		     (1u << FERRY_PAGE_STATS_OK) | (1u << FERRY_PAGE_ERROR) |           \
+		     (1u << FERRY_PAGE_SHARE_OK) | (1u << FERRY_PAGE_ATTACH_OK) |       \
+		     (1u << FERRY_PAGE_DETACH_OK) | (1u << FERRY_PAGE_UNSHARE_OK))
 
 /* ---------------------------------------------------------------- rules */
 
@@ -150,6 +168,15 @@ static int check_max_data(uint32_t max_data)
 		return FERRY_E_MALFORMED;
 	if (max_data > FERRY_PAGE_MAX_DATA)
 		return FERRY_E_TOO_LARGE;
+	return FERRY_E_OK;
+}
+
+static int check_rights(uint32_t rights)
+{
+	if (rights & ~FERRY_PAGE_SHARE_RIGHTS)
+		return FERRY_E_BAD_FLAGS;
+	if (rights == 0)
+		return FERRY_E_MALFORMED;
 	return FERRY_E_OK;
 }
 
@@ -294,6 +321,70 @@ static int decode_error(const uint8_t *p, uint32_t n, struct ferry_page_error *m
 	return frame_error_decode(&page_frame, p, n, &m->code, &m->msg_len, m->msg);
 }
 
+static int decode_share(const uint8_t *p, uint32_t n, struct ferry_page_share *m)
+{
+	if (n != SHARE_LEN)
+		return FERRY_E_MALFORMED;
+	m->extent_id = wire_get_u32(p);
+	m->rights = wire_get_u32(p + 4);
+	return check_rights(m->rights);
+}
+
+static int decode_share_ok(const uint8_t *p, uint32_t n, struct ferry_page_share_ok *m)
+{
+	if (n != SHARE_OK_LEN)
+		return FERRY_E_MALFORMED;
+	m->extent_id = wire_get_u32(p);
+	m->rights = wire_get_u32(p + 4);
+	memcpy(m->token, p + 8, FERRY_PAGE_TOKEN_LEN);
+	return check_rights(m->rights);
+}
+
+static int decode_attach(const uint8_t *p, uint32_t n, struct ferry_page_attach *m)
+{
+	if (n != ATTACH_LEN)
+		return FERRY_E_MALFORMED;
+	memcpy(m->token, p, FERRY_PAGE_TOKEN_LEN);
+	return FERRY_E_OK;
+}
+
+static int decode_attach_ok(const uint8_t *p, uint32_t n, struct ferry_page_attach_ok *m)
+{
+	int rc;
+
+	if (n != ATTACH_OK_LEN || wire_get_u32(p + 28) != 0)
+		return FERRY_E_MALFORMED;
+	m->attach_id = wire_get_u32(p);
+	m->rkey = wire_get_u32(p + 4);
+	m->base = wire_get_u64(p + 8);
+	m->length = wire_get_u64(p + 16);
+	m->rights = wire_get_u32(p + 24);
+	rc = check_extent(m->base, m->length);
+	if (rc != FERRY_E_OK)
+		return rc;
+	return check_rights(m->rights);
+}
+
+static int decode_detach(const uint8_t *p, uint32_t n, struct ferry_page_detach *m)
+{
+	if (n != ID_LEN || wire_get_u32(p + 4) != 0)
+		return FERRY_E_MALFORMED;
+	m->attach_id = wire_get_u32(p);
+	return FERRY_E_OK;
+}
+
+static int decode_unshare(uint8_t type, const uint8_t *p, uint32_t n, struct ferry_page_unshare *m)
+{
+	if (n != ID_LEN)
+		return FERRY_E_MALFORMED;
+	m->extent_id = wire_get_u32(p);
+	m->revoked = wire_get_u32(p + 4);
+	/* The request's second word is reserved; the reply's is the count. */
+	if (type == FERRY_PAGE_UNSHARE && m->revoked != 0)
+		return FERRY_E_MALFORMED;
+	return FERRY_E_OK;
+}
+
 static int decode_rw(uint8_t type, const uint8_t *p, uint32_t n, struct ferry_page_rw *rw)
 {
 	int rc = ferry_page_rw_decode(type, n, p, n, rw);
@@ -347,6 +438,20 @@ int ferry_page_decode(const uint8_t *buf, size_t len, struct ferry_page_msg *msg
 		return decode_stats_ok(p, n, &msg->u.stats_ok);
 	case FERRY_PAGE_ERROR:
 		return decode_error(p, n, &msg->u.error);
+	case FERRY_PAGE_SHARE:
+		return decode_share(p, n, &msg->u.share);
+	case FERRY_PAGE_SHARE_OK:
+		return decode_share_ok(p, n, &msg->u.share_ok);
+	case FERRY_PAGE_ATTACH:
+		return decode_attach(p, n, &msg->u.attach);
+	case FERRY_PAGE_ATTACH_OK:
+		return decode_attach_ok(p, n, &msg->u.attach_ok);
+	case FERRY_PAGE_DETACH:
+	case FERRY_PAGE_DETACH_OK:
+		return decode_detach(p, n, &msg->u.detach);
+	case FERRY_PAGE_UNSHARE:
+	case FERRY_PAGE_UNSHARE_OK:
+		return decode_unshare(msg->hdr.type, p, n, &msg->u.unshare);
 	default:
 		return FERRY_E_UNKNOWN_TYPE; /* unreachable: the header check covers it */
 	}
@@ -577,6 +682,94 @@ int ferry_page_encode_write_ok(uint64_t req, uint32_t count, uint8_t *buf, size_
 	return frame_total(WRITE_OK_LEN);
 }
 
+/* Two u32 words: DETACH(_OK), UNSHARE(_OK) and SHARE share this layout. */
+static int encode_two(uint8_t type, uint64_t req, uint32_t a, uint32_t b, uint8_t *buf, size_t cap)
+{
+	int rc = begin(type, req, ID_LEN, buf, cap);
+
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	wire_put_u32(buf, a);
+	wire_put_u32(buf + 4, b);
+	return frame_total(ID_LEN);
+}
+
+int ferry_page_encode_share(uint64_t req, uint32_t extent_id, uint32_t rights, uint8_t *buf, size_t cap)
+{
+	if (check_rights(rights) != FERRY_E_OK)
+		return -FERRY_E_MALFORMED;
+	return encode_two(FERRY_PAGE_SHARE, req, extent_id, rights, buf, cap);
+}
+
+int ferry_page_encode_share_ok(uint64_t req, const struct ferry_page_share_ok *ok, uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!ok || check_rights(ok->rights) != FERRY_E_OK)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_SHARE_OK, req, SHARE_OK_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	wire_put_u32(buf, ok->extent_id);
+	wire_put_u32(buf + 4, ok->rights);
+	memcpy(buf + 8, ok->token, FERRY_PAGE_TOKEN_LEN);
+	return frame_total(SHARE_OK_LEN);
+}
+
+int ferry_page_encode_attach(uint64_t req, const uint8_t token[FERRY_PAGE_TOKEN_LEN], uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!token)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_ATTACH, req, ATTACH_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	memcpy(buf + FERRY_PAGE_HDR_LEN, token, FERRY_PAGE_TOKEN_LEN);
+	return frame_total(ATTACH_LEN);
+}
+
+int ferry_page_encode_attach_ok(uint64_t req, const struct ferry_page_attach_ok *ok, uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!ok || check_extent(ok->base, ok->length) != FERRY_E_OK || check_rights(ok->rights) != FERRY_E_OK)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_ATTACH_OK, req, ATTACH_OK_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	wire_put_u32(buf, ok->attach_id);
+	wire_put_u32(buf + 4, ok->rkey);
+	wire_put_u64(buf + 8, ok->base);
+	wire_put_u64(buf + 16, ok->length);
+	wire_put_u32(buf + 24, ok->rights);
+	wire_put_u32(buf + 28, 0);
+	return frame_total(ATTACH_OK_LEN);
+}
+
+int ferry_page_encode_detach(uint64_t req, uint32_t attach_id, uint8_t *buf, size_t cap)
+{
+	return encode_two(FERRY_PAGE_DETACH, req, attach_id, 0, buf, cap);
+}
+
+int ferry_page_encode_detach_ok(uint64_t req, uint32_t attach_id, uint8_t *buf, size_t cap)
+{
+	return encode_two(FERRY_PAGE_DETACH_OK, req, attach_id, 0, buf, cap);
+}
+
+int ferry_page_encode_unshare(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
+{
+	return encode_two(FERRY_PAGE_UNSHARE, req, extent_id, 0, buf, cap);
+}
+
+int ferry_page_encode_unshare_ok(uint64_t req, uint32_t extent_id, uint32_t revoked, uint8_t *buf, size_t cap)
+{
+	return encode_two(FERRY_PAGE_UNSHARE_OK, req, extent_id, revoked, buf, cap);
+}
+
 int ferry_page_encode_rw_prefix(uint8_t type, uint64_t req, const struct ferry_page_iov *iov, uint32_t count,
 				uint64_t data_len, uint8_t *buf, size_t cap)
 {
@@ -657,6 +850,14 @@ static const char *const type_names[FERRY_PAGE_TYPE_MAX + 1] = {
 	[FERRY_PAGE_STATS] = "STATS",
 	[FERRY_PAGE_STATS_OK] = "STATS_OK",
 	[FERRY_PAGE_ERROR] = "ERROR",
+	[FERRY_PAGE_SHARE] = "SHARE",
+	[FERRY_PAGE_SHARE_OK] = "SHARE_OK",
+	[FERRY_PAGE_ATTACH] = "ATTACH",
+	[FERRY_PAGE_ATTACH_OK] = "ATTACH_OK",
+	[FERRY_PAGE_DETACH] = "DETACH",
+	[FERRY_PAGE_DETACH_OK] = "DETACH_OK",
+	[FERRY_PAGE_UNSHARE] = "UNSHARE",
+	[FERRY_PAGE_UNSHARE_OK] = "UNSHARE_OK",
 };
 
 const char *ferry_page_type_name(uint8_t type)
@@ -685,6 +886,9 @@ static const char *const errcode_texts[FERRY_E_CODE_MAX + 1] = {
 	[FERRY_E_SHUTDOWN] = "server shutting down",
 	[FERRY_E_UNEXPECTED] = "unexpected message",
 	[FERRY_E_BAD_ALIGNMENT] = "bad alignment",
+	[FERRY_E_BAD_TOKEN] = "unknown share token",
+	[FERRY_E_UNKNOWN_ATTACH] = "unknown attachment",
+	[FERRY_E_LIMIT] = "limit reached",
 };
 
 const char *ferry_errcode_str(uint32_t code)

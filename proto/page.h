@@ -31,6 +31,15 @@
  *     FREE(_OK)    8  u32 extent_id, u32 reserved
  *     WRITE_OK     8  u32 count, u32 reserved
  *     STATS        0
+ *     SHARE        8  u32 extent_id, u32 rights
+ *     SHARE_OK    40  u32 extent_id, u32 rights, token[32]
+ *     ATTACH      32  token[32]
+ *     ATTACH_OK   32  u32 attach_id, u32 rkey, u64 base, u64 length, u32 rights, u32 reserved
+ *     DETACH(_OK)  8  u32 attach_id, u32 reserved
+ *     UNSHARE      8  u32 extent_id, u32 reserved
+ *     UNSHARE_OK   8  u32 extent_id, u32 revoked (attachments revoked)
+ *   rights is a non-empty subset of FERRY_PAGE_SHARE_READ|WRITE (other bits:
+ *   FERRY_E_BAD_FLAGS, none: FERRY_E_MALFORMED).
  *   READ/WRITE/READ_DATA, STATS_OK and ERROR are described at their structs.
  *
  * Session:
@@ -38,6 +47,29 @@
  *   C->S AUTH(client nonce, HMAC)             S->C AUTH_OK(server HMAC, quota) | ERROR
  *   then ALLOC_EXTENT / FREE_EXTENT / STATS, each answered by its *_OK or ERROR,
  *   and READ / WRITE vectors addressed by (key, offset, length).
+ *
+ * Extent sharing (types appended in the same version; a server that predates
+ * them rejects them as FERRY_E_UNKNOWN_TYPE):
+ *   owner    C->S SHARE(extent_id, rights)  S->C SHARE_OK(token) | ERROR
+ *   attacher C->S ATTACH(token)             S->C ATTACH_OK(attach_id, rkey, base, length, rights) | ERROR
+ *   attacher C->S DETACH(attach_id)         S->C DETACH_OK | ERROR
+ *   owner    C->S UNSHARE(extent_id)        S->C UNSHARE_OK(revoked) | ERROR
+ * A share is an explicit, authenticated grant: the token is 32 random bytes
+ * known only to the owner and whoever it hands the token to (out of band),
+ * and it is usable only by an authenticated session of the same server while
+ * the share exists. ATTACH registers the extent's exact range again, in the
+ * attacher's own protection domain with the granted rights only, so the
+ * attachment's rkey works on the attacher's connection and nowhere else,
+ * and a read-only attachment refuses one-sided WRITE with a remote access
+ * error. UNSHARE, the owner's FREE of the extent and the end of the owner's
+ * session revoke every attachment of the extent first (its registration is
+ * gone: later one-sided ops with that rkey fail and touch nothing); the end
+ * of an attacher's session drops its attachments. Attachments do not count
+ * against the attacher's quota. Errors: a token that names no live share
+ * (forged, revoked, another server's) is BAD_TOKEN; DETACH of an id that is
+ * not one of this session's attachments is UNKNOWN_ATTACH; SHARE/UNSHARE of
+ * an extent the session does not own is UNKNOWN_EXTENT; too many shares of
+ * one extent or attachments of one session is LIMIT.
  *
  * Authentication is a mutual challenge-response over a cluster secret
  * (HMAC-SHA-256, see dataplane/common/auth.h):
@@ -69,6 +101,11 @@
 #define FERRY_PAGE_ERRMSG_MAX   256u
 #define FERRY_PAGE_MAX_STATS    64u
 #define FERRY_PAGE_STAT_NAME_MAX 32u
+#define FERRY_PAGE_TOKEN_LEN    32u          /* share token bytes */
+/** Rights of a share / attachment (SHARE, SHARE_OK, ATTACH_OK). */
+#define FERRY_PAGE_SHARE_READ   0x1u
+#define FERRY_PAGE_SHARE_WRITE  0x2u
+#define FERRY_PAGE_SHARE_RIGHTS (FERRY_PAGE_SHARE_READ | FERRY_PAGE_SHARE_WRITE)
 /** Every message except READ/WRITE/READ_DATA fits in this many bytes (header included). */
 #define FERRY_PAGE_CTRL_MAX     4096u
 
@@ -93,7 +130,15 @@ enum ferry_page_type {
 	FERRY_PAGE_STATS        = 13,
 	FERRY_PAGE_STATS_OK     = 14,
 	FERRY_PAGE_ERROR        = 15,
-	FERRY_PAGE_TYPE_MAX     = 15,
+	FERRY_PAGE_SHARE        = 16,
+	FERRY_PAGE_SHARE_OK     = 17,
+	FERRY_PAGE_ATTACH       = 18,
+	FERRY_PAGE_ATTACH_OK    = 19,
+	FERRY_PAGE_DETACH       = 20,
+	FERRY_PAGE_DETACH_OK    = 21,
+	FERRY_PAGE_UNSHARE      = 22,
+	FERRY_PAGE_UNSHARE_OK   = 23,
+	FERRY_PAGE_TYPE_MAX     = 23,
 };
 
 /**
@@ -121,7 +166,10 @@ enum ferry_errcode {
 	FERRY_E_SHUTDOWN        = 17, /**< server shutting down */
 	FERRY_E_UNEXPECTED      = 18, /**< valid message, wrong state (e.g. AUTH before HELLO) */
 	FERRY_E_BAD_ALIGNMENT   = 19, /**< length/offset not a multiple of the required unit */
-	FERRY_E_CODE_MAX        = 19,
+	FERRY_E_BAD_TOKEN       = 20, /**< share token names no live share on this server */
+	FERRY_E_UNKNOWN_ATTACH  = 21, /**< not one of this session's attachments */
+	FERRY_E_LIMIT           = 22, /**< too many shares of the extent / attachments of the session */
+	FERRY_E_CODE_MAX        = 22,
 };
 
 /** Decoded fixed header. */
@@ -170,6 +218,43 @@ struct ferry_page_extent {
 
 struct ferry_page_free {
 	uint32_t extent_id;
+};
+
+/** SHARE: grant @p rights on one of the sender's extents. */
+struct ferry_page_share {
+	uint32_t extent_id;
+	uint32_t rights;                  /**< FERRY_PAGE_SHARE_* bits, non-empty */
+};
+
+/** SHARE_OK: the grant's bearer token. */
+struct ferry_page_share_ok {
+	uint32_t extent_id;
+	uint32_t rights;
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];
+};
+
+struct ferry_page_attach {
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];
+};
+
+/** ATTACH_OK: a registration of the shared extent valid on the attacher's connection only. */
+struct ferry_page_attach_ok {
+	uint32_t attach_id;               /**< names the attachment in DETACH */
+	uint32_t rkey;
+	uint64_t base;
+	uint64_t length;
+	uint32_t rights;
+};
+
+/** DETACH and DETACH_OK. */
+struct ferry_page_detach {
+	uint32_t attach_id;
+};
+
+/** UNSHARE (revoked is 0 on the wire: reserved) and UNSHARE_OK. */
+struct ferry_page_unshare {
+	uint32_t extent_id;
+	uint32_t revoked;                 /**< UNSHARE_OK: attachments revoked */
 };
 
 /** One vector entry of READ/WRITE: `length` bytes at `offset` of the region keyed `key`. */
@@ -232,6 +317,12 @@ struct ferry_page_msg {
 		struct ferry_page_write_ok write_ok;
 		struct ferry_page_stats_ok stats_ok;
 		struct ferry_page_error error;
+		struct ferry_page_share share;
+		struct ferry_page_share_ok share_ok;
+		struct ferry_page_attach attach;
+		struct ferry_page_attach_ok attach_ok;
+		struct ferry_page_detach detach;   /**< DETACH and DETACH_OK */
+		struct ferry_page_unshare unshare; /**< UNSHARE and UNSHARE_OK */
 	} u;                                   /**< STATS has an empty payload */
 };
 
@@ -298,6 +389,14 @@ int ferry_page_encode_stats_ok(uint64_t req, const struct ferry_page_stat *stats
 /** @p msg may be NULL or longer than FERRY_PAGE_ERRMSG_MAX (then truncated). */
 int ferry_page_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_t *buf, size_t cap);
 int ferry_page_encode_write_ok(uint64_t req, uint32_t count, uint8_t *buf, size_t cap);
+int ferry_page_encode_share(uint64_t req, uint32_t extent_id, uint32_t rights, uint8_t *buf, size_t cap);
+int ferry_page_encode_share_ok(uint64_t req, const struct ferry_page_share_ok *ok, uint8_t *buf, size_t cap);
+int ferry_page_encode_attach(uint64_t req, const uint8_t token[FERRY_PAGE_TOKEN_LEN], uint8_t *buf, size_t cap);
+int ferry_page_encode_attach_ok(uint64_t req, const struct ferry_page_attach_ok *ok, uint8_t *buf, size_t cap);
+int ferry_page_encode_detach(uint64_t req, uint32_t attach_id, uint8_t *buf, size_t cap);
+int ferry_page_encode_detach_ok(uint64_t req, uint32_t attach_id, uint8_t *buf, size_t cap);
+int ferry_page_encode_unshare(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap);
+int ferry_page_encode_unshare_ok(uint64_t req, uint32_t extent_id, uint32_t revoked, uint8_t *buf, size_t cap);
 
 /**
  * Encode the header and vector of a READ or WRITE (type), *without* the data:

@@ -26,6 +26,26 @@
  *      16    4 payload_len  bytes after the header (per-type limit, see below)
  *      20    4 reserved     must be zero
  *
+ * Direction. The VMM sends requests (REGISTER .. UNREGISTER) and the server
+ * answers each; the server may also send *server requests* (PAUSE, RESUME,
+ * DROP_PTES) that the VMM answers with OK or ERROR, and one-way NOTICEs.
+ * FERRY_VMMP_F_SERVER marks every message of that second direction: set on
+ * a server request or NOTICE and on the VMM's reply to a server request,
+ * never on anything else. So either side tells a reply to its own request
+ * (F_REPLY) from a reply to the peer's request (F_REPLY | F_SERVER), and
+ * request ids of the two directions are independent. The server sends
+ * server requests only to a VMM that registered with
+ * FERRY_VMMP_REG_F_SERVER_REQ (REGISTER_OK then carries
+ * FERRY_VMMP_SF_SERVER_REQ); older VMMs never see them.
+ *
+ * Version: FERRY_VMMP_VERSION stays 1; everything added since is negotiated
+ * by REGISTER flags and REGISTER_OK feature bits (an older server refuses
+ * REGISTER flags with FERRY_VMMP_E_BAD_FLAGS, so a VMM learns at once).
+ * A VMM that receives a server request of a type it does not know (a header
+ * with F_SERVER, not F_REPLY, type above its FERRY_VMMP_TYPE_MAX) gets
+ * FERRY_VMMP_E_UNSUPPORTED from ferry_vmmp_hdr_decode() with the header
+ * filled: it skips payload_len bytes and answers ERROR(UNSUPPORTED).
+ *
  * File descriptors: only REGISTER carries any (1 userfaultfd + the memory
  * files it declares); every other message must arrive with none. The
  * decoder takes the number of descriptors that arrived with the message and
@@ -71,6 +91,7 @@
 #define FERRY_VMMP_HVA_LIMIT      (1ull << 57)
 #define FERRY_VMMP_PAGE_4K        4096u
 #define FERRY_VMMP_PAGE_2M        (2u << 20)
+#define FERRY_VMMP_MAX_DROP      4096u        /**< ranges per DROP_PTES */
 /** Largest payload of any message (STATE_PUT / STATE_DATA with a full chunk). */
 #define FERRY_VMMP_MAX_PAYLOAD    (16u + FERRY_VMMP_MAX_CHUNK)
 /** Largest whole message. */
@@ -78,7 +99,12 @@
 
 /** Header flag: this message is a reply (set on every *_OK, STATE_DATA, OK and ERROR). */
 #define FERRY_VMMP_F_REPLY        0x0001u
-#define FERRY_VMMP_F_KNOWN        (FERRY_VMMP_F_REPLY)
+/**
+ * Header flag: server-initiated exchange (a server request or NOTICE, or the
+ * VMM's reply to a server request). See "Direction" above.
+ */
+#define FERRY_VMMP_F_SERVER       0x0002u
+#define FERRY_VMMP_F_KNOWN        (FERRY_VMMP_F_REPLY | FERRY_VMMP_F_SERVER)
 
 /** Message types. Values are stable on the wire. */
 enum ferry_vmmp_type {
@@ -94,7 +120,12 @@ enum ferry_vmmp_type {
 	FERRY_VMMP_UNREGISTER   = 10, /**< reply: OK(0) */
 	FERRY_VMMP_OK           = 11,
 	FERRY_VMMP_ERROR        = 12,
-	FERRY_VMMP_TYPE_MAX     = 12,
+	/* Server -> VMM (F_SERVER set); the VMM's reply is OK or ERROR with F_REPLY | F_SERVER. */
+	FERRY_VMMP_PAUSE        = 13, /**< stop the vCPUs; reply OK(device-state bytes uploaded) */
+	FERRY_VMMP_RESUME       = 14, /**< run the vCPUs (here); reply OK(0) */
+	FERRY_VMMP_DROP_PTES    = 15, /**< MADV_DONTNEED guest ranges of a memory file; reply OK(bytes) */
+	FERRY_VMMP_NOTICE       = 16, /**< one-way, no reply */
+	FERRY_VMMP_TYPE_MAX     = 16,
 };
 
 /**
@@ -148,6 +179,28 @@ enum ferry_vmmp_errcode {
 #define FERRY_VMMP_SF_STATE       0x02u  /**< STATE_PUT/STATE_GET are available */
 #define FERRY_VMMP_SF_WRITE_TRACK 0x04u  /**< the server tracks writes (needs MODE_WP) */
 #define FERRY_VMMP_SF_MINOR       0x08u  /**< the server samples reads with minor faults */
+#define FERRY_VMMP_SF_SERVER_REQ  0x10u  /**< the server may send server requests (the VMM asked) */
+
+/** REGISTER flags. */
+#define FERRY_VMMP_REG_F_SERVER_REQ 0x01u /**< the VMM answers server requests (PAUSE, RESUME, ...) */
+/**
+ * The VMM is the destination shell of a migration: its guest memory is
+ * empty (nothing may be served as a zero page), its vCPUs do not run until
+ * RESUME. Needs FERRY_VMMP_REG_F_SERVER_REQ; the payload ends with the u64
+ * migration id.
+ */
+#define FERRY_VMMP_REG_F_INCOMING   0x02u
+#define FERRY_VMMP_REG_F_KNOWN      0x03u
+
+/** PAUSE flags. */
+#define FERRY_VMMP_PAUSE_F_SAVE_STATE  0x01u /**< upload the device state (STATE_PUT) before answering */
+#define FERRY_VMMP_PAUSE_F_KNOWN       0x01u
+/** RESUME flags. */
+#define FERRY_VMMP_RESUME_F_LOAD_STATE 0x01u /**< fetch the device state (STATE_GET) before running */
+#define FERRY_VMMP_RESUME_F_KNOWN      0x01u
+
+/** NOTICE events. */
+#define FERRY_VMMP_NOTICE_MIGRATED 1u /**< the VM now runs elsewhere: the (paused) source VMM exits */
 
 /** Decoded fixed header. */
 struct ferry_vmmp_hdr {
@@ -174,13 +227,15 @@ struct ferry_vmmp_region {
 
 /**
  * REGISTER. Payload: u16 region_count, u8 vm_id_len, u8 fd_count, u32 flags,
- * u64 uffd_features, vm_id[vm_id_len], region_count x 40-byte regions.
+ * u64 uffd_features, vm_id[vm_id_len], region_count x 40-byte regions,
+ * then (only with FERRY_VMMP_REG_F_INCOMING) u64 migration_id.
  * Descriptors in SCM_RIGHTS: slot 0 the userfaultfd, slots 1..fd_count-1 the
  * memory files; every memory slot is used by at least one region.
  */
 struct ferry_vmmp_register {
 	uint64_t uffd_features;   /**< UFFDIO_API features the uffd was opened with (informational) */
-	uint32_t flags;           /**< 0 in version 1 */
+	uint32_t flags;           /**< FERRY_VMMP_REG_F_* */
+	uint64_t migration_id;    /**< with FERRY_VMMP_REG_F_INCOMING: the migration this shell is for; else 0 */
 	uint16_t region_count;    /**< 1..FERRY_VMMP_MAX_REGIONS */
 	uint8_t fd_count;         /**< 1..FERRY_VMMP_MAX_FDS */
 	uint8_t vm_id_len;        /**< 1..FERRY_VMMP_VM_ID_MAX (decoders fill it; encoders use strlen) */
@@ -235,6 +290,23 @@ struct ferry_vmmp_state_get {
 	uint32_t max_len;         /**< 1..FERRY_VMMP_MAX_CHUNK */
 };
 
+/** PAUSE and RESUME. Payload (8): u32 flags, u32 reserved. */
+struct ferry_vmmp_ctl {
+	uint32_t flags;           /**< FERRY_VMMP_PAUSE_F_* / FERRY_VMMP_RESUME_F_* */
+};
+
+/*
+ * DROP_PTES. Payload: u32 count, u32 reserved, count x {u64 gpa, u64 len}
+ * with the FREE_HINT rules (non-empty, 4 KiB aligned, ascending, disjoint),
+ * 1..FERRY_VMMP_MAX_DROP ranges: decoded into struct ferry_vmmp_hints, read
+ * range i with ferry_vmmp_hint_entry().
+ */
+
+/** NOTICE. Payload (8): u32 event, u32 reserved. */
+struct ferry_vmmp_notice {
+	uint32_t event;           /**< FERRY_VMMP_NOTICE_* */
+};
+
 struct ferry_vmmp_stat {
 	char name[FERRY_VMMP_STAT_NAME_MAX + 1];  /**< [a-z0-9_]+, NUL-terminated */
 	uint64_t value;
@@ -264,13 +336,15 @@ struct ferry_vmmp_msg {
 	union {
 		struct ferry_vmmp_register reg;
 		struct ferry_vmmp_register_ok reg_ok;
-		struct ferry_vmmp_hints hints;
+		struct ferry_vmmp_hints hints;        /**< FREE_HINT and DROP_PTES */
 		struct ferry_vmmp_notify notify;
 		struct ferry_vmmp_state state;        /**< STATE_PUT and STATE_DATA */
 		struct ferry_vmmp_state_get state_get;
 		struct ferry_vmmp_stats_ok stats_ok;
 		struct ferry_vmmp_ok ok;
 		struct ferry_vmmp_error error;
+		struct ferry_vmmp_ctl ctl;            /**< PAUSE and RESUME */
+		struct ferry_vmmp_notice notice;
 	} u;                                       /**< STATS and UNREGISTER have empty payloads */
 };
 
@@ -278,9 +352,13 @@ struct ferry_vmmp_msg {
 
 /**
  * Decode and validate the 24-byte header at @p buf: magic, version, type in
- * range, flags known and FERRY_VMMP_F_REPLY set exactly on replies, reserved
- * zero, payload_len within the type's limit (ferry_vmmp_max_payload()). Does
- * not need the payload. @return FERRY_VMMP_E_OK or the first violation.
+ * range, flags known and FERRY_VMMP_F_REPLY set exactly on replies,
+ * FERRY_VMMP_F_SERVER on every server request/NOTICE and on no VMM request,
+ * reserved zero, payload_len within the type's limit
+ * (ferry_vmmp_max_payload()). Does not need the payload.
+ * @return FERRY_VMMP_E_OK or the first violation; FERRY_VMMP_E_UNSUPPORTED
+ * (with @p hdr filled, payload_len <= FERRY_VMMP_MAX_PAYLOAD) for a server
+ * request of an unknown type: skip its payload, answer ERROR(UNSUPPORTED).
  */
 int ferry_vmmp_hdr_decode(const uint8_t *buf, size_t len, struct ferry_vmmp_hdr *hdr);
 
@@ -334,6 +412,21 @@ int ferry_vmmp_encode_stats_ok(uint64_t req, const struct ferry_vmmp_stat *stats
 			       uint8_t *buf, size_t cap);
 int ferry_vmmp_encode_unregister(uint64_t req, uint8_t *buf, size_t cap);
 int ferry_vmmp_encode_ok(uint64_t req, uint64_t value, uint8_t *buf, size_t cap);
+/** PAUSE (@p type FERRY_VMMP_PAUSE) or RESUME (FERRY_VMMP_RESUME) with @p flags; F_SERVER set. */
+int ferry_vmmp_encode_ctl(uint8_t type, uint64_t req, uint32_t flags, uint8_t *buf, size_t cap);
+/** DROP_PTES; @p ranges as for FREE_HINT, at most FERRY_VMMP_MAX_DROP. F_SERVER set. */
+int ferry_vmmp_encode_drop_ptes(uint64_t req, const struct ferry_vmmp_range *ranges, uint32_t count,
+				uint8_t *buf, size_t cap);
+/** NOTICE(@p event); F_SERVER set. */
+int ferry_vmmp_encode_notice(uint64_t req, uint32_t event, uint8_t *buf, size_t cap);
+/**
+ * Set FERRY_VMMP_F_SERVER on an encoded reply (OK or ERROR) in @p buf, making
+ * it the VMM's answer to a server request. @return 0, or
+ * -FERRY_VMMP_E_BAD_FLAGS when @p buf does not hold a reply.
+ */
+int ferry_vmmp_mark_server_reply(uint8_t *buf, size_t len);
+/** True when a header's type is one the server sends (PAUSE, RESUME, DROP_PTES, NOTICE). */
+bool ferry_vmmp_is_server_type(uint8_t type);
 /** @p msg may be NULL or longer than FERRY_VMMP_ERRMSG_MAX (then cut); a NUL ends it. */
 int ferry_vmmp_encode_error(uint64_t req, uint32_t code, const char *msg, uint8_t *buf, size_t cap);
 

@@ -69,7 +69,12 @@ struct pool_client {
 
 	uint64_t session_id, quota;
 	uint32_t max_data;
+	unsigned attach_rights;
 };
+
+_Static_assert(POOL_SHARE_TOKEN_LEN == FERRY_PAGE_TOKEN_LEN && POOL_SHARE_READ == FERRY_PAGE_SHARE_READ &&
+		       POOL_SHARE_WRITE == FERRY_PAGE_SHARE_WRITE,
+	       "pool_client's share constants are the protocol's");
 
 /* What every pool client on one transport context shares. */
 struct pc_shared {
@@ -289,7 +294,12 @@ static int server_errno(uint32_t code)
 	case FERRY_E_AUTH_FAILED:
 	case FERRY_E_NOT_AUTHENTICATED:
 	case FERRY_E_ACCESS:
+	case FERRY_E_BAD_TOKEN:
 		return EACCES;
+	case FERRY_E_UNKNOWN_ATTACH:
+		return ENOENT;
+	case FERRY_E_LIMIT:
+		return EMLINK;
 	case FERRY_E_POOL_FULL:
 		return ENOSPC;
 	case FERRY_E_QUOTA:
@@ -681,6 +691,101 @@ int pool_client_stats(struct pool_client *c, struct ferry_page_stats_ok *stats, 
 		return rc;
 	*stats = m.u.stats_ok;
 	return 0;
+}
+
+int pool_client_share(struct pool_client *c, uint32_t extent_id, unsigned rights,
+		      uint8_t token[POOL_SHARE_TOKEN_LEN], struct ferry_err *err)
+{
+	struct ferry_page_msg m;
+	uint64_t req = c->next_req++;
+	int rc, len;
+
+	rc = begin_call(c, "share", err);
+	if (rc)
+		return rc;
+	len = ferry_page_encode_share(req, extent_id, rights, send_buf(c), PC_BUF_LEN);
+	if (len < 0)
+		return ferry_err_set(err, EINVAL, "share: rights 0x%x are not a non-empty set of "
+				     "POOL_SHARE_READ|POOL_SHARE_WRITE", rights);
+	rc = call(c, len, req, FERRY_PAGE_SHARE_OK, &m, "share", err);
+	if (rc)
+		return rc;
+	if (m.u.share_ok.extent_id != extent_id || m.u.share_ok.rights != rights)
+		return ferry_err_set(err, EPROTO, "share: memory server %s shared extent %u rights 0x%x, asked %u 0x%x",
+				     c->where, m.u.share_ok.extent_id, m.u.share_ok.rights, extent_id, rights);
+	memcpy(token, m.u.share_ok.token, POOL_SHARE_TOKEN_LEN);
+	return 0;
+}
+
+int pool_client_unshare(struct pool_client *c, uint32_t extent_id, struct ferry_err *err)
+{
+	struct ferry_page_msg m;
+	uint64_t req = c->next_req++;
+	int rc, len;
+
+	rc = begin_call(c, "unshare", err);
+	if (rc)
+		return rc;
+	len = ferry_page_encode_unshare(req, extent_id, send_buf(c), PC_BUF_LEN);
+	if (len < 0)
+		return ferry_err_set(err, EINVAL, "unshare: cannot encode UNSHARE");
+	rc = call(c, len, req, FERRY_PAGE_UNSHARE_OK, &m, "unshare", err);
+	if (rc)
+		return rc;
+	if (m.u.unshare.extent_id != extent_id)
+		return ferry_err_set(err, EPROTO, "unshare: memory server %s unshared extent %u, not %u", c->where,
+				     m.u.unshare.extent_id, extent_id);
+	return 0;
+}
+
+int pool_client_attach(struct pool_client *c, const uint8_t token[POOL_SHARE_TOKEN_LEN], struct pool_extent *ext,
+		       struct ferry_err *err)
+{
+	struct ferry_page_msg m;
+	uint64_t req = c->next_req++;
+	int rc, len;
+
+	rc = begin_call(c, "attach", err);
+	if (rc)
+		return rc;
+	len = ferry_page_encode_attach(req, token, send_buf(c), PC_BUF_LEN);
+	if (len < 0)
+		return ferry_err_set(err, EINVAL, "attach: no token");
+	rc = call(c, len, req, FERRY_PAGE_ATTACH_OK, &m, "attach", err);
+	if (rc)
+		return rc;
+	ext->id = m.u.attach_ok.attach_id;
+	ext->rkey = m.u.attach_ok.rkey;
+	ext->base = m.u.attach_ok.base;
+	ext->length = m.u.attach_ok.length;
+	c->attach_rights = m.u.attach_ok.rights;
+	return 0;
+}
+
+int pool_client_detach(struct pool_client *c, uint32_t attach_id, struct ferry_err *err)
+{
+	struct ferry_page_msg m;
+	uint64_t req = c->next_req++;
+	int rc, len;
+
+	rc = begin_call(c, "detach", err);
+	if (rc)
+		return rc;
+	len = ferry_page_encode_detach(req, attach_id, send_buf(c), PC_BUF_LEN);
+	if (len < 0)
+		return ferry_err_set(err, EINVAL, "detach: cannot encode DETACH");
+	rc = call(c, len, req, FERRY_PAGE_DETACH_OK, &m, "detach", err);
+	if (rc)
+		return rc;
+	if (m.u.detach.attach_id != attach_id)
+		return ferry_err_set(err, EPROTO, "detach: memory server %s detached %u, not %u", c->where,
+				     m.u.detach.attach_id, attach_id);
+	return 0;
+}
+
+unsigned pool_client_last_attach_rights(const struct pool_client *c)
+{
+	return c->attach_rights;
 }
 
 uint32_t pool_client_last_code(const struct pool_client *c)

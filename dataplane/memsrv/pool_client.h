@@ -57,6 +57,40 @@ int pool_client_free(struct pool_client *client, uint32_t extent_id, struct ferr
 /** Server counters (name/value pairs). */
 int pool_client_stats(struct pool_client *client, struct ferry_page_stats_ok *stats, struct ferry_err *err);
 
+/* ------------------------------------------------------------ extent sharing */
+
+#define POOL_SHARE_TOKEN_LEN 32
+#define POOL_SHARE_READ 1u
+#define POOL_SHARE_WRITE 2u
+
+/**
+ * Share one of this client's extents: the server returns a fresh random
+ * @p token that lets any other authenticated client of the same server
+ * attach the extent with @p rights (POOL_SHARE_READ | POOL_SHARE_WRITE,
+ * non-empty). Hand the token over out of band; it stays valid until
+ * pool_client_unshare, pool_client_free of the extent, or this client's
+ * close, each of which revokes every attachment made with it.
+ * @return 0, -ENOENT not our extent, -EMLINK too many shares of it, -EINVAL bad rights.
+ */
+int pool_client_share(struct pool_client *c, uint32_t extent_id, unsigned rights,
+		      uint8_t token[POOL_SHARE_TOKEN_LEN], struct ferry_err *err);
+/** Revoke every share (and so every attachment) of our extent. -ENOENT: not our extent. */
+int pool_client_unshare(struct pool_client *c, uint32_t extent_id, struct ferry_err *err);
+/**
+ * Attach a shared extent: @p ext gets id = the attachment id, and the
+ * (rkey, base, length) to use with one-sided READ/WRITE on *this* client's
+ * connection only, within the rights of the share (a WRITE through a
+ * read-only attachment fails with a remote access error). Attachments do not
+ * count against this client's quota and end with its session.
+ * @return 0, -EACCES unknown/revoked/forged token, -EMLINK too many attachments.
+ */
+int pool_client_attach(struct pool_client *c, const uint8_t token[POOL_SHARE_TOKEN_LEN],
+		       struct pool_extent *ext, struct ferry_err *err);
+/** Drop one of our attachments. -ENOENT: no such attachment in this session. */
+int pool_client_detach(struct pool_client *c, uint32_t attach_id, struct ferry_err *err);
+/** Rights of the last successful pool_client_attach (POOL_SHARE_*). */
+unsigned pool_client_last_attach_rights(const struct pool_client *c);
+
 /** Server's ERROR code of the last failed control call (FERRY_E_*), 0 if none. */
 uint32_t pool_client_last_code(const struct pool_client *client);
 /** Quota and data limit the server announced in AUTH_OK. */

@@ -43,6 +43,10 @@
 #define SESS_REASON_MAX 288
 /** Shutdown waits this long for notices to go out before closing everything. */
 #define SRV_SHUTDOWN_LINGER_MS   500u
+/** Live shares (tokens) of one extent; SHARE beyond is refused with LIMIT. */
+#define SHARE_MAX_PER_EXTENT     8u
+/** Attachments one session may hold; ATTACH beyond is refused with LIMIT. */
+#define SESS_MAX_ATTACH         64u
 
 enum sess_state {
 	SESS_NEW = 0,        /**< accepted, waiting for HELLO */
@@ -55,6 +59,32 @@ enum sess_state {
 
 /** Kinds of work request, encoded in wr_id. */
 enum { WR_RECV = 1, WR_SEND = 2 };
+
+struct session;
+
+/*
+ * Extent sharing (share.c). A share is a grant by the owning session on one
+ * of its extents, named by a random token; each attachment is a registration
+ * of that extent's range in the attaching session's own domain. Shares live
+ * in one server-wide list; a share's attachments hang off it.
+ */
+struct attachment {
+	struct attachment *next;     /**< in share->atts */
+	struct share *share;
+	struct session *attacher;
+	uint32_t id;                 /**< unique within the attacher's session */
+	struct fx_mr *mr;            /**< in the attacher's domain, with the share's rights only */
+};
+
+struct share {
+	struct share *next;          /**< in memsrv->shares */
+	struct session *owner;
+	uint32_t extent_id;
+	uint32_t rights;             /**< FERRY_PAGE_SHARE_* */
+	uint64_t offset, length;     /**< the extent, in the pool */
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];
+	struct attachment *atts;
+};
 
 struct sess_extent {
 	uint32_t id;
@@ -86,6 +116,9 @@ struct session {
 	struct ea_client *acct;      /**< allocator account, from authentication on */
 	struct sess_extent *ext;
 	uint32_t next, ext_cap;
+
+	uint32_t nattach;            /**< attachments held (share.c) */
+	uint32_t next_attach_id;
 };
 
 struct memsrv_counters {
@@ -96,6 +129,13 @@ struct memsrv_counters {
 	uint64_t alloc_failures_full, alloc_failures_quota;
 	uint64_t errors_sent;
 	uint64_t malformed;          /**< undecodable messages seen here (the transport counts its own) */
+	uint64_t shares;             /**< SHARE granted */
+	uint64_t share_refused;      /**< SHARE / UNSHARE / DETACH refused (not yours, limit) */
+	uint64_t attaches;           /**< ATTACH granted */
+	uint64_t attach_refused;     /**< ATTACH refused (bad token, limit, registration failed) */
+	uint64_t detaches;
+	uint64_t revocations;        /**< attachments revoked by UNSHARE, FREE or the owner's end */
+	uint64_t shares_active, attachments_active;
 };
 
 /** The server context. */
@@ -116,6 +156,8 @@ struct memsrv {
 	uint32_t sess_cap, nsessions;
 	uint32_t nclients;           /**< clients_connected */
 	uint64_t next_sid;
+
+	struct share *shares;        /**< every live share (share.c) */
 
 	struct memsrv_counters c;
 	bool stopping;
@@ -146,6 +188,35 @@ void session_destroy(struct session *s);
 void session_tick(struct session *s, uint64_t now);
 /** Server shutdown: tell a ready client and close after the notice went out. */
 void session_shutdown(struct session *s);
+
+/* share.c */
+/** Number of live shares of (@p owner, @p extent_id). */
+uint32_t share_count(const struct session *owner, uint32_t extent_id);
+/**
+ * Grant @p rights on the owner's extent [@p offset, +@p length) of the pool:
+ * a new share with a fresh random token (copied to @p token).
+ * @return 0, -EMLINK over SHARE_MAX_PER_EXTENT, -ENOMEM.
+ */
+int share_create(struct session *owner, uint32_t extent_id, uint64_t offset, uint64_t length, uint32_t rights,
+		 uint8_t token[FERRY_PAGE_TOKEN_LEN]);
+/** The live share named by @p token (constant-time compare), or NULL. */
+struct share *share_find(struct memsrv *srv, const uint8_t token[FERRY_PAGE_TOKEN_LEN]);
+/**
+ * Attach @p s to @p sh: register the extent in s's domain with the share's
+ * rights. @return 0 and @p out filled, -EMLINK over SESS_MAX_ATTACH, or the
+ * registration's error (in @p err).
+ */
+int share_attach(struct share *sh, struct session *s, struct ferry_page_attach_ok *out, struct ferry_err *err);
+/** Drop @p s's attachment @p attach_id. @return 0, -ENOENT if s holds no such attachment. */
+int share_detach(struct session *s, uint32_t attach_id);
+/**
+ * Revoke every share of (@p owner, @p extent_id): each attachment's
+ * registration is dropped at once. @return attachments revoked;
+ * *@p failed counts registrations that would not go away.
+ */
+uint32_t share_revoke_extent(struct session *owner, uint32_t extent_id, uint32_t *failed);
+/** A session ends: revoke the shares it owns, drop the attachments it holds. */
+void share_session_closed(struct session *s);
 
 static inline uint64_t sess_wr_id(const struct session *s, unsigned kind, unsigned slot)
 {

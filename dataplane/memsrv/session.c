@@ -2,6 +2,7 @@
  * Per-client session of ferry-memsrv: the state machine
  *
  *     NEW --HELLO--> CHALLENGED --AUTH(ok)--> READY --ALLOC/FREE/STATS--> READY
+ *                                             READY --SHARE/ATTACH/DETACH/UNSHARE--> READY
  *
  * and its exits. Nothing that names pool memory (an extent, an rkey) is ever
  * sent before READY: before it, ALLOC/FREE/STATS get NOT_AUTHENTICATED and
@@ -9,13 +10,17 @@
  *
  * Extents live as long as the session: when it ends for any reason their
  * registrations are dropped, their memory is scrubbed and returned to the
- * pool, and the closed log line says how much was released.
+ * pool, and the closed log line says how much was released. Before that,
+ * the shares of its extents are revoked and the attachments it holds to
+ * other clients' extents are dropped (share.c).
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/memsrv/server_int.h"
@@ -276,6 +281,8 @@ void session_close(struct session *s, const char *reason_in)
 	/* Stop remote access first (close), then take the memory back (dereg + scrub). */
 	fx_conn_close(s->conn);
 	s->conn = NULL;
+	/* Other clients' attachments to our extents go before our memory is scrubbed. */
+	share_session_closed(s);
 	release_extents(s, &count, &bytes);
 	if (s->counted) {
 		srv->nclients--;
@@ -459,6 +466,16 @@ static void on_free(struct session *s, unsigned slot, const struct ferry_page_ms
 		reply_error(s, slot, req, FERRY_E_UNKNOWN_EXTENT, "unknown extent %u", id);
 		return;
 	}
+	/* Attachers first: once the memory is scrubbed and reused, no revoked key may reach it. */
+	uint32_t failed, revoked = share_revoke_extent(s, id, &failed);
+
+	if (failed) {
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "cannot revoke %u attachments of extent %u", failed, id);
+		return;
+	}
+	if (revoked)
+		LOG_DEBUG("client %llu: freeing extent %u revoked %u attachments", (unsigned long long)s->sid, id,
+			  revoked);
 	rc = fx_dereg_mr(s->ext[k].mr);
 	if (rc) {
 		/* Still registered: handing the memory to someone else now would leak this client's data. */
@@ -477,7 +494,7 @@ static void on_free(struct session *s, unsigned slot, const struct ferry_page_ms
 static void on_stats(struct session *s, unsigned slot, const struct ferry_page_msg *m)
 {
 	struct memsrv *srv = s->srv;
-	struct ferry_page_stat st[24];
+	struct ferry_page_stat st[32];
 	struct fx_ctx_stats fx;
 	struct ea_stats ea;
 	uint16_t n = 0;
@@ -504,10 +521,134 @@ static void on_stats(struct session *s, unsigned slot, const struct ferry_page_m
 	STAT("bytes_served_read", fx.bytes_served_read);
 	STAT("bytes_served_written", fx.bytes_served_written);
 	STAT("remote_access_errors", fx.remote_access_errors);
+	STAT("shares", srv->c.shares);
+	STAT("share_refused", srv->c.share_refused);
+	STAT("shares_active", srv->c.shares_active);
+	STAT("attaches", srv->c.attaches);
+	STAT("attach_refused", srv->c.attach_refused);
+	STAT("attachments_active", srv->c.attachments_active);
+	STAT("detaches", srv->c.detaches);
+	STAT("revocations", srv->c.revocations);
 	STAT("client_bytes", ea_client_bytes(s->acct));
 	STAT("client_quota", ea_client_quota(s->acct));
 #undef STAT
 	reply(s, slot, ferry_page_encode_stats_ok(m->hdr.request_id, st, n, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+/* Find this session's extent @id: its index in s->ext and its allocator record. */
+static bool own_extent(struct session *s, uint32_t id, struct ea_extent *e)
+{
+	uint32_t k;
+
+	for (k = 0; k < s->next && s->ext[k].id != id; k++)
+		;
+	return k < s->next && ea_lookup(s->srv->ea, s->acct, id, e, NULL) == 0;
+}
+
+static void on_share(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	struct ferry_page_share_ok ok = { .extent_id = m->u.share.extent_id, .rights = m->u.share.rights };
+	uint64_t req = m->hdr.request_id;
+	struct ea_extent e;
+	int rc;
+
+	/* Only this session's own extents can be shared; another client's id is just unknown. */
+	if (!own_extent(s, ok.extent_id, &e)) {
+		srv->c.share_refused++;
+		reply_error(s, slot, req, FERRY_E_UNKNOWN_EXTENT, "share: unknown extent %u", ok.extent_id);
+		return;
+	}
+	rc = share_create(s, ok.extent_id, e.offset, e.length, ok.rights, ok.token);
+	if (rc == -EMLINK) {
+		srv->c.share_refused++;
+		reply_error(s, slot, req, FERRY_E_LIMIT, "share: extent %u already has %u shares (the limit)",
+			    ok.extent_id, SHARE_MAX_PER_EXTENT);
+		return;
+	}
+	if (rc) {
+		srv->c.share_refused++;
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "share: out of memory");
+		return;
+	}
+	LOG_INFO("client %llu (%s): extent %u shared %s", (unsigned long long)s->sid, who(s), ok.extent_id,
+		 ok.rights == FERRY_PAGE_SHARE_RIGHTS ? "read-write" :
+		 ok.rights == FERRY_PAGE_SHARE_READ ? "read-only" : "write-only");
+	reply(s, slot, ferry_page_encode_share_ok(req, &ok, send_buf(s, slot), SESS_BUF_LEN));
+	sodium_memzero(ok.token, sizeof(ok.token));
+}
+
+static void on_attach(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	uint64_t req = m->hdr.request_id;
+	struct ferry_page_attach_ok ok;
+	struct ferry_err err = { 0 };
+	struct share *sh = share_find(srv, m->u.attach.token);
+	int rc;
+
+	if (!sh) {
+		srv->c.attach_refused++;
+		LOG_INFO("client %llu (%s, name %s): attach refused: unknown share token", (unsigned long long)s->sid,
+			 s->peer, who(s));
+		reply_error(s, slot, req, FERRY_E_BAD_TOKEN,
+			    "attach: unknown share token (never issued here, revoked, or its owner is gone)");
+		return;
+	}
+	rc = share_attach(sh, s, &ok, &err);
+	if (rc) {
+		srv->c.attach_refused++;
+		if (rc != -EMLINK)
+			LOG_ERR("client %llu: cannot register an attachment to extent %u: %s", (unsigned long long)s->sid,
+				sh->extent_id, err.msg);
+		reply_error(s, slot, req, rc == -EMLINK ? FERRY_E_LIMIT : FERRY_E_INTERNAL, "attach: %s", err.msg);
+		return;
+	}
+	LOG_INFO("client %llu (%s): attachment %u to extent %u of client %llu, rkey 0x%x", (unsigned long long)s->sid,
+		 who(s), ok.attach_id, sh->extent_id, (unsigned long long)sh->owner->sid, ok.rkey);
+	reply(s, slot, ferry_page_encode_attach_ok(req, &ok, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+static void on_detach(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	uint32_t id = m->u.detach.attach_id;
+	uint64_t req = m->hdr.request_id;
+	int rc = share_detach(s, id);
+
+	if (rc == -ENOENT) {
+		s->srv->c.share_refused++;
+		reply_error(s, slot, req, FERRY_E_UNKNOWN_ATTACH, "detach: no attachment %u in this session", id);
+		return;
+	}
+	if (rc) {
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "detach: cannot deregister attachment %u: %s", id,
+			    strerror(-rc));
+		return;
+	}
+	reply(s, slot, ferry_page_encode_detach_ok(req, id, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+static void on_unshare(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	uint32_t id = m->u.unshare.extent_id, failed, revoked;
+	uint64_t req = m->hdr.request_id;
+	struct ea_extent e;
+
+	if (!own_extent(s, id, &e)) {
+		s->srv->c.share_refused++;
+		reply_error(s, slot, req, FERRY_E_UNKNOWN_EXTENT, "unshare: unknown extent %u", id);
+		return;
+	}
+	/* Unsharing an extent with no share is not an error: the result (no share) is what was asked. */
+	revoked = share_revoke_extent(s, id, &failed);
+	if (failed) {
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "unshare: %u attachments of extent %u would not go away",
+			    failed, id);
+		return;
+	}
+	LOG_INFO("client %llu (%s): extent %u unshared, %u attachments revoked", (unsigned long long)s->sid, who(s),
+		 id, revoked);
+	reply(s, slot, ferry_page_encode_unshare_ok(req, id, revoked, send_buf(s, slot), SESS_BUF_LEN));
 }
 
 /* ------------------------------------------------------------ dispatch */
@@ -569,6 +710,10 @@ static void on_message(struct session *s, unsigned slot, uint32_t len)
 	case FERRY_PAGE_ALLOC:
 	case FERRY_PAGE_FREE:
 	case FERRY_PAGE_STATS:
+	case FERRY_PAGE_SHARE:
+	case FERRY_PAGE_ATTACH:
+	case FERRY_PAGE_DETACH:
+	case FERRY_PAGE_UNSHARE:
 		if (s->state != SESS_READY) {
 			LOG_INFO("client %llu refused (%s): %s before authentication", (unsigned long long)s->sid,
 				 s->peer, ferry_page_type_name(m.hdr.type));
@@ -576,12 +721,29 @@ static void on_message(struct session *s, unsigned slot, uint32_t len)
 					  ferry_page_type_name(m.hdr.type));
 			return;
 		}
-		if (m.hdr.type == FERRY_PAGE_ALLOC)
+		switch (m.hdr.type) {
+		case FERRY_PAGE_ALLOC:
 			on_alloc(s, slot, &m);
-		else if (m.hdr.type == FERRY_PAGE_FREE)
+			break;
+		case FERRY_PAGE_FREE:
 			on_free(s, slot, &m);
-		else
+			break;
+		case FERRY_PAGE_SHARE:
+			on_share(s, slot, &m);
+			break;
+		case FERRY_PAGE_ATTACH:
+			on_attach(s, slot, &m);
+			break;
+		case FERRY_PAGE_DETACH:
+			on_detach(s, slot, &m);
+			break;
+		case FERRY_PAGE_UNSHARE:
+			on_unshare(s, slot, &m);
+			break;
+		default:
 			on_stats(s, slot, &m);
+			break;
+		}
 		return;
 	default:
 		break;

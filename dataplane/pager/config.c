@@ -6,6 +6,7 @@
 #include "dataplane/pager/config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ void pager_config_defaults(struct pager_config *cfg)
 	cfg->extent_size = PAGER_DEFAULT_EXTENT;
 	cfg->prefetch = PAGER_DEFAULT_PREFETCH;
 	cfg->pageout_batch = PAGER_DEFAULT_PAGEOUT_BATCH;
+	snprintf(cfg->mig_listen, sizeof(cfg->mig_listen), "0.0.0.0");
 }
 
 static int copy_str(char *dst, size_t cap, const char *value, int allow_empty)
@@ -147,6 +149,36 @@ static int set_paging(struct pager_config *cfg, const char *section, const char 
 }
 #undef BAD
 
+static int set_migrate(struct pager_config *cfg, const char *key, const char *value, const char *origin,
+		       struct ferry_err *err)
+{
+	if (strcmp(key, "socket") == 0) {
+		if (strlen(value) >= sizeof(cfg->mig_socket))
+			return ferry_err_set(err, EINVAL, "%s: [migrate] socket: path longer than %zu bytes", origin,
+					     sizeof(cfg->mig_socket) - 1);
+		snprintf(cfg->mig_socket, sizeof(cfg->mig_socket), "%s", value);
+	} else if (strcmp(key, "listen") == 0 || strcmp(key, "advertise") == 0) {
+		char *dst = key[0] == 'l' ? cfg->mig_listen : cfg->mig_advertise;
+
+		if (!value[0] || strlen(value) >= sizeof(cfg->mig_listen) || strpbrk(value, " \t/"))
+			return ferry_err_set(err, EINVAL, "%s: [migrate] %s: \"%s\" is not a host address", origin, key,
+					     value);
+		snprintf(dst, sizeof(cfg->mig_listen), "%s", value);
+	} else if (strcmp(key, "port") == 0) {
+		char *end;
+		unsigned long v = strtoul(value, &end, 10);
+
+		if (!value[0] || *end || v > 65535)
+			return ferry_err_set(err, EINVAL, "%s: [migrate] port: \"%s\" is not a port (0..65535)", origin,
+					     value);
+		cfg->mig_port = (uint16_t)v;
+	} else {
+		return ferry_err_set(err, EINVAL, "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port)",
+				     origin, key);
+	}
+	return 0;
+}
+
 int pager_config_set(struct pager_config *cfg, const char *section, const char *key, const char *value,
 		     const char *origin, struct ferry_err *err)
 {
@@ -154,6 +186,8 @@ int pager_config_set(struct pager_config *cfg, const char *section, const char *
 		return set_pager(cfg, section, key, value, origin, err);
 	if (strcmp(section, "pool") == 0)
 		return set_pool(cfg, section, key, value, origin, err);
+	if (strcmp(section, "migrate") == 0)
+		return set_migrate(cfg, key, value, origin, err);
 	if (strcmp(section, "paging") == 0)
 		return set_paging(cfg, section, key, value, origin, err);
 	return ferry_err_set(err, EINVAL, "%s: unknown section [%s] with key '%s' (known: pager, pool, paging)",
@@ -184,6 +218,10 @@ int pager_config_validate(struct pager_config *cfg, struct ferry_err *err)
 		return ferry_err_set(err, EINVAL,
 				     "%s: no allow-list: set [pager] allow or --allow (e.g. \"uid:0\"): "
 				     "the uids/gids whose processes may register VMs", from);
+	if (cfg->mig_socket[0] && !cfg->secret_file[0])
+		return ferry_err_set(err, EINVAL,
+				     "%s: migrations configured ([migrate] socket) but no secret file: set [pool] "
+				     "secret_file or --secret-file", from);
 	if (cfg->nservers && !cfg->secret_file[0])
 		return ferry_err_set(err, EINVAL,
 				     "%s: memory servers configured but no secret file: set [pool] secret_file "
@@ -204,6 +242,10 @@ static const struct daemon_flag flags[] = {
 	{ "vm-budget",     'b',              "paging", "vm_budget" },
 	{ "prefetch",      'p',              "paging", "prefetch" },
 	{ "pageout-batch", DAEMON_OPTS_LONG_ONLY + 3, "paging", "pageout_batch" },
+	{ "migrate-socket", DAEMON_OPTS_LONG_ONLY + 4, "migrate", "socket" },
+	{ "migrate-listen", DAEMON_OPTS_LONG_ONLY + 5, "migrate", "listen" },
+	{ "migrate-advertise", DAEMON_OPTS_LONG_ONLY + 6, "migrate", "advertise" },
+	{ "migrate-port",  DAEMON_OPTS_LONG_ONLY + 7, "migrate", "port" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -243,6 +285,14 @@ void pager_config_usage(FILE *out, const char *prog)
 		"  prefetch      -p, --prefetch N          pages fetched ahead of a sequential fault\n"
 		"                                          (default %d, 0 = off, at most %d)\n"
 		"  pageout_batch     --pageout-batch N     pages per page-out batch (default %d, 1..%d)\n"
+		"[migrate]\n"
+		"  socket            --migrate-socket PATH control socket for migrations (ferryd; same\n"
+		"                                          allow-list; default: none = no migrations)\n"
+		"  listen            --migrate-listen IP   address incoming migrations are accepted on\n"
+		"                                          (default 0.0.0.0)\n"
+		"  advertise         --migrate-advertise H host sources are told to connect to\n"
+		"                                          (default: the listen address)\n"
+		"  port              --migrate-port N      incoming stream port (default 0 = any)\n"
 		"\n"
 		"Page-out needs the guest RAM in a memory file (memfd/shm) and regions registered\n"
 		"with MODE_WP on a uffd without UFFD_FEATURE_WP_ASYNC; otherwise it is refused\n"

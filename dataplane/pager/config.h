@@ -9,6 +9,7 @@
  *   [pager]  socket, fc_socket, snapshot_file, allow, log_level
  *   [pool]   servers, secret_file, transport, extent_size
  *   [paging] vm_budget, prefetch, pageout_batch
+ *   [migrate] socket, listen, advertise, port (split migration, issue 5)
  */
 #ifndef FERRY_PAGER_CONFIG_H
 #define FERRY_PAGER_CONFIG_H
@@ -52,6 +53,11 @@ struct pager_config {
 	uint64_t vm_budget;          /**< resident bytes per VM, 0 = unlimited */
 	uint32_t prefetch;           /**< pages after a sequential fault, 0 = off */
 	uint32_t pageout_batch;      /**< pages per page-out batch */
+	/* [migrate] */
+	char mig_socket[108];        /**< migration control socket, "" = no migrations */
+	char mig_listen[64];         /**< address the incoming-migration listeners bind (default 0.0.0.0) */
+	char mig_advertise[64];      /**< host a source must connect to (PREPARE_OK; default: listen) */
+	uint16_t mig_port;           /**< incoming-migration stream port, 0 = any */
 
 	char config_file[PATH_MAX];
 };

@@ -45,10 +45,11 @@
 #include <sys/ioctl.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/migrate/migrate.h"
 
 #define MAX_ITEMS (64u + PAGER_MAX_PREFETCH)
 
-enum kind { K_ZERO, K_LOCAL_MISSING, K_SNAP, K_FETCH, K_PREFETCH };
+enum kind { K_ZERO, K_LOCAL_MISSING, K_SNAP, K_FETCH, K_PREFETCH, K_MIG /* still at a migration source */ };
 
 struct item {
 	uint64_t idx, addr;
@@ -142,6 +143,8 @@ static bool settle(struct pg_vm *vm, struct item *it, int rc, struct pg_fault *r
 		pm_set_local(&vm->pm, it->idx);
 		pm_flags_clear(&vm->pm, it->idx, PM_F_DIRTY | PM_F_WP | PM_F_DROPPED | PM_F_ZEROFILL);
 		pm_flags_set(&vm->pm, it->idx, it->kind == K_PREFETCH ? PM_F_PREFETCH : PM_F_ACCESSED);
+		/* An installed page is writable: an outgoing migration must send it again. */
+		mig_note_write(vm, it->idx);
 		return true;
 	}
 	revert(vm, it);
@@ -173,6 +176,7 @@ static bool settle(struct pg_vm *vm, struct item *it, int rc, struct pg_fault *r
 static void handle_wp(struct pg_vm *vm, uint64_t idx, uint64_t addr)
 {
 	vm->c.wp_faults++;
+	mig_note_write(vm, idx);
 	if (pm_get(&vm->pm, idx)->state == PM_LOCAL) {
 		struct uffdio_writeprotect wp = { .range = { .start = addr, .len = PG_PAGE }, .mode = 0 };
 
@@ -239,7 +243,7 @@ unsigned pg_fault_batch(struct pg_vm *vm, const struct pg_fault *f, unsigned n, 
 			it->kind = K_LOCAL_MISSING;
 			break;
 		case PM_REMOTE:
-			it->kind = e->server == PM_SERVER_SNAPSHOT ? K_SNAP : K_FETCH;
+			it->kind = e->server == PM_SERVER_SNAPSHOT ? K_SNAP : e->server == PG_SERVER_MIGSRC ? K_MIG : K_FETCH;
 			break;
 		default:
 			/* IN_FLIGHT outside a batch cannot happen: wake and let it retry. */
@@ -258,7 +262,7 @@ unsigned pg_fault_batch(struct pg_vm *vm, const struct pg_fault *f, unsigned n, 
 			for (uint64_t p = idx + 1; p < end && p <= idx + want && nitems < MAX_ITEMS; p++) {
 				const struct pm_entry *pe = pm_get(pm, p);
 
-				if (pe->state != PM_REMOTE)
+				if (pe->state != PM_REMOTE || pe->server == PG_SERVER_MIGSRC)
 					continue;
 				items[nitems] = (struct item){ .idx = p, .addr = r->hva + (p - r->first_page) * PG_PAGE,
 							       .old_state = pe->state, .old = *pe,
@@ -302,6 +306,20 @@ unsigned pg_fault_batch(struct pg_vm *vm, const struct pg_fault *f, unsigned n, 
 				vm->c.snapshot_faults++;
 			it->done = true;
 			break;
+		case K_MIG: {
+			/* Post-copy: READ from the migration source, then install. */
+			static uint8_t page[PG_PAGE] __attribute__((aligned(PG_PAGE)));
+
+			rc = mig_fetch_page(vm, it->idx, page);
+			if (rc == 0)
+				rc = ioctl_copy(vm, it->addr, page, false);
+			else if (rc != -EAGAIN)
+				rc = -EFAULT;   /* the source is lost: the VM fails (done by the engine) */
+			if (settle(vm, it, rc, retry, &nretry, &gone))
+				vm->c.remote_faults++;
+			it->done = true;
+			break;
+		}
 		default:
 			break;
 		}
@@ -372,7 +390,7 @@ int pg_fault_bring_back(struct pg_vm *vm)
 		for (; i < pm->npages && n < RS_BOUNCE_PAGES; i = pm_next(pm, PM_REMOTE, i + 1)) {
 			const struct pm_entry *e = pm_get(pm, i);
 
-			if (e->server == PM_SERVER_SNAPSHOT)
+			if (e->server == PM_SERVER_SNAPSHOT || e->server == PG_SERVER_MIGSRC)
 				continue;
 			ops[n] = (struct rs_op){ .server = e->server, .slot = e->slot, .buf = n };
 			idxs[n++] = i;

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/migrate/migrate.h"
 
 #define UFFD_F_WP_ASYNC (UINT64_C(1) << 15)
 
@@ -319,7 +320,7 @@ static void pageout_to(struct pg_vm *vm, uint64_t incoming, uint64_t target)
 
 void pg_pageout_make_room(struct pg_vm *vm, uint64_t incoming)
 {
-	if (!vm->budget_pages || vm->dead || vm->failed)
+	if (!vm->budget_pages || vm->dead || vm->failed || mig_no_pageout(vm))
 		return;
 	if (pg_resident(vm) + incoming > vm->budget_pages)
 		pageout_to(vm, incoming, vm->budget_pages - slack(vm));
@@ -329,7 +330,7 @@ void pg_pageout_background(struct pg_vm *vm)
 {
 	uint64_t s;
 
-	if (!vm->budget_pages || vm->dead || vm->failed)
+	if (!vm->budget_pages || vm->dead || vm->failed || mig_no_pageout(vm))
 		return;
 	s = slack(vm);
 	/* Like kswapd: start below the budget, so that faults rarely wait for page-out. */

@@ -29,6 +29,9 @@
 #define PG_PAGE 4096u
 /** Recently zero-filled pages remembered per VM for page-out (see pageout.c). */
 #define PG_ZERO_RING 4096u
+/** REMOVEd ranges remembered for the re-check before falling back to the whole VM. */
+#define PG_RECHECK_MAX 32u
+#define PG_RECHECK_DELAY_NS (20u * 1000000u)
 
 /* Per-VM counters; also summed into the pager's totals. X(name) keeps names and fields in one place. */
 #define PG_VM_COUNTERS(X)                                                                                   \
@@ -78,6 +81,9 @@ enum pg_vm_kind { PG_VM_VMMP = 1, PG_VM_FC = 2 };
 
 struct pg_vm;
 struct pager;
+struct mig_src;
+struct mig_dst;
+struct mig_engine;
 
 enum pg_conn_kind { PG_CONN_VMMP = 1, PG_CONN_FC = 2 };
 
@@ -147,6 +153,14 @@ struct pg_vm {
 	void *pid_tag;
 	struct pg_fault pending[64]; /* faults refused with EAGAIN, retried after the events */
 	unsigned npending;
+	/* REMOVE events on memory files, re-checked against the file on the next tick (unused.c) */
+	struct { uint64_t first, n; } recheck[PG_RECHECK_MAX];
+	unsigned nrecheck;
+	bool recheck_all;
+	uint64_t recheck_after;      /* CLOCK_MONOTONIC ns */
+	/* split migration (dataplane/migrate): this VM's outgoing or incoming migration */
+	struct mig_src *mig_src;
+	struct mig_dst *mig_dst;
 };
 
 struct pg_global {
@@ -170,10 +184,12 @@ struct pager {
 	uint8_t *txbuf;             /* FERRY_VMMP_MAX_MSG, for replies */
 	void *srv_tag[PAGER_MAX_SERVERS];
 	void *vmm_ltag, *fc_ltag, *sig_tag;
+	struct mig_engine *mig;     /* split migration engine (dataplane/migrate/migrate.h) */
 };
 
 /* epoll tags */
-enum pg_ev_kind { PG_EV_SIGNAL = 1, PG_EV_VMM_LISTEN, PG_EV_FC_LISTEN, PG_EV_CONN, PG_EV_UFFD, PG_EV_SERVER, PG_EV_PIDFD };
+enum pg_ev_kind { PG_EV_SIGNAL = 1, PG_EV_VMM_LISTEN, PG_EV_FC_LISTEN, PG_EV_CONN, PG_EV_UFFD, PG_EV_SERVER, PG_EV_PIDFD,
+		  PG_EV_MIG /* obj: a migration-engine object (mig_engine_event) */ };
 struct pg_ev {
 	enum pg_ev_kind kind;
 	void *obj;
@@ -202,6 +218,13 @@ void pg_vm_teardown(struct pg_vm *vm, bool bring_back, const char *why);
 /** Mark the registration failed (e.g. pool lost) and stop serving it; requests get ERROR from now on. */
 void pg_vm_fail(struct pg_vm *vm, const char *why);
 void pg_vm_free_dead(struct pager *pg);
+/**
+ * Hold (@p on) or serve again the VM's faults: while held its uffd is not
+ * read at all (faults and events wait in the kernel; the VM's threads block).
+ * The migration engine freezes a source VM with it, and keeps a destination
+ * shell quiet until its switch-over.
+ */
+void pg_vm_hold(struct pg_vm *vm, bool on);
 struct pg_region *pg_vm_region_by_hva(struct pg_vm *vm, uint64_t hva);
 /** Fill @p st with the VM's counters (or the pager's totals for @p vm NULL). @return count. */
 unsigned pg_stats_fill(struct pager *pg, struct pg_vm *vm, struct ferry_vmmp_stat *st, unsigned cap);
@@ -221,6 +244,8 @@ int pg_unused_scan(struct pg_vm *vm, char *why, size_t why_len);
 /** UFFD_EVENT_REMOVE or FREE_HINT on [hva, hva+len) / page range: UNUSED + slots released. */
 uint64_t pg_unused_range(struct pg_vm *vm, uint64_t first_page, uint64_t npages, bool punch);
 void pg_unused_remove_event(struct pg_vm *vm, uint64_t start, uint64_t end);
+/** The queued REMOVE re-checks: resident pages that became holes in their file are UNUSED now. */
+void pg_unused_recheck(struct pg_vm *vm);
 /** FREE_HINT ranges: @return FERRY_VMMP_E_OK or E_OUT_OF_RANGE; *bytes = bytes newly unused. */
 int pg_unused_hints(struct pg_vm *vm, const struct ferry_vmmp_hints *h, uint64_t *bytes);
 

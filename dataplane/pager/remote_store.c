@@ -6,6 +6,7 @@
 #include "dataplane/pager/remote_store.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -329,6 +330,82 @@ void rs_release(struct remote_store *rs, uint16_t i, uint32_t slot)
 		if (fx_conn_state(pool_client_conn(s->pc)) == FX_CONN_ERROR)
 			server_lost(rs, i, "FREE failed on a broken connection");
 	}
+}
+
+int rs_find_server(const struct remote_store *rs, const char *host, uint16_t port)
+{
+	char name[80];
+
+	snprintf(name, sizeof(name), "%s:%u", host, port);
+	for (uint16_t i = 0; i < rs->n; i++)
+		if (rs->s[i].alive && strcmp(rs->s[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int rs_share_extent(struct remote_store *rs, uint16_t i, uint32_t *first_slot, uint32_t *nslots, uint64_t *length,
+		    uint32_t *extent_id, uint8_t token[32], struct ferry_err *err)
+{
+	struct rs_server *s;
+	uint32_t e;
+	int rc;
+
+	if (!rs_alive(rs, i))
+		return ferry_err_set(err, ENOTCONN, "memory server %u is not reachable", i);
+	s = &rs->s[i];
+	rc = extent_add(rs, i, err);
+	if (rc)
+		return rc;
+	/* extent_add reuses the first free index, else appends: find the fresh one (used == 0, present). */
+	for (e = 0; e < s->next; e++)
+		if (s->ext[e].present && s->ext[e].used == 0)
+			break;
+	struct rs_extent *x = &s->ext[e];
+
+	rc = pool_client_share(s->pc, x->pe.id, POOL_SHARE_WRITE, token, err);
+	if (rc) {
+		struct ferry_err fe = { 0 };
+
+		pool_client_free(s->pc, x->pe.id, &fe);
+		free(x->bitmap);
+		x->bitmap = NULL;
+		x->present = false;
+		rs->st.slots_total -= rs->slots_per_extent;
+		rs->st.extents--;
+		return ferry_err_prefix(err, "memory server %s: share: ", s->name);
+	}
+	memset(x->bitmap, 0xff, (rs->slots_per_extent + 63) / 64 * sizeof(uint64_t));
+	x->used = (uint32_t)rs->slots_per_extent;
+	s->used += rs->slots_per_extent;
+	rs->st.slots_used += rs->slots_per_extent;
+	*first_slot = (uint32_t)(e * rs->slots_per_extent);
+	*nslots = (uint32_t)rs->slots_per_extent;
+	*length = x->pe.length;
+	*extent_id = x->pe.id;
+	return 0;
+}
+
+void rs_unshare_extent(struct remote_store *rs, uint16_t i, uint32_t first_slot)
+{
+	uint64_t e = first_slot / rs->slots_per_extent;
+	struct ferry_err err = { 0 };
+
+	if (!rs_alive(rs, i) || e >= rs->s[i].next || !rs->s[i].ext[e].present)
+		return;
+	if (pool_client_unshare(rs->s[i].pc, rs->s[i].ext[e].pe.id, &err))
+		LOG_WARN("memory server %s: unshare of extent %u: %s", rs->s[i].name, rs->s[i].ext[e].pe.id, err.msg);
+}
+
+bool rs_slot_used(const struct remote_store *rs, uint16_t i, uint32_t slot)
+{
+	uint64_t e, k;
+
+	if (!rs_alive(rs, i))
+		return false;
+	e = slot / rs->slots_per_extent;
+	k = slot % rs->slots_per_extent;
+	return e < rs->s[i].next && rs->s[i].ext[e].present &&
+	       (rs->s[i].ext[e].bitmap[k / 64] & (UINT64_C(1) << (k % 64)));
 }
 
 /* Post and complete ops[idx[0..n)] on server @p i. */

@@ -75,6 +75,24 @@ void *rs_bounce(struct remote_store *rs, uint32_t i);
  */
 int rs_io(struct remote_store *rs, enum fx_opcode op, struct rs_op *ops, unsigned n);
 
+/* ---------------------------------------------------------------- split migration (issue 5) */
+
+/** Index of the live server @p host:@p port, or -1. */
+int rs_find_server(const struct remote_store *rs, const char *host, uint16_t port);
+/**
+ * Destination of a migration: allocate one extent on @p server whose slots
+ * are all taken at once (the source fills them), and share it with write
+ * rights: @p token goes to the source, which attaches and WRITEs pages into
+ * it. Slot s of the extent is store slot *@p first_slot + s, s < *@p nslots;
+ * rs_release() the slots that end up unreferenced (an empty extent is freed).
+ */
+int rs_share_extent(struct remote_store *rs, uint16_t server, uint32_t *first_slot, uint32_t *nslots,
+		    uint64_t *length, uint32_t *extent_id, uint8_t token[32], struct ferry_err *err);
+/** Revoke the shares of the extent holding slot @p first_slot (the source is done writing). */
+void rs_unshare_extent(struct remote_store *rs, uint16_t server, uint32_t first_slot);
+/** Is slot @p slot of @p server in use? */
+bool rs_slot_used(const struct remote_store *rs, uint16_t server, uint32_t slot);
+
 struct rs_stats {
 	uint64_t slots_used, slots_total, extents, bytes_read, bytes_written, io_errors;
 };

@@ -38,6 +38,7 @@
 
 #include "dataplane/common/auth.h"
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/migrate/migrate.h"
 
 #define MAX_MSGS 64u
 
@@ -150,6 +151,8 @@ void pg_vm_uffd_ready(struct pg_vm *vm)
 {
 	static struct pg_fault faults[MAX_MSGS], retry[MAX_MSGS];
 
+	if (mig_hold_faults(vm))
+		return;   /* frozen by a migration: the faults wait in the kernel */
 	for (unsigned round = 0; round < 32 && !vm->dead && vm->uffd >= 0; round++) {
 		unsigned nf = 0, nr, retried;
 
@@ -257,6 +260,8 @@ int pg_create(struct pager_config *cfg, struct pager **out, struct ferry_err *er
 		return ferry_err_set(err, errno, "epoll_ctl: %s", strerror(errno));
 	/* The VMM socket last: once it accepts, everything else is ready too (tests and
 	 * supervisors wait for it). */
+	if ((rc = mig_engine_init(pg, err)))
+		return ferry_err_prefix(err, "migrations: ");
 	if (cfg->fc_socket[0] && (rc = pg_fc_listen(pg, err)))
 		return rc;
 	if ((rc = pg_vmm_listen(pg, err)))
@@ -308,11 +313,14 @@ static void periodic(struct pager *pg)
 	for (struct pg_vm *vm = pg->vms; vm; vm = vm->next) {
 		if (vm->dead || vm->failed)
 			continue;
+		if (vm->nrecheck || vm->recheck_all)
+			pg_unused_recheck(vm);
 		if (vm->npending)
 			pg_vm_uffd_ready(vm);
 		if (!vm->dead)
 			pg_pageout_background(vm);
 	}
+	mig_engine_tick(pg);
 }
 
 int pg_run(struct pager *pg, struct ferry_err *err)
@@ -322,7 +330,7 @@ int pg_run(struct pager *pg, struct ferry_err *err)
 	LOG_INFO("ready: VMM socket %s%s%s", pg->cfg->socket, pg->cfg->fc_socket[0] ? ", Firecracker socket " : "",
 		 pg->cfg->fc_socket);
 	while (!pg->stop) {
-		int n = epoll_wait(pg->epfd, ev, 32, 50);
+		int n = epoll_wait(pg->epfd, ev, 32, mig_engine_busy(pg) ? 0 : 50);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -356,6 +364,9 @@ int pg_run(struct pager *pg, struct ferry_err *err)
 					epoll_ctl(pg->epfd, EPOLL_CTL_DEL, rs_server_fd(pg->rs, t->server), NULL);
 				}
 				break;
+			case PG_EV_MIG:
+				mig_engine_event(t->obj, ev[i].events);
+				break;
 			case PG_EV_PIDFD: {
 				struct pg_vm *vm = t->obj;
 
@@ -375,6 +386,7 @@ void pg_destroy(struct pager *pg)
 {
 	if (!pg)
 		return;
+	mig_engine_fini(pg);
 	pg_conn_close_all(pg);
 	for (struct pg_vm *vm = pg->vms; vm; vm = vm->next)
 		pg_vm_teardown(vm, true, "pager shutting down (remote pages returned to the VM)");

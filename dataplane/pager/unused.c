@@ -21,6 +21,19 @@
  * slots; for hints on a memory file the range is also punched out of the file
  * so the memory is really freed (the kernel zaps the VMM's PTEs; the next
  * access faults and gets a zero page).
+ *
+ * REMOVE on a memory file is not a free by itself: MADV_DONTNEED on a SHARED
+ * mapping only drops the VMM's PTEs, the data stays in the file and the next
+ * access maps it again; MADV_REMOVE punches the file. The event is the same
+ * for both, and it is delivered before the kernel punches (the madvise goes
+ * on once the event is read). So a REMOVE on a memory file only queues a
+ * re-check of its resident pages: on the next loop tick, pages that are holes
+ * in the file (SEEK_DATA) become UNUSED, pages that still hold data stay
+ * LOCAL (they were only unmapped). The pager never punches on REMOVE. Pages
+ * that are REMOTE (paged out: already holes) in a REMOVEd range are taken as
+ * discarded (UNUSED, slot released): the VMMs that discard shared guest
+ * memory use MADV_REMOVE or fallocate, and a DONTNEED of a non-resident page
+ * is a no-op for them.
  */
 #include "dataplane/pager/pager.h"
 
@@ -29,9 +42,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/migrate/migrate.h"
 
 #define PM_PRESENT (UINT64_C(1) << 63)
 #define PM_SWAPPED (UINT64_C(1) << 62)
@@ -149,6 +164,7 @@ uint64_t pg_unused_range(struct pg_vm *vm, uint64_t first_page, uint64_t npages,
 {
 	uint64_t changed = pm_set_range_unused(&vm->pm, first_page, npages, pg_vm_release_slot, vm);
 
+	mig_note_unused(vm, first_page, npages);
 	if (punch) {
 		for (unsigned i = 0; i < vm->nregions; i++) {
 			const struct pg_region *r = &vm->regions[i];
@@ -172,6 +188,68 @@ uint64_t pg_unused_range(struct pg_vm *vm, uint64_t first_page, uint64_t npages,
 	return changed;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void queue_recheck(struct pg_vm *vm, uint64_t first, uint64_t n)
+{
+	/* The madvise goes on (and punches, for MADV_REMOVE) only after we read the
+	 * event: look at the file a little later. If the VMM's thread is slower than
+	 * that, the page stays LOCAL over a hole: a later fault gets a zero page
+	 * (local_missing_faults), which is still the right content. */
+	vm->recheck_after = mono_ns() + PG_RECHECK_DELAY_NS;
+	if (vm->nrecheck == PG_RECHECK_MAX) {
+		vm->recheck_all = true;
+		return;
+	}
+	vm->recheck[vm->nrecheck].first = first;
+	vm->recheck[vm->nrecheck].n = n;
+	vm->nrecheck++;
+}
+
+/* Is page @p idx (of a memory-file region) a hole in its file? */
+static bool file_hole(const struct pg_vm *vm, uint64_t idx)
+{
+	for (unsigned i = 0; i < vm->nregions; i++) {
+		const struct pg_region *r = &vm->regions[i];
+
+		if (r->memfd < 0 || idx < r->first_page || idx >= r->first_page + r->size / PG_PAGE)
+			continue;
+		off_t off = (off_t)(r->offset + (idx - r->first_page) * PG_PAGE);
+		off_t d = lseek(r->memfd, off, SEEK_DATA);
+
+		return d < 0 ? errno == ENXIO : d >= off + (off_t)PG_PAGE;
+	}
+	return false;
+}
+
+static void recheck_range(struct pg_vm *vm, uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n && p < vm->pm.npages; p++) {
+		if (pm_get(&vm->pm, p)->state == PM_LOCAL && file_hole(vm, p))
+			vm->c.removed_pages += pg_unused_range(vm, p, 1, false);
+	}
+}
+
+void pg_unused_recheck(struct pg_vm *vm)
+{
+	if (mono_ns() < vm->recheck_after)
+		return;
+	if (vm->recheck_all) {
+		recheck_range(vm, 0, vm->pm.npages);
+	} else {
+		for (unsigned i = 0; i < vm->nrecheck; i++)
+			recheck_range(vm, vm->recheck[i].first, vm->recheck[i].n);
+	}
+	vm->nrecheck = 0;
+	vm->recheck_all = false;
+}
+
 void pg_unused_remove_event(struct pg_vm *vm, uint64_t start, uint64_t end)
 {
 	vm->c.remove_events++;
@@ -186,9 +264,18 @@ void pg_unused_remove_event(struct pg_vm *vm, uint64_t start, uint64_t end)
 		b = (b - r->hva) / PG_PAGE;
 		if (a >= b)
 			continue;
-		/* MADV_DONTNEED on a shared memory-file mapping only drops the PTEs:
-		 * punch the file too, so that UNUSED always means "not in the file". */
-		vm->c.removed_pages += pg_unused_range(vm, r->first_page + a, b - a, true);
+		if (r->memfd < 0) {
+			/* Anonymous memory: DONTNEED/REMOVE free it. */
+			vm->c.removed_pages += pg_unused_range(vm, r->first_page + a, b - a, false);
+			continue;
+		}
+		/* Memory file: non-resident pages are discarded now; resident ones are
+		 * re-checked against the file once the madvise is over (see above). */
+		for (uint64_t p = r->first_page + a; p < r->first_page + b; p++) {
+			if (pm_get(&vm->pm, p)->state == PM_REMOTE)
+				vm->c.removed_pages += pg_unused_range(vm, p, 1, false);
+		}
+		queue_recheck(vm, r->first_page + a, b - a);
 	}
 	LOG_DEBUG("vm %s: REMOVE [0x%llx, 0x%llx)", vm->id, (unsigned long long)start, (unsigned long long)end);
 }

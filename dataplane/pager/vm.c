@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/migrate/migrate.h"
 #include "dataplane/vmm/ferry_vmm.h"
 
 struct pg_vm *pg_vm_find(struct pager *pg, const char *id)
@@ -227,7 +229,7 @@ void pg_vm_release_slot(void *arg, uint64_t idx, const struct pm_entry *e)
 	struct pg_vm *vm = arg;
 
 	(void)idx;
-	if (e->server == PM_SERVER_SNAPSHOT || e->server == PM_SERVER_NONE)
+	if (e->server == PM_SERVER_SNAPSHOT || e->server == PM_SERVER_NONE || e->server == PG_SERVER_MIGSRC)
 		return;
 	rs_release(vm->pg->rs, e->server, e->slot);
 	vm->c.slots_released++;
@@ -276,6 +278,7 @@ void pg_vm_teardown(struct pg_vm *vm, bool bring_back, const char *why)
 {
 	if (vm->dead)
 		return;
+	mig_vm_gone(vm);
 	if (bring_back && !vm->failed && vm->uffd >= 0) {
 		int rc = pg_fault_bring_back(vm);
 
@@ -298,6 +301,16 @@ void pg_vm_teardown(struct pg_vm *vm, bool bring_back, const char *why)
 		 (unsigned long long)vm->c.remote_faults, (unsigned long long)vm->c.snapshot_faults,
 		 (unsigned long long)vm->c.pages_paged_in, (unsigned long long)vm->c.pages_paged_out,
 		 (unsigned long long)vm->c.slots_released, (unsigned long long)vm->c.bytes_not_transferred);
+}
+
+void pg_vm_hold(struct pg_vm *vm, bool on)
+{
+	struct epoll_event ev = { .events = on ? 0 : EPOLLIN, .data.ptr = vm->ev_tag };
+
+	if (vm->uffd < 0 || !vm->ev_tag)
+		return;
+	if (epoll_ctl(vm->pg->epfd, EPOLL_CTL_MOD, vm->uffd, &ev) < 0)
+		LOG_WARN("vm %s: %s its faults: %s", vm->id, on ? "holding" : "releasing", strerror(errno));
 }
 
 void pg_vm_fail(struct pg_vm *vm, const char *why)

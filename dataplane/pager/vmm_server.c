@@ -19,6 +19,7 @@
  * tears its VM down: slots released, descriptors closed, other VMs untouched.
  */
 #include "dataplane/pager/pager.h"
+#include "dataplane/pager/vmm_requests.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -34,6 +35,9 @@
 #include "dataplane/vmm/vmm_io.h"
 
 #define SEND_DEADLINE_MS 2000
+
+pg_vm_incoming_fn *pg_vm_incoming_hook;
+void *pg_vm_incoming_ctx;
 
 int pg_unix_listen(const char *path, struct ferry_err *err)
 {

@@ -39,6 +39,40 @@
  * synchronous (one request, one reply), EINTR-safe and bounded by the
  * connection's timeout. A connection is not thread-safe: use one per thread
  * or lock around calls. No call raises SIGPIPE.
+ *
+ * Server requests (migration). A VMM that registers with
+ * ferry_vmm_register_opts() and FERRY_VMM_REG_SERVER_REQUESTS also answers
+ * requests the pager sends: PAUSE (stop the vCPUs, upload the device state),
+ * RESUME (run again; at a migration destination first fetch the state),
+ * DROP_PTES (drop the page-table entries of guest ranges so that the next
+ * access takes a minor fault) and the NOTICE "migrated away: exit". Its
+ * event loop polls ferry_vmm_fd() for POLLIN and calls
+ * ferry_vmm_next_request(); server requests that arrive while the VMM waits
+ * for the reply to one of its own requests are queued in the connection
+ * (ferry_vmm_pending() counts them), so check that too before sleeping:
+ *
+ * @code
+ *   struct ferry_vmm_request rq;
+ *   while (ferry_vmm_next_request(c, &rq, 1000) > 0) {
+ *           switch (rq.kind) {
+ *           case FERRY_VMM_REQ_PAUSE:
+ *                   stop_vcpus();
+ *                   ferry_vmm_reply_paused(c, &rq, dev_state, dev_state_len);
+ *                   break;
+ *           case FERRY_VMM_REQ_RESUME:
+ *                   if (rq.flags & FERRY_VMM_RESUME_LOAD_STATE)
+ *                           ferry_vmm_get_state(c, &blob, &blob_len), load(blob);
+ *                   start_vcpus();
+ *                   ferry_vmm_reply_ok(c, &rq, 0);
+ *                   break;
+ *           case FERRY_VMM_REQ_DROP_PTES:
+ *                   ferry_vmm_drop_ptes(c, &rq);      // madvise + reply
+ *                   break;
+ *           case FERRY_VMM_REQ_MIGRATED:
+ *                   exit(0);                          // a notice: no reply
+ *           }
+ *   }
+ * @endcode
  */
 #ifndef FERRY_VMM_H
 #define FERRY_VMM_H
@@ -97,6 +131,40 @@ struct ferry_vmm_info {
 	uint32_t max_chunk;        /**< largest state chunk the pager takes */
 };
 
+/** ferry_vmm_register_opts() flags. */
+#define FERRY_VMM_REG_SERVER_REQUESTS 0x1u /**< this VMM answers server requests (ferry_vmm_next_request) */
+#define FERRY_VMM_REG_INCOMING        0x2u /**< destination shell of migration_id: memory empty, paused
+                                                until RESUME; implies FERRY_VMM_REG_SERVER_REQUESTS */
+
+/** Extra registration options. */
+struct ferry_vmm_reg_opts {
+	uint32_t flags;            /**< FERRY_VMM_REG_* */
+	uint64_t migration_id;     /**< with FERRY_VMM_REG_INCOMING */
+};
+
+/** Kinds of server request. */
+enum ferry_vmm_req_kind {
+	FERRY_VMM_REQ_PAUSE    = 1, /**< stop the vCPUs; answer with ferry_vmm_reply_paused() */
+	FERRY_VMM_REQ_RESUME   = 2, /**< run the vCPUs; answer with ferry_vmm_reply_ok(0) once running */
+	FERRY_VMM_REQ_DROP_PTES = 3, /**< drop PTEs of ranges; ferry_vmm_drop_ptes() does it and answers */
+	FERRY_VMM_REQ_MIGRATED = 4, /**< notice (no answer): the VM runs elsewhere now; exit */
+};
+
+/** PAUSE flag: the pager wants the device state (ferry_vmm_reply_paused() uploads it). */
+#define FERRY_VMM_PAUSE_SAVE_STATE    0x1u
+/** RESUME flag: fetch the device state with ferry_vmm_get_state() before running (migration destination). */
+#define FERRY_VMM_RESUME_LOAD_STATE   0x1u
+
+/** A server request, from ferry_vmm_next_request(). */
+struct ferry_vmm_request {
+	enum ferry_vmm_req_kind kind;
+	uint64_t id;               /**< the pager's request id (the reply functions echo it) */
+	uint32_t flags;            /**< FERRY_VMM_PAUSE_* / FERRY_VMM_RESUME_* */
+	size_t nranges;            /**< DROP_PTES: ranges, ascending and disjoint */
+	const struct ferry_vmm_range *ranges; /**< owned by the connection, valid until the next
+	                                            ferry_vmm_next_request() or ferry_vmm_close() */
+};
+
 /** A connection to the pager. Opaque. */
 struct ferry_vmm_conn;
 
@@ -124,7 +192,11 @@ struct ferry_vmm_conn *ferry_vmm_attach(int sock);
  */
 int ferry_vmm_set_timeout(struct ferry_vmm_conn *conn, int timeout_ms);
 
-/** The socket, for poll()ing for a hang-up. Do not read or write it. */
+/**
+ * The socket, for poll()ing: POLLIN means a server request (or a hang-up)
+ * is waiting, to be read with ferry_vmm_next_request(). Do not read or
+ * write it yourself.
+ */
 int ferry_vmm_fd(const struct ferry_vmm_conn *conn);
 
 /** Close the socket and free the connection (NULL is fine). Registered fds stay the caller's. */
@@ -156,6 +228,18 @@ int ferry_vmm_register(struct ferry_vmm_conn *conn, const char *vm_id, const str
 /** Like ferry_vmm_register(), with each region's own ferry_vmm_region::mem_fd (-1: anonymous). */
 int ferry_vmm_register_ex(struct ferry_vmm_conn *conn, const char *vm_id, const struct ferry_vmm_region *regions,
 			  unsigned int n, int uffd);
+
+/**
+ * ferry_vmm_register() (@p memfd >= 0) or ferry_vmm_register_ex() (@p memfd
+ * -1: each region's mem_fd) with @p opts (NULL: none). With
+ * FERRY_VMM_REG_INCOMING the VMM is the destination of migration
+ * @p opts->migration_id: the pager keeps its faults unanswered until the
+ * migration engine has the memory, and the VMM must not run its vCPUs before
+ * a RESUME request. @return as ferry_vmm_register(); -EOPNOTSUPP from a pager
+ * without server requests or (incoming) without a migration engine.
+ */
+int ferry_vmm_register_opts(struct ferry_vmm_conn *conn, const char *vm_id, const struct ferry_vmm_region *regions,
+			    unsigned int n, int uffd, int memfd, const struct ferry_vmm_reg_opts *opts);
 
 /** What the pager answered to the registration. @return 0, or -ENOTCONN before one. */
 int ferry_vmm_server_info(const struct ferry_vmm_conn *conn, struct ferry_vmm_info *info);
@@ -202,6 +286,51 @@ int ferry_vmm_stats(struct ferry_vmm_conn *conn, struct ferry_vmm_stat *stats, u
  * the descriptors and its pool pages. The connection may register again.
  */
 int ferry_vmm_unregister(struct ferry_vmm_conn *conn);
+
+/* ---------------------------------------------------------------- server requests */
+
+/**
+ * Wait up to @p timeout_ms (-1: forever, 0: just look) for the next server
+ * request: a queued one first, otherwise one read from the socket. Server
+ * requests of kinds this library does not know are answered with
+ * ERROR(UNSUPPORTED) here and never returned. @return 1 with *@p req filled,
+ * 0 when none came in time, or a negative errno (-ECONNRESET: the pager
+ * closed the connection; -EPROTO: it sent something invalid; the connection
+ * is broken after either).
+ */
+int ferry_vmm_next_request(struct ferry_vmm_conn *conn, struct ferry_vmm_request *req, int timeout_ms);
+
+/** Server requests read and queued while waiting for replies (returned first by ferry_vmm_next_request). */
+unsigned int ferry_vmm_pending(const struct ferry_vmm_conn *conn);
+
+/** Answer @p req with OK(@p value). Not for notices. @return 0 or a negative errno. */
+int ferry_vmm_reply_ok(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req, uint64_t value);
+
+/**
+ * Answer @p req with ERROR(@p code, @p msg): @p code a FERRY_VMMP_E_* value
+ * (e.g. FERRY_VMMP_E_BUSY), @p msg a one-line reason (may be NULL).
+ */
+int ferry_vmm_reply_error(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req, uint32_t code,
+			  const char *msg);
+
+/**
+ * Answer a PAUSE once the vCPUs are stopped: when the pager asked for the
+ * state (FERRY_VMM_PAUSE_SAVE_STATE) upload @p blob[0..len) first (as
+ * ferry_vmm_put_state()), then reply OK(bytes uploaded). Without the flag
+ * @p blob is ignored and the reply is OK(0).
+ */
+int ferry_vmm_reply_paused(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req, const void *blob,
+			   size_t len);
+
+/**
+ * Carry out a DROP_PTES request: madvise(MADV_DONTNEED) on this VMM's
+ * mapping of every range (through the regions it registered), then reply
+ * OK(bytes dropped). Only ranges inside regions backed by a memory file are
+ * dropped (their data stays in the file; the next access is a minor fault);
+ * a range in anonymous memory or outside the regions gets
+ * ERROR(UNSUPPORTED / OUT_OF_RANGE) and nothing is dropped.
+ */
+int ferry_vmm_drop_ptes(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req);
 
 /* ---------------------------------------------------------------- userfaultfd */
 

@@ -90,6 +90,23 @@ static int encode(const struct ferry_page_msg *m)
 						  out, sizeof(out));
 	case FERRY_PAGE_ERROR:
 		return ferry_page_encode_error(req, m->u.error.code, m->u.error.msg, out, sizeof(out));
+	case FERRY_PAGE_SHARE:
+		return ferry_page_encode_share(req, m->u.share.extent_id, m->u.share.rights, out, sizeof(out));
+	case FERRY_PAGE_SHARE_OK:
+		return ferry_page_encode_share_ok(req, &m->u.share_ok, out, sizeof(out));
+	case FERRY_PAGE_ATTACH:
+		return ferry_page_encode_attach(req, m->u.attach.token, out, sizeof(out));
+	case FERRY_PAGE_ATTACH_OK:
+		return ferry_page_encode_attach_ok(req, &m->u.attach_ok, out, sizeof(out));
+	case FERRY_PAGE_DETACH:
+		return ferry_page_encode_detach(req, m->u.detach.attach_id, out, sizeof(out));
+	case FERRY_PAGE_DETACH_OK:
+		return ferry_page_encode_detach_ok(req, m->u.detach.attach_id, out, sizeof(out));
+	case FERRY_PAGE_UNSHARE:
+		return ferry_page_encode_unshare(req, m->u.unshare.extent_id, out, sizeof(out));
+	case FERRY_PAGE_UNSHARE_OK:
+		return ferry_page_encode_unshare_ok(req, m->u.unshare.extent_id, m->u.unshare.revoked,
+						    out, sizeof(out));
 	default:
 		abort();
 	}
@@ -161,6 +178,32 @@ static void same_body(const struct ferry_page_msg *a, const struct ferry_page_ms
 	case FERRY_PAGE_ERROR:
 		check(a->u.error.code == b->u.error.code && a->u.error.msg_len == b->u.error.msg_len &&
 		      memcmp(a->u.error.msg, b->u.error.msg, a->u.error.msg_len + 1u) == 0);
+		break;
+	case FERRY_PAGE_SHARE:
+		check(a->u.share.extent_id == b->u.share.extent_id && a->u.share.rights == b->u.share.rights);
+		break;
+	case FERRY_PAGE_SHARE_OK:
+		check(a->u.share_ok.extent_id == b->u.share_ok.extent_id &&
+		      a->u.share_ok.rights == b->u.share_ok.rights &&
+		      memcmp(a->u.share_ok.token, b->u.share_ok.token, FERRY_PAGE_TOKEN_LEN) == 0);
+		break;
+	case FERRY_PAGE_ATTACH:
+		check(memcmp(a->u.attach.token, b->u.attach.token, FERRY_PAGE_TOKEN_LEN) == 0);
+		break;
+	case FERRY_PAGE_ATTACH_OK:
+		check(a->u.attach_ok.attach_id == b->u.attach_ok.attach_id &&
+		      a->u.attach_ok.rkey == b->u.attach_ok.rkey && a->u.attach_ok.base == b->u.attach_ok.base &&
+		      a->u.attach_ok.length == b->u.attach_ok.length &&
+		      a->u.attach_ok.rights == b->u.attach_ok.rights);
+		break;
+	case FERRY_PAGE_DETACH:
+	case FERRY_PAGE_DETACH_OK:
+		check(a->u.detach.attach_id == b->u.detach.attach_id);
+		break;
+	case FERRY_PAGE_UNSHARE:
+	case FERRY_PAGE_UNSHARE_OK:
+		check(a->u.unshare.extent_id == b->u.unshare.extent_id &&
+		      a->u.unshare.revoked == b->u.unshare.revoked);
 		break;
 	default:
 		abort();

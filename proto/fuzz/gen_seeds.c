@@ -118,6 +118,20 @@ static void gen_messages(void)
 	emit("14-stats_ok.bin", buf, ferry_page_encode_stats_ok(8, stats, 3, buf, sizeof(buf)));
 	emit("15-error.bin", buf, ferry_page_encode_error(9, FERRY_E_QUOTA, "quota exceeded: 2 MiB left",
 							   buf, sizeof(buf)));
+
+	struct ferry_page_share_ok sok = { .extent_id = 7, .rights = FERRY_PAGE_SHARE_RIGHTS };
+	struct ferry_page_attach_ok aok = { .attach_id = 3, .rkey = 0xbeef, .base = 0x7f0000200000ull,
+					    .length = 1u << 21, .rights = FERRY_PAGE_SHARE_WRITE };
+
+	memcpy(sok.token, nonce, sizeof(sok.token));
+	emit("16-share.bin", buf, ferry_page_encode_share(10, 7, FERRY_PAGE_SHARE_READ, buf, sizeof(buf)));
+	emit("17-share_ok.bin", buf, ferry_page_encode_share_ok(10, &sok, buf, sizeof(buf)));
+	emit("18-attach.bin", buf, ferry_page_encode_attach(11, nonce, buf, sizeof(buf)));
+	emit("19-attach_ok.bin", buf, ferry_page_encode_attach_ok(11, &aok, buf, sizeof(buf)));
+	emit("20-detach.bin", buf, ferry_page_encode_detach(12, 3, buf, sizeof(buf)));
+	emit("21-detach_ok.bin", buf, ferry_page_encode_detach_ok(12, 3, buf, sizeof(buf)));
+	emit("22-unshare.bin", buf, ferry_page_encode_unshare(13, 7, buf, sizeof(buf)));
+	emit("23-unshare_ok.bin", buf, ferry_page_encode_unshare_ok(13, 7, 2, buf, sizeof(buf)));
 }
 
 /* fuzz_page_rw input: u8 type, u32 payload_len, then the payload's vector. */

@@ -26,9 +26,11 @@ CTRL_MAX = 4096
 F_REPLY = 0x0001
 
 (HELLO, CHALLENGE, AUTH, AUTH_OK, ALLOC, ALLOC_OK, FREE, FREE_OK, READ,
- READ_DATA, WRITE, WRITE_OK, STATS, STATS_OK, ERROR) = range(1, 16)
+ READ_DATA, WRITE, WRITE_OK, STATS, STATS_OK, ERROR, SHARE, SHARE_OK, ATTACH,
+ ATTACH_OK, DETACH, DETACH_OK, UNSHARE, UNSHARE_OK) = range(1, 24)
 REPLIES = {CHALLENGE, AUTH_OK, ALLOC_OK, FREE_OK, READ_DATA, WRITE_OK,
-           STATS_OK, ERROR}
+           STATS_OK, ERROR, SHARE_OK, ATTACH_OK, DETACH_OK, UNSHARE_OK}
+TOKEN = bytes(range(100, 132))
 
 E_OK, E_TRUNCATED, E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_BAD_FLAGS, \
     E_TOO_LARGE, E_MALFORMED = range(8)
@@ -81,6 +83,18 @@ def alloc_ok_body(base=0x7f0000000000, length=1 << 21):
 
 def free_body(extent_id=7, reserved=0):
     return struct.pack('<II', extent_id, reserved)
+
+
+def share_body(extent_id=7, rights=1):
+    return struct.pack('<II', extent_id, rights)
+
+
+def share_ok_body(extent_id=7, rights=3, token=TOKEN):
+    return struct.pack('<II', extent_id, rights) + token
+
+
+def attach_ok_body(base=0x7f0000200000, length=1 << 21, rights=2, reserved=0):
+    return struct.pack('<IIQQII', 3, 0xbeef, base, length, rights, reserved)
 
 
 def iov(key=1, length=4096, offset=0):
@@ -160,7 +174,7 @@ def cases():
     c['wrong-version-2.E3'] = msg(STATS, b'', version=2)
     c['wrong-version-255.E3'] = msg(STATS, b'', version=255)
     c['unknown-type-0.E4'] = msg(0, b'')
-    c['unknown-type-16.E4'] = msg(16, b'')
+    c['unknown-type-24.E4'] = msg(24, b'')
     c['unknown-type-255.E4'] = msg(255, b'')
     c['unknown-flag-bit.E5'] = msg(STATS, b'', flags=0x0002)
     c['unknown-flag-high-bit.E5'] = msg(ERROR, error_body(), flags=0x8001)
@@ -266,6 +280,42 @@ def cases():
     c['read-data-count-huge.E6'] = msg(READ_DATA, read_data_body(count=MAX_IOV + 1))
     c['read-data-reserved.E7'] = msg(READ_DATA, read_data_body(reserved=1))
     c['read-data-short-prefix.E7'] = msg(READ_DATA, struct.pack('<I', 1))
+    # Extent sharing.
+    c['valid-share.E0'] = msg(SHARE, share_body())
+    c['valid-share-ok.E0'] = msg(SHARE_OK, share_ok_body())
+    c['valid-attach.E0'] = msg(ATTACH, TOKEN)
+    c['valid-attach-ok.E0'] = msg(ATTACH_OK, attach_ok_body())
+    c['valid-detach.E0'] = msg(DETACH, free_body(extent_id=3))
+    c['valid-detach-ok.E0'] = msg(DETACH_OK, free_body(extent_id=3))
+    c['valid-unshare.E0'] = msg(UNSHARE, free_body())
+    c['valid-unshare-ok.E0'] = msg(UNSHARE_OK, struct.pack('<II', 7, 5))
+    c['share-rights-zero.E7'] = msg(SHARE, share_body(rights=0))
+    c['share-rights-unknown-bit.E5'] = msg(SHARE, share_body(rights=4))
+    c['share-rights-all-ones.E5'] = msg(SHARE, share_body(rights=0xffffffff))
+    c['share-short.E7'] = msg(SHARE, share_body()[:4])
+    c['share-long.E7'] = msg(SHARE, share_body() + b'\0')
+    c['share-reply-flag.E5'] = msg(SHARE, share_body(), flags=F_REPLY)
+    c['share-ok-rights-zero.E7'] = msg(SHARE_OK, share_ok_body(rights=0))
+    c['share-ok-rights-unknown-bit.E5'] = msg(SHARE_OK, share_ok_body(rights=8))
+    c['share-ok-token-short.E7'] = msg(SHARE_OK, share_ok_body()[:-1])
+    c['share-ok-no-reply-flag.E5'] = msg(SHARE_OK, share_ok_body(), flags=0)
+    c['attach-token-short.E7'] = msg(ATTACH, TOKEN[:31])
+    c['attach-token-long.E7'] = msg(ATTACH, TOKEN + b'\0')
+    c['attach-empty.E7'] = msg(ATTACH, b'')
+    c['attach-lying-payload-len.E1'] = hdr(ATTACH, 32) + TOKEN[:16]
+    c['attach-ok-reserved.E7'] = msg(ATTACH_OK, attach_ok_body(reserved=1))
+    c['attach-ok-rights-zero.E7'] = msg(ATTACH_OK, attach_ok_body(rights=0))
+    c['attach-ok-rights-unknown-bit.E5'] = msg(ATTACH_OK, attach_ok_body(rights=0x80000002))
+    c['attach-ok-length-zero.E7'] = msg(ATTACH_OK, attach_ok_body(length=0))
+    c['attach-ok-length-unaligned.E19'] = msg(ATTACH_OK, attach_ok_body(length=4097))
+    c['attach-ok-base-overflow.E7'] = msg(ATTACH_OK, attach_ok_body(base=2**64 - 4096, length=8192))
+    c['attach-ok-short.E7'] = msg(ATTACH_OK, attach_ok_body()[:28])
+    c['detach-reserved.E7'] = msg(DETACH, free_body(reserved=1))
+    c['detach-short.E7'] = msg(DETACH, free_body()[:4])
+    c['detach-ok-long.E7'] = msg(DETACH_OK, free_body() + b'\0')
+    c['unshare-reserved.E7'] = msg(UNSHARE, free_body(reserved=2))
+    c['unshare-long.E7'] = msg(UNSHARE, free_body() + b'\0' * 8)
+    c['unshare-ok-short.E7'] = msg(UNSHARE_OK, struct.pack('<I', 7))
     return c
 
 

@@ -41,7 +41,7 @@ gs_it="$here/../../guestsim/integration.sh"
 gs_it=$(cd "$(dirname "$gs_it")" && pwd)/integration.sh
 bash_bin=$(command -v bash)
 # memsrv integration tests that use only the transport (no raw TCP sockets)
-its="it_memsrv_isolation it_memsrv_limits it_memsrv_concurrent it_memsrv_kill it_memsrv_auth"
+its="it_memsrv_isolation it_memsrv_share it_memsrv_limits it_memsrv_concurrent it_memsrv_kill it_memsrv_auth"
 # pager integration tests that talk to a memory server (the others never leave the host)
 pits="it_pager_pageout it_pager_kill"
 tests=${RDMA_TESTS:-"test_transport_rdma hwinfo $its $pits guestsim_integration perf_fault"}

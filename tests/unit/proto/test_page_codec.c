@@ -26,7 +26,8 @@ static int is_reply(uint8_t type)
 {
 	return type == FERRY_PAGE_CHALLENGE || type == FERRY_PAGE_AUTH_OK || type == FERRY_PAGE_ALLOC_OK ||
 	       type == FERRY_PAGE_FREE_OK || type == FERRY_PAGE_READ_DATA || type == FERRY_PAGE_WRITE_OK ||
-	       type == FERRY_PAGE_STATS_OK || type == FERRY_PAGE_ERROR;
+	       type == FERRY_PAGE_STATS_OK || type == FERRY_PAGE_ERROR || type == FERRY_PAGE_SHARE_OK ||
+	       type == FERRY_PAGE_ATTACH_OK || type == FERRY_PAGE_DETACH_OK || type == FERRY_PAGE_UNSHARE_OK;
 }
 
 /* Hand-built message: a correct header for @type around @n payload bytes. */
@@ -709,6 +710,142 @@ static int enc_write_ok(uint8_t *out, size_t cap)
 	return ferry_page_encode_write_ok(17, 3, out, cap);
 }
 
+/* ---------------------------------------------------------------- sharing */
+
+static int enc_share_ok(uint8_t *out, size_t cap)
+{
+	struct ferry_page_share_ok ok = { .extent_id = 9, .rights = FERRY_PAGE_SHARE_WRITE };
+
+	return ferry_page_encode_share_ok(1, &ok, out, cap);
+}
+
+static int enc_attach_ok(uint8_t *out, size_t cap)
+{
+	struct ferry_page_attach_ok ok = { .attach_id = 2, .rkey = 3, .base = 4096, .length = 8192, .rights = 3 };
+
+	return ferry_page_encode_attach_ok(1, &ok, out, cap);
+}
+
+static void test_share_roundtrip(void **state)
+{
+	struct ferry_page_share_ok sok = { .extent_id = 0xfeedf00d, .rights = FERRY_PAGE_SHARE_RIGHTS };
+	struct ferry_page_attach_ok aok = { .attach_id = 77, .rkey = 0x12345678, .base = 0x7f0000001000ull,
+					    .length = 1u << 21, .rights = FERRY_PAGE_SHARE_READ };
+	int n;
+
+	(void)state;
+	for (unsigned i = 0; i < FERRY_PAGE_TOKEN_LEN; i++)
+		sok.token[i] = (uint8_t)(0xa0 + i);
+	for (uint32_t r = 1; r <= FERRY_PAGE_SHARE_RIGHTS; r++) {
+		n = ferry_page_encode_share(5, 0xfeedf00d, r, buf, sizeof(buf));
+		assert_int_equal(n, FERRY_PAGE_HDR_LEN + 8);
+		assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+		assert_int_equal(msg.hdr.flags, 0);
+		assert_int_equal(msg.u.share.extent_id, 0xfeedf00d);
+		assert_int_equal(msg.u.share.rights, r);
+	}
+	n = ferry_page_encode_share_ok(5, &sok, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 40);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.flags, FERRY_PAGE_F_REPLY);
+	assert_int_equal(msg.u.share_ok.extent_id, sok.extent_id);
+	assert_int_equal(msg.u.share_ok.rights, sok.rights);
+	assert_memory_equal(msg.u.share_ok.token, sok.token, FERRY_PAGE_TOKEN_LEN);
+	check_caps(enc_share_ok, FERRY_PAGE_HDR_LEN + 40);
+
+	n = ferry_page_encode_attach(6, sok.token, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 32);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_memory_equal(msg.u.attach.token, sok.token, FERRY_PAGE_TOKEN_LEN);
+	n = ferry_page_encode_attach_ok(6, &aok, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 32);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.u.attach_ok.attach_id, 77);
+	assert_int_equal(msg.u.attach_ok.rkey, 0x12345678);
+	assert_int_equal(msg.u.attach_ok.base, 0x7f0000001000ull);
+	assert_int_equal(msg.u.attach_ok.length, 1u << 21);
+	assert_int_equal(msg.u.attach_ok.rights, FERRY_PAGE_SHARE_READ);
+	check_caps(enc_attach_ok, FERRY_PAGE_HDR_LEN + 32);
+
+	n = ferry_page_encode_detach(7, 42, buf, sizeof(buf));
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_DETACH);
+	assert_int_equal(msg.u.detach.attach_id, 42);
+	n = ferry_page_encode_detach_ok(7, 42, buf, sizeof(buf));
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_DETACH_OK);
+	assert_int_equal(msg.u.detach.attach_id, 42);
+	n = ferry_page_encode_unshare(8, 9, buf, sizeof(buf));
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.u.unshare.extent_id, 9);
+	assert_int_equal(msg.u.unshare.revoked, 0);
+	n = ferry_page_encode_unshare_ok(8, 9, 3, buf, sizeof(buf));
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.flags, FERRY_PAGE_F_REPLY);
+	assert_int_equal(msg.u.unshare.extent_id, 9);
+	assert_int_equal(msg.u.unshare.revoked, 3);
+}
+
+static void test_share_rejects(void **state)
+{
+	struct ferry_page_share_ok sok = { .extent_id = 1, .rights = 0 };
+	struct ferry_page_attach_ok aok = { .attach_id = 1, .length = 4096, .rights = 4 };
+	uint8_t p[40] = { 0 };
+
+	(void)state;
+	/* Encoders refuse bad rights and extents. */
+	assert_int_equal(ferry_page_encode_share(1, 1, 0, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_share(1, 1, 4, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_share_ok(1, &sok, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_share_ok(1, NULL, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_attach(1, NULL, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_attach_ok(1, &aok, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	aok.rights = 1;
+	aok.length = 4095;
+	assert_int_equal(ferry_page_encode_attach_ok(1, &aok, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+
+	/* Decoders: rights, sizes, reserved words. */
+	wire_put_u32(p, 1);
+	wire_put_u32(p + 4, 1);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE, p, 8), &msg), FERRY_E_OK);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE, p, 9), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE, p, 7), &msg), FERRY_E_MALFORMED);
+	wire_put_u32(p + 4, 0);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE, p, 8), &msg), FERRY_E_MALFORMED);
+	wire_put_u32(p + 4, 0x10);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE, p, 8), &msg), FERRY_E_BAD_FLAGS);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE_OK, p, 40), &msg), FERRY_E_BAD_FLAGS);
+	wire_put_u32(p + 4, 3);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE_OK, p, 40), &msg), FERRY_E_OK);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_SHARE_OK, p, 39), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH, p, 32), &msg), FERRY_E_OK);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH, p, 31), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH, p, 33), &msg), FERRY_E_MALFORMED);
+	/* DETACH and UNSHARE: the second word is reserved; UNSHARE_OK's is the count. */
+	wire_put_u32(p + 4, 1);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_DETACH, p, 8), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_DETACH_OK, p, 8), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_UNSHARE, p, 8), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_UNSHARE_OK, p, 8), &msg), FERRY_E_OK);
+	assert_int_equal(msg.u.unshare.revoked, 1);
+	/* ATTACH_OK: extent rules as ALLOC_OK, rights, reserved. */
+	memset(p, 0, sizeof(p));
+	wire_put_u64(p + 16, 4096);
+	wire_put_u32(p + 24, 2);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH_OK, p, 32), &msg), FERRY_E_OK);
+	wire_put_u32(p + 28, 1);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH_OK, p, 32), &msg), FERRY_E_MALFORMED);
+	wire_put_u32(p + 28, 0);
+	wire_put_u32(p + 24, 0);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH_OK, p, 32), &msg), FERRY_E_MALFORMED);
+	wire_put_u32(p + 24, 1);
+	wire_put_u64(p + 16, 100);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH_OK, p, 32), &msg), FERRY_E_BAD_ALIGNMENT);
+	wire_put_u64(p + 16, 8192);
+	wire_put_u64(p + 8, UINT64_MAX - 4095);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_ATTACH_OK, p, 32), &msg), FERRY_E_MALFORMED);
+}
+
 static void test_write_ok(void **state)
 {
 	uint8_t p[9] = { 0 };
@@ -929,6 +1066,8 @@ static size_t valid_msg(uint8_t type, uint8_t *out, size_t cap)
 	static const struct ferry_page_iov one = { .key = 1, .length = 8, .offset = 0 };
 	struct ferry_page_auth_ok ok = { .max_data = 4096 };
 	struct ferry_page_extent ext = { .length = 4096 };
+	struct ferry_page_share_ok sok = { .extent_id = 1, .rights = FERRY_PAGE_SHARE_RIGHTS };
+	struct ferry_page_attach_ok aok = { .attach_id = 1, .length = 4096, .rights = FERRY_PAGE_SHARE_READ };
 	int n = -1;
 
 	fill_keys();
@@ -956,6 +1095,14 @@ static size_t valid_msg(uint8_t type, uint8_t *out, size_t cap)
 	case FERRY_PAGE_STATS: n = ferry_page_encode_stats(1, out, cap); break;
 	case FERRY_PAGE_STATS_OK: n = ferry_page_encode_stats_ok(1, NULL, 0, out, cap); break;
 	case FERRY_PAGE_ERROR: n = ferry_page_encode_error(1, 1, "e", out, cap); break;
+	case FERRY_PAGE_SHARE: n = ferry_page_encode_share(1, 1, FERRY_PAGE_SHARE_READ, out, cap); break;
+	case FERRY_PAGE_SHARE_OK: n = ferry_page_encode_share_ok(1, &sok, out, cap); break;
+	case FERRY_PAGE_ATTACH: n = ferry_page_encode_attach(1, sok.token, out, cap); break;
+	case FERRY_PAGE_ATTACH_OK: n = ferry_page_encode_attach_ok(1, &aok, out, cap); break;
+	case FERRY_PAGE_DETACH: n = ferry_page_encode_detach(1, 1, out, cap); break;
+	case FERRY_PAGE_DETACH_OK: n = ferry_page_encode_detach_ok(1, 1, out, cap); break;
+	case FERRY_PAGE_UNSHARE: n = ferry_page_encode_unshare(1, 1, out, cap); break;
+	case FERRY_PAGE_UNSHARE_OK: n = ferry_page_encode_unshare_ok(1, 1, 0, out, cap); break;
 	}
 	assert_true(n >= (int)FERRY_PAGE_HDR_LEN);
 	return (size_t)n;
@@ -1109,7 +1256,8 @@ static void test_names(void **state)
 {
 	static const char *types[] = { "UNKNOWN", "HELLO", "CHALLENGE", "AUTH", "AUTH_OK", "ALLOC", "ALLOC_OK",
 				       "FREE", "FREE_OK", "READ", "READ_DATA", "WRITE", "WRITE_OK", "STATS",
-				       "STATS_OK", "ERROR" };
+				       "STATS_OK", "ERROR", "SHARE", "SHARE_OK", "ATTACH", "ATTACH_OK", "DETACH",
+				       "DETACH_OK", "UNSHARE", "UNSHARE_OK" };
 
 	(void)state;
 	for (int t = 0; t <= FERRY_PAGE_TYPE_MAX; t++)
@@ -1149,6 +1297,8 @@ int main(void)
 		cmocka_unit_test(test_rw_decode_rules),
 		cmocka_unit_test(test_read_data),
 		cmocka_unit_test(test_write_ok),
+		cmocka_unit_test(test_share_roundtrip),
+		cmocka_unit_test(test_share_rejects),
 		cmocka_unit_test(test_stats_roundtrip),
 		cmocka_unit_test(test_stats_rejects),
 		cmocka_unit_test(test_error_roundtrip),

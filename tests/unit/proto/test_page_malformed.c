@@ -78,7 +78,8 @@ static void test_expected_code_parser(void **state)
 	assert_int_equal(expected_code("bad-magic.E2.bin"), 2);
 	assert_int_equal(expected_code("alloc.E19.bin"), 19);
 	assert_int_equal(expected_code("valid.E0.bin"), 0);
-	assert_int_equal(expected_code("x.E20.bin"), -1);
+	assert_int_equal(expected_code("x.E22.bin"), 22);
+	assert_int_equal(expected_code("x.E23.bin"), -1);
 	assert_int_equal(expected_code("x.E.bin"), -1);
 	assert_int_equal(expected_code("x.E7x.bin"), -1);
 	assert_int_equal(expected_code("x.7.bin"), -1);
