@@ -217,11 +217,17 @@ static int wake_cmds(struct ferryd *d, const char *what, const uint8_t *const re
 	return 0;
 }
 
+/* One command already encoded in `out`: copied first, since the handshake reuses `out`. */
 static int wake_cmd(struct ferryd *d, const char *what, int n)
 {
-	const uint8_t *reqs[] = { out };
+	static uint8_t req[FERRY_WAKE_HDR_LEN + 128];
+	const uint8_t *reqs[] = { req };
 	int lens[] = { n };
 
+	if (n > (int)sizeof(req))
+		return -EINVAL;
+	if (n > 0)
+		memcpy(req, out, (size_t)n);
 	return wake_cmds(d, what, reqs, lens, 1);
 }
 
@@ -306,6 +312,9 @@ void ferryd_wake_tick(struct ferryd *d, uint64_t now)
 	d->wake_fd = s.fd;
 	d->wake_have = s.have;
 	LOG_INFO("ferry-wake %s: listening for wake requests", d->cfg.wake_ctl);
+	/* A ferry-wake that (re)started knows nothing: give it the table and the role again. */
+	if (d->role_held)
+		ferryd_wake_role(d, true, d->role_epoch);
 }
 
 static void on_wake_request(struct ferryd *d, const struct ferry_wake_request *wr, uint64_t req)
