@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "perf/fault.h"
+#include "perf/migrate.h"
 #include "perf/perf.h"
 
 #ifndef FERRY_VERSION
@@ -25,6 +26,8 @@ static const struct perf_subcmd subcmds[] = {
 	  perf_xport_main, perf_xport_usage },
 	{ "fault", "page-fault service latency of ferry-pager (UNUSED, REMOTE) beside kernel and in-process uffd baselines",
 	  perf_fault_main, perf_fault_usage },
+	{ "migrate", "one split migration between two pagers, timed from both ends (pages, bytes, downtime)",
+	  perf_migrate_main, perf_migrate_usage },
 };
 
 #define NSUBCMDS (sizeof(subcmds) / sizeof(subcmds[0]))

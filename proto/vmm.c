@@ -10,9 +10,10 @@
  * is refused by the header check (FERRY_VMMP_E_TOO_LARGE).
  *
  *   REGISTER     16 + n + 40c  u16 region_count (c), u8 vm_id_len (n), u8 fd_count,
- *                              u32 flags, u64 uffd_features, vm_id[n],
+ *                [+ 8]         u32 flags, u64 uffd_features, vm_id[n],
  *                              c x {u64 gpa, u64 size, u64 hva, u64 offset,
- *                                   u32 page_size, u8 fd_slot, u8 modes, u16 reserved}
+ *                                   u32 page_size, u8 fd_slot, u8 modes, u16 reserved},
+ *                              u64 migration_id only with REG_F_INCOMING
  *   REGISTER_OK  24            u64 vm_handle, u64 server_features, u32 max_chunk, u32 reserved
  *   FREE_HINT    8 + 16c       u32 count, u32 reserved, c x {u64 gpa, u64 len}
  *   NOTIFY       8             u32 event, u32 reserved
@@ -24,12 +25,17 @@
  *   UNREGISTER   0
  *   OK           8             u64 value
  *   ERROR        6 + m         u32 code, u16 msg_len (m), msg[m]
+ *   PAUSE        8             u32 flags, u32 reserved              (server -> VMM)
+ *   RESUME       8             u32 flags, u32 reserved              (server -> VMM)
+ *   DROP_PTES    8 + 16c       u32 count, u32 reserved, c x {u64 gpa, u64 len} (server -> VMM)
+ *   NOTICE       8             u32 event, u32 reserved              (server -> VMM, no reply)
  *
  * REGISTER checks, in this order (the first violation is reported):
- * payload shorter than 16 -> MALFORMED; flags -> BAD_FLAGS; vm_id_len 0 ->
+ * payload shorter than 16 -> MALFORMED; unknown flags, or INCOMING without
+ * SERVER_REQ -> BAD_FLAGS; vm_id_len 0 ->
  * BAD_VM_ID, > 64 -> TOO_LARGE; region_count 0 -> MALFORMED, > 64 -> TOO_LARGE;
  * fd_count 0 -> FD_MISMATCH, > 17 -> TOO_LARGE; payload length != 16 + n +
- * 40c -> MALFORMED; a VM id byte outside 0x21..0x7e -> BAD_VM_ID; a region's
+ * 40c (+ 8 with INCOMING) -> MALFORMED; INCOMING with migration id 0 -> MALFORMED; a VM id byte outside 0x21..0x7e -> BAD_VM_ID; a region's
  * reserved field -> MALFORMED; then per region: page size -> PAGE_SIZE, size 0
  * -> MALFORMED, modes 0 or unknown -> BAD_FLAGS, alignment -> BAD_ALIGNMENT,
  * an end beyond the GPA/HVA limit or a wrapping file range -> TOO_LARGE,
@@ -57,6 +63,12 @@
 #define STAT_FIXED       9u
 #define OK_LEN           8u
 #define ERROR_FIXED      6u
+#define CTL_LEN          8u
+#define NOTICE_LEN       8u
+#define MIGID_LEN        8u
+
+#define SERVER_TYPES ((1u << FERRY_VMMP_PAUSE) | (1u << FERRY_VMMP_RESUME) | (1u << FERRY_VMMP_DROP_PTES) | \
+		      (1u << FERRY_VMMP_NOTICE))
 
 #define REPLY_TYPES ((1u << FERRY_VMMP_REGISTER_OK) | (1u << FERRY_VMMP_STATE_DATA) |  \
 		     (1u << FERRY_VMMP_STATS_OK) | (1u << FERRY_VMMP_OK) |              \
@@ -68,7 +80,7 @@ uint32_t ferry_vmmp_max_payload(uint8_t type)
 {
 	switch (type) {
 	case FERRY_VMMP_REGISTER:
-		return REG_FIXED + FERRY_VMMP_VM_ID_MAX + FERRY_VMMP_MAX_REGIONS * FERRY_VMMP_REGION_LEN;
+		return REG_FIXED + FERRY_VMMP_VM_ID_MAX + FERRY_VMMP_MAX_REGIONS * FERRY_VMMP_REGION_LEN + MIGID_LEN;
 	case FERRY_VMMP_REGISTER_OK:
 		return REG_OK_LEN;
 	case FERRY_VMMP_FREE_HINT:
@@ -86,6 +98,13 @@ uint32_t ferry_vmmp_max_payload(uint8_t type)
 		return OK_LEN;
 	case FERRY_VMMP_ERROR:
 		return ERROR_FIXED + FERRY_VMMP_ERRMSG_MAX;
+	case FERRY_VMMP_PAUSE:
+	case FERRY_VMMP_RESUME:
+		return CTL_LEN;
+	case FERRY_VMMP_DROP_PTES:
+		return HINT_FIXED + FERRY_VMMP_MAX_DROP * FERRY_VMMP_HINT_LEN;
+	case FERRY_VMMP_NOTICE:
+		return NOTICE_LEN;
 	case FERRY_VMMP_STATS:
 	case FERRY_VMMP_UNREGISTER:
 	default:
@@ -116,6 +135,24 @@ _Static_assert(FERRY_VMMP_E_OK == FRAME_E_OK && FERRY_VMMP_E_TRUNCATED == FRAME_
 		       FERRY_VMMP_E_MALFORMED == FRAME_E_MALFORMED,
 	       "vmm error codes 0..7 are frame.h's");
 _Static_assert(FERRY_VMMP_HDR_LEN == FRAME_HDR_LEN, "vmm header is the frame header");
+_Static_assert(FERRY_VMMP_TYPE_MAX < 32, "type bit sets are u32");
+
+bool ferry_vmmp_is_server_type(uint8_t type)
+{
+	return type < 32 && (SERVER_TYPES & (1u << type));
+}
+
+static int check_reg_flags(uint32_t flags, uint64_t migration_id)
+{
+	if (flags & ~FERRY_VMMP_REG_F_KNOWN)
+		return FERRY_VMMP_E_BAD_FLAGS;
+	if ((flags & FERRY_VMMP_REG_F_INCOMING) && !(flags & FERRY_VMMP_REG_F_SERVER_REQ))
+		return FERRY_VMMP_E_BAD_FLAGS;
+	/* 0 names no migration: an incoming shell always belongs to one. */
+	if (((flags & FERRY_VMMP_REG_F_INCOMING) != 0) != (migration_id != 0))
+		return FERRY_VMMP_E_MALFORMED;
+	return FERRY_VMMP_E_OK;
+}
 
 /* VM ids end up in logs, file names and metrics labels: no blanks, no controls. */
 static inline bool id_char_ok(uint8_t c)
@@ -179,8 +216,9 @@ int ferry_vmmp_register_check(const struct ferry_vmmp_register *reg)
 
 	if (!reg)
 		return FERRY_VMMP_E_MALFORMED;
-	if (reg->flags != 0)
-		return FERRY_VMMP_E_BAD_FLAGS;
+	rc = check_reg_flags(reg->flags, reg->migration_id);
+	if (rc != FERRY_VMMP_E_OK)
+		return rc;
 	id_len = strnlen(reg->vm_id, sizeof(reg->vm_id));
 	rc = check_vm_id_bytes((const uint8_t *)reg->vm_id, id_len);
 	if (rc != FERRY_VMMP_E_OK)
@@ -265,6 +303,18 @@ static int check_max_chunk(uint32_t max_chunk)
 	return FERRY_VMMP_E_OK;
 }
 
+static int check_ctl(uint8_t type, uint32_t flags)
+{
+	uint32_t known = type == FERRY_VMMP_PAUSE ? FERRY_VMMP_PAUSE_F_KNOWN : FERRY_VMMP_RESUME_F_KNOWN;
+
+	return flags & ~known ? FERRY_VMMP_E_BAD_FLAGS : FERRY_VMMP_E_OK;
+}
+
+static int check_notice(uint32_t event)
+{
+	return event == FERRY_VMMP_NOTICE_MIGRATED ? FERRY_VMMP_E_OK : FERRY_VMMP_E_UNSUPPORTED;
+}
+
 static int check_event(uint32_t event)
 {
 	return event == FERRY_VMMP_EV_SUSPEND || event == FERRY_VMMP_EV_RESUME ? FERRY_VMMP_E_OK
@@ -273,13 +323,46 @@ static int check_event(uint32_t event)
 
 /* ---------------------------------------------------------------- decoding */
 
+/*
+ * A server request of a type newer than this codec: well framed (our magic
+ * and version, known flags with F_SERVER and without F_REPLY, reserved zero,
+ * a payload a message may have), so the receiver can skip it and answer
+ * ERROR(UNSUPPORTED) instead of losing the stream.
+ */
+static bool unknown_server_request(const uint8_t *buf, size_t len, struct ferry_vmmp_hdr *hdr)
+{
+	uint16_t flags;
+
+	if (!buf || len < FERRY_VMMP_HDR_LEN || wire_get_u32(buf) != FERRY_VMMP_MAGIC ||
+	    buf[4] != FERRY_VMMP_VERSION || buf[5] <= FERRY_VMMP_TYPE_MAX)
+		return false;
+	flags = wire_get_u16(buf + 6);
+	if (flags != FERRY_VMMP_F_SERVER || wire_get_u32(buf + 20) != 0 ||
+	    wire_get_u32(buf + 16) > FERRY_VMMP_MAX_PAYLOAD)
+		return false;
+	hdr->type = buf[5];
+	hdr->flags = flags;
+	hdr->request_id = wire_get_u64(buf + 8);
+	hdr->payload_len = wire_get_u32(buf + 16);
+	return true;
+}
+
 int ferry_vmmp_hdr_decode(const uint8_t *buf, size_t len, struct ferry_vmmp_hdr *hdr)
 {
 	struct frame_hdr h;
 	int rc = frame_hdr_decode(&vmm_frame, buf, len, &h);
 
+	if (rc == FERRY_VMMP_E_UNKNOWN_TYPE && unknown_server_request(buf, len, hdr))
+		return FERRY_VMMP_E_UNSUPPORTED;
 	if (rc != FERRY_VMMP_E_OK)
 		return rc;
+	/* Direction: F_SERVER exactly on server requests, and on replies only OK/ERROR answer them. */
+	if (h.flags & FERRY_VMMP_F_REPLY) {
+		if ((h.flags & FERRY_VMMP_F_SERVER) && h.type != FERRY_VMMP_OK && h.type != FERRY_VMMP_ERROR)
+			return FERRY_VMMP_E_BAD_FLAGS;
+	} else if (((h.flags & FERRY_VMMP_F_SERVER) != 0) != ferry_vmmp_is_server_type(h.type)) {
+		return FERRY_VMMP_E_BAD_FLAGS;
+	}
 	hdr->type = h.type;
 	hdr->flags = h.flags;
 	hdr->request_id = h.request_id;
@@ -289,6 +372,7 @@ int ferry_vmmp_hdr_decode(const uint8_t *buf, size_t len, struct ferry_vmmp_hdr 
 
 static int decode_register(const uint8_t *p, uint32_t n, struct ferry_vmmp_register *m)
 {
+	uint32_t flags, extra;
 	uint16_t count;
 	uint8_t id_len, fd_count;
 	const uint8_t *r;
@@ -299,8 +383,11 @@ static int decode_register(const uint8_t *p, uint32_t n, struct ferry_vmmp_regis
 	count = wire_get_u16(p);
 	id_len = p[2];
 	fd_count = p[3];
-	if (wire_get_u32(p + 4) != 0)
+	flags = wire_get_u32(p + 4);
+	if ((flags & ~FERRY_VMMP_REG_F_KNOWN) ||
+	    ((flags & FERRY_VMMP_REG_F_INCOMING) && !(flags & FERRY_VMMP_REG_F_SERVER_REQ)))
 		return FERRY_VMMP_E_BAD_FLAGS;
+	extra = flags & FERRY_VMMP_REG_F_INCOMING ? MIGID_LEN : 0;
 	if (id_len == 0)
 		return FERRY_VMMP_E_BAD_VM_ID;
 	if (id_len > FERRY_VMMP_VM_ID_MAX)
@@ -313,13 +400,14 @@ static int decode_register(const uint8_t *p, uint32_t n, struct ferry_vmmp_regis
 		return FERRY_VMMP_E_FD_MISMATCH;
 	if (fd_count > FERRY_VMMP_MAX_FDS)
 		return FERRY_VMMP_E_TOO_LARGE;
-	if (n != REG_FIXED + id_len + (uint32_t)count * FERRY_VMMP_REGION_LEN)
+	if (n != REG_FIXED + id_len + (uint32_t)count * FERRY_VMMP_REGION_LEN + extra)
 		return FERRY_VMMP_E_MALFORMED;
 	rc = check_vm_id_bytes(p + REG_FIXED, id_len);
 	if (rc != FERRY_VMMP_E_OK)
 		return rc;
 
-	m->flags = 0;
+	m->flags = flags;
+	m->migration_id = extra ? wire_get_u64(p + n - MIGID_LEN) : 0;
 	m->uffd_features = wire_get_u64(p + 8);
 	m->region_count = count;
 	m->fd_count = fd_count;
@@ -358,7 +446,7 @@ static int decode_register_ok(const uint8_t *p, uint32_t n, struct ferry_vmmp_re
 	return FERRY_VMMP_E_OK;
 }
 
-static int decode_free_hint(const uint8_t *p, uint32_t n, struct ferry_vmmp_hints *m)
+static int decode_ranges(const uint8_t *p, uint32_t n, uint32_t max, struct ferry_vmmp_hints *m)
 {
 	uint64_t prev_end = 0, total = 0;
 	uint32_t count;
@@ -369,7 +457,7 @@ static int decode_free_hint(const uint8_t *p, uint32_t n, struct ferry_vmmp_hint
 	count = wire_get_u32(p);
 	if (count == 0)
 		return FERRY_VMMP_E_MALFORMED;
-	if (count > FERRY_VMMP_MAX_HINTS)
+	if (count > max)
 		return FERRY_VMMP_E_TOO_LARGE;
 	if (wire_get_u32(p + 4) != 0)
 		return FERRY_VMMP_E_MALFORMED;
@@ -388,6 +476,32 @@ static int decode_free_hint(const uint8_t *p, uint32_t n, struct ferry_vmmp_hint
 	m->count = count;
 	m->total_len = total;
 	m->entries = p + HINT_FIXED;
+	return FERRY_VMMP_E_OK;
+}
+
+static int decode_ctl(uint8_t type, const uint8_t *p, uint32_t n, struct ferry_vmmp_ctl *m)
+{
+	int rc;
+
+	if (n != CTL_LEN || wire_get_u32(p + 4) != 0)
+		return FERRY_VMMP_E_MALFORMED;
+	rc = check_ctl(type, wire_get_u32(p));
+	if (rc != FERRY_VMMP_E_OK)
+		return rc;
+	m->flags = wire_get_u32(p);
+	return FERRY_VMMP_E_OK;
+}
+
+static int decode_notice(const uint8_t *p, uint32_t n, struct ferry_vmmp_notice *m)
+{
+	int rc;
+
+	if (n != NOTICE_LEN || wire_get_u32(p + 4) != 0)
+		return FERRY_VMMP_E_MALFORMED;
+	rc = check_notice(wire_get_u32(p));
+	if (rc != FERRY_VMMP_E_OK)
+		return rc;
+	m->event = wire_get_u32(p);
 	return FERRY_VMMP_E_OK;
 }
 
@@ -469,7 +583,14 @@ static int decode_body(const uint8_t *p, uint32_t n, struct ferry_vmmp_msg *msg)
 	case FERRY_VMMP_REGISTER_OK:
 		return decode_register_ok(p, n, &msg->u.reg_ok);
 	case FERRY_VMMP_FREE_HINT:
-		return decode_free_hint(p, n, &msg->u.hints);
+		return decode_ranges(p, n, FERRY_VMMP_MAX_HINTS, &msg->u.hints);
+	case FERRY_VMMP_DROP_PTES:
+		return decode_ranges(p, n, FERRY_VMMP_MAX_DROP, &msg->u.hints);
+	case FERRY_VMMP_PAUSE:
+	case FERRY_VMMP_RESUME:
+		return decode_ctl(msg->hdr.type, p, n, &msg->u.ctl);
+	case FERRY_VMMP_NOTICE:
+		return decode_notice(p, n, &msg->u.notice);
 	case FERRY_VMMP_NOTIFY:
 		return decode_notify(p, n, &msg->u.notify);
 	case FERRY_VMMP_STATE_PUT:
@@ -538,7 +659,8 @@ int ferry_vmmp_encode_register(uint64_t req, const struct ferry_vmmp_register *r
 	if (rc != FERRY_VMMP_E_OK)
 		return -rc;
 	id_len = strlen(reg->vm_id);
-	payload_len = REG_FIXED + id_len + (uint64_t)reg->region_count * FERRY_VMMP_REGION_LEN;
+	payload_len = REG_FIXED + id_len + (uint64_t)reg->region_count * FERRY_VMMP_REGION_LEN +
+		      (reg->flags & FERRY_VMMP_REG_F_INCOMING ? MIGID_LEN : 0);
 	rc = begin(FERRY_VMMP_REGISTER, req, payload_len, payload_len, buf, cap);
 	if (rc < 0)
 		return rc;
@@ -546,7 +668,7 @@ int ferry_vmmp_encode_register(uint64_t req, const struct ferry_vmmp_register *r
 	wire_put_u16(p, reg->region_count);
 	p[2] = (uint8_t)id_len;
 	p[3] = reg->fd_count;
-	wire_put_u32(p + 4, 0);
+	wire_put_u32(p + 4, reg->flags);
 	wire_put_u64(p + 8, reg->uffd_features);
 	memcpy(p + REG_FIXED, reg->vm_id, id_len);
 	p += REG_FIXED + id_len;
@@ -562,6 +684,8 @@ int ferry_vmmp_encode_register(uint64_t req, const struct ferry_vmmp_register *r
 		p[37] = g->modes;
 		wire_put_u16(p + 38, 0);
 	}
+	if (reg->flags & FERRY_VMMP_REG_F_INCOMING)
+		wire_put_u64(p, reg->migration_id);
 	return frame_total(payload_len);
 }
 
@@ -587,8 +711,8 @@ int ferry_vmmp_encode_register_ok(uint64_t req, const struct ferry_vmmp_register
 	return frame_total(REG_OK_LEN);
 }
 
-int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ranges, uint32_t count,
-				uint8_t *buf, size_t cap)
+static int encode_ranges(uint8_t type, uint32_t max, uint64_t req, const struct ferry_vmmp_range *ranges,
+			 uint32_t count, uint8_t *buf, size_t cap)
 {
 	uint64_t payload_len, prev_end = 0;
 	uint8_t *p;
@@ -596,7 +720,7 @@ int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ran
 
 	if (count == 0 || !ranges)
 		return -FERRY_VMMP_E_MALFORMED;
-	if (count > FERRY_VMMP_MAX_HINTS)
+	if (count > max)
 		return -FERRY_VMMP_E_TOO_LARGE;
 	for (uint32_t i = 0; i < count; i++) {
 		rc = check_hint(ranges[i].gpa, ranges[i].len, i, prev_end);
@@ -605,7 +729,7 @@ int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ran
 		prev_end = ranges[i].gpa + ranges[i].len;
 	}
 	payload_len = HINT_FIXED + (uint64_t)count * FERRY_VMMP_HINT_LEN;
-	rc = begin(FERRY_VMMP_FREE_HINT, req, payload_len, payload_len, buf, cap);
+	rc = begin(type, req, payload_len, payload_len, buf, cap);
 	if (rc < 0)
 		return rc;
 	p = buf + FERRY_VMMP_HDR_LEN;
@@ -616,7 +740,63 @@ int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ran
 		wire_put_u64(p, ranges[i].gpa);
 		wire_put_u64(p + 8, ranges[i].len);
 	}
+	if (ferry_vmmp_is_server_type(type))
+		wire_put_u16(buf + 6, FERRY_VMMP_F_SERVER);
 	return frame_total(payload_len);
+}
+
+int ferry_vmmp_encode_free_hint(uint64_t req, const struct ferry_vmmp_range *ranges, uint32_t count,
+				uint8_t *buf, size_t cap)
+{
+	return encode_ranges(FERRY_VMMP_FREE_HINT, FERRY_VMMP_MAX_HINTS, req, ranges, count, buf, cap);
+}
+
+int ferry_vmmp_encode_drop_ptes(uint64_t req, const struct ferry_vmmp_range *ranges, uint32_t count,
+				uint8_t *buf, size_t cap)
+{
+	return encode_ranges(FERRY_VMMP_DROP_PTES, FERRY_VMMP_MAX_DROP, req, ranges, count, buf, cap);
+}
+
+int ferry_vmmp_encode_ctl(uint8_t type, uint64_t req, uint32_t flags, uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (type != FERRY_VMMP_PAUSE && type != FERRY_VMMP_RESUME)
+		return -FERRY_VMMP_E_UNKNOWN_TYPE;
+	rc = check_ctl(type, flags);
+	if (rc != FERRY_VMMP_E_OK)
+		return -rc;
+	rc = begin(type, req, CTL_LEN, CTL_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	wire_put_u16(buf + 6, FERRY_VMMP_F_SERVER);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN, flags);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 4, 0);
+	return frame_total(CTL_LEN);
+}
+
+int ferry_vmmp_encode_notice(uint64_t req, uint32_t event, uint8_t *buf, size_t cap)
+{
+	int rc = check_notice(event);
+
+	if (rc != FERRY_VMMP_E_OK)
+		return -rc;
+	rc = begin(FERRY_VMMP_NOTICE, req, NOTICE_LEN, NOTICE_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	wire_put_u16(buf + 6, FERRY_VMMP_F_SERVER);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN, event);
+	wire_put_u32(buf + FERRY_VMMP_HDR_LEN + 4, 0);
+	return frame_total(NOTICE_LEN);
+}
+
+int ferry_vmmp_mark_server_reply(uint8_t *buf, size_t len)
+{
+	if (!buf || len < FERRY_VMMP_HDR_LEN || (buf[5] != FERRY_VMMP_OK && buf[5] != FERRY_VMMP_ERROR) ||
+	    wire_get_u16(buf + 6) != FERRY_VMMP_F_REPLY)
+		return -FERRY_VMMP_E_BAD_FLAGS;
+	wire_put_u16(buf + 6, FERRY_VMMP_F_REPLY | FERRY_VMMP_F_SERVER);
+	return 0;
 }
 
 int ferry_vmmp_encode_notify(uint64_t req, uint32_t event, uint8_t *buf, size_t cap)
@@ -1054,6 +1234,10 @@ static const char *const type_names[FERRY_VMMP_TYPE_MAX + 1] = {
 	[FERRY_VMMP_UNREGISTER] = "UNREGISTER",
 	[FERRY_VMMP_OK] = "OK",
 	[FERRY_VMMP_ERROR] = "ERROR",
+	[FERRY_VMMP_PAUSE] = "PAUSE",
+	[FERRY_VMMP_RESUME] = "RESUME",
+	[FERRY_VMMP_DROP_PTES] = "DROP_PTES",
+	[FERRY_VMMP_NOTICE] = "NOTICE",
 };
 
 const char *ferry_vmmp_type_name(uint8_t type)

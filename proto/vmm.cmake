@@ -29,4 +29,18 @@ if(FERRY_FUZZ)
     target_compile_options(${target} PRIVATE ${FERRY_VMM_FUZZ_FLAGS})
     target_link_options(${target} PRIVATE ${FERRY_VMM_FUZZ_FLAGS})
   endforeach()
+
+  # Smoke run in ctest (label fuzz): a few seconds from the committed corpus,
+  # server requests included. Long runs: proto/fuzz/run-fuzz.sh.
+  set(vmm_seeds ${CMAKE_CURRENT_BINARY_DIR}/fuzz-seeds/vmm)
+  set(vmm_work ${CMAKE_CURRENT_BINARY_DIR}/fuzz-smoke/fuzz_vmm_msg)
+  file(MAKE_DIRECTORY ${vmm_work})
+  add_test(NAME vmm_fuzz_seeds
+           COMMAND ${CMAKE_CURRENT_LIST_DIR}/fuzz/vmm_seeds.sh ${CMAKE_SOURCE_DIR} ${vmm_seeds})
+  set_tests_properties(vmm_fuzz_seeds PROPERTIES FIXTURES_SETUP vmm_fuzz_seeds LABELS fuzz)
+  add_test(NAME fuzz_vmm_msg_smoke
+           COMMAND fuzz_vmm_msg -max_total_time=5 -max_len=70000 -artifact_prefix=${vmm_work}/
+                   ${vmm_work} ${vmm_seeds})
+  set_tests_properties(fuzz_vmm_msg_smoke PROPERTIES
+                       FIXTURES_REQUIRED vmm_fuzz_seeds LABELS fuzz TIMEOUT 120)
 endif()

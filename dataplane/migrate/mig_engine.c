@@ -7,6 +7,7 @@
 #include "dataplane/migrate/mig_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/pager/vmm_requests.h"
 #include "dataplane/vmm/vmm_io.h"
 
 static void ctl_conn_event(struct mig_evh *h, uint32_t events);
@@ -132,6 +134,26 @@ static void ctl_handle(struct mig_ctl_conn *c, const struct migp_msg *m)
 		(void)mig_send_msg(c->h.fd, eng->buf, n);
 		return;
 	}
+	case MIGP_STATS: {
+		struct migp_stat st[10];
+		uint16_t k = 0;
+
+#define PUT(f) do { snprintf(st[k].name, sizeof(st[k].name), "%s", #f); st[k].value = eng->c.f; k++; } while (0)
+		PUT(started);
+		PUT(succeeded);
+		PUT(failed);
+		PUT(aborted);
+		PUT(incoming);
+		PUT(ctl_requests);
+		PUT(ctl_refused);
+		PUT(bad_messages);
+		PUT(auth_failures);
+		PUT(stale_entries);
+#undef PUT
+		n = migp_encode_stats_ok(req, st, k, eng->buf, MIGP_MAX_MSG);
+		(void)mig_send_msg(c->h.fd, eng->buf, n);
+		return;
+	}
 	default:
 		eng->c.bad_messages++;
 		ctl_reply_error(c, req, MIG_E_UNEXPECTED, "not a control request");
@@ -223,6 +245,22 @@ static void stream_accept(struct mig_evh *h, uint32_t events)
 	mig_dst_stream_accept(eng);
 }
 
+/*
+ * A VMM started as a destination shell (REGISTER with INCOMING, e.g.
+ * guestsim --incoming) is parked by vmm_server.c: its faults wait. The
+ * engine pairs it with a prepared incoming migration by VM id when the
+ * source's layout arrives (on_layout) and resumes it at the switch-over.
+ */
+static int incoming_shell(struct pg_vm *vm, uint64_t migration_id, void *ctx)
+{
+	(void)ctx;
+	if (vm->mig_src || vm->mig_dst)
+		return FERRY_VMMP_E_BUSY;
+	LOG_INFO("vm %s: destination shell (migration %llu) registered, parked until its migration switches over",
+		 vm->id, (unsigned long long)migration_id);
+	return FERRY_VMMP_E_OK;
+}
+
 int mig_engine_init(struct pager *pg, struct ferry_err *err)
 {
 	struct mig_engine *eng;
@@ -236,6 +274,8 @@ int mig_engine_init(struct pager *pg, struct ferry_err *err)
 	eng->pg = pg;
 	eng->ctl_l.fd = eng->stream_l.fd = -1;
 	pg->mig = eng;
+	pg_vm_incoming_hook = incoming_shell;
+	pg_vm_incoming_ctx = eng;
 	eng->buf = malloc(MIGP_MAX_MSG);
 	eng->rx = malloc(MIGP_MAX_MSG);
 	if (!eng->buf || !eng->rx)
@@ -276,6 +316,8 @@ void mig_engine_fini(struct pager *pg)
 
 	if (!eng)
 		return;
+	if (pg_vm_incoming_hook == incoming_shell)
+		pg_vm_incoming_hook = NULL;
 	mig_src_destroy_all(eng);
 	mig_dst_destroy_all(eng);
 	for (struct mig_ctl_conn *c = eng->conns, *n; c; c = n) {

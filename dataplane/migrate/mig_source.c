@@ -37,6 +37,8 @@
 /* h/vmmside's server requests: used when linked in (weak until that branch lands). */
 extern int pg_vmm_request_pause(struct pg_vm *vm, pg_vmm_done_fn *done, void *ctx) __attribute__((weak));
 extern int pg_vmm_notice_migrated(struct pg_vm *vm) __attribute__((weak));
+extern int pg_vmm_request_resume(struct pg_vm *vm, bool load_state, pg_vmm_done_fn *done, void *ctx)
+	__attribute__((weak));
 
 enum { W_NONE = 0, W_DEST = 1, W_SUB = 2, W_UNUSED = 3, W_SOURCE = 4 };
 
@@ -64,7 +66,7 @@ struct mig_src {
 	enum mig_mode mode;
 	struct mig_progress prog;
 	uint64_t t0, t_stop;
-	bool frozen, pause_pending, switchover_sent, closed;
+	bool frozen, pause_pending, vm_paused, switchover_sent, closed;
 	int fd;
 	struct mig_evh sh, xh;
 	struct fx_ctx *ctx;
@@ -83,7 +85,11 @@ struct mig_src {
 	struct src_ext ext[MIGP_EXTENTS_MAX];
 	unsigned next_ext, cur_ext;
 	uint64_t cursor;
+	uint64_t reserve;                /* main-host pages kept for pages that stay at the source (post-copy) */
+	uint64_t overflow;               /* POSTCOPY: cold pages still to push to sub-hosts before the stop */
+	bool cold_pass;                  /* POSTCOPY round 1: only pages not referenced lately */
 	struct planner *plan;
+	uint64_t *defer;                 /* PLANNED: pages kept for post-copy (predicted written, within budget) */
 	uint64_t observe_until;
 	uint64_t req;
 	struct migp_map_entry map[MIG_BATCH];
@@ -176,6 +182,7 @@ static void src_free(struct mig_src *s)
 	if (s->vm && s->vm->mig_src == s)
 		s->vm->mig_src = NULL;
 	planner_destroy(s->plan);
+	free(s->defer);
 	free(s->dirty);
 	free(s->where);
 	free(s->subslot);
@@ -191,6 +198,15 @@ static void set_hold(struct mig_src *s, bool on)
 
 static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+static void resume_done_source(struct pg_vm *vm, int status, void *ctx)
+{
+	(void)ctx;
+	if (status)
+		LOG_ERR("vm %s: the VMM did not resume after the failed migration: %s", vm->id, strerror(-status));
+	else
+		LOG_INFO("vm %s: running again at the source", vm->id);
+}
 
 /*
  * End the migration. Before the switch-over was sent the VM is given back
@@ -243,6 +259,9 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 	if (s->vm && !s->vm->dead) {
 		set_hold(s, false);
 		pg_pageout_unprotect_all(s->vm);
+		if (s->vm_paused && pg_vmm_request_resume &&
+		    pg_vmm_request_resume(s->vm, false, resume_done_source, NULL) < 0)
+			LOG_ERR("migration of %s: the VMM could not be asked to resume", s->id);
 		s->vm->mig_src = NULL;
 	}
 	s->vm = NULL;
@@ -508,6 +527,11 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 		}
 		s->observe_until = mig_now_ns() + PLAN_OBSERVE_NS;
 	}
+	if (s->mode == MIG_MODE_POSTCOPY) {
+		s->overflow = used > s->dst_pages ? used - s->dst_pages : 0;
+		s->reserve = s->dst_pages;
+		s->cold_pass = true;
+	}
 	s->prog.phase = MIG_PH_PRECOPY;
 	LOG_INFO("migration of %s to %s:%u started (%s): %llu pages, %llu used, destination holds %llu, %u sub-hosts, "
 		 "%u extents", s->id, st->dest.host, st->dest.port, mig_mode_name(s->mode),
@@ -652,7 +676,15 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			FAIL(s, MIG_E_INTERNAL, "write-protecting page %llu: %s", (unsigned long long)i, strerror(-rc));
 			return -EIO;
 		}
-		if (at_source && e->state == PM_LOCAL) {
+		/* Post-copy keeps a resident page at the source only if the main host will hold it
+		 * (it is pulled there); a page beyond the budget goes to its sub-host slot now. */
+		if (at_source && e->state == PM_LOCAL && prev != W_SUB &&
+		    (prev == W_DEST || prev == W_SOURCE || s->dst_used < s->dst_pages)) {
+			if (prev != W_DEST && prev != W_SOURCE) {
+				s->dst_used++;
+				if (s->reserve)
+					s->reserve--;
+			}
 			me->where = MIGP_W_SOURCE;
 			s->where[i] = W_SOURCE;
 			continue;
@@ -673,7 +705,7 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			me->where = MIGP_W_SUB;
 			me->extent = (s->subslot[i] - 1) >> 20;
 			me->slot = (s->subslot[i] - 1) & 0xfffff;
-		} else if (prev == W_DEST || s->dst_used < s->dst_pages) {
+		} else if (prev == W_DEST || s->dst_used + (at_source ? 0 : s->reserve) < s->dst_pages) {
 			if (prev != W_DEST)
 				s->dst_used++;
 			me->where = MIGP_W_DEST;
@@ -767,8 +799,19 @@ static unsigned collect(struct mig_src *s, uint64_t *idx, unsigned max, bool all
 		s->cursor += (uint64_t)__builtin_ctzll(w);
 		if (s->cursor >= np)
 			break;
-		if (all || !s->plan || !planner_defer(s->plan, s->cursor))
+		if (all) {
 			idx[n++] = s->cursor;
+		} else if (s->mode == MIG_MODE_POSTCOPY) {
+			/* Only the pages the main host cannot hold, coldest first: they go to the
+			 * sub-hosts while the VM runs; the rest waits for post-copy. */
+			if (s->overflow && s->where[s->cursor] == W_NONE &&
+			    (!s->cold_pass || !(pm_get(&s->vm->pm, s->cursor)->flags & PM_F_ACCESSED))) {
+				idx[n++] = s->cursor;
+				s->overflow--;
+			}
+		} else if (!s->defer || !bit_get(s->defer, s->cursor)) {
+			idx[n++] = s->cursor;
+		}
 		s->cursor++;
 	}
 	return n;
@@ -825,9 +868,10 @@ static void start_stop(struct mig_src *s)
 {
 	s->prog.phase = MIG_PH_STOP;
 	s->t_stop = mig_now_ns();
-	/* Freeze first: from now on no fault of the VM is answered; with every page
-	 * write-protected or sent below, memory cannot change behind the copy. */
-	set_hold(s, true);
+	/* The VMM pauses first (its vCPUs must reach a boundary, so their faults are still
+	 * served meanwhile), then the pager freezes the VM: no fault of it is answered from
+	 * now on, and with every page write-protected or sent, memory cannot change behind
+	 * the copy even if the VMM does not pause. */
 	if (pg_vmm_request_pause && s->vm->conn) {
 		int rc = pg_vmm_request_pause(s->vm, pause_done, s);
 
@@ -838,6 +882,7 @@ static void start_stop(struct mig_src *s)
 		LOG_INFO("migration of %s: the VMM takes no PAUSE request (%s): frozen by the pager alone, no device "
 			 "state", s->id, strerror(-rc));
 	}
+	set_hold(s, true);
 	finish_stop(s);
 }
 
@@ -853,6 +898,8 @@ static void pause_done(struct pg_vm *vm, int status, void *ctx)
 		FAIL(s, MIG_E_INTERNAL, "the VMM did not pause: %s", strerror(-status));
 		return;
 	}
+	s->vm_paused = true;
+	set_hold(s, true);
 	finish_stop(s);
 }
 
@@ -871,6 +918,10 @@ static void round_end(struct mig_src *s)
 	s->prog.pages_remaining = dirty;
 	LOG_DEBUG("migration of %s: round %u done, %llu pages dirty", s->id, s->prog.round, (unsigned long long)dirty);
 	s->cursor = 0;
+	if (s->mode == MIG_MODE_POSTCOPY && s->overflow && s->cold_pass) {
+		s->cold_pass = false;   /* not enough cold pages: any page not yet sent */
+		return;
+	}
 	/* One pass only for FULL (the baseline) and PLANNED (the planner deferred what will be written). */
 	if (s->mode != MIG_MODE_PRECOPY || dirty <= MIG_STOP_PAGES || s->prog.round >= MIG_MAX_ROUNDS)
 		start_stop(s);
@@ -883,15 +934,29 @@ void mig_src_tick(struct mig_src *s)
 
 	if (s->prog.phase != MIG_PH_PRECOPY || !s->vm)
 		return;
-	if (s->mode == MIG_MODE_POSTCOPY) {
+	if (s->mode == MIG_MODE_POSTCOPY && s->overflow == 0) {
 		start_stop(s);
 		return;
 	}
 	if (s->plan && s->observe_until) {
+		uint64_t deferred = 0;
+
 		if (mig_now_ns() < s->observe_until)
 			return;   /* observing writes (WP faults feed the planner) */
 		planner_sample_end(s->plan);
 		s->observe_until = 0;
+		/* The pages predicted written go post-copy, as many as the main host can hold (room is
+		 * kept for them); predicted-written pages beyond that go pre-copy to the sub-hosts,
+		 * which costs possible re-sends but no downtime. */
+		s->defer = calloc((s->vm->pm.npages + 63) / 64, sizeof(uint64_t));
+		for (uint64_t i = 0; s->defer && i < s->vm->pm.npages && deferred < s->dst_pages; i++) {
+			if (bit_get(s->dirty, i) && planner_defer(s->plan, i)) {
+				bit_set(s->defer, i);
+				deferred++;
+			}
+		}
+		s->reserve = deferred;
+		LOG_INFO("migration of %s: the planner defers %llu pages to post-copy", s->id, (unsigned long long)deferred);
 	}
 	while (budget && s->prog.phase == MIG_PH_PRECOPY) {
 		unsigned n = collect(s, idx, budget < MIG_BATCH ? budget : MIG_BATCH, false);

@@ -31,8 +31,12 @@
  *
  *   IDLE -START-> SETUP -(auth, bind, LAYOUT/LAYOUT_OK, EXTENTS)-> PRECOPY
  *   PRECOPY: round r sends every page marked in the send set (round 1:
- *            every used page; FULL: every page; POSTCOPY: none; PLANNED:
- *            pages the planner does not defer), each one write-protected
+ *            every used page; FULL: every page; POSTCOPY: only the pages the
+ *            main host's budget cannot hold, coldest (not referenced) first,
+ *            which go to the sub-hosts; PLANNED: after a 300 ms observation
+ *            of writes (the WP faults feed planner_note, one sample period),
+ *            every page the planner does not defer, and deferred ones beyond
+ *            the main host's budget), each one write-protected
  *            (sync uffd-wp) just before it is copied; writes fault, the
  *            fault marks the page dirty again (and un-protects it), installs
  *            and REMOVEs mark it too. ROUND_END after each round. Rounds end

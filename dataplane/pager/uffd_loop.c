@@ -22,6 +22,7 @@
  *          (their faults then behave as if unregistered).
  */
 #include "dataplane/pager/pager.h"
+#include "dataplane/pager/vmm_requests.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -79,6 +80,9 @@ static void apply_event(struct pg_vm *vm, const struct uffd_msg *m)
 {
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
+		/* A DROP_PTES we asked for (vmm_requests.h): only PTEs went, the file keeps the data. */
+		if (pg_vmm_dropping(vm, m->arg.remove.start, m->arg.remove.end))
+			break;
 		pg_unused_remove_event(vm, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:

@@ -75,6 +75,16 @@ int pg_vmm_request_drop_ptes(struct pg_vm *vm, const struct ferry_vmmp_range *r,
 			     void *ctx);
 
 /**
+ * True when host range [@p start, @p end) of @p vm lies inside the guest
+ * ranges of a DROP_PTES still outstanding for it. The VMM's
+ * madvise(MADV_DONTNEED) raises UFFD_EVENT_REMOVE on its uffd, which would
+ * otherwise read as "the guest freed these pages" (UNUSED, hole punched):
+ * the uffd event path skips REMOVE events for which this is true, since the
+ * data stays in the memory file.
+ */
+bool pg_vmm_dropping(const struct pg_vm *vm, uint64_t start, uint64_t end);
+
+/**
  * Tell the (paused) source VMM that its VM now runs elsewhere: it exits.
  * One-way. @return 0 or a negative errno as above.
  */
@@ -123,5 +133,22 @@ int pg_vm_unpark(struct pg_vm *vm);
 
 /** The migration id an incoming VM registered with (0 for other VMs). */
 uint64_t pg_vm_migration_id(const struct pg_vm *vm);
+
+/* ---------------------------------------------------------------- extra descriptors in the loop */
+
+/** Called from the pager's loop when a watched descriptor is ready. */
+typedef void pg_loop_fd_fn(struct pager *pg, int fd, uint32_t events, void *arg);
+
+/**
+ * Watch @p fd (EPOLLIN, level-triggered) in @p pg's loop and call @p fn
+ * from the loop when it is ready: a way for code that runs beside the pager
+ * (a migration engine's own sockets or timers, a test driver) to get control
+ * inside the single-threaded loop, where pg_vmm_request_*() may be called.
+ * The caller keeps @p fd. @return 0 or a negative errno.
+ */
+int pg_loop_watch(struct pager *pg, int fd, pg_loop_fd_fn *fn, void *arg);
+
+/** Stop watching @p fd (safe from inside its own callback). */
+void pg_loop_unwatch(struct pager *pg, int fd);
 
 #endif /* FERRY_PAGER_VMM_REQUESTS_H */

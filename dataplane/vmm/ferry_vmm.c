@@ -6,6 +6,11 @@
  * byte), read exactly one reply, check that it answers this request, map an
  * ERROR reply to a negative errno. Any failure that may have left the stream
  * out of step (timeout, short read, bad reply) breaks the connection.
+ *
+ * Server requests (F_SERVER) may arrive at any time, also while we wait for
+ * a reply: they are copied into a small queue and handed out by
+ * ferry_vmm_next_request(); those of unknown types are answered
+ * ERROR(UNSUPPORTED) on the spot.
  */
 #include "dataplane/vmm/ferry_vmm.h"
 
@@ -15,9 +20,12 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <endian.h>
 #include <unistd.h>
 
 #include "dataplane/vmm/vmm_io.h"
@@ -25,6 +33,14 @@
 
 /* Control requests are small; FREE_HINT with 4096 ranges is the largest. */
 #define TX_CAP (FERRY_VMMP_HDR_LEN + 8u + FERRY_VMMP_MAX_HINTS * FERRY_VMMP_HINT_LEN)
+/* Server requests read while waiting for replies; a pager sends one or two at a time. */
+#define SRQ_MAX 32u
+
+/* What DROP_PTES needs to know about a registered region. */
+struct reg_region {
+	uint64_t gpa, size, hva;
+	bool file;
+};
 
 struct ferry_vmm_conn {
 	int fd;
@@ -39,6 +55,13 @@ struct ferry_vmm_conn {
 	uint8_t *rx;                   /* FERRY_VMMP_MAX_MSG bytes */
 	uint8_t tx[TX_CAP];
 	struct ferry_vmmp_msg reply;
+	/* server requests */
+	uint8_t *srq[SRQ_MAX];         /* queued raw messages, oldest at srq_head */
+	unsigned int srq_head, srq_count;
+	struct ferry_vmmp_msg req_msg; /* the last one handed out */
+	struct ferry_vmm_range *req_ranges; /* FERRY_VMMP_MAX_DROP, for DROP_PTES */
+	struct reg_region regions[FERRY_VMM_MAX_REGIONS];
+	unsigned int nregions;
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -236,6 +259,9 @@ void ferry_vmm_close(struct ferry_vmm_conn *conn)
 		return;
 	if (conn->fd >= 0)
 		close(conn->fd);
+	for (unsigned int i = 0; i < conn->srq_count; i++)
+		free(conn->srq[(conn->srq_head + i) % SRQ_MAX]);
+	free(conn->req_ranges);
 	free(conn->rx);
 	free(conn);
 }
@@ -280,6 +306,64 @@ static const char *io_what(int rc)
 	}
 }
 
+/* Send an already encoded answer to a server request (F_SERVER set here). */
+static int send_server_reply(struct ferry_vmm_conn *c, uint8_t *buf, int len, const char *what)
+{
+	struct iovec iov;
+	int rc;
+
+	if (len < 0)
+		return fail(c, EINVAL, "%s: encoding the answer: %s", what, ferry_vmmp_errcode_str((uint32_t)-len));
+	if (ferry_vmmp_mark_server_reply(buf, (size_t)len) < 0)
+		return fail(c, EINVAL, "%s: not a reply", what);
+	iov.iov_base = buf;
+	iov.iov_len = (size_t)len;
+	rc = ferry_vmm_io_send(c->fd, &iov, 1, NULL, 0, ferry_vmm_io_deadline(c->timeout_ms));
+	if (rc < 0)
+		return broke(c, rc == -ECONNRESET ? EPIPE : -rc, "%s: sending the answer: %s", what, io_what(rc));
+	return 0;
+}
+
+static int answer_error(struct ferry_vmm_conn *c, uint64_t id, uint32_t code, const char *msg)
+{
+	uint8_t b[FERRY_VMMP_HDR_LEN + 6 + FERRY_VMMP_ERRMSG_MAX];
+
+	return send_server_reply(c, b, ferry_vmmp_encode_error(id, code, msg, b, sizeof(b)), "ERROR");
+}
+
+/*
+ * A server request of @len bytes in c->rx (@code from the header check):
+ * queue it, or answer it at once when it cannot be served (unknown type,
+ * invalid body). A NOTICE that does not decode is dropped: notices have no
+ * answer. @return 0 or a negative errno (connection broken).
+ */
+static int server_msg(struct ferry_vmm_conn *c, size_t len, int code)
+{
+	struct ferry_vmmp_msg *m = &c->req_msg; /* scratch: only the code matters here */
+	uint64_t id = 0;
+	uint8_t *copy;
+
+	memcpy(&id, c->rx + 8, 8);
+	id = le64toh(id);
+	if (code == FERRY_VMMP_E_UNSUPPORTED)
+		return answer_error(c, id, FERRY_VMMP_E_UNSUPPORTED, "server request type not supported by this VMM");
+	code = ferry_vmmp_decode(c->rx, len, 0, m);
+	if (code != FERRY_VMMP_E_OK) {
+		if (c->rx[5] == FERRY_VMMP_NOTICE)
+			return 0;
+		return answer_error(c, id, (uint32_t)code, "invalid server request");
+	}
+	if (c->srq_count == SRQ_MAX)
+		return broke(c, EPROTO, "more than %u server requests unanswered", SRQ_MAX);
+	copy = malloc(len);
+	if (!copy)
+		return answer_error(c, id, FERRY_VMMP_E_BUSY, "VMM out of memory");
+	memcpy(copy, c->rx, len);
+	c->srq[(c->srq_head + c->srq_count) % SRQ_MAX] = copy;
+	c->srq_count++;
+	return 0;
+}
+
 /*
  * Send request @iov (its header says @type) with @fds, read the reply into
  * conn->reply and check it answers the request with @want_type or ERROR.
@@ -302,7 +386,14 @@ static int exchange(struct ferry_vmm_conn *c, uint8_t type, const struct iovec *
 
 		return broke(c, e, "%s: sending: %s", name, io_what(rc));
 	}
+again:
 	n = ferry_vmm_io_recv_msg(c->fd, c->rx, FERRY_VMMP_MAX_MSG, NULL, &got_fds, 0, deadline, &code);
+	if (n > 0 && (c->rx[6] & FERRY_VMMP_F_SERVER) && !(c->rx[6] & FERRY_VMMP_F_REPLY)) {
+		rc = server_msg(c, (size_t)n, code);
+		if (rc < 0)
+			return rc;
+		goto again;
+	}
 	if (n == -EBADMSG)
 		return broke(c, EPROTO, "%s: bad reply header: %s", name, ferry_vmmp_errcode_str((uint32_t)code));
 	if (n < 0) {
@@ -319,6 +410,8 @@ static int exchange(struct ferry_vmm_conn *c, uint8_t type, const struct iovec *
 	if (code != FERRY_VMMP_E_OK)
 		return broke(c, EPROTO, "%s: bad %s reply: %s", name, ferry_vmmp_type_name(c->rx[5]),
 			     ferry_vmmp_errcode_str((uint32_t)code));
+	if (c->reply.hdr.flags & FERRY_VMMP_F_SERVER)
+		return broke(c, EPROTO, "%s: the pager answered a server request", name);
 	if (c->reply.hdr.request_id != req)
 		return broke(c, EPROTO, "%s: reply to request %llu, expected %llu", name,
 			     (unsigned long long)c->reply.hdr.request_id, (unsigned long long)req);
@@ -425,7 +518,7 @@ static int explain_register(struct ferry_vmm_conn *c, const struct ferry_vmmp_re
 }
 
 static int do_register(struct ferry_vmm_conn *c, const char *vm_id, const struct ferry_vmm_region *regions,
-		       unsigned int n, int uffd, int memfd, bool per_region)
+		       unsigned int n, int uffd, int memfd, bool per_region, const struct ferry_vmm_reg_opts *opts)
 {
 	static const char *const what = "REGISTER";
 	struct ferry_vmmp_register reg;
@@ -457,6 +550,18 @@ static int do_register(struct ferry_vmm_conn *c, const char *vm_id, const struct
 	reg.vm_id_len = (uint8_t)id_len;
 	reg.uffd_features = feat;
 	reg.region_count = (uint16_t)n;
+	if (opts) {
+		if (opts->flags & ~(FERRY_VMM_REG_SERVER_REQUESTS | FERRY_VMM_REG_INCOMING))
+			return fail(c, EINVAL, "%s: unknown option flags 0x%x", what, opts->flags);
+		if (opts->flags & FERRY_VMM_REG_SERVER_REQUESTS)
+			reg.flags |= FERRY_VMMP_REG_F_SERVER_REQ;
+		if (opts->flags & FERRY_VMM_REG_INCOMING) {
+			if (opts->migration_id == 0)
+				return fail(c, EINVAL, "%s: an incoming VM needs a migration id (not 0)", what);
+			reg.flags |= FERRY_VMMP_REG_F_SERVER_REQ | FERRY_VMMP_REG_F_INCOMING;
+			reg.migration_id = opts->migration_id;
+		}
+	}
 	fds[0] = uffd;
 	if (!per_region && memfd >= 0)
 		fds[nfds++] = memfd;
@@ -509,6 +614,13 @@ static int do_register(struct ferry_vmm_conn *c, const char *vm_id, const struct
 	if (rc < 0)
 		return rc;
 	c->registered = true;
+	c->nregions = n;
+	for (unsigned int i = 0; i < n; i++) {
+		c->regions[i].gpa = reg.regions[i].gpa;
+		c->regions[i].size = reg.regions[i].size;
+		c->regions[i].hva = reg.regions[i].hva;
+		c->regions[i].file = reg.regions[i].fd_slot != 0;
+	}
 	c->info.vm_handle = c->reply.u.reg_ok.vm_handle;
 	c->info.server_features = c->reply.u.reg_ok.server_features;
 	c->info.max_chunk = c->reply.u.reg_ok.max_chunk;
@@ -518,13 +630,19 @@ static int do_register(struct ferry_vmm_conn *c, const char *vm_id, const struct
 int ferry_vmm_register(struct ferry_vmm_conn *conn, const char *vm_id, const struct ferry_vmm_region *regions,
 		       unsigned int n, int uffd, int memfd)
 {
-	return do_register(conn, vm_id, regions, n, uffd, memfd, false);
+	return do_register(conn, vm_id, regions, n, uffd, memfd, false, NULL);
 }
 
 int ferry_vmm_register_ex(struct ferry_vmm_conn *conn, const char *vm_id, const struct ferry_vmm_region *regions,
 			  unsigned int n, int uffd)
 {
-	return do_register(conn, vm_id, regions, n, uffd, -1, true);
+	return do_register(conn, vm_id, regions, n, uffd, -1, true, NULL);
+}
+
+int ferry_vmm_register_opts(struct ferry_vmm_conn *conn, const char *vm_id, const struct ferry_vmm_region *regions,
+			    unsigned int n, int uffd, int memfd, const struct ferry_vmm_reg_opts *opts)
+{
+	return do_register(conn, vm_id, regions, n, uffd, memfd, memfd < 0, opts);
 }
 
 /* ---------------------------------------------------------------- hints, notices */
@@ -768,4 +886,254 @@ int ferry_vmm_stats(struct ferry_vmm_conn *conn, struct ferry_vmm_stat *stats, u
 		stats[i].value = conn->reply.u.stats_ok.stats[i].value;
 	}
 	return conn->reply.u.stats_ok.count;
+}
+
+/* ---------------------------------------------------------------- server requests */
+
+unsigned int ferry_vmm_pending(const struct ferry_vmm_conn *conn)
+{
+	return conn ? conn->srq_count : 0;
+}
+
+/* Hand out queued request @raw (freed here) as *@req. */
+static int hand_out(struct ferry_vmm_conn *c, uint8_t *raw, struct ferry_vmm_request *req)
+{
+	struct ferry_vmmp_msg *m = &c->req_msg;
+	size_t len = FERRY_VMMP_HDR_LEN + ((size_t)raw[16] | (size_t)raw[17] << 8 | (size_t)raw[18] << 16 |
+					   (size_t)raw[19] << 24);
+	int code = ferry_vmmp_decode(raw, len, 0, m);
+
+	/* It decoded when it was queued; the copy cannot have changed. */
+	if (code != FERRY_VMMP_E_OK) {
+		free(raw);
+		return broke(c, EPROTO, "queued server request no longer decodes");
+	}
+	memset(req, 0, sizeof(*req));
+	req->id = m->hdr.request_id;
+	switch (m->hdr.type) {
+	case FERRY_VMMP_PAUSE:
+		req->kind = FERRY_VMM_REQ_PAUSE;
+		req->flags = m->u.ctl.flags;
+		break;
+	case FERRY_VMMP_RESUME:
+		req->kind = FERRY_VMM_REQ_RESUME;
+		req->flags = m->u.ctl.flags;
+		break;
+	case FERRY_VMMP_NOTICE:
+		req->kind = FERRY_VMM_REQ_MIGRATED;
+		break;
+	case FERRY_VMMP_DROP_PTES:
+		if (!c->req_ranges) {
+			c->req_ranges = malloc(FERRY_VMMP_MAX_DROP * sizeof(*c->req_ranges));
+			if (!c->req_ranges) {
+				free(raw);
+				return fail(c, ENOMEM, "DROP_PTES: no memory for the ranges");
+			}
+		}
+		for (uint32_t i = 0; i < m->u.hints.count; i++) {
+			struct ferry_vmmp_range r;
+
+			ferry_vmmp_hint_entry(&m->u.hints, i, &r);
+			c->req_ranges[i].gpa = r.gpa;
+			c->req_ranges[i].len = r.len;
+		}
+		req->kind = FERRY_VMM_REQ_DROP_PTES;
+		req->nranges = m->u.hints.count;
+		req->ranges = c->req_ranges;
+		break;
+	default:
+		free(raw);
+		return broke(c, EPROTO, "queued a %s as a server request", ferry_vmmp_type_name(m->hdr.type));
+	}
+	free(raw);
+	ok(c);
+	return 1;
+}
+
+static int pop_request(struct ferry_vmm_conn *c, struct ferry_vmm_request *req)
+{
+	uint8_t *raw = c->srq[c->srq_head];
+
+	c->srq[c->srq_head] = NULL;
+	c->srq_head = (c->srq_head + 1) % SRQ_MAX;
+	c->srq_count--;
+	return hand_out(c, raw, req);
+}
+
+int ferry_vmm_next_request(struct ferry_vmm_conn *conn, struct ferry_vmm_request *req, int timeout_ms)
+{
+	int64_t deadline = ferry_vmm_io_deadline(timeout_ms);
+	int rc = usable(conn);
+
+	if (rc < 0)
+		return rc;
+	if (!req || timeout_ms < -1)
+		return fail(conn, EINVAL, "next request: bad arguments");
+	for (;;) {
+		struct pollfd pfd = { .fd = conn->fd, .events = POLLIN };
+		unsigned int got_fds = 0;
+		int code, wait_ms = -1;
+		ssize_t n;
+
+		if (conn->srq_count)
+			return pop_request(conn, req);
+		if (deadline != FERRY_VMM_IO_NO_DEADLINE) {
+			int64_t left = deadline - ferry_vmm_io_deadline(0);
+
+			wait_ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+		}
+		rc = poll(&pfd, 1, wait_ms);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return fail(conn, errno, "next request: poll: %s", strerror(errno));
+		if (rc == 0) {
+			ok(conn);
+			return 0;
+		}
+		/* Something is there: read the whole message, bounded by the connection's timeout. */
+		n = ferry_vmm_io_recv_msg(conn->fd, conn->rx, FERRY_VMMP_MAX_MSG, NULL, &got_fds, 0,
+					  ferry_vmm_io_deadline(conn->timeout_ms), &code);
+		if (n == -EBADMSG)
+			return broke(conn, EPROTO, "next request: bad message header: %s",
+				     ferry_vmmp_errcode_str((uint32_t)code));
+		if (n < 0)
+			return broke(conn, n == -ENODATA || n == -ECONNRESET ? ECONNRESET : (n == -EMSGSIZE ? EPROTO : (int)-n),
+				     "next request: %s", io_what((int)n));
+		if (!(conn->rx[6] & FERRY_VMMP_F_SERVER) || (conn->rx[6] & FERRY_VMMP_F_REPLY))
+			return broke(conn, EPROTO, "next request: unexpected %s from the pager",
+				     ferry_vmmp_type_name(conn->rx[5]));
+		rc = server_msg(conn, (size_t)n, code);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+static int check_request(struct ferry_vmm_conn *c, const struct ferry_vmm_request *req, const char *what)
+{
+	int rc = usable(c);
+
+	if (rc < 0)
+		return rc;
+	if (!req)
+		return fail(c, EINVAL, "%s: no request", what);
+	if (req->kind == FERRY_VMM_REQ_MIGRATED)
+		return fail(c, EINVAL, "%s: notices take no answer", what);
+	return 0;
+}
+
+int ferry_vmm_reply_ok(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req, uint64_t value)
+{
+	uint8_t b[FERRY_VMMP_HDR_LEN + 8];
+	int rc = check_request(conn, req, "OK");
+
+	if (rc < 0)
+		return rc;
+	rc = send_server_reply(conn, b, ferry_vmmp_encode_ok(req->id, value, b, sizeof(b)), "OK");
+	if (rc == 0)
+		ok(conn);
+	return rc;
+}
+
+int ferry_vmm_reply_error(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req, uint32_t code,
+			  const char *msg)
+{
+	int rc = check_request(conn, req, "ERROR");
+
+	if (rc < 0)
+		return rc;
+	if (code == FERRY_VMMP_E_OK)
+		return fail(conn, EINVAL, "ERROR: code 0 is not an error");
+	rc = answer_error(conn, req->id, code, msg);
+	if (rc == 0)
+		ok(conn);
+	return rc;
+}
+
+int ferry_vmm_reply_paused(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req, const void *blob,
+			   size_t len)
+{
+	int rc = check_request(conn, req, "PAUSE");
+
+	if (rc < 0)
+		return rc;
+	if (req->kind != FERRY_VMM_REQ_PAUSE)
+		return fail(conn, EINVAL, "PAUSE: answering a request of kind %d", (int)req->kind);
+	if (!(req->flags & FERRY_VMM_PAUSE_SAVE_STATE))
+		return ferry_vmm_reply_ok(conn, req, 0);
+	rc = ferry_vmm_put_state(conn, blob, len);
+	if (rc < 0) {
+		char why[FERRY_ERR_MSG_MAX];
+
+		if (conn->broken)
+			return rc;
+		/* The pager refused the blob: tell it why the PAUSE failed, keep the first message. */
+		snprintf(why, sizeof(why), "%s", conn->msg);
+		(void)answer_error(conn, req->id, conn->remote_code ? conn->remote_code : FERRY_VMMP_E_INTERNAL, why);
+		snprintf(conn->msg, sizeof(conn->msg), "%s", why);
+		return rc;
+	}
+	return ferry_vmm_reply_ok(conn, req, len);
+}
+
+int ferry_vmm_drop_ptes(struct ferry_vmm_conn *conn, const struct ferry_vmm_request *req)
+{
+	uint64_t bytes = 0;
+	char why[160];
+	int rc = check_request(conn, req, "DROP_PTES");
+
+	if (rc < 0)
+		return rc;
+	if (req->kind != FERRY_VMM_REQ_DROP_PTES || (req->nranges && !req->ranges))
+		return fail(conn, EINVAL, "DROP_PTES: not a DROP_PTES request");
+	/* Check everything first: either every range is dropped or none. */
+	for (size_t i = 0; i < req->nranges; i++) {
+		const struct ferry_vmm_range *r = &req->ranges[i];
+		uint64_t covered = 0;
+
+		for (unsigned int k = 0; k < conn->nregions; k++) {
+			const struct reg_region *g = &conn->regions[k];
+			uint64_t lo = r->gpa > g->gpa ? r->gpa : g->gpa;
+			uint64_t hi = r->gpa + r->len < g->gpa + g->size ? r->gpa + r->len : g->gpa + g->size;
+
+			if (lo >= hi)
+				continue;
+			if (!g->file) {
+				snprintf(why, sizeof(why), "[0x%llx, +0x%llx) lies in anonymous memory: dropping would lose it",
+					 (unsigned long long)r->gpa, (unsigned long long)r->len);
+				(void)answer_error(conn, req->id, FERRY_VMMP_E_UNSUPPORTED, why);
+				return fail(conn, EOPNOTSUPP, "DROP_PTES: %s", why);
+			}
+			covered += hi - lo;
+		}
+		if (covered != r->len) {
+			snprintf(why, sizeof(why), "[0x%llx, +0x%llx) is not inside the registered regions",
+				 (unsigned long long)r->gpa, (unsigned long long)r->len);
+			(void)answer_error(conn, req->id, FERRY_VMMP_E_OUT_OF_RANGE, why);
+			return fail(conn, ERANGE, "DROP_PTES: %s", why);
+		}
+	}
+	for (size_t i = 0; i < req->nranges; i++) {
+		const struct ferry_vmm_range *r = &req->ranges[i];
+
+		for (unsigned int k = 0; k < conn->nregions; k++) {
+			const struct reg_region *g = &conn->regions[k];
+			uint64_t lo = r->gpa > g->gpa ? r->gpa : g->gpa;
+			uint64_t hi = r->gpa + r->len < g->gpa + g->size ? r->gpa + r->len : g->gpa + g->size;
+
+			if (lo >= hi)
+				continue;
+			/* Shared file mapping: the data stays in the file, only our PTEs go. */
+			if (madvise((void *)(uintptr_t)(g->hva + (lo - g->gpa)), hi - lo, MADV_DONTNEED) < 0) {
+				int e = errno;
+
+				snprintf(why, sizeof(why), "madvise(MADV_DONTNEED) at gpa 0x%llx: %s",
+					 (unsigned long long)lo, strerror(e));
+				(void)answer_error(conn, req->id, FERRY_VMMP_E_INTERNAL, why);
+				return fail(conn, e, "DROP_PTES: %s", why);
+			}
+			bytes += hi - lo;
+		}
+	}
+	return ferry_vmm_reply_ok(conn, req, bytes);
 }

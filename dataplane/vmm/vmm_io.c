@@ -220,7 +220,10 @@ ssize_t ferry_vmm_io_recv_msg(int sock, uint8_t *buf, size_t cap, int *fds, unsi
 	if (rc < 0)
 		return rc;
 	code = ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &hdr);
-	if (code != FERRY_VMMP_E_OK) {
+	/* An unknown server request is still framed: read it whole so the stream stays in step. */
+	if (code == FERRY_VMMP_E_UNSUPPORTED && proto_code) {
+		*proto_code = code;
+	} else if (code != FERRY_VMMP_E_OK) {
 		if (proto_code)
 			*proto_code = code;
 		return -EBADMSG;

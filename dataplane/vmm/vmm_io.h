@@ -49,8 +49,11 @@ int ferry_vmm_io_recv(int sock, void *buf, size_t len, int *fds, unsigned int *n
  * header's payload_len; FERRY_VMMP_MAX_MSG always suffices): the header, a
  * ferry_vmmp_hdr_decode() of it, then exactly its payload. Never reads past
  * the message, so descriptors of the next message stay queued.
- * @return the message length (> 0); -EBADMSG with *@p proto_code set when the
- * header is invalid (the stream cannot be resynchronised: close it); or an
+ * @return the message length (> 0), with *@p proto_code FERRY_VMMP_E_OK, or
+ * FERRY_VMMP_E_UNSUPPORTED for a whole server request of a type unknown to
+ * this codec (answer it with ERROR UNSUPPORTED); -EBADMSG with *@p proto_code
+ * set when the header is invalid (the stream cannot be resynchronised: close
+ * it); or an
  * error of ferry_vmm_io_recv(). Descriptors received are in @p fds / *@p nfds
  * in every case (the caller closes them).
  */

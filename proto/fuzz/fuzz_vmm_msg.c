@@ -9,7 +9,9 @@
  * STATE_PUT/STATE_DATA) and decoded again; the two decodings must agree and
  * the re-encoding must reproduce the input bytes exactly (the wire form is
  * canonical: every reserved field is zero). A message that decodes must be
- * refused with FD_MISMATCH under any other descriptor count.
+ * refused with FD_MISMATCH under any other descriptor count. Server requests
+ * and the F_SERVER replies to them take the same round trip; a header of an
+ * unknown server request must be reported skippable within bounds.
  */
 #include "proto/vmm.h"
 
@@ -38,6 +40,14 @@ static int add_data(int n, const uint8_t *src, uint32_t len)
 	if (len)
 		memcpy(out + n, src, len);
 	return n + (int)len;
+}
+
+/* An OK/ERROR that answers a server request carries F_SERVER too. */
+static int server_reply(const struct ferry_vmmp_msg *m, int n)
+{
+	if (n > 0 && (m->hdr.flags & FERRY_VMMP_F_SERVER))
+		check(ferry_vmmp_mark_server_reply(out, (size_t)n) == 0);
+	return n;
 }
 
 static int encode(const struct ferry_vmmp_msg *m)
@@ -71,9 +81,18 @@ static int encode(const struct ferry_vmmp_msg *m)
 	case FERRY_VMMP_UNREGISTER:
 		return ferry_vmmp_encode_unregister(req, out, sizeof(out));
 	case FERRY_VMMP_OK:
-		return ferry_vmmp_encode_ok(req, m->u.ok.value, out, sizeof(out));
+		return server_reply(m, ferry_vmmp_encode_ok(req, m->u.ok.value, out, sizeof(out)));
 	case FERRY_VMMP_ERROR:
-		return ferry_vmmp_encode_error(req, m->u.error.code, m->u.error.msg, out, sizeof(out));
+		return server_reply(m, ferry_vmmp_encode_error(req, m->u.error.code, m->u.error.msg, out, sizeof(out)));
+	case FERRY_VMMP_PAUSE:
+	case FERRY_VMMP_RESUME:
+		return ferry_vmmp_encode_ctl(m->hdr.type, req, m->u.ctl.flags, out, sizeof(out));
+	case FERRY_VMMP_DROP_PTES:
+		for (uint32_t i = 0; i < m->u.hints.count; i++)
+			ferry_vmmp_hint_entry(&m->u.hints, i, &ranges[i]);
+		return ferry_vmmp_encode_drop_ptes(req, ranges, m->u.hints.count, out, sizeof(out));
+	case FERRY_VMMP_NOTICE:
+		return ferry_vmmp_encode_notice(req, m->u.notice.event, out, sizeof(out));
 	default:
 		abort();
 	}
@@ -85,7 +104,8 @@ static void same_body(const struct ferry_vmmp_msg *a, const struct ferry_vmmp_ms
 	case FERRY_VMMP_REGISTER:
 		check(a->u.reg.uffd_features == b->u.reg.uffd_features && a->u.reg.fd_count == b->u.reg.fd_count &&
 		      a->u.reg.region_count == b->u.reg.region_count && a->u.reg.vm_id_len == b->u.reg.vm_id_len &&
-		      strcmp(a->u.reg.vm_id, b->u.reg.vm_id) == 0 &&
+		      strcmp(a->u.reg.vm_id, b->u.reg.vm_id) == 0 && a->u.reg.flags == b->u.reg.flags &&
+		      a->u.reg.migration_id == b->u.reg.migration_id &&
 		      memcmp(a->u.reg.regions, b->u.reg.regions,
 			     a->u.reg.region_count * sizeof(a->u.reg.regions[0])) == 0);
 		break;
@@ -95,12 +115,20 @@ static void same_body(const struct ferry_vmmp_msg *a, const struct ferry_vmmp_ms
 		      a->u.reg_ok.max_chunk == b->u.reg_ok.max_chunk);
 		break;
 	case FERRY_VMMP_FREE_HINT:
+	case FERRY_VMMP_DROP_PTES:
 		check(a->u.hints.count == b->u.hints.count && a->u.hints.total_len == b->u.hints.total_len &&
 		      memcmp(a->u.hints.entries, b->u.hints.entries,
 			     (size_t)a->u.hints.count * FERRY_VMMP_HINT_LEN) == 0);
 		break;
 	case FERRY_VMMP_NOTIFY:
 		check(a->u.notify.event == b->u.notify.event);
+		break;
+	case FERRY_VMMP_PAUSE:
+	case FERRY_VMMP_RESUME:
+		check(a->u.ctl.flags == b->u.ctl.flags);
+		break;
+	case FERRY_VMMP_NOTICE:
+		check(a->u.notice.event == b->u.notice.event);
 		break;
 	case FERRY_VMMP_STATE_PUT:
 	case FERRY_VMMP_STATE_DATA:
@@ -180,6 +208,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	rc = ferry_vmmp_decode(data, size, nfds, &m1);
 	check(rc >= FERRY_VMMP_E_OK && rc <= FERRY_VMMP_E_CODE_MAX);
+	/* A skippable unknown server request: the header says how much to skip, within bounds. */
+	if (ferry_vmmp_hdr_decode(data, size, &hdr) == FERRY_VMMP_E_UNSUPPORTED)
+		check(hdr.type > FERRY_VMMP_TYPE_MAX && hdr.flags == FERRY_VMMP_F_SERVER &&
+		      hdr.payload_len <= FERRY_VMMP_MAX_PAYLOAD);
 	if (rc != FERRY_VMMP_E_OK)
 		return 0;
 	check(ferry_vmmp_hdr_decode(data, size, &hdr) == FERRY_VMMP_E_OK);

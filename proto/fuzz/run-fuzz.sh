@@ -53,17 +53,8 @@ if [[ $which == page || $which == all ]]; then
 fi
 
 if [[ $which == vmm || $which == all ]]; then
-	mkdir -p "$seeds/vmm" "$seeds/fc"
-	for f in "$src"/tests/corpus/vmm/*.bin; do
-		name=$(basename "$f")
-		fds=0
-		if [[ $name =~ \.F([0-9]+)\.E[0-9]+\.bin$ ]]; then
-			fds=${BASH_REMATCH[1]}
-		fi
-		{ printf "\\x$(printf %02x "$fds")"; cat "$f"; } >"$seeds/vmm/$name"
-	done
-	printf '\xa5uid:107, gid:994' >"$seeds/vmm/allow-1"
-	printf '\xa5uid:0\tgid:4294967294' >"$seeds/vmm/allow-2"
+	mkdir -p "$seeds/fc"
+	"$src/proto/fuzz/vmm_seeds.sh" "$src" "$seeds/vmm"
 	cp "$src"/tests/corpus/vmm/firecracker/*.json "$seeds/fc/"
 	# JSON tokens of the handshake, so the fuzzer mutates structure, not just bytes.
 	cat >"$seeds/fc.dict" <<'DICT'

@@ -27,7 +27,9 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +46,7 @@
 #include "dataplane/common/units.h"
 #include "dataplane/common/ferry_err.h"
 #include "dataplane/vmm/ferry_vmm.h"
+#include "proto/vmm.h"
 #include "tests/guestsim/gs_stamp.h"
 
 #define EXIT_OK      0
@@ -84,6 +87,23 @@ struct opts {
 	unsigned timeout;
 	uint64_t modes;        /* --uffd-modes; 0 = default */
 	unsigned vcpus;
+	uint64_t incoming;     /* --incoming MIGID: destination shell of that migration */
+};
+
+/*
+ * With a pager, the vCPUs run in threads and the main thread serves the
+ * pager's requests (PAUSE, RESUME, DROP_PTES, the migrated-away NOTICE).
+ * PAUSE parks every vCPU at an access boundary: a consistent point where
+ * the expected generations, RNG and pattern state all describe memory
+ * exactly.
+ */
+struct gs_ctl {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	_Atomic bool pause;     /* vCPUs park at the next access boundary */
+	bool quit;              /* parked vCPUs return instead of resuming */
+	unsigned parked, running;
+	_Atomic uint64_t paused_ns;  /* time spent paused: not part of --duration */
 };
 
 struct lp_state {
@@ -105,6 +125,8 @@ struct gs {
 	uint64_t ops_limit;    /* this vCPU's share of --ops (0 = by time) */
 	unsigned vcpu;
 	pthread_mutex_t *conn_lock; /* the libferry-vmm connection is not thread-safe */
+	struct gs_ctl *ctl;    /* with a pager: pause/resume of the vCPU threads */
+	uint64_t t0;           /* start of the run (ns; shifted back by the time run before a migration) */
 	pthread_t thr;
 	int status;
 	int memfd;             /* -1 with --anon */
@@ -132,6 +154,8 @@ struct gs {
 	uint64_t pages_touched;
 	uint64_t free_rounds, free_ranges, free_pages;
 	uint64_t check_pages;
+	uint64_t pauses, resumes, drops, drop_bytes;
+	bool migrated_in;
 	uint64_t resident_pages;   /* after the workload, before --check */
 	bool resident_known;
 	double seconds;
@@ -232,7 +256,11 @@ static void usage(FILE *out)
 "                       default with --anon, whose pages a hint cannot free). Freed pages\n"
 "                       must read as zeros\n"
 "  --free-every N       accesses between free rounds (default 20000)\n"
-"  --check              read and verify all of memory at the end\n"
+"  --check              read and verify all of memory at the end (wherever the VM runs then)\n"
+"  --incoming MIGID     with --pager: start as the destination shell of migration MIGID: register\n"
+"                       with empty memory, wait for the pager's RESUME, load the device state\n"
+"                       (STATE_GET) and continue the workload; the other options must be the\n"
+"                       source's (mem, pattern, vcpus, seed, ...)\n"
 "  --timeout SEC        give up (exit 4) when the run takes longer: a fault never served\n"
 "  --json [FILE]        write the statistics as JSON (\"-\" or no FILE = stdout)\n"
 "  -q, --quiet          no summary on stderr\n"
@@ -240,6 +268,9 @@ static void usage(FILE *out)
 "\n"
 "Every written page carries (page, generation, checksum); reads expect the last write's\n"
 "stamp, or zeros for pages never written or freed.\n"
+"With --pager the pager may pause the guest (its state - RNG, pattern, expected generations,\n"
+"counters - goes to the pager as the device state), resume it, drop its page-table entries,\n"
+"or tell it that it migrated away: it then prints a line and exits 0.\n"
 "Exit status: 0 ok, 1 error, 2 usage, 3 verification failed (first mismatch printed),\n"
 "4 --timeout expired.\n",
 	      out);
@@ -254,7 +285,7 @@ static int usage_error(const char *msg, const char *arg)
 enum {
 	OPT_STANDALONE = 256, OPT_PAGER, OPT_VM_ID, OPT_ANON, OPT_FC, OPT_MEM, OPT_PATTERN, OPT_ZIPF_S,
 	OPT_TOUCHED, OPT_WRITE_PCT, OPT_OPS, OPT_DURATION, OPT_SEED, OPT_CHECK, OPT_FREE, OPT_FREE_VIA,
-	OPT_FREE_EVERY, OPT_JSON, OPT_INJECT, OPT_TIMEOUT, OPT_MODES, OPT_VCPUS,
+	OPT_FREE_EVERY, OPT_JSON, OPT_INJECT, OPT_TIMEOUT, OPT_MODES, OPT_VCPUS, OPT_INCOMING,
 };
 
 static const struct option long_opts[] = {
@@ -280,6 +311,7 @@ static const struct option long_opts[] = {
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "uffd-modes", required_argument, NULL, OPT_MODES },
 	{ "vcpus", required_argument, NULL, OPT_VCPUS },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -435,6 +467,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return usage_error("empty --uffd-modes", optarg);
 			break;
 		}
+		case OPT_INCOMING:
+			if (parse_u64(optarg, &o->incoming) < 0 || o->incoming == 0)
+				return usage_error("--incoming needs a migration id (a positive number), not", optarg);
+			break;
 		case 'q': o->quiet = true; break;
 		case 'h': usage(stdout); return 1;
 		default: return usage_error("bad arguments", NULL);
@@ -449,6 +485,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		return usage_error("--standalone, --pager and --fc-socket exclude each other", NULL);
 	if (o->mode == MODE_FC && !o->anon)
 		return usage_error("--fc-socket needs --anon (Firecracker guest memory is anonymous)", NULL);
+	if (o->incoming && (o->mode != MODE_PAGER || o->anon))
+		return usage_error("--incoming needs --pager and a memfd (not --anon)", NULL);
+	if (o->incoming && o->inject)
+		return usage_error("--incoming and --inject-corruption exclude each other", NULL);
 	if (!free_via_set)
 		o->free_hint = o->mode == MODE_PAGER && !o->anon;
 	if (o->free_pct > 0 && o->free_hint && o->anon)
@@ -604,7 +644,12 @@ static int setup_memory(struct gs *g)
 		.gpa = 0, .size = o->mem, .hva = (uintptr_t)g->mem, .offset = 0, .page_size = GS_PAGE,
 		.modes = (uint32_t)g->modes, .mem_fd = g->memfd,
 	};
-	int rc = ferry_vmm_register(g->conn, id, &r, 1, g->uffd, g->memfd);
+	/* Always offer to serve the pager's requests: pause, resume, migration. */
+	struct ferry_vmm_reg_opts ro = {
+		.flags = FERRY_VMM_REG_SERVER_REQUESTS | (o->incoming ? FERRY_VMM_REG_INCOMING : 0),
+		.migration_id = o->incoming,
+	};
+	int rc = ferry_vmm_register_opts(g->conn, id, &r, 1, g->uffd, g->memfd, &ro);
 
 	if (rc < 0) {
 		fprintf(stderr, "guestsim: register %s with the pager: %s\n", id, ferry_vmm_errmsg(g->conn));
@@ -921,18 +966,44 @@ static int free_round(struct gs *g)
 	return rc < 0 ? -1 : 0;
 }
 
+/* Run time: wall time minus the time spent paused. */
+static uint64_t run_ns(const struct gs *g)
+{
+	return now_ns() - (g->ctl ? atomic_load(&g->ctl->paused_ns) : 0);
+}
+
+/* PAUSE: wait at this access boundary until RESUME (false) or the VM migrated away (true). */
+static bool vcpu_park(struct gs *g)
+{
+	struct gs_ctl *c = g->ctl;
+	bool quit;
+
+	pthread_mutex_lock(&c->m);
+	c->parked++;
+	pthread_cond_broadcast(&c->cv);
+	while (atomic_load(&c->pause) && !c->quit)
+		pthread_cond_wait(&c->cv, &c->m);
+	c->parked--;
+	quit = c->quit;
+	pthread_mutex_unlock(&c->m);
+	return quit;
+}
+
 static int run_workload(struct gs *g)
 {
 	const struct opts *o = &g->o;
-	uint64_t t0 = now_ns(), deadline = o->duration > 0 ? t0 + (uint64_t)(o->duration * 1e9) : UINT64_MAX;
+	uint64_t t0 = g->t0 ? g->t0 : run_ns(g);
+	uint64_t deadline = o->duration > 0 ? t0 + (uint64_t)(o->duration * 1e9) : UINT64_MAX;
 
 	for (;;) {
 		uint64_t page = 0;
 		bool write = false;
 
+		if (g->ctl && atomic_load_explicit(&g->ctl->pause, memory_order_acquire) && vcpu_park(g))
+			break;
 		if (g->ops_limit && g->ops >= g->ops_limit)
 			break;
-		if ((g->ops & 1023) == 0 && now_ns() >= deadline)
+		if ((g->ops & 1023) == 0 && run_ns(g) >= deadline)
 			break;
 		next_access(g, &page, &write);
 		g_cur_page = g->base_page + page;
@@ -950,7 +1021,7 @@ static int run_workload(struct gs *g)
 			return EXIT_ERR;
 	}
 	g_cur_page_valid = 0;
-	g->seconds = (double)(now_ns() - t0) / 1e9;
+	g->seconds = (double)(run_ns(g) - t0) / 1e9;
 	return EXIT_OK;
 }
 
@@ -1021,34 +1092,50 @@ static void *vcpu_main(void *arg)
 	struct gs *v = arg;
 
 	v->status = run_workload(v);
+	if (v->ctl) {
+		pthread_mutex_lock(&v->ctl->m);
+		v->ctl->running--;
+		pthread_cond_broadcast(&v->ctl->cv);
+		pthread_mutex_unlock(&v->ctl->m);
+	}
 	return NULL;
 }
 
 /*
- * --vcpus N: N threads, each on its own slice of guest RAM (whole 64 KiB
+ * The vCPUs: N threads, each on its own slice of guest RAM (whole 64 KiB
  * free ranges), with its own pattern state, generation counter and
  * counters; the shared expected-generation array is written by each thread
- * only within its slice. Afterwards the counters are summed into @p g.
+ * only within its slice. Afterwards the counters are summed into the guest.
  */
-static int run_vcpus(struct gs *g)
+struct vcpus {
+	struct gs *g;          /* the whole guest */
+	struct gs *v;          /* n per-vCPU views */
+	unsigned n, started;
+	pthread_mutex_t lock;  /* the libferry-vmm connection */
+	struct gs_ctl ctl;
+	uint64_t pause_t0;
+};
+
+static int vcpus_prepare(struct vcpus *vs, struct gs *g)
 {
 	unsigned n = g->o.vcpus;
 	uint64_t slice = (g->npages / n) & ~(uint64_t)(FREE_RANGE - 1);
-	struct gs *v = calloc(n, sizeof(*v));
-	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	uint64_t t0 = now_ns();
-	unsigned started = 0;
-	int status = EXIT_OK;
 
-	if (!v)
-		return EXIT_ERR;
-	if (slice < 4 * FREE_RANGE) {
+	memset(vs, 0, sizeof(*vs));
+	vs->g = g;
+	vs->n = n;
+	pthread_mutex_init(&vs->lock, NULL);
+	pthread_mutex_init(&vs->ctl.m, NULL);
+	pthread_cond_init(&vs->ctl.cv, NULL);
+	vs->v = calloc(n, sizeof(*vs->v));
+	if (!vs->v)
+		return -1;
+	if (n > 1 && slice < 4 * FREE_RANGE) {
 		fprintf(stderr, "guestsim: --mem too small for %u vCPUs\n", n);
-		free(v);
-		return EXIT_ERR;
+		return -1;
 	}
 	for (unsigned k = 0; k < n; k++) {
-		struct gs *c = &v[k];
+		struct gs *c = &vs->v[k];
 
 		*c = *g;
 		c->vcpu = k;
@@ -1062,29 +1149,50 @@ static int run_vcpus(struct gs *g)
 		c->boot_n = 0;
 		c->nwritten = 0;
 		memset(&c->lp, 0, sizeof(c->lp));
-		c->rng = g->o.seed ^ gs_mix64(0x7c0ull + k);
+		/* One vCPU replays exactly what the single-threaded guest did with the same seed. */
+		c->rng = n == 1 ? g->o.seed : g->o.seed ^ gs_mix64(0x7c0ull + k);
 		c->ops_limit = g->o.ops ? (g->o.ops + n - 1 - k) / n : 0;
-		c->conn_lock = &lock;
-		if (setup_pattern(c) < 0) {
-			status = EXIT_ERR;
-			break;
-		}
+		c->conn_lock = &vs->lock;
+		c->ctl = g->conn ? &vs->ctl : NULL;
+		if (setup_pattern(c) < 0)
+			return -1;
 	}
-	for (unsigned k = 0; status == EXIT_OK && k < n; k++) {
-		if (pthread_create(&v[k].thr, NULL, vcpu_main, &v[k]) != 0) {
-			fprintf(stderr, "guestsim: cannot start vCPU thread %u\n", k);
-			status = EXIT_ERR;
-			break;
-		}
-		started++;
-	}
-	for (unsigned k = 0; k < started; k++)
-		pthread_join(v[k].thr, NULL);
-	g->seconds = (double)(now_ns() - t0) / 1e9;
-	for (unsigned k = 0; k < n; k++) {
-		struct gs *c = &v[k];
+	return 0;
+}
 
-		if (k < started) {
+static int vcpus_start(struct vcpus *vs)
+{
+	uint64_t t0 = now_ns();
+
+	for (unsigned k = 0; k < vs->n; k++) {
+		if (!vs->v[k].t0)
+			vs->v[k].t0 = t0;
+		pthread_mutex_lock(&vs->ctl.m);
+		vs->ctl.running++;
+		pthread_mutex_unlock(&vs->ctl.m);
+		if (pthread_create(&vs->v[k].thr, NULL, vcpu_main, &vs->v[k]) != 0) {
+			fprintf(stderr, "guestsim: cannot start vCPU thread %u\n", k);
+			pthread_mutex_lock(&vs->ctl.m);
+			vs->ctl.running--;
+			pthread_mutex_unlock(&vs->ctl.m);
+			return EXIT_ERR;
+		}
+		vs->started++;
+	}
+	return EXIT_OK;
+}
+
+/* Join the vCPUs and sum their counters into the guest. @return the first failure. */
+static int vcpus_finish(struct vcpus *vs, int status)
+{
+	struct gs *g = vs->g;
+
+	for (unsigned k = 0; k < vs->started; k++)
+		pthread_join(vs->v[k].thr, NULL);
+	for (unsigned k = 0; k < vs->n && vs->v; k++) {
+		struct gs *c = &vs->v[k];
+
+		if (k < vs->started) {
 			g->ops += c->ops;
 			g->reads += c->reads;
 			g->writes += c->writes;
@@ -1095,11 +1203,13 @@ static int run_vcpus(struct gs *g)
 			g->free_ranges += c->free_ranges;
 			g->free_pages += c->free_pages;
 			g->nwritten += c->nwritten;
+			if (c->seconds > g->seconds)
+				g->seconds = c->seconds;
 			if (c->next_gen > g->next_gen)
 				g->next_gen = c->next_gen;
 			if (c->failed && !g->failed) {
 				g->failed = true;
-				snprintf(g->first_error, sizeof(g->first_error), "vCPU %u: %s", k, c->first_error);
+				snprintf(g->first_error, sizeof(g->first_error), "vCPU %u: %.480s", k, c->first_error);
 			}
 			if (c->status != EXIT_OK && status == EXIT_OK)
 				status = c->status;
@@ -1107,8 +1217,331 @@ static int run_vcpus(struct gs *g)
 		free(c->zipf_cdf);
 		free(c->boot_set);
 	}
-	free(v);
+	free(vs->v);
+	vs->v = NULL;
 	return status;
+}
+
+static int run_vcpus(struct gs *g)
+{
+	struct vcpus vs;
+	int status = vcpus_prepare(&vs, g) < 0 ? EXIT_ERR : EXIT_OK;
+
+	if (status == EXIT_OK)
+		status = vcpus_start(&vs);
+	return vcpus_finish(&vs, status);
+}
+
+/* ------------------------------------------------------------------ device state */
+
+/*
+ * The device-state blob a PAUSE uploads and a migration destination loads:
+ * everything needed to continue the guest and keep verifying it. Little
+ * endian u64 words:
+ *   magic "GSSTATE1", npages, vcpus, pattern, seed, ops option
+ *   per vCPU: GS_VCPU_WORDS words (see vcpu_words)
+ *   npages expected generations, then npages touched bytes (padded to 8).
+ */
+#define GS_STATE_MAGIC 0x3145544154535347ull /* "GSSTATE1" */
+#define GS_STATE_HDR   6u
+#define GS_VCPU_WORDS  24u
+
+static void vcpu_words(struct gs *c, uint64_t **w)
+{
+	uint64_t *const f[GS_VCPU_WORDS] = {
+		&c->base_page, &c->npages, &c->ops_limit, &c->rng, &c->seq_pos, &c->next_gen, &c->nwritten,
+		&c->ops, &c->reads, &c->writes, &c->zero_reads, &c->stamped_reads, &c->pages_touched,
+		&c->free_rounds, &c->free_ranges, &c->free_pages, &c->lp.nb, &c->lp.k, &c->lp.i, &c->lp.j,
+		&c->lp.p, NULL, NULL, &c->t0,
+	};
+
+	memcpy(w, f, sizeof(f));
+}
+
+static size_t state_len(const struct gs *g)
+{
+	return 8 * (GS_STATE_HDR + (size_t)g->o.vcpus * GS_VCPU_WORDS + g->npages) + ((g->npages + 7) & ~7ull);
+}
+
+static void put64(uint8_t **p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		(*p)[i] = (uint8_t)(v >> (8 * i));
+	*p += 8;
+}
+
+static uint64_t get64(const uint8_t **p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)(*p)[i] << (8 * i);
+	*p += 8;
+	return v;
+}
+
+/* Serialise the parked guest. The run time so far replaces t0 (restored as now - run time). */
+static uint8_t *state_save(struct vcpus *vs, size_t *len)
+{
+	struct gs *g = vs->g;
+	uint8_t *b = calloc(1, state_len(g)), *p = b;
+	uint64_t now = now_ns() - atomic_load(&vs->ctl.paused_ns);
+
+	if (!b)
+		return NULL;
+	put64(&p, GS_STATE_MAGIC);
+	put64(&p, g->npages);
+	put64(&p, vs->n);
+	put64(&p, (uint64_t)g->o.pattern);
+	put64(&p, g->o.seed);
+	put64(&p, g->o.ops);
+	for (unsigned k = 0; k < vs->n; k++) {
+		struct gs *c = &vs->v[k];
+		uint64_t *w[GS_VCPU_WORDS];
+
+		vcpu_words(c, w);
+		for (unsigned i = 0; i < GS_VCPU_WORDS; i++) {
+			if (i == 21)
+				put64(&p, (uint64_t)(uint32_t)c->lp.phase);
+			else if (i == 22)
+				put64(&p, (uint64_t)(uint32_t)c->lp.sub);
+			else if (i == 23)
+				put64(&p, c->t0 ? now - c->t0 : 0);   /* run time so far */
+			else
+				put64(&p, *w[i]);
+		}
+	}
+	for (uint64_t i = 0; i < g->npages; i++)
+		put64(&p, g->gen[i]);
+	memcpy(p, g->touched, g->npages);
+	*len = state_len(g);
+	return b;
+}
+
+/* Load a blob into the (not running) vCPUs. @return 0, or -1 with the reason printed. */
+static int state_load(struct vcpus *vs, const uint8_t *b, size_t len)
+{
+	struct gs *g = vs->g;
+	const uint8_t *p = b;
+	uint64_t now = now_ns() - atomic_load(&vs->ctl.paused_ns);
+
+	if (len != state_len(g) || get64(&p) != GS_STATE_MAGIC) {
+		fprintf(stderr, "guestsim: device state: %zu bytes, not a guestsim state of this size (%zu)\n", len,
+			state_len(g));
+		return -1;
+	}
+	if (get64(&p) != g->npages || get64(&p) != vs->n || get64(&p) != (uint64_t)g->o.pattern ||
+	    get64(&p) != g->o.seed || get64(&p) != g->o.ops) {
+		fprintf(stderr, "guestsim: device state from a guest with other options (mem, vcpus, pattern, seed, "
+				"ops must match the source's)\n");
+		return -1;
+	}
+	for (unsigned k = 0; k < vs->n; k++) {
+		struct gs *c = &vs->v[k];
+		uint64_t *w[GS_VCPU_WORDS];
+		uint64_t base = c->base_page, np = c->npages;
+
+		vcpu_words(c, w);
+		for (unsigned i = 0; i < GS_VCPU_WORDS; i++) {
+			uint64_t v = get64(&p);
+
+			if (i == 21)
+				c->lp.phase = (int)v;
+			else if (i == 22)
+				c->lp.sub = (int)v;
+			else if (i == 23)
+				c->t0 = now - v;
+			else
+				*w[i] = v;
+		}
+		if (c->base_page != base || c->npages != np) {
+			fprintf(stderr, "guestsim: device state: vCPU %u slice differs\n", k);
+			return -1;
+		}
+	}
+	for (uint64_t i = 0; i < g->npages; i++)
+		g->gen[i] = get64(&p);
+	memcpy(g->touched, p, g->npages);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ serving the pager */
+
+/* Ask every vCPU to park at its next access boundary and wait until all have (or finished). */
+static void pause_vcpus(struct vcpus *vs)
+{
+	struct gs_ctl *c = &vs->ctl;
+
+	pthread_mutex_lock(&c->m);
+	if (!atomic_load(&c->pause)) {
+		atomic_store(&c->pause, true);
+		vs->pause_t0 = now_ns();
+	}
+	while (c->parked < c->running)
+		pthread_cond_wait(&c->cv, &c->m);
+	pthread_mutex_unlock(&c->m);
+}
+
+static void resume_vcpus(struct vcpus *vs)
+{
+	struct gs_ctl *c = &vs->ctl;
+
+	pthread_mutex_lock(&c->m);
+	if (atomic_load(&c->pause)) {
+		atomic_fetch_add(&c->paused_ns, now_ns() - vs->pause_t0);
+		atomic_store(&c->pause, false);
+	}
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->m);
+}
+
+enum serve_state { SRV_INCOMING, SRV_RUNNING, SRV_MIGRATED, SRV_DONE, SRV_FAILED };
+
+/* RESUME: (load the state and) start or continue the vCPUs. */
+static int on_resume(struct vcpus *vs, const struct ferry_vmm_request *rq, enum serve_state *st)
+{
+	struct gs *g = vs->g;
+	void *blob = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (*st == SRV_INCOMING && !(rq->flags & FERRY_VMM_RESUME_LOAD_STATE))
+		return ferry_vmm_reply_error(g->conn, rq, FERRY_VMMP_E_NO_STATE,
+					     "an incoming guestsim needs its device state (RESUME with LOAD_STATE)");
+	if (rq->flags & FERRY_VMM_RESUME_LOAD_STATE) {
+		/* At the source this is a reload of what PAUSE stored: the vCPUs are parked. */
+		if (*st == SRV_RUNNING)
+			pause_vcpus(vs);
+		rc = ferry_vmm_get_state(g->conn, &blob, &len);
+		if (rc < 0) {
+			fprintf(stderr, "guestsim: RESUME: fetching the device state: %s\n", ferry_vmm_errmsg(g->conn));
+			return ferry_vmm_reply_error(g->conn, rq, FERRY_VMMP_E_NO_STATE, "cannot fetch the device state");
+		}
+		rc = state_load(vs, blob, len);
+		free(blob);
+		if (rc < 0)
+			return ferry_vmm_reply_error(g->conn, rq, FERRY_VMMP_E_MALFORMED,
+						     "the device state does not fit this guestsim");
+	}
+	if (*st == SRV_INCOMING) {
+		g->migrated_in = true;
+		if (vcpus_start(vs) != EXIT_OK) {
+			*st = SRV_FAILED;
+			return ferry_vmm_reply_error(g->conn, rq, FERRY_VMMP_E_INTERNAL, "cannot start the vCPUs");
+		}
+		*st = SRV_RUNNING;
+		if (!g->o.quiet)
+			fprintf(stderr, "guestsim: migration %" PRIu64 ": device state loaded (%zu bytes), running\n",
+				g->o.incoming, len);
+	} else {
+		resume_vcpus(vs);
+	}
+	g->resumes++;
+	return ferry_vmm_reply_ok(g->conn, rq, 0);
+}
+
+/* One request from the pager. The connection lock is held except while the vCPUs are waited for. */
+static int serve_one(struct vcpus *vs, const struct ferry_vmm_request *rq, enum serve_state *st)
+{
+	struct gs *g = vs->g;
+	uint8_t *blob;
+	size_t len = 0;
+	int rc;
+
+	switch (rq->kind) {
+	case FERRY_VMM_REQ_PAUSE:
+		if (*st == SRV_INCOMING)
+			return ferry_vmm_reply_error(g->conn, rq, FERRY_VMMP_E_UNEXPECTED,
+						     "an incoming guestsim has no state to save before RESUME");
+		pthread_mutex_unlock(&vs->lock);     /* a vCPU may be in the middle of a FREE_HINT */
+		pause_vcpus(vs);
+		pthread_mutex_lock(&vs->lock);
+		blob = state_save(vs, &len);
+		if (!blob)
+			return ferry_vmm_reply_error(g->conn, rq, FERRY_VMMP_E_INTERNAL, "out of memory");
+		rc = ferry_vmm_reply_paused(g->conn, rq, blob, len);
+		free(blob);
+		g->pauses++;
+		if (!g->o.quiet)
+			fprintf(stderr, "guestsim: paused, device state %zu bytes\n", len);
+		return rc;
+	case FERRY_VMM_REQ_RESUME:
+		if (*st == SRV_RUNNING && (rq->flags & FERRY_VMM_RESUME_LOAD_STATE)) {
+			pthread_mutex_unlock(&vs->lock);
+			pause_vcpus(vs);
+			pthread_mutex_lock(&vs->lock);
+		}
+		return on_resume(vs, rq, st);
+	case FERRY_VMM_REQ_DROP_PTES:
+		rc = ferry_vmm_drop_ptes(g->conn, rq);
+		if (rc == 0) {
+			g->drops++;
+			for (size_t i = 0; i < rq->nranges; i++)
+				g->drop_bytes += rq->ranges[i].len;
+		}
+		return rc;
+	case FERRY_VMM_REQ_MIGRATED:
+		*st = SRV_MIGRATED;
+		return 0;
+	}
+	return ferry_vmm_reply_error(g->conn, rq, FERRY_VMMP_E_UNSUPPORTED, "unknown request");
+}
+
+/*
+ * With a pager: the vCPUs run in threads while this thread answers the
+ * pager, until the workload ends (SRV_DONE) or the VM migrated away.
+ */
+static int serve(struct gs *g, bool *migrated_away)
+{
+	struct vcpus vs;
+	enum serve_state st = g->o.incoming ? SRV_INCOMING : SRV_RUNNING;
+	int status = vcpus_prepare(&vs, g) < 0 ? EXIT_ERR : EXIT_OK;
+
+	*migrated_away = false;
+	if (status == EXIT_OK && st == SRV_RUNNING)
+		status = vcpus_start(&vs);
+	if (status != EXIT_OK)
+		st = SRV_FAILED;
+	while (st == SRV_INCOMING || st == SRV_RUNNING) {
+		struct pollfd pfd = { .fd = ferry_vmm_fd(g->conn), .events = POLLIN };
+		struct ferry_vmm_request rq;
+		bool all_done;
+		int rc;
+
+		pthread_mutex_lock(&vs.ctl.m);
+		all_done = st == SRV_RUNNING && vs.ctl.running == 0;
+		pthread_mutex_unlock(&vs.ctl.m);
+		if (all_done) {
+			st = SRV_DONE;
+			break;
+		}
+		/* Wait unlocked (vCPUs send FREE_HINTs meanwhile); read under the lock. */
+		if (ferry_vmm_pending(g->conn) == 0)
+			(void)poll(&pfd, 1, 50);
+		pthread_mutex_lock(&vs.lock);
+		rc = ferry_vmm_next_request(g->conn, &rq, 0);
+		if (rc > 0)
+			rc = serve_one(&vs, &rq, &st);
+		pthread_mutex_unlock(&vs.lock);
+		if (rc < 0) {
+			fprintf(stderr, "guestsim: serving the pager: %s\n", ferry_vmm_errmsg(g->conn));
+			if (ferry_vmm_fd(g->conn) < 0 || rc == -ECONNRESET || rc == -ENOTCONN || rc == -EPIPE) {
+				status = EXIT_ERR;
+				st = SRV_FAILED;
+			}
+		}
+	}
+	if (st == SRV_MIGRATED || st == SRV_FAILED) {
+		/* Parked vCPUs return instead of resuming; running ones stop at their next access. */
+		pthread_mutex_lock(&vs.ctl.m);
+		vs.ctl.quit = true;
+		atomic_store(&vs.ctl.pause, true);
+		pthread_cond_broadcast(&vs.ctl.cv);
+		pthread_mutex_unlock(&vs.ctl.m);
+		*migrated_away = st == SRV_MIGRATED;
+	}
+	status = vcpus_finish(&vs, status);
+	return *migrated_away ? EXIT_OK : status;
 }
 
 /* ------------------------------------------------------------------ reporting */
@@ -1135,6 +1568,10 @@ static void summary(const struct gs *g, int status)
 		fprintf(stderr, "  freed %" PRIu64 " ranges (%" PRIu64 " pages) in %" PRIu64 " rounds via %s\n",
 			g->free_ranges, g->free_pages, g->free_rounds, o->free_hint ? "FREE_HINT" : "madvise");
 	fprintf(stderr, "  page faults (getrusage) minor %ld major %ld\n", minflt, majflt);
+	if (g->pauses || g->resumes || g->drops || g->migrated_in)
+		fprintf(stderr, "  pager requests: %" PRIu64 " pauses, %" PRIu64 " resumes, %" PRIu64
+				" DROP_PTES (%" PRIu64 " bytes)%s\n",
+			g->pauses, g->resumes, g->drops, g->drop_bytes, g->migrated_in ? ", migrated in" : "");
 	if (o->check)
 		fprintf(stderr, "  check: %" PRIu64 " pages verified\n", g->check_pages);
 	if (status == EXIT_OK)
@@ -1178,6 +1615,11 @@ static int write_json(const struct gs *g, int status, const struct ferry_vmm_sta
 	json_object_set_new(root, "free_ranges", json_integer((json_int_t)g->free_ranges));
 	json_object_set_new(root, "free_pages", json_integer((json_int_t)g->free_pages));
 	json_object_set_new(root, "free_via", json_string(o->free_pct > 0 ? (o->free_hint ? "hint" : "madvise") : "none"));
+	json_object_set_new(root, "pauses", json_integer((json_int_t)g->pauses));
+	json_object_set_new(root, "resumes", json_integer((json_int_t)g->resumes));
+	json_object_set_new(root, "drop_ptes", json_integer((json_int_t)g->drops));
+	json_object_set_new(root, "drop_ptes_bytes", json_integer((json_int_t)g->drop_bytes));
+	json_object_set_new(root, "migrated_in", json_boolean(g->migrated_in));
 	json_object_set_new(root, "minor_faults", json_integer(g->ru1.ru_minflt - g->ru0.ru_minflt));
 	json_object_set_new(root, "major_faults", json_integer(g->ru1.ru_majflt - g->ru0.ru_majflt));
 	for (int i = 0; i < nps; i++)
@@ -1240,10 +1682,24 @@ int main(int argc, char **argv)
 	}
 	getrusage(RUSAGE_SELF, &g.ru0);
 	g.ops_limit = g.o.ops;
-	if (g.o.vcpus > 1)
+	if (g.conn) {
+		bool away = false;
+
+		status = serve(&g, &away);
+		if (away) {
+			/* The VM runs elsewhere now: nothing here is ours to check or hand back. */
+			fprintf(stderr, "guestsim: migrated away (pager NOTICE): exiting after %" PRIu64 " ops, "
+					"%" PRIu64 " pauses\n", g.ops, g.pauses);
+			ferry_vmm_close(g.conn);
+			g.conn = NULL;
+			teardown(&g);
+			return EXIT_OK;
+		}
+	} else if (g.o.vcpus > 1) {
 		status = run_vcpus(&g);
-	else
+	} else {
 		status = run_workload(&g);
+	}
 	getrusage(RUSAGE_SELF, &g.ru1);
 	count_resident(&g);
 	if (status == EXIT_OK && g.o.inject)

@@ -26,10 +26,14 @@ PAGE_MAGIC = 0x59525246     # the page protocol's "FRRY"
 VERSION = 1
 HDR_LEN = 24
 F_REPLY = 0x0001
+F_SERVER = 0x0002
 
 (REGISTER, REGISTER_OK, FREE_HINT, NOTIFY, STATE_PUT, STATE_GET, STATE_DATA,
- STATS, STATS_OK, UNREGISTER, OK, ERROR) = range(1, 13)
+ STATS, STATS_OK, UNREGISTER, OK, ERROR, PAUSE, RESUME, DROP_PTES,
+ NOTICE) = range(1, 17)
 REPLIES = {REGISTER_OK, STATE_DATA, STATS_OK, OK, ERROR}
+SERVER_REQS = {PAUSE, RESUME, DROP_PTES, NOTICE}
+REG_F_SERVER_REQ, REG_F_INCOMING = 1, 2
 
 (E_OK, E_TRUNCATED, E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_BAD_FLAGS,
  E_TOO_LARGE, E_MALFORMED, E_NOT_ALLOWED, E_BAD_ALIGNMENT, E_PAGE_SIZE,
@@ -53,7 +57,8 @@ REQ_ID = 0x0102030405060708
 def hdr(mtype, payload_len, flags=None, magic=MAGIC, version=VERSION,
         req=REQ_ID, reserved=0):
     if flags is None:
-        flags = F_REPLY if mtype in REPLIES else 0
+        flags = F_REPLY if mtype in REPLIES else (
+            F_SERVER if mtype in SERVER_REQS else 0)
     return struct.pack('<IBBHQII', magic, version, mtype, flags, req,
                        payload_len, reserved)
 
@@ -72,13 +77,18 @@ def region(gpa=0, size=G1, hva=0x7f0000000000, offset=0, page_size=K4,
 
 
 def register_body(regions, vm_id=b'vm-42', fd_count=1, flags=0,
-                  features=0x8, count=None, id_len=None):
+                  features=0x8, count=None, id_len=None, migration_id=None):
     if count is None:
         count = len(regions)
     if id_len is None:
         id_len = len(vm_id)
+    tail = b'' if migration_id is None else struct.pack('<Q', migration_id)
     return (struct.pack('<HBBIQ', count, id_len, fd_count, flags, features) +
-            vm_id + b''.join(regions))
+            vm_id + b''.join(regions) + tail)
+
+
+def ctl_body(flags=0, reserved=0):
+    return struct.pack('<II', flags, reserved)
 
 
 # A small x86 guest: RAM below the 3 GiB hole and RAM above 4 GiB.
@@ -194,9 +204,10 @@ def binary_cases():
     add('wrong-version-0', E_VERSION, msg(NOTIFY, notify_body(), version=0))
     add('wrong-version-2', E_VERSION, msg(NOTIFY, notify_body(), version=2))
     add('unknown-type-0', E_UNKNOWN_TYPE, msg(0, b''))
-    add('unknown-type-13', E_UNKNOWN_TYPE, msg(13, b''))
+    add('unknown-type-17', E_UNKNOWN_TYPE, msg(17, b''))
     add('unknown-type-255', E_UNKNOWN_TYPE, msg(255, b''))
-    add('unknown-flag', E_BAD_FLAGS, msg(NOTIFY, notify_body(), flags=0x0002))
+    add('unknown-flag', E_BAD_FLAGS, msg(NOTIFY, notify_body(), flags=0x0004))
+    add('server-flag-on-vmm-request', E_BAD_FLAGS, msg(NOTIFY, notify_body(), flags=F_SERVER))
     add('reply-flag-on-request', E_BAD_FLAGS,
         msg(NOTIFY, notify_body(), flags=F_REPLY))
     add('reply-without-flag', E_BAD_FLAGS,
@@ -207,12 +218,21 @@ def binary_cases():
     add('state-put-above-chunk-limit', E_TOO_LARGE,
         hdr(STATE_PUT, 16 + MAX_CHUNK + 1))
     add('register-payload-above-limit', E_TOO_LARGE,
-        hdr(REGISTER, 16 + 64 + 64 * 40 + 1), fds=1)
+        hdr(REGISTER, 16 + 64 + 64 * 40 + 8 + 1), fds=1)
 
     # ---- REGISTER
     add('register-short-fixed', E_MALFORMED, msg(REGISTER, b'\0' * 15), fds=1)
     add('register-flags', E_BAD_FLAGS,
-        msg(REGISTER, register_body([LOW], flags=1)), fds=1)
+        msg(REGISTER, register_body([LOW], flags=4)), fds=1)
+    add('register-incoming-without-server-req', E_BAD_FLAGS,
+        msg(REGISTER, register_body([LOW], flags=REG_F_INCOMING, migration_id=5)), fds=1)
+    add('register-incoming-no-migration-id', E_MALFORMED,
+        msg(REGISTER, register_body([LOW], flags=REG_F_SERVER_REQ | REG_F_INCOMING)), fds=1)
+    add('register-incoming-migration-id-zero', E_MALFORMED,
+        msg(REGISTER, register_body([LOW], flags=REG_F_SERVER_REQ | REG_F_INCOMING,
+                                    migration_id=0)), fds=1)
+    add('register-migration-id-without-incoming', E_MALFORMED,
+        msg(REGISTER, register_body([LOW], flags=REG_F_SERVER_REQ, migration_id=5)), fds=1)
     add('register-lying-region-count', E_MALFORMED,
         msg(REGISTER, register_body([LOW, HIGH], count=3)), fds=1)
     add('register-lying-id-len', E_MALFORMED,
@@ -383,6 +403,54 @@ def binary_cases():
     add('error-lying-len', E_MALFORMED, msg(ERROR, error_body(msg_len=3)))
     add('error-msg-len-too-long', E_TOO_LARGE,
         msg(ERROR, error_body(text=b'x' * 250, msg_len=257)))
+    # ---- server requests (server -> VMM) and their replies
+    add('valid-register-server-req', E_OK,
+        msg(REGISTER, register_body([LOW], flags=REG_F_SERVER_REQ)), fds=1)
+    add('valid-register-incoming', E_OK,
+        msg(REGISTER, register_body([LOW_F], fd_count=2, flags=REG_F_SERVER_REQ | REG_F_INCOMING,
+                                    migration_id=0x42)), fds=2)
+    add('valid-pause', E_OK, msg(PAUSE, ctl_body(0)))
+    add('valid-pause-save-state', E_OK, msg(PAUSE, ctl_body(1)))
+    add('valid-resume-load-state', E_OK, msg(RESUME, ctl_body(1)))
+    add('valid-drop-ptes', E_OK,
+        msg(DROP_PTES, hints_body([(0, K4), (2 * M2, M2), (G1, G1)])))
+    add('valid-notice-migrated', E_OK, msg(NOTICE, ctl_body(1)))
+    add('valid-server-reply-ok', E_OK, msg(OK, struct.pack('<Q', 8192), flags=F_REPLY | F_SERVER))
+    add('valid-server-reply-error', E_OK,
+        msg(ERROR, error_body(b'busy', E_BUSY), flags=F_REPLY | F_SERVER))
+    add('pause-without-server-flag', E_BAD_FLAGS, msg(PAUSE, ctl_body(0), flags=0))
+    add('pause-reply-flag', E_BAD_FLAGS, msg(PAUSE, ctl_body(0), flags=F_REPLY | F_SERVER))
+    add('pause-unknown-flag', E_BAD_FLAGS, msg(PAUSE, ctl_body(2)))
+    add('pause-reserved', E_MALFORMED, msg(PAUSE, ctl_body(0, reserved=1)))
+    add('pause-short', E_MALFORMED, msg(PAUSE, b'\0' * 4))
+    add('pause-payload-too-long', E_TOO_LARGE, msg(PAUSE, ctl_body(0) + b'\0'))
+    add('pause-with-fd', E_FD_MISMATCH, msg(PAUSE, ctl_body(0)), fds=1)
+    add('resume-unknown-flag', E_BAD_FLAGS, msg(RESUME, ctl_body(0x80000000)))
+    add('resume-without-server-flag', E_BAD_FLAGS, msg(RESUME, ctl_body(0), flags=0))
+    add('drop-ptes-count-zero', E_MALFORMED, msg(DROP_PTES, hints_body([])))
+    add('drop-ptes-count-4097', E_TOO_LARGE,
+        msg(DROP_PTES, hints_body([(i * K4 * 2, K4) for i in range(4097)])))
+    add('drop-ptes-lying-count', E_MALFORMED, msg(DROP_PTES, hints_body([(0, K4)], count=2)))
+    add('drop-ptes-unaligned', E_BAD_ALIGNMENT, msg(DROP_PTES, hints_body([(100, K4)])))
+    add('drop-ptes-overlap', E_OVERLAP, msg(DROP_PTES, hints_body([(0, 2 * K4), (K4, K4)])))
+    add('drop-ptes-descending', E_OVERLAP, msg(DROP_PTES, hints_body([(2 * K4, K4), (0, K4)])))
+    add('drop-ptes-empty-range', E_MALFORMED, msg(DROP_PTES, hints_body([(0, 0)])))
+    add('drop-ptes-beyond-limit', E_TOO_LARGE, msg(DROP_PTES, hints_body([(GPA_LIMIT, K4)])))
+    add('drop-ptes-reserved', E_MALFORMED, msg(DROP_PTES, hints_body([(0, K4)], reserved=1)))
+    add('notice-event-unknown', E_UNSUPPORTED, msg(NOTICE, ctl_body(2)))
+    add('notice-event-zero', E_UNSUPPORTED, msg(NOTICE, ctl_body(0)))
+    add('notice-reserved', E_MALFORMED, msg(NOTICE, ctl_body(1, reserved=7)))
+    add('notice-with-fd', E_FD_MISMATCH, msg(NOTICE, ctl_body(1)), fds=1)
+    add('server-flag-on-register-ok', E_BAD_FLAGS,
+        msg(REGISTER_OK, register_ok_body(), flags=F_REPLY | F_SERVER))
+    add('server-flag-on-state-data', E_BAD_FLAGS,
+        msg(STATE_DATA, state_body(5, 5, b''), flags=F_REPLY | F_SERVER))
+    # a server request newer than the codec: skippable, answered UNSUPPORTED
+    add('unknown-server-request-200', E_UNSUPPORTED, msg(200, b'\0' * 40, flags=F_SERVER))
+    add('unknown-server-request-as-reply', E_UNKNOWN_TYPE,
+        msg(200, b'', flags=F_SERVER | F_REPLY))
+    add('unknown-server-request-too-long', E_UNKNOWN_TYPE,
+        hdr(200, 16 + MAX_CHUNK + 1, flags=F_SERVER))
     return c
 
 

@@ -4,10 +4,12 @@
 #   h2 main    : ferry-pager with a budget below the VM's size + migtool shell (destination VM)
 #   h3, h4     : ferry-memsrv sub-hosts (the main host's pool)
 # For each mode (precopy, postcopy, planned, full): guestsim runs on the source,
-# the VM is migrated while it writes, and the shell at the destination reads
-# EVERY page (pages held by the main host, pages on the sub-hosts, pages still
-# at the source for post-copy) and compares it with the frozen source memory,
-# then keeps running a checked workload there with remote paging.
+# the VM is migrated while it writes (paused through the VMM protocol, its
+# device state - the expected generation of every page - shipped), and
+# guestsim --incoming at the destination resumes the same workload there,
+# with remote paging under the main host's budget, then checks EVERY page
+# (pages held by the main host, pages on the sub-hosts, pages pulled from the
+# source post-copy); the source guestsim is told it migrated away and exits 0.
 # Failures: a sub-host killed mid-migration, and the main host's pager killed
 # mid-migration: the migration FAILS and the VM keeps running at the source
 # (guestsim --check passes).
@@ -82,29 +84,29 @@ src_pid=$!
 pids+=($!)
 wait_sock "$run/src-mig.sock" "$src_pid" || { echo "source pager did not start"; cat "$run/src.log"; exit 1; }
 
-# guestsim on the source; $1 = VM id, $2... extra flags
+# guestsim on the source; $1 = VM id, $2... extra flags. The destination shell
+# (guestsim --incoming) must be given the same workload options.
+WORKLOAD=(--mem "${MEM}M" --pattern boot --touched 70 --write-pct 30 --seed 7)
 start_guest() {
 	local id=$1
 	shift
-	"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" --mem "${MEM}M" --pattern boot --touched 70 \
-		--write-pct 30 "$@" >"$run/$id.guest.log" 2>&1 &
+	"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" "${WORKLOAD[@]}" "$@" >"$run/$id.guest.log" 2>&1 &
 	guest_pid=$!
 	pids+=($!)
-	# guestsim runs in the netns through `ip netns exec`: its own pid is the child's
-	for _ in $(seq 100); do
-		gpid=$(pgrep -f -- "--vm-id $id " | head -n 1)
-		[ -n "$gpid" ] && break
-		sleep 0.05
-	done
 }
 
 migrate_ok() {   # mode
-	local mode=$1 id=vm-$1 ep host port token
-	start_guest "$id" --duration 600
+	local mode=$1 id=vm-$1 ep host port token extra=()
+	# precopy: the guest also frees memory (MADV_REMOVE) while it migrates; freed pages
+	# must read as zeros at the destination
+	[ "$mode" = precopy ] && extra=(--free-report 5 --free-via madvise --free-every 10000)
+	start_guest "$id" --duration 600 "${extra[@]}"
 	sleep 1.5
-	"$rig" exec h2 "$migtool" shell "$run/main.sock" "$id" "$MEM" "$run/main-mig.sock" "$gpid" 2 \
-		>"$run/$id.shell.log" 2>&1 &
-	local shell=$!
+	# the destination VM: same workload, empty memory, resumed by the pager with the
+	# source's device state (its expected page generations), then --check of every page
+	"$rig" exec h2 "$guestsim" --pager "$run/main.sock" --vm-id "$id" "${WORKLOAD[@]}" "${extra[@]}" \
+		--incoming 1 --duration 2 --check --timeout 60 >"$run/$id.dest.log" 2>&1 &
+	local dest=$!
 	pids+=($!)
 	sleep 0.3
 	ep=$("$migtool" prepare "$run/main-mig.sock" "$id" "$BUDGET" 10.77.0.3:23100,10.77.0.4:23100) ||
@@ -116,35 +118,35 @@ migrate_ok() {   # mode
 	fi
 	"$migtool" wait "$run/src-mig.sock" "$id" 60 >"$run/$id.src.progress" 2>&1
 	local rc=$?
-	wait "$shell"
-	local shrc=$?
+	wait "$guest_pid"
+	local grc=$?
+	wait "$dest"
+	local drc=$?
 	"$migtool" status "$run/main-mig.sock" "$id" >"$run/$id.dst.progress" 2>&1
-	kill -9 "$guest_pid" "$gpid" 2>/dev/null
 	echo "  source: $(cat "$run/$id.src.progress")"
 	echo "  dest:   $(cat "$run/$id.dst.progress")"
-	echo "  shell:  $(grep -E '^(verify|workload)' "$run/$id.shell.log" | tr '\n' ' ')"
-	if [ $rc -eq 0 ] && [ $shrc -eq 0 ] && grep -q 'mismatches=0' "$run/$id.shell.log"; then
+	if [ $rc -eq 0 ] && [ $grc -eq 0 ] && [ $drc -eq 0 ]; then
 		local sent sub
 		sent=$(grep -oE ' sent=[0-9]+' "$run/$id.src.progress" | grep -oE '[0-9]+')
 		sub=$(grep -oE 'to_subhosts=[0-9]+' "$run/$id.src.progress" | grep -oE '[0-9]+')
-		if [ "$mode" != postcopy ] && [ "${sub:-0}" -eq 0 ]; then
+		if [ "${sub:-0}" -eq 0 ]; then
 			fail "$mode: no page went to a sub-host although the VM is larger than the budget"
 		else
-			pass "$mode: every page equal at the destination, workload ran there (sent $sent, $sub to sub-hosts)"
+			pass "$mode: the VM runs on at the destination and every page verifies there (guestsim --check; sent $sent, $sub to sub-hosts); the source VMM was told and exited"
 		fi
 	else
-		fail "$mode: migration rc=$rc shell rc=$shrc"
-		tail -n 5 "$run/$id.shell.log" "$run/$id.guest.log"
+		fail "$mode: migration rc=$rc source guestsim rc=$grc destination guestsim rc=$drc"
+		tail -n 5 "$run/$id.guest.log" "$run/$id.dest.log"
 	fi
 }
 
-# A failure mid-migration: $1 = name, $2 = function that breaks something
+# A failure mid-migration: $1 = name, $2 = function that breaks something, $3 = phase expected
 migrate_broken() {
-	local name=$1 breaker=$2 id=vm-$1 ep host port token
+	local name=$1 breaker=$2 want=${3:-failed} id=vm-$1 ep host port token
 	start_guest "$id" --duration 6 --check
 	sleep 1
-	"$rig" exec h2 "$migtool" shell "$run/main.sock" "$id" "$MEM" "$run/main-mig.sock" "$gpid" 0 \
-		>"$run/$id.shell.log" 2>&1 &
+	"$rig" exec h2 "$guestsim" --pager "$run/main.sock" --vm-id "$id" "${WORKLOAD[@]}" --incoming 1 \
+		--duration 1 --timeout 20 >"$run/$id.dest.log" 2>&1 &
 	pids+=($!)
 	sleep 0.3
 	ep=$("$migtool" prepare "$run/main-mig.sock" "$id" "$BUDGET" 10.77.0.3:23100,10.77.0.4:23100) ||
@@ -152,13 +154,13 @@ migrate_broken() {
 	read -r host port token <<<"$ep"
 	"$migtool" start "$run/src-mig.sock" "$id" "$host" "$port" "$token" precopy || { fail "$name: start"; return; }
 	$breaker
-	"$migtool" wait "$run/src-mig.sock" "$id" 30 failed >"$run/$id.src.progress" 2>&1
+	"$migtool" wait "$run/src-mig.sock" "$id" 30 "$want" >"$run/$id.src.progress" 2>&1
 	local rc=$?
 	wait "$guest_pid"
 	local grc=$?
 	echo "  source: $(cat "$run/$id.src.progress")"
 	if [ $rc -eq 0 ] && [ $grc -eq 0 ]; then
-		pass "$name: migration failed cleanly, the VM ran on at the source and verified (guestsim --check)"
+		pass "$name: migration $want cleanly, the VM ran on at the source and verified (guestsim --check)"
 	else
 		fail "$name: wait rc=$rc guestsim rc=$grc"
 		tail -n 5 "$run/$id.guest.log"
@@ -166,12 +168,27 @@ migrate_broken() {
 }
 kill_subhost() { sleep 0.15; kill -9 "$memsrv4"; }
 kill_main() { sleep 0.15; kill -9 "$main_pid"; }
+abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
 
 for m in $modes; do
 	case $m in
 	precopy|postcopy|planned|full) migrate_ok "$m" ;;
-	subhost-lost) migrate_broken subhost-lost kill_subhost; start_memsrv 4 ;;
+	subhost-lost)
+		migrate_broken subhost-lost kill_subhost
+		start_memsrv 4
+		# the main pager lost that memory server for good: a new one (as ferryd would restart it)
+		kill "$main_pid"; wait "$main_pid" 2>/dev/null; sleep 0.3
+		start_main || fail "main pager restart"
+		;;
 	main-lost) migrate_broken main-lost kill_main; start_main ;;
+	abort) migrate_broken abort abort_src aborted ;;
+	probe)
+		if "$rig" exec h1 "$migtool" probe "$run/main-mig.sock" 10.77.0.2 23001 "$run/secret" >"$run/probe.log" 2>&1; then
+			pass "bad input on the control socket and the stream: ERROR and counted ($(grep stats: "$run/probe.log"))"
+		else
+			fail "probe"; cat "$run/probe.log"
+		fi
+		;;
 	*) echo "unknown mode $m"; exit 2 ;;
 	esac
 done

@@ -8,6 +8,11 @@
  *                                                     prints the progress; exit 0 iff it reached
  *                                                     PHASE (default done)
  *   migtool status CTL VM | abort CTL VM
+ *   migtool probe CTL HOST PORT SECRET_FILE
+ *     Bad input on both new sockets must get an ERROR (and be counted):
+ *     garbage and an unknown VM on the control socket, garbage, a HELLO for
+ *     no prepared migration and a wrong proof on the stream listener; then
+ *     the pager's STATS must count them. Exit 0 when every answer is right.
  *   migtool shell PAGER_SOCK VM MEM CTL SOURCE_PID [WORKLOAD_S]
  *     A destination shell: a memfd + uffd (missing, wp) registered with the
  *     pager as VM; waits until the migration to it is done, then reads EVERY
@@ -30,7 +35,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "dataplane/common/auth.h"
 #include "dataplane/migrate/migrate_ctl.h"
+#include "proto/migrate.h"
 #include "dataplane/vmm/ferry_vmm.h"
 
 #define PAGE 4096u
@@ -224,12 +236,13 @@ static int shell(int argc, char **argv)
 	if (workload > 0) {
 		uint64_t seed = 0x9e3779b97f4a7c15ull, ops = 0, bad = 0;
 		uint32_t *ver = calloc(npages, sizeof(uint32_t));
-		double end = now_s() + workload;
+		double end;
 
 		if (!ver)
 			return die("calloc", NULL);
 		for (uint64_t i = 0; i < npages; i++)
 			ver[i] = *(uint32_t *)(ram + i * PAGE);   /* whatever is there: remember word 0 */
+		end = now_s() + workload;
 		while (now_s() < end) {
 			uint64_t i = xs(&seed) % npages;
 
@@ -259,6 +272,162 @@ static int shell(int argc, char **argv)
 
 static int command(struct mig_ctl *c, int argc, char **argv);
 
+/* ---------------------------------------------------------------- probe */
+
+static uint8_t pbuf[MIGP_MAX_MSG];
+
+static int rd_all(int fd, uint8_t *p, size_t n)
+{
+	while (n) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pf, 1, 5000) <= 0)
+			return -1;
+		r = recv(fd, p, n, 0);
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Read one reply; @return its type, or -1 (closed / timeout / undecodable). */
+static int reply(int fd, struct migp_msg *m)
+{
+	struct migp_hdr h;
+
+	if (rd_all(fd, pbuf, MIGP_HDR_LEN) || migp_hdr_decode(pbuf, MIGP_HDR_LEN, &h) ||
+	    rd_all(fd, pbuf + MIGP_HDR_LEN, h.payload_len) || migp_decode(pbuf, MIGP_HDR_LEN + h.payload_len, m))
+		return -1;
+	return m->hdr.type;
+}
+
+static int unix_conn(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return -1;
+	return fd;
+}
+
+static int tcp_conn(const char *host, const char *port)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	int fd;
+
+	if (getaddrinfo(host, port, &hints, &ai))
+		return -1;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static int check(bool ok, const char *what)
+{
+	printf("%s: %s\n", ok ? "ok" : "WRONG", what);
+	return ok ? 0 : 1;
+}
+
+static int probe(char **argv)
+{
+	const char *ctl = argv[0], *host = argv[1], *port = argv[2];
+	static struct migp_msg m;
+	struct ferry_secret secret;
+	struct ferry_err err = { 0 };
+	uint8_t nonce[32], mac[32];
+	int fd, bad = 0, n;
+
+	if (ferry_auth_init(&err) || ferry_secret_load(argv[3], &secret, &err))
+		return die("secret", &err);
+	/* control socket: garbage -> ERROR, connection closed */
+	fd = unix_conn(ctl);
+	memset(pbuf, 0x41, 64);
+	bad += check(fd >= 0 && send(fd, pbuf, 64, 0) == 64 && reply(fd, &m) == MIGP_ERROR &&
+			     m.u.error.code == MIG_E_BAD_MAGIC, "control socket: garbage gets ERROR(bad magic)");
+	close(fd);
+	/* control socket: a lying length -> ERROR */
+	fd = unix_conn(ctl);
+	n = migp_encode_status(1, "vm-none", pbuf, sizeof(pbuf));
+	pbuf[MIGP_HDR_LEN] = 60;   /* id_len lies */
+	bad += check(fd >= 0 && send(fd, pbuf, (size_t)n, 0) == n && reply(fd, &m) == MIGP_ERROR,
+		     "control socket: STATUS with a lying id length gets ERROR");
+	close(fd);
+	/* control socket: unknown VM -> ERROR(UNKNOWN_VM), connection stays */
+	fd = unix_conn(ctl);
+	n = migp_encode_status(2, "vm-none", pbuf, sizeof(pbuf));
+	bad += check(fd >= 0 && send(fd, pbuf, (size_t)n, 0) == n && reply(fd, &m) == MIGP_ERROR &&
+			     m.u.error.code == MIG_E_UNKNOWN_VM, "control socket: STATUS of an unknown VM gets ERROR(unknown VM)");
+	n = migp_encode_abort(3, "vm-none", pbuf, sizeof(pbuf));
+	bad += check(send(fd, pbuf, (size_t)n, 0) == n && reply(fd, &m) == MIGP_ERROR,
+		     "control socket: ABORT of an unknown VM gets ERROR on the same connection");
+	close(fd);
+	/* stream: garbage -> ERROR */
+	fd = tcp_conn(host, port);
+	memset(pbuf, 0x42, 64);
+	bad += check(fd >= 0 && send(fd, pbuf, 64, 0) == 64 && reply(fd, &m) == MIGP_ERROR,
+		     "stream: garbage gets ERROR");
+	close(fd);
+	/* stream: HELLO for no prepared migration -> ERROR(UNKNOWN_VM) */
+	fd = tcp_conn(host, port);
+	n = migp_encode_hello(1, "vm-none", pbuf, sizeof(pbuf));
+	bad += check(fd >= 0 && send(fd, pbuf, (size_t)n, 0) == n && reply(fd, &m) == MIGP_ERROR &&
+			     m.u.error.code == MIG_E_UNKNOWN_VM, "stream: HELLO for no prepared migration gets ERROR");
+	close(fd);
+	/* stream: a prepared migration, but a proof without the token -> ERROR(AUTH_FAILED) */
+	{
+		struct mig_ctl *c;
+		struct mig_endpoint ep;
+
+		if (mig_ctl_connect(ctl, &c, &err) || mig_ctl_prepare_incoming(c, "vm-probe", 0, NULL, 0, &ep, &err))
+			return die("prepare vm-probe", &err);
+		fd = tcp_conn(host, port);
+		n = migp_encode_hello(1, "vm-probe", pbuf, sizeof(pbuf));
+		if (fd < 0 || send(fd, pbuf, (size_t)n, 0) != n || reply(fd, &m) != MIGP_CHALLENGE) {
+			bad += check(false, "stream: CHALLENGE for a prepared migration");
+		} else {
+			ferry_auth_nonce(nonce);
+			/* right secret, wrong name: no token */
+			ferry_auth_mac(&secret, "ferry-mig-c", m.u.challenge.nonce, nonce, "vm-probe", 8, mac);
+			n = migp_encode_auth(2, nonce, mac, pbuf, sizeof(pbuf));
+			bad += check(send(fd, pbuf, (size_t)n, 0) == n && reply(fd, &m) == MIGP_ERROR &&
+					     m.u.error.code == MIG_E_AUTH_FAILED,
+				     "stream: a proof without the migration's token gets ERROR(authentication failed)");
+		}
+		close(fd);
+		bad += check(mig_ctl_abort(c, "vm-probe", &err) == 0, "control: ABORT of the prepared migration");
+		mig_ctl_close(c);
+	}
+	/* the counters */
+	fd = unix_conn(ctl);
+	n = migp_encode_stats(9, pbuf, sizeof(pbuf));
+	if (fd < 0 || send(fd, pbuf, (size_t)n, 0) != n || reply(fd, &m) != MIGP_STATS_OK) {
+		bad += check(false, "STATS");
+	} else {
+		uint64_t badm = 0, authf = 0;
+
+		for (uint16_t i = 0; i < m.u.stats_ok.count; i++) {
+			if (strcmp(m.u.stats_ok.stats[i].name, "bad_messages") == 0)
+				badm = m.u.stats_ok.stats[i].value;
+			if (strcmp(m.u.stats_ok.stats[i].name, "auth_failures") == 0)
+				authf = m.u.stats_ok.stats[i].value;
+		}
+		printf("stats: bad_messages=%" PRIu64 " auth_failures=%" PRIu64 "\n", badm, authf);
+		bad += check(badm >= 4 && authf >= 1, "the pager counted the bad messages and the failed proof");
+	}
+	close(fd);
+	ferry_secret_wipe(&secret);
+	return bad ? 3 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct ferry_err err = { 0 };
@@ -269,6 +438,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: see the comment at the top of migtool.c\n");
 		return 2;
 	}
+	if (strcmp(argv[1], "probe") == 0)
+		return argc < 6 ? 2 : probe(argv + 2);
 	if (strcmp(argv[1], "shell") == 0) {
 		if (argc < 7)
 			return 2;

@@ -18,6 +18,12 @@
 #define G1 (1ull << 30)
 
 static uint8_t buf[FERRY_VMMP_MAX_MSG];
+
+static void wire_put_u32_le(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
 static struct ferry_vmmp_msg msg;
 
 /*
@@ -75,11 +81,14 @@ static void test_register_round_trip_max(void **state)
 {
 	static struct ferry_vmmp_register r;
 	const size_t want = FERRY_VMMP_HDR_LEN + 16 + FERRY_VMMP_VM_ID_MAX +
-			    FERRY_VMMP_MAX_REGIONS * FERRY_VMMP_REGION_LEN;
+			    FERRY_VMMP_MAX_REGIONS * FERRY_VMMP_REGION_LEN + 8;
 	int n;
 
 	(void)state;
 	fill_max_register(&r);
+	/* The largest REGISTER is an incoming one: it ends with the migration id. */
+	r.flags = FERRY_VMMP_REG_F_SERVER_REQ | FERRY_VMMP_REG_F_INCOMING;
+	r.migration_id = 0x1122334455667788ull;
 	assert_int_equal(ferry_vmmp_register_check(&r), FERRY_VMMP_E_OK);
 	n = ferry_vmmp_encode_register(42, &r, buf, sizeof(buf));
 	assert_int_equal(n, (int)want);
@@ -91,6 +100,8 @@ static void test_register_round_trip_max(void **state)
 	assert_string_equal(msg.u.reg.vm_id, r.vm_id);
 	assert_int_equal(msg.u.reg.vm_id_len, FERRY_VMMP_VM_ID_MAX);
 	assert_int_equal(msg.u.reg.uffd_features, r.uffd_features);
+	assert_int_equal(msg.u.reg.flags, r.flags);
+	assert_int_equal(msg.u.reg.migration_id, r.migration_id);
 	assert_int_equal(msg.u.reg.fd_count, FERRY_VMMP_MAX_FDS);
 	assert_int_equal(msg.u.reg.region_count, FERRY_VMMP_MAX_REGIONS);
 	assert_memory_equal(msg.u.reg.regions, r.regions, sizeof(r.regions));
@@ -178,8 +189,25 @@ static void test_register_boundaries(void **state)
 	r.fd_count = FERRY_VMMP_MAX_FDS + 1;
 	expect_register(&r, FERRY_VMMP_E_TOO_LARGE);
 	r.fd_count = 1;
-	r.flags = 1;
+	r.flags = 4;
 	expect_register(&r, FERRY_VMMP_E_BAD_FLAGS);
+	/* INCOMING needs SERVER_REQ and a migration id; a migration id needs INCOMING. */
+	r.flags = FERRY_VMMP_REG_F_INCOMING;
+	r.migration_id = 9;
+	expect_register(&r, FERRY_VMMP_E_BAD_FLAGS);
+	r.flags = FERRY_VMMP_REG_F_INCOMING | FERRY_VMMP_REG_F_SERVER_REQ;
+	r.migration_id = 0;
+	expect_register(&r, FERRY_VMMP_E_MALFORMED);
+	r.flags = FERRY_VMMP_REG_F_SERVER_REQ;
+	r.migration_id = 9;
+	expect_register(&r, FERRY_VMMP_E_MALFORMED);
+	r.migration_id = 0;
+	expect_register(&r, FERRY_VMMP_E_OK);
+	assert_int_equal(msg.u.reg.flags, FERRY_VMMP_REG_F_SERVER_REQ);
+	r.flags = FERRY_VMMP_REG_F_INCOMING | FERRY_VMMP_REG_F_SERVER_REQ;
+	r.migration_id = 77;
+	expect_register(&r, FERRY_VMMP_E_OK);
+	assert_int_equal(msg.u.reg.migration_id, 77);
 }
 
 static void test_register_overlap_rules(void **state)
@@ -428,6 +456,8 @@ static void test_header_rules(void **state)
 		buf[6] = (t >= 1 && t <= FERRY_VMMP_TYPE_MAX &&
 			  (t == FERRY_VMMP_REGISTER_OK || t == FERRY_VMMP_STATE_DATA || t == FERRY_VMMP_STATS_OK ||
 			   t == FERRY_VMMP_OK || t == FERRY_VMMP_ERROR)) ? 1 : 0;
+		if (ferry_vmmp_is_server_type((uint8_t)t))
+			buf[6] = FERRY_VMMP_F_SERVER;
 		buf[16] = (uint8_t)max;
 		buf[17] = (uint8_t)(max >> 8);
 		buf[18] = (uint8_t)(max >> 16);
@@ -452,6 +482,112 @@ static void test_header_rules(void **state)
 		assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_BAD_FLAGS);
 		assert_string_not_equal(ferry_vmmp_type_name((uint8_t)t), "UNKNOWN");
 	}
+}
+
+/* ---------------------------------------------------------------- server requests */
+
+static void test_server_requests(void **state)
+{
+	struct ferry_vmmp_range r[3] = { { 0, 4096 }, { 8192, 8192 }, { 1ull << 30, 2u << 20 } };
+	struct ferry_vmmp_range got;
+	struct ferry_vmmp_hdr h;
+	int n;
+
+	(void)state;
+	/* PAUSE / RESUME: flags round-trip, F_SERVER set, unknown flags refused both ways. */
+	n = ferry_vmmp_encode_ctl(FERRY_VMMP_PAUSE, 5, FERRY_VMMP_PAUSE_F_SAVE_STATE, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_VMMP_HDR_LEN + 8);
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_VMMP_PAUSE);
+	assert_int_equal(msg.hdr.flags, FERRY_VMMP_F_SERVER);
+	assert_int_equal(msg.u.ctl.flags, FERRY_VMMP_PAUSE_F_SAVE_STATE);
+	assert_int_equal(decode_exact(buf, (size_t)n, 1), FERRY_VMMP_E_FD_MISMATCH);
+	buf[FERRY_VMMP_HDR_LEN] = 2;
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_BAD_FLAGS);
+	buf[FERRY_VMMP_HDR_LEN] = 1;
+	buf[FERRY_VMMP_HDR_LEN + 4] = 1;
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_MALFORMED);
+	assert_int_equal(ferry_vmmp_encode_ctl(FERRY_VMMP_PAUSE, 5, 2, buf, sizeof(buf)), -FERRY_VMMP_E_BAD_FLAGS);
+	assert_int_equal(ferry_vmmp_encode_ctl(FERRY_VMMP_NOTIFY, 5, 0, buf, sizeof(buf)), -FERRY_VMMP_E_UNKNOWN_TYPE);
+	n = ferry_vmmp_encode_ctl(FERRY_VMMP_RESUME, 6, FERRY_VMMP_RESUME_F_LOAD_STATE, buf, sizeof(buf));
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_VMMP_RESUME);
+	assert_int_equal(msg.u.ctl.flags, FERRY_VMMP_RESUME_F_LOAD_STATE);
+	CHECK_SHORT_CAPS(ferry_vmmp_encode_ctl(FERRY_VMMP_RESUME, 6, 0, buf, cap), FERRY_VMMP_HDR_LEN + 8);
+	/* Direction: a server request without F_SERVER, or a VMM request with it, is refused. */
+	buf[6] = 0;
+	assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_BAD_FLAGS);
+	n = ferry_vmmp_encode_notify(1, FERRY_VMMP_EV_SUSPEND, buf, sizeof(buf));
+	buf[6] = FERRY_VMMP_F_SERVER;
+	assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_BAD_FLAGS);
+
+	/* DROP_PTES: the FREE_HINT rules, its own count limit. */
+	n = ferry_vmmp_encode_drop_ptes(7, r, 3, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_VMMP_HDR_LEN + 8 + 3 * 16);
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_VMMP_DROP_PTES);
+	assert_int_equal(msg.u.hints.count, 3);
+	assert_int_equal(msg.u.hints.total_len, 4096 + 8192 + (2u << 20));
+	ferry_vmmp_hint_entry(&msg.u.hints, 2, &got);
+	assert_int_equal(got.gpa, 1ull << 30);
+	assert_int_equal(got.len, 2u << 20);
+	r[1].gpa = 0;
+	assert_int_equal(ferry_vmmp_encode_drop_ptes(7, r, 3, buf, sizeof(buf)), -FERRY_VMMP_E_OVERLAP);
+	r[1].gpa = 8192 + 1;
+	assert_int_equal(ferry_vmmp_encode_drop_ptes(7, r, 3, buf, sizeof(buf)), -FERRY_VMMP_E_BAD_ALIGNMENT);
+	assert_int_equal(ferry_vmmp_encode_drop_ptes(7, r, 0, buf, sizeof(buf)), -FERRY_VMMP_E_MALFORMED);
+	assert_int_equal(ferry_vmmp_encode_drop_ptes(7, r, FERRY_VMMP_MAX_DROP + 1, buf, sizeof(buf)),
+			 -FERRY_VMMP_E_TOO_LARGE);
+	assert_int_equal(ferry_vmmp_max_payload(FERRY_VMMP_DROP_PTES), 8 + FERRY_VMMP_MAX_DROP * 16);
+
+	/* NOTICE: only MIGRATED. */
+	n = ferry_vmmp_encode_notice(8, FERRY_VMMP_NOTICE_MIGRATED, buf, sizeof(buf));
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_VMMP_NOTICE);
+	assert_int_equal(msg.u.notice.event, FERRY_VMMP_NOTICE_MIGRATED);
+	buf[FERRY_VMMP_HDR_LEN] = 2;
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_UNSUPPORTED);
+	assert_int_equal(ferry_vmmp_encode_notice(8, 0, buf, sizeof(buf)), -FERRY_VMMP_E_UNSUPPORTED);
+
+	/* Replies to server requests: OK / ERROR with F_REPLY | F_SERVER, nothing else. */
+	n = ferry_vmmp_encode_ok(5, 4096, buf, sizeof(buf));
+	assert_int_equal(ferry_vmmp_mark_server_reply(buf, (size_t)n), 0);
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_OK);
+	assert_int_equal(msg.hdr.flags, FERRY_VMMP_F_REPLY | FERRY_VMMP_F_SERVER);
+	assert_int_equal(msg.u.ok.value, 4096);
+	assert_int_equal(ferry_vmmp_mark_server_reply(buf, (size_t)n), -FERRY_VMMP_E_BAD_FLAGS); /* twice */
+	n = ferry_vmmp_encode_error(5, FERRY_VMMP_E_UNSUPPORTED, "no", buf, sizeof(buf));
+	assert_int_equal(ferry_vmmp_mark_server_reply(buf, (size_t)n), 0);
+	assert_int_equal(decode_exact(buf, (size_t)n, 0), FERRY_VMMP_E_OK);
+	assert_int_equal(msg.u.error.code, FERRY_VMMP_E_UNSUPPORTED);
+	n = ferry_vmmp_encode_stats(5, buf, sizeof(buf));
+	assert_int_equal(ferry_vmmp_mark_server_reply(buf, (size_t)n), -FERRY_VMMP_E_BAD_FLAGS);
+	n = ferry_vmmp_encode_register_ok(5, &(struct ferry_vmmp_register_ok){ .max_chunk = 4096 }, buf,
+					  sizeof(buf));
+	buf[6] |= FERRY_VMMP_F_SERVER;
+	assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_BAD_FLAGS);
+	assert_int_equal(ferry_vmmp_mark_server_reply(NULL, 24), -FERRY_VMMP_E_BAD_FLAGS);
+
+	/* A server request newer than this codec: UNSUPPORTED with the header filled, so it can be skipped. */
+	n = ferry_vmmp_encode_ctl(FERRY_VMMP_PAUSE, 0x55, 0, buf, sizeof(buf));
+	buf[5] = 200;
+	buf[16] = 100;
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_UNSUPPORTED);
+	assert_int_equal(h.type, 200);
+	assert_int_equal(h.request_id, 0x55);
+	assert_int_equal(h.payload_len, 100);
+	buf[6] = 0;                      /* without F_SERVER it is just an unknown type */
+	assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_UNKNOWN_TYPE);
+	buf[6] = FERRY_VMMP_F_SERVER | FERRY_VMMP_F_REPLY;
+	assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_UNKNOWN_TYPE);
+	buf[6] = FERRY_VMMP_F_SERVER;
+	wire_put_u32_le(buf + 16, FERRY_VMMP_MAX_PAYLOAD + 1);   /* cannot be skipped safely */
+	assert_int_equal(ferry_vmmp_hdr_decode(buf, FERRY_VMMP_HDR_LEN, &h), FERRY_VMMP_E_UNKNOWN_TYPE);
+	assert_true(ferry_vmmp_is_server_type(FERRY_VMMP_DROP_PTES));
+	assert_false(ferry_vmmp_is_server_type(FERRY_VMMP_NOTIFY));
+	assert_false(ferry_vmmp_is_server_type(255));
+	assert_string_equal(ferry_vmmp_type_name(FERRY_VMMP_DROP_PTES), "DROP_PTES");
 }
 
 /* ---------------------------------------------------------------- allow-list */
@@ -601,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_state_limits),
 		cmocka_unit_test(test_stats_and_error),
 		cmocka_unit_test(test_header_rules),
+		cmocka_unit_test(test_server_requests),
 		cmocka_unit_test(test_allow_list),
 		cmocka_unit_test(test_fc_frame),
 		cmocka_unit_test(test_fc_decode_and_convert),
