@@ -195,17 +195,30 @@ echo "$gpid" >"$run/gpid"
 sleep 1.5
 
 check "vm $VM runs on h1" test "$(ctl h3 vms --json | jq -r '.vms[0].state + "@" + .vms[0].node')" = running@h1
+# The three ways ferryctl shows a migration: plain lines (precopy), the bar on a TTY
+# (postcopy, through script(1)), JSON lines (planned).
+mig=("$ferryctl" -s "$run/h3.sock" migrate "$VM" --to h2 --sub-hosts h3,h4 --budget 40M --mode "$mode")
 t0=$(date +%s%N)
-ctl h3 migrate "$VM" --to h2 --sub-hosts h3,h4 --budget 40M --mode "$mode" >"$run/progress.txt" 2>"$run/ferryctl.err"
-mrc=$?
+case $mode in
+postcopy) script -qefc "${mig[*]}" /dev/null >"$run/progress.tty" 2>"$run/ferryctl.err"; mrc=$?
+	  tr '\r' '\n' <"$run/progress.tty" | sed 's/\x1b\[K//g' | grep . >"$run/progress.txt" ;;
+planned)  "${mig[@]}" --json >"$run/progress.json" 2>"$run/ferryctl.err"; mrc=$?
+	  jq -r '"\(.vm) \(.phase) round=\(.round) sent=\(.pages_sent) skipped=\(.pages_skipped) percent=\(.percent)"' \
+		"$run/progress.json" >"$run/progress.txt" ;;
+*)        "${mig[@]}" >"$run/progress.txt" 2>"$run/ferryctl.err"; mrc=$? ;;
+esac
 t1=$(date +%s%N)
 echo "  ferryctl: exit $mrc in $(((t1 - t0) / 1000000)) ms; last: $(tail -n 1 "$run/progress.txt")"
 cat "$run/ferryctl.err"
 check "ferryctl migrate exits 0" test "$mrc" = 0
 check "PROGRESS streamed: preparing first, done last" \
 	sh -c "head -n 1 '$run/progress.txt' | grep -q ' preparing ' && tail -n 1 '$run/progress.txt' | grep -q ' done '"
-sent=$(tail -n 1 "$run/progress.txt" | grep -oE 'sent=[0-9]+' | cut -d= -f2)
-skipped=$(tail -n 1 "$run/progress.txt" | grep -oE 'skipped=[0-9]+' | cut -d= -f2)
+tty_bar() { grep -q $'\r' "$run/progress.tty" && tail -n 1 "$run/progress.txt" | grep -q '\[#\{30\}\] 100%'; }
+[ "$mode" = postcopy ] && check "on a TTY: a bar redrawn in place, full at the end" tty_bar
+[ "$mode" = planned ] && check "--json: one JSON line per PROGRESS, the last one final" \
+	test "$(jq -s 'last.final and (map(.final) | map(select(.)) | length) == 1' "$run/progress.json")" = true
+sent=$(tail -n 1 "$run/progress.txt" | grep -oE 'sent [0-9]+|sent=[0-9]+' | grep -oE '[0-9]+')
+skipped=$(tail -n 1 "$run/progress.txt" | grep -oE 'skipped [0-9]+|skipped=[0-9]+' | grep -oE '[0-9]+')
 check "unused pages were never sent ($skipped skipped)" test "${skipped:-0}" -gt 0
 # Pre-copy moves the data before the switch-over, as the source counts it; post-copy and planned
 # move (some of) it afterwards, which the source's final progress does not count.
