@@ -93,34 +93,6 @@ int ferryd_local_report(struct ferryd *d, struct ferry_ctrl_report *rp)
 	return rc;
 }
 
-void ferryd_scores(struct ferry_ctrl_node *nd)
-{
-	uint64_t load = nd->cpus ? (uint64_t)nd->load1 / nd->cpus : nd->load1;
-
-	nd->load_score = load > 1000 ? 1000 : (uint32_t)load;
-	nd->mem_score = nd->mem_total ? (uint32_t)((nd->mem_total - nd->mem_free) * 1000 / nd->mem_total) : 1000;
-	nd->score = nd->load_score > nd->mem_score ? nd->load_score : nd->mem_score;
-}
-
-const struct ferry_ctrl_node *ferryd_least_loaded(const struct ferry_ctrl_nodes *view, uint32_t roles,
-						  const char *skip)
-{
-	const struct ferry_ctrl_node *best = NULL;
-
-	for (unsigned int i = 0; i < view->count; i++) {
-		const struct ferry_ctrl_node *nd = &view->node[i];
-
-		if (nd->state != FERRY_CTRL_NODE_UP || (nd->roles & roles) != roles)
-			continue;
-		if (skip && skip[0] && strcmp(nd->name, skip) == 0)
-			continue;
-		/* Ties go to the name that sorts first, so every reader picks the same node. */
-		if (!best || nd->score < best->score || (nd->score == best->score && strcmp(nd->name, best->name) < 0))
-			best = nd;
-	}
-	return best;
-}
-
 /* ---------------------------------------------------------------- coordinator */
 
 static struct ferryd_node *node_find(struct ferryd *d, const char *name)
