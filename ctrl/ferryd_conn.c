@@ -594,8 +594,20 @@ int ferryd_relay(struct ferryd *d, unsigned int waiter, uint64_t req, const char
 		 const struct ferry_ctrl_msg *msg, uint32_t timeout_ms)
 {
 	struct ferry_err err = { 0 };
-	struct ferryd_conn *c = ferryd_request(d, node, msg, timeout_ms, relay_reply, &err);
+	struct ferryd_conn *w = ferryd_conn_find(d, waiter), *c;
 
+	/*
+	 * One hop only: a request a peer ferryd relayed here is not relayed
+	 * again, so two nodes that disagree about where a VM is cannot pass it
+	 * back and forth.
+	 */
+	if (w && w->kind == CONN_TCP_IN && ferryd_config_node(&d->cfg, w->name)) {
+		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_UNEXPECTED,
+				      "%s relayed by %s: %s says it belongs on %s; not relaying twice",
+				      ferry_ctrl_type_name(msg->hdr.type), w->name, d->cfg.name, node);
+		return -1;
+	}
+	c = ferryd_request(d, node, msg, timeout_ms, relay_reply, &err);
 	if (!c) {
 		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_NODE_DOWN, "node %s: %s", node, err.msg);
 		return -1;

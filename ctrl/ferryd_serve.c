@@ -140,6 +140,10 @@ static int do_peer(struct ferryd *d, struct ferryd_conn *c, const struct ferry_c
 		ferryd_vms_placed(d, &m->u.placed);
 		return ferryd_send_ok(d, c, req, 0);
 	case FERRY_CTRL_ROLE:
+		/* Only the coordinator hands the role around. */
+		if (strcmp(c->name, d->cfg.coordinator) != 0)
+			return ferryd_send_error(d, c, req, FERRY_CTRL_E_DENIED, "ROLE from %s: only coordinator %s assigns it",
+						 c->name, d->cfg.coordinator);
 		if (ferryd_role_apply(d, &m->u.role, &code, why, sizeof(why)) < 0)
 			return ferryd_send_error(d, c, req, code, "%s", why);
 		return ferryd_send_ok(d, c, req, d->role_epoch);

@@ -169,6 +169,11 @@ else
 	fail "bad frames on the Unix socket"
 fi
 check "ferryd counted them" test "$(stat h1 malformed)" -gt "$m0"
+# Peers that know the secret still may not overstep.
+peer() { "$rig" exec "$1" python3 "$here/bad_frames.py" peer "$2" 22001 "$dir/secret" "$3" "$4"; }
+check "a node cannot report for another (DENIED)" peer h2 10.77.0.1 h2 report-for-other
+check "only the coordinator assigns the accept role (DENIED)" peer h2 10.77.0.3 h2 role-not-coord
+check "a name outside the static cluster cannot register (UNKNOWN_NODE)" peer h2 10.77.0.1 h9 register-unknown
 check "the coordinator is still alive and serving" test "$(ctl h1 status --json | jq -r .node)" = h1
 check "non-root uid is refused on the Unix socket" \
 	sh -c "setpriv --reuid=65534 --regid=65534 --clear-groups '$ferryctl' -s '$dir/h1.sock' status 2>&1 | grep -q 'permission denied'"
