@@ -332,6 +332,8 @@ void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs);
 void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v);
 /** Tell the coordinator about @p vm's state and node now (not at the next report). */
 void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm);
+/** Send VM_PLACED for @p v to @p node (fire and forget: failures are logged). */
+void ferryd_forward_placed(struct ferryd *d, const char *node, const struct ferry_ctrl_vm *v);
 int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r);
 int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r);
 /** RESUME on behalf of conn @p waiter (0: nobody waits, e.g. ferry-wake's WAKE_REQUEST). */

@@ -110,9 +110,13 @@ static int do_peer(struct ferryd *d, struct ferryd_conn *c, const struct ferry_c
 		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNEXPECTED, "%s comes from a peer ferryd over TCP",
 					 ferry_ctrl_type_name(m->hdr.type));
 	switch (m->hdr.type) {
+	case FERRY_CTRL_VM_PLACED:
+		/* To the coordinator from anyone; from the coordinator to the accept node. */
+		if (!d->is_coord && strcmp(c->name, d->cfg.coordinator) == 0)
+			break;
+		/* fall through */
 	case FERRY_CTRL_NODE_REGISTER:
 	case FERRY_CTRL_NODE_REPORT:
-	case FERRY_CTRL_VM_PLACED:
 		if (!d->is_coord)
 			return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNEXPECTED,
 						 "%s: this node is not the coordinator (%s is)",
@@ -138,6 +142,14 @@ static int do_peer(struct ferryd *d, struct ferryd_conn *c, const struct ferry_c
 		return coord_reply(d, c, req, rc, code, why);
 	case FERRY_CTRL_VM_PLACED:
 		ferryd_vms_placed(d, &m->u.placed);
+		/*
+		 * The accept node's ferry-wake waits for VM_RUNNING (stored SYNs) and
+		 * VM_ADD: pass a placement on to the holder now rather than at its
+		 * next report.
+		 */
+		if (d->is_coord && d->accept[0] && strcmp(d->accept, d->cfg.name) != 0 &&
+		    strcmp(d->accept, c->name) != 0)
+			ferryd_forward_placed(d, d->accept, &m->u.placed);
 		return ferryd_send_ok(d, c, req, 0);
 	case FERRY_CTRL_ROLE:
 		/* Only the coordinator hands the role around. */

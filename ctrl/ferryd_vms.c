@@ -157,17 +157,26 @@ static bool placed_reply(struct ferryd *d, struct ferryd_conn *c, const struct f
 	return false;
 }
 
-/* Tell the coordinator now rather than at the next report. */
-void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm)
+void ferryd_forward_placed(struct ferryd *d, const char *node, const struct ferry_ctrl_vm *v)
 {
 	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_VM_PLACED, .request_id = ++d->next_req } };
 	struct ferry_err err = { 0 };
 
-	if (d->is_coord)
-		return;   /* our table is the coordinator's */
-	m.u.placed = vm->v;
-	if (!ferryd_request(d, d->cfg.coordinator, &m, 0, placed_reply, &err))
-		LOG_WARN("VM_PLACED %s: %s (the next report carries it)", vm->v.id, err.msg);
+	m.u.placed = *v;
+	if (!ferryd_request(d, node, &m, 0, placed_reply, &err))
+		LOG_WARN("VM_PLACED %s to %s: %s (its next report brings it)", v->id, node, err.msg);
+}
+
+/* Tell the coordinator now rather than at the next report (it tells the accept node). */
+void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm)
+{
+	if (!d->is_coord) {
+		ferryd_forward_placed(d, d->cfg.coordinator, &vm->v);
+		return;
+	}
+	/* Our table is the coordinator's: the accept node is the one to tell. */
+	if (d->accept[0] && strcmp(d->accept, d->cfg.name) != 0)
+		ferryd_forward_placed(d, d->accept, &vm->v);
 }
 
 static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char *why)
