@@ -126,7 +126,9 @@ node_state() { ctl h1 nodes --json | jq -r --arg n "$1" '.nodes[] | select(.name
 stat() { ctl "$1" stats --json | jq -r ".$2"; }
 
 # -- registration, scores, accept node ------------------------------------------------
-for h in h1 h2 h3; do start $h; done
+start h1
+start h2
+start h3 --allowed-uid 65534
 require "three ferryds are serving" wait_for 10 test -s "$dir/h1.ready" -a -s "$dir/h2.ready" -a -s "$dir/h3.ready"
 require "the coordinator sees all three nodes up" wait_for 10 nodes_up h1 3
 check "h3's ferryd has the same view (via its reports)" wait_for 5 nodes_up h3 3
@@ -175,6 +177,12 @@ check "a node cannot report for another (DENIED)" peer h2 10.77.0.1 h2 report-fo
 check "only the coordinator assigns the accept role (DENIED)" peer h2 10.77.0.3 h2 role-not-coord
 check "a name outside the static cluster cannot register (UNKNOWN_NODE)" peer h2 10.77.0.1 h9 register-unknown
 check "the coordinator is still alive and serving" test "$(ctl h1 status --json | jq -r .node)" = h1
+check "the allowed uid is let in (h3: --allowed-uid 65534)" \
+	sh -c "setpriv --reuid=65534 --regid=65534 --clear-groups '$ferryctl' -s '$dir/h3.sock' status --json | jq -e '.node == \"h3\"' >/dev/null"
+check "ferryctl over TCP with the cluster secret (from h2 to h1)" \
+	sh -c "'$rig' exec h2 '$ferryctl' -C 10.77.0.1:22001 -k '$dir/secret' nodes --json | jq -e '.nodes | length == 3' >/dev/null"
+check "ferryctl over TCP with a wrong secret is refused" \
+	sh -c "'$rig' exec h2 '$ferryctl' -C 10.77.0.1:22001 -k '$dir/wrong' status 2>&1 | grep -q 'authentication failed'"
 check "non-root uid is refused on the Unix socket" \
 	sh -c "setpriv --reuid=65534 --regid=65534 --clear-groups '$ferryctl' -s '$dir/h1.sock' status 2>&1 | grep -q 'permission denied'"
 
