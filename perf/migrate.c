@@ -352,7 +352,8 @@ static int write_csv(const struct mg_opts *o, const struct mg_run *r)
 	struct stat st;
 	bool fresh = stat(o->csv, &st) != 0 || st.st_size == 0;
 	FILE *f = fopen(o->csv, "a");
-	const struct mig_progress *s = &r->src;
+	static const struct mig_progress none;
+	const struct mig_progress *s = &r->src, *d = r->have_dst ? &r->dst : &none;
 
 	if (!f)
 		return -1;
@@ -360,17 +361,21 @@ static int write_csv(const struct mg_opts *o, const struct mg_run *r)
 		for (unsigned i = 0; i < o->nlabels; i++)
 			fprintf(f, "%.*s,", (int)(strchr(o->labels[i], '=') - o->labels[i]), o->labels[i]);
 		fputs("vm_id,mode,ok,budget_bytes,subhosts,elapsed_ms,total_ms,downtime_ms,rounds,pages_total,"
-		      "pages_sent,pages_skipped_unused,pages_resent,pages_to_subhosts,bytes_sent,postcopy_faults\n",
+		      "pages_sent,pages_skipped_unused,pages_resent,pages_to_subhosts,bytes_sent,postcopy_faults,"
+		      "dst_pages_sent,dst_pages_to_subhosts,dst_bytes_sent,dst_downtime_ms,pages_moved\n",
 		      f);
 	}
 	for (unsigned i = 0; i < o->nlabels; i++)
 		fprintf(f, "%s,", strchr(o->labels[i], '=') + 1);
+	/* Page data may be pushed by the source or pulled (one-sided) by the destination: count it once. */
 	fprintf(f, "%s,%s,%d,%" PRIu64 ",%u,%.3f,%.3f,%.3f,%u,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
-		   ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
+		   ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.3f,%" PRIu64 "\n",
 		o->vm_id, mig_mode_name(o->mode), r->ok, o->budget, o->nsubs, r->elapsed_ms, (double)s->total_ns / 1e6,
 		(double)s->downtime_ns / 1e6, s->round, s->pages_total, s->pages_sent, s->pages_skipped_unused,
 		s->pages_resent, s->pages_to_subhosts, s->bytes_sent,
-		r->have_dst ? r->dst.postcopy_faults : s->postcopy_faults);
+		r->have_dst ? r->dst.postcopy_faults : s->postcopy_faults, d->pages_sent, d->pages_to_subhosts,
+		d->bytes_sent, (double)d->downtime_ns / 1e6,
+		s->pages_sent > d->pages_sent ? s->pages_sent : d->pages_sent);
 	return fclose(f);
 }
 

@@ -512,9 +512,14 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 		struct uffdio_writeprotect w = { .range = { .start = vm->regions[i].hva, .len = vm->regions[i].size },
 						 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
 
-		if (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
-			rc = ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
-			goto fail;
+		int tries = 0;
+
+		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
+			if (errno != EAGAIN || ++tries > 8) {
+				rc = ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
+				goto fail;
+			}
+			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
 		}
 	}
 	for (uint64_t i = pm_next(&vm->pm, PM_LOCAL, 0); i < vm->pm.npages; i = pm_next(&vm->pm, PM_LOCAL, i + 1))
@@ -555,8 +560,12 @@ static int wp_page(struct pg_vm *vm, uint64_t idx)
 	struct uffdio_writeprotect w = { .range = { .start = pg_page_hva(vm, idx), .len = PG_PAGE },
 					 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
 
-	if (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0)
-		return -errno;
+	for (int tries = 0; ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0; tries++) {
+		/* EAGAIN: an event (a REMOVE of the guest) is unread; read it, then retry. */
+		if (errno != EAGAIN || tries == 8 || vm->dead)
+			return -errno;
+		pg_vm_drain_events(vm);
+	}
 	pm_flags_set(&vm->pm, idx, PM_F_WP);
 	return 0;
 }
@@ -1032,8 +1041,15 @@ static void src_ctx_event(struct mig_evh *h, uint32_t events)
 		return;
 	/* Serves the destination's post-copy READs (TCP backend: inside fx_poll). */
 	(void)fx_poll(s->ctx, wc, 16, 0);
-	if (s->conn && fx_conn_state(s->conn) == FX_CONN_ERROR && active(s))
-		FAIL(s, 0, "data connection: %s", fx_conn_error(s->conn));
+	if (!s->conn || fx_conn_state(s->conn) != FX_CONN_ERROR || !active(s))
+		return;
+	if (s->prog.phase == MIG_PH_POSTCOPY || s->prog.phase == MIG_PH_SWITCHOVER) {
+		/* The destination closes the data connection right after POSTCOPY_DONE: the
+		 * stream decides (POSTCOPY_DONE -> done, end of stream -> failed). */
+		mig_evh_del(s->eng->pg, &s->xh);
+		return;
+	}
+	FAIL(s, 0, "data connection: %s", fx_conn_error(s->conn));
 }
 
 /* ---------------------------------------------------------------- control and hooks */

@@ -203,6 +203,13 @@ void pg_destroy(struct pager *pg);
 int pg_epoll_add(struct pager *pg, int fd, enum pg_ev_kind kind, void *obj, uint16_t server, void **tag);
 void pg_epoll_del(struct pager *pg, int fd, void *tag);
 void pg_vm_uffd_ready(struct pg_vm *vm);
+/**
+ * Read the VM's pending uffd messages now and apply its events (REMOVE...),
+ * keeping the faults for the loop: while an event is unread the kernel
+ * refuses UFFDIO_* with EAGAIN. For callers outside the fault path (the
+ * migration engine's write-protection), also while the VM's faults are held.
+ */
+void pg_vm_drain_events(struct pg_vm *vm);
 
 /* vm.c */
 struct pg_vm *pg_vm_find(struct pager *pg, const char *id);

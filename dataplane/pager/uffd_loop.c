@@ -151,6 +151,23 @@ static bool read_events(struct pg_vm *vm, struct pg_fault *faults, unsigned *nf,
 	return true;
 }
 
+void pg_vm_drain_events(struct pg_vm *vm)
+{
+	static struct pg_fault faults[MAX_MSGS];
+	unsigned nf = 0, room = MAX_MSGS - vm->npending;
+
+	/* Faults read here wait in vm->pending (retried by the loop); with no room
+	 * left nothing is read: an event behind them stays unread. */
+	if (room == 0)
+		return;
+	if (!read_events(vm, faults, &nf, room)) {
+		pg_vm_teardown(vm, false, "its userfaultfd failed");
+		return;
+	}
+	for (unsigned k = 0; k < nf; k++)
+		vm->pending[vm->npending++] = faults[k];
+}
+
 void pg_vm_uffd_ready(struct pg_vm *vm)
 {
 	static struct pg_fault faults[MAX_MSGS], retry[MAX_MSGS];

@@ -88,6 +88,7 @@ struct opts {
 	uint64_t modes;        /* --uffd-modes; 0 = default */
 	unsigned vcpus;
 	uint64_t incoming;     /* --incoming MIGID: destination shell of that migration */
+	double run_after;      /* --run-after SEC: at the destination, run SEC more after the switch-over */
 };
 
 /*
@@ -261,6 +262,8 @@ static void usage(FILE *out)
 "                       with empty memory, wait for the pager's RESUME, load the device state\n"
 "                       (STATE_GET) and continue the workload; the other options must be the\n"
 "                       source's (mem, pattern, vcpus, seed, ...)\n"
+"  --run-after SEC      with --incoming and --duration: run SEC seconds after the switch-over\n"
+"                       (default: what is left of --duration)\n"
 "  --timeout SEC        give up (exit 4) when the run takes longer: a fault never served\n"
 "  --json [FILE]        write the statistics as JSON (\"-\" or no FILE = stdout)\n"
 "  -q, --quiet          no summary on stderr\n"
@@ -285,7 +288,7 @@ static int usage_error(const char *msg, const char *arg)
 enum {
 	OPT_STANDALONE = 256, OPT_PAGER, OPT_VM_ID, OPT_ANON, OPT_FC, OPT_MEM, OPT_PATTERN, OPT_ZIPF_S,
 	OPT_TOUCHED, OPT_WRITE_PCT, OPT_OPS, OPT_DURATION, OPT_SEED, OPT_CHECK, OPT_FREE, OPT_FREE_VIA,
-	OPT_FREE_EVERY, OPT_JSON, OPT_INJECT, OPT_TIMEOUT, OPT_MODES, OPT_VCPUS, OPT_INCOMING,
+	OPT_FREE_EVERY, OPT_JSON, OPT_INJECT, OPT_TIMEOUT, OPT_MODES, OPT_VCPUS, OPT_INCOMING, OPT_RUN_AFTER,
 };
 
 static const struct option long_opts[] = {
@@ -312,6 +315,7 @@ static const struct option long_opts[] = {
 	{ "uffd-modes", required_argument, NULL, OPT_MODES },
 	{ "vcpus", required_argument, NULL, OPT_VCPUS },
 	{ "incoming", required_argument, NULL, OPT_INCOMING },
+	{ "run-after", required_argument, NULL, OPT_RUN_AFTER },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -467,6 +471,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return usage_error("empty --uffd-modes", optarg);
 			break;
 		}
+		case OPT_RUN_AFTER:
+			if (parse_double(optarg, 0.001, 1e6, &o->run_after) < 0)
+				return usage_error("--run-after needs seconds, not", optarg);
+			break;
 		case OPT_INCOMING:
 			if (parse_u64(optarg, &o->incoming) < 0 || o->incoming == 0)
 				return usage_error("--incoming needs a migration id (a positive number), not", optarg);
@@ -487,6 +495,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		return usage_error("--fc-socket needs --anon (Firecracker guest memory is anonymous)", NULL);
 	if (o->incoming && (o->mode != MODE_PAGER || o->anon))
 		return usage_error("--incoming needs --pager and a memfd (not --anon)", NULL);
+	if (o->run_after > 0 && !o->incoming)
+		return usage_error("--run-after is for an --incoming destination", NULL);
 	if (o->incoming && o->inject)
 		return usage_error("--incoming and --inject-corruption exclude each other", NULL);
 	if (!free_via_set)
@@ -1350,7 +1360,7 @@ static int state_load(struct vcpus *vs, const uint8_t *b, size_t len)
 			else if (i == 22)
 				c->lp.sub = (int)v;
 			else if (i == 23)
-				c->t0 = now - v;
+				c->t0 = now - v;   /* the run time so far counts towards --duration */
 			else
 				*w[i] = v;
 		}
@@ -1358,6 +1368,9 @@ static int state_load(struct vcpus *vs, const uint8_t *b, size_t len)
 			fprintf(stderr, "guestsim: device state: vCPU %u slice differs\n", k);
 			return -1;
 		}
+		/* --run-after: the rest of the run is this long, whatever the source ran. */
+		if (g->o.run_after > 0 && g->o.run_after < g->o.duration)
+			c->t0 = now + (uint64_t)(g->o.run_after * 1e9) - (uint64_t)(g->o.duration * 1e9);
 	}
 	for (uint64_t i = 0; i < g->npages; i++)
 		g->gen[i] = get64(&p);

@@ -101,11 +101,7 @@ SH
 # same workload, started empty, resumed by the pager, every page checked. It
 # tells ferryd it registered with the pager by creating FERRY_READY_FILE (here:
 # once the main pager logged the registration).
-# Pre-copy: the guest also frees memory while it moves, as tests/integration/migrate does
-# (MIG_EXTRA overrides). Without it the engine at 813cdd3 loses a race here: the destination
-# closes the data connection right after the switch-over and the source calls the migration
-# FAILED although the VM runs at the destination (reported to the lead; dataplane/migrate).
-[ "$mode" = precopy ] && MIG_EXTRA=${MIG_EXTRA---free-report 5 --free-via madvise --free-every 10000}
+# MIG_EXTRA: more guestsim workload flags, e.g. "--free-report 5 --free-via madvise --free-every 10000".
 WORKLOAD="--mem ${MEM}M --pattern boot --touched 70 --write-pct 30 --seed 7 ${MIG_EXTRA:-}"
 cat >"$run/shell.sh" <<SH
 #!/bin/sh

@@ -21,7 +21,9 @@ shift
 modes=${*:-precopy postcopy planned full}
 src_dir=$(cd "$(dirname "$0")/../../.." && pwd)
 rig=$src_dir/tests/rigs/cluster/cluster.sh
-export FERRY_CLUSTER_PREFIX=${FERRY_CLUSTER_PREFIX:-migrate-}
+# A prefix of its own per run unless one is given: several test suites may run on one
+# machine at once, and cluster.sh up removes any rig of the same prefix first.
+export FERRY_CLUSTER_PREFIX=${FERRY_CLUSTER_PREFIX:-mig$$-}
 pager=$build/dataplane/pager/ferry-pager
 memsrv=$build/dataplane/memsrv/ferry-memsrv
 guestsim=$build/tests/guestsim/guestsim
@@ -43,7 +45,18 @@ cleanup() {
 	if [ "$fails" -eq 0 ]; then rm -rf "$run"; else echo "logs kept in $run"; fi
 }
 trap cleanup EXIT
+trap "exit 1" TERM INT
 pass() { echo "PASS: $*"; }
+# wait_for PID SECS: its exit status, or 124 after killing it when it outlives SECS
+wait_for() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$1" 2>/dev/null && { kill -9 "$1"; wait "$1"; return 124; }
+	wait "$1"
+}
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 "$rig" up 4 --rate "${MIG_TEST_RATE:-2gbit}" >/dev/null || { echo "cluster up failed"; exit 1; }
@@ -118,9 +131,9 @@ migrate_ok() {   # mode
 	fi
 	"$migtool" wait "$run/src-mig.sock" "$id" 60 >"$run/$id.src.progress" 2>&1
 	local rc=$?
-	wait "$guest_pid"
+	wait_for "$guest_pid" 30
 	local grc=$?
-	wait "$dest"
+	wait_for "$dest" 60
 	local drc=$?
 	"$migtool" status "$run/main-mig.sock" "$id" >"$run/$id.dst.progress" 2>&1
 	echo "  source: $(cat "$run/$id.src.progress")"
@@ -156,7 +169,7 @@ migrate_broken() {
 	$breaker
 	"$migtool" wait "$run/src-mig.sock" "$id" 30 "$want" >"$run/$id.src.progress" 2>&1
 	local rc=$?
-	wait "$guest_pid"
+	wait_for "$guest_pid" 40
 	local grc=$?
 	echo "  source: $(cat "$run/$id.src.progress")"
 	if [ $rc -eq 0 ] && [ $grc -eq 0 ]; then

@@ -1,0 +1,223 @@
+#!/bin/bash
+# ferry-perf migrate over a netns cluster (issue 5): how long a split
+# migration takes and how many bytes it moves, per mode, against the share of
+# guest memory the VM uses; every migrated guest verifies every page at the
+# destination.
+#
+#   h1 source : ferry-pager (migration socket) + guestsim, the running VM (memfd RAM)
+#   h2 main   : ferry-pager (migration socket, a budget below the VM's use) +
+#               guestsim --incoming, the destination shell
+#   h3, h4    : ferry-memsrv sub-hosts, the main host's pool
+# Links shaped with tc htb (tests/rigs/cluster/cluster.sh up 4 --rate RATE).
+#
+# For each used share U and mode M: guestsim (boot pattern: only U% of RAM is
+# ever touched, 30% writes) runs on h1 for --warm seconds, the destination
+# shell registers on h2, `ferry-perf migrate` drives the migration (CSV row,
+# JSON), the source guestsim must exit 0 on the migrated-away notice, the
+# shell must load the device state, run --after seconds more and verify ALL
+# of memory (--check: latest generation, right content, zeros elsewhere).
+#
+#   perf/migrate-cluster.sh [options]
+#     --build DIR       build tree (default build/release)
+#     --out DIR         results: migrate.csv, verify.csv, one JSON per run, plots (default
+#                       perf-results/migrate-<date>)
+#     --mem SIZE        guest RAM (default 4G)
+#     --used "U..."     used shares in % (default "10")
+#     --modes "M..."    precopy postcopy planned full (default all four)
+#     --rate RATE       link rate (default 1gbit)
+#     --budget SIZE     main host budget (default: half the used memory)
+#     --warm SEC        source run time before the migration (default 4)
+#     --after SEC       destination run time after the switch-over (default 3)
+#     --quick           --mem 256M --used 10 --modes planned --warm 2 --after 1 (a smoke run)
+# Needs root (network namespaces); exits 77 when they cannot be made. Exit 0
+# when every migration finished and every destination verified, else 1.
+# Prefix vmmside- and ports 26000-26999 keep it apart from other clusters.
+set -u
+src_dir=$(cd "$(dirname "$0")/.." && pwd)
+build=$src_dir/build/release
+out=""
+MEM=4G
+USED="10"
+MODES="precopy postcopy planned full"
+RATE=1gbit
+BUDGET=""
+WARM=4
+AFTER=3
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) build=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--mem) MEM=$2; shift 2 ;;
+	--used) USED=$2; shift 2 ;;
+	--modes) MODES=$2; shift 2 ;;
+	--rate) RATE=$2; shift 2 ;;
+	--budget) BUDGET=$2; shift 2 ;;
+	--warm) WARM=$2; shift 2 ;;
+	--after) AFTER=$2; shift 2 ;;
+	--quick) MEM=256M; USED=10; MODES=planned; WARM=2; AFTER=1; shift ;;
+	-h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+	*) echo "migrate-cluster: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+build=$(cd "$build" 2>/dev/null && pwd) || { echo "migrate-cluster: no build tree $build" >&2; exit 1; }
+rig=$src_dir/tests/rigs/cluster/cluster.sh
+export FERRY_CLUSTER_PREFIX=vmmside-
+pager=$build/dataplane/pager/ferry-pager
+memsrv=$build/dataplane/memsrv/ferry-memsrv
+guestsim=$build/tests/guestsim/guestsim
+perf=$build/perf/ferry-perf
+for b in "$pager" "$memsrv" "$guestsim" "$perf"; do
+	[ -x "$b" ] || { echo "migrate-cluster: $b is not built" >&2; exit 1; }
+done
+"$rig" check >/dev/null 2>&1 || { echo "SKIP: network namespaces unavailable"; exit 77; }
+
+mib() {   # SIZE -> MiB
+	case $1 in
+	*G) echo $((${1%G} * 1024)) ;;
+	*M) echo "${1%M}" ;;
+	*) echo "migrate-cluster: give sizes in M or G, not $1" >&2; exit 2 ;;
+	esac
+}
+mem_mib=$(mib "$MEM")
+[ -n "$out" ] || out=$src_dir/perf-results/migrate-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+run=$(mktemp -d /tmp/vmmside-migrate-XXXXXX)
+pids=()
+fails=0
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	"$rig" down >/dev/null 2>&1
+	if [ $fails -eq 0 ]; then rm -rf "$run"; else echo "logs kept in $run"; fi
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+"$rig" up 4 --rate "$RATE" >/dev/null || { echo "cluster up failed"; exit 1; }
+(umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$run/secret")
+pool=$((mem_mib + 256))M
+for h in 3 4; do
+	"$rig" exec "h$h" "$memsrv" --listen "10.77.0.$h" --port 26100 --transport tcp --secret-file "$run/secret" \
+		--pool-size "$pool" --hugepages off --prefault no --ready-file "$run/memsrv$h.ready" >"$run/memsrv$h.log" 2>&1 &
+	pids+=($!)
+done
+for h in 3 4; do
+	for _ in $(seq 600); do [ -s "$run/memsrv$h.ready" ] && break; sleep 0.05; done
+	[ -s "$run/memsrv$h.ready" ] || { echo "ferry-memsrv on h$h not ready"; tail "$run/memsrv$h.log"; exit 1; }
+done
+wait_sock() {   # path pid
+	for _ in $(seq 400); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+"$rig" exec h2 "$pager" --socket "$run/main.sock" --allow uid:0 --secret-file "$run/secret" \
+	--servers 10.77.0.3:26100,10.77.0.4:26100 --migrate-socket "$run/main-mig.sock" \
+	--migrate-listen 10.77.0.2 --migrate-port 26001 >"$run/main.log" 2>&1 &
+main_pid=$!
+pids+=($!)
+wait_sock "$run/main-mig.sock" $main_pid || { echo "main pager did not start"; tail "$run/main.log"; exit 1; }
+"$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
+	--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 26002 >"$run/src.log" 2>&1 &
+src_pid=$!
+pids+=($!)
+wait_sock "$run/src-mig.sock" $src_pid || { echo "source pager did not start"; tail "$run/src.log"; exit 1; }
+
+jbool() { sed -n "s/^ *\"$2\": *\([a-z]*\).*/\1/p" "$1" | head -n1; }
+jnum() { sed -n "s/^ *\"$2\": *\([0-9][0-9]*\).*/\1/p" "$1" | head -n1; }
+[ -s "$out/verify.csv" ] || echo "mem_mib,used_pct,mode,vm_id,migrate_ok,source_exit,dest_exit,verified,check_pages,dest_ops" \
+	>"$out/verify.csv"
+
+n=0
+for used in $USED; do
+	used_mib=$((mem_mib * used / 100))
+	budget=${BUDGET:-$((used_mib / 2 > 0 ? used_mib / 2 : 1))M}
+	for mode in $MODES; do
+		n=$((n + 1))
+		id=vm$n-$mode-u$used
+		seed=$((1000 + n))
+		common=(--mem "$MEM" --pattern boot --touched "$used" --write-pct 30 --seed "$seed" --duration 600
+			--timeout 900 -q)
+		"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" "${common[@]}" \
+			>"$run/$id.src.out" 2>"$run/$id.src.log" &
+		gs_src=$!
+		pids+=($!)
+		sleep "$WARM"
+		"$rig" exec h2 "$guestsim" --pager "$run/main.sock" --vm-id "$id" "${common[@]}" --incoming "$n" \
+			--run-after "$AFTER" --check --json "$out/$id.dest.json" >"$run/$id.dst.out" 2>"$run/$id.dst.log" &
+		gs_dst=$!
+		pids+=($!)
+		sleep 0.5
+		"$perf" migrate --src-ctl "$run/src-mig.sock" --dst-ctl "$run/main-mig.sock" --vm-id "$id" \
+			--mode "$mode" --budget "$budget" --subhost 10.77.0.3:26100 --subhost 10.77.0.4:26100 \
+			--timeout 600 --json "$out/$id.json" --csv "$out/migrate.csv" \
+			--label mem_mib="$mem_mib" --label used_pct="$used" --label rate="$RATE" 2>&1 | tee -a "$out/summary.txt"
+		mig_ok=${PIPESTATUS[0]}
+		[ "$mig_ok" -eq 0 ] && mig_ok=1 || mig_ok=0
+		if [ $mig_ok -eq 0 ]; then
+			# the VM stays at the source (or nowhere): stop both guests
+			kill -9 $gs_src $gs_dst 2>/dev/null
+		fi
+		wait $gs_src
+		src_rc=$?
+		wait $gs_dst
+		dst_rc=$?
+		verified=false
+		[ -s "$out/$id.dest.json" ] && [ "$(jbool "$out/$id.dest.json" passed)" = true ] &&
+			[ "$(jbool "$out/$id.dest.json" checked_all)" = true ] && verified=true
+		echo "$mem_mib,$used,$mode,$id,$mig_ok,$src_rc,$dst_rc,$verified,$(jnum "$out/$id.dest.json" check_pages),$(jnum "$out/$id.dest.json" ops)" \
+			>>"$out/verify.csv"
+		if [ $mig_ok -ne 1 ]; then
+			fail "$id: migration failed"
+		elif [ $src_rc -ne 0 ] || ! grep -q "migrated away" "$run/$id.src.log"; then
+			fail "$id: the source guestsim exited $src_rc without the migrated-away line"
+		elif [ $dst_rc -ne 0 ] || [ $verified != true ]; then
+			fail "$id: the destination exited $dst_rc, verified=$verified"
+			tail -n 3 "$run/$id.dst.log"
+		else
+			echo "ok: $id: every page verified at the destination ($(jnum "$out/$id.dest.json" check_pages) pages)"
+		fi
+	done
+done
+cp "$run"/*.log "$out/" 2>/dev/null
+
+# Plots: migration time and downtime against used memory per mode (finished migrations only,
+# one data file per mode so the lines join), page data moved per run.
+for m in precopy postcopy planned full; do
+	awk -F, -v m=$m 'NR > 1 && $5 == m && $6 == 1' "$out/migrate.csv" | sort -t, -k2,2n >"$out/mode-$m.dat"
+done
+cat >"$out/migrate.gp" <<'GP'
+set datafile separator ","
+set terminal pngcairo size 900,600
+set key top left
+# migrate.csv columns: 1 mem_mib, 2 used_pct, 3 rate, 4 vm_id, 5 mode, 6 ok, 7 budget_bytes, 8 subhosts,
+#   9 elapsed_ms, 10 total_ms, 11 downtime_ms, 12 rounds, 13 pages_total, 14 pages_sent,
+#   15 pages_skipped_unused, 16 pages_resent, 17 pages_to_subhosts, 18 bytes_sent, 19 postcopy_faults,
+#   20 dst_pages_sent, 21 dst_pages_to_subhosts, 22 dst_bytes_sent, 23 dst_downtime_ms, 24 pages_moved
+# mode-MODE.dat: the finished rows of one mode, by used share.
+modes = "precopy postcopy planned full"
+set output "migrate-time.png"
+set title "split migration: time vs used memory (finished migrations)"
+set xlabel "used memory (% of guest RAM)"
+set ylabel "migration time, start to done (s)"
+plot for [m in modes] "mode-".m.".dat" using 2:($9/1000) with linespoints title m
+set output "migrate-downtime.png"
+set title "split migration: downtime vs used memory"
+set ylabel "downtime (ms)"
+plot for [m in modes] "mode-".m.".dat" using 2:11 with linespoints title m
+set output "migrate-bytes.png"
+set title "page data moved (pages moved x 4 KiB), finished migrations"
+set ylabel "MiB"
+plot for [m in modes] "mode-".m.".dat" using 2:($24*4096/1048576) with linespoints title m
+GP
+if command -v gnuplot >/dev/null 2>&1; then
+	(cd "$out" && gnuplot migrate.gp 2>&1 | grep -v "^Warning: empty\|no valid points\|^$") || true
+else
+	echo "gnuplot not installed: $out/migrate.gp is ready for it"
+fi
+echo "results in $out (migrate.csv, verify.csv, per-run JSON, plots)"
+[ $fails -eq 0 ] && echo "migrate-cluster: all $n migrations verified" && exit 0
+exit 1
