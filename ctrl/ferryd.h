@@ -11,8 +11,9 @@
  *   ferryd_conn.c     sockets: TCP (HMAC handshake) and the local Unix socket
  *                     (SO_PEERCRED), framing, outbound requests to peers
  *   ferryd_serve.c    what each request does (dispatch)
- *   ferryd_cluster.c  node reports, the coordinator's node table, scores,
- *                     down detection, the accept-node role and its epoch
+ *   ferryd_cluster.c  node reports, the coordinator's node table, down
+ *                     detection, the accept-node role and its epoch
+ *   ferryd_score.c    seed-004 scores and the least-loaded node (pure)
  *   ferryd_super.c    supervised data-plane processes (fork/exec, backoff)
  *   ferryd_vms.c      the VM table, hibernate/resume through ferryd_hib.c
  *   ferryd_hib.c      hibernation adapter (hook commands per VM)
@@ -292,7 +293,8 @@ void ferryd_cluster_init(struct ferryd *d);
 void ferryd_cluster_tick(struct ferryd *d, uint64_t now);
 /** The local node's figures (/proc/loadavg, /proc/meminfo, CPUs). */
 int ferryd_local_report(struct ferryd *d, struct ferry_ctrl_report *rp);
-/** Seed 004: load score, memory score, score = the higher (per mille, lower = less loaded). */
+
+/* ferryd_score.c. Seed 004: load score, memory score, score = the higher (per mille, lower = less loaded). */
 void ferryd_scores(struct ferry_ctrl_node *nd);
 /** Least-loaded up node with all of @p roles, skipping @p skip ("" none); NULL if none. */
 const struct ferry_ctrl_node *ferryd_least_loaded(const struct ferry_ctrl_nodes *view, uint32_t roles,
