@@ -10,7 +10,9 @@
 # workload: resumed there with the source's device state, it checks every
 # page (--check) and runs on.
 #
-#   ctrl_migrate.sh BUILD_DIR [MODE]      MODE: precopy (default), postcopy, planned
+#   ctrl_migrate.sh BUILD_DIR [MODE]      MODE: precopy (default), postcopy, planned, or
+#                                         abort (a pre-copy over 100 Mbit/s links, aborted
+#                                         by `ferryctl abort` from another node while it runs)
 #
 # Environment: FERRY_CLUSTER_PREFIX (default "ctrl-"). Ports 22001 (ferryd),
 # 22101 (ferry-memsrv), 22201/22202 (pagers' migration listeners).
@@ -67,7 +69,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$rig" up 4 --rate 2gbit >/dev/null || { echo "FAIL: cluster up"; exit 1; }
+rate=2gbit
+[ "$mode" = abort ] && rate=100mbit   # ~10 s of page data: time to abort before the switch-over
+"$rig" up 4 --rate $rate >/dev/null || { echo "FAIL: cluster up"; exit 1; }
 (umask 077; head -c 48 /dev/urandom | base64 -w0 >"$run/secret")
 
 # What each host runs, as ferryd children (short exec lines: inih reads 198 characters).
@@ -191,42 +195,61 @@ echo "$gpid" >"$run/gpid"
 sleep 1.5
 
 check "vm $VM runs on h1" test "$(ctl h3 vms --json | jq -r '.vms[0].state + "@" + .vms[0].node')" = running@h1
+if [ "$mode" = abort ]; then
+	"$ferryctl" -s "$run/h3.sock" migrate "$VM" --to h2 --sub-hosts h3,h4 --budget 40M --mode precopy \
+		>"$run/progress.txt" 2>"$run/ferryctl.err" &
+	mpid=$!
+	check "the migration runs (pre-copy phase streamed)" wait_for 20 grep -q ' precopy ' "$run/progress.txt"
+	check "ferryctl abort from h4 (relayed to the source h1) is accepted" \
+		sh -c "'$ferryctl' -s '$run/h4.sock' abort $VM | grep -qx ok"
+	wait "$mpid"; mrc=$?
+	echo "  ferryctl migrate: exit $mrc; last: $(tail -n 1 "$run/progress.txt")"
+	check "ferryctl migrate ends with exit 1 and a final 'aborted'" \
+		sh -c "[ $mrc = 1 ] && tail -n 1 '$run/progress.txt' | grep -q ' aborted '"
+	check "the VM is still placed on h1, running, in every view" wait_for 5 sh -c \
+		"[ \$('$ferryctl' -s '$run/h4.sock' vms --json | jq -r '.vms[0].state + \"@\" + .vms[0].node') = running@h1 ]"
+	check "the VM itself runs on at the source" kill -0 "$gpid"
+	check "no migration counted, one operation failed" \
+		test "$(ctl h1 stats --json | jq '[.migrations, .ops_failed] | tostring')" = '"[0,1]"'
+else
 # The three ways ferryctl shows a migration: plain lines (precopy), the bar on a TTY
-# (postcopy, through script(1)), JSON lines (planned).
-mig=("$ferryctl" -s "$run/h3.sock" migrate "$VM" --to h2 --sub-hosts h3,h4 --budget 40M --mode "$mode")
-t0=$(date +%s%N)
-case $mode in
-postcopy) script -qefc "${mig[*]}" /dev/null >"$run/progress.tty" 2>"$run/ferryctl.err"; mrc=$?
-	  tr '\r' '\n' <"$run/progress.tty" | sed 's/\x1b\[K//g' | grep . >"$run/progress.txt" ;;
-planned)  "${mig[@]}" --json >"$run/progress.json" 2>"$run/ferryctl.err"; mrc=$?
-	  jq -r '"\(.vm) \(.phase) round=\(.round) sent=\(.pages_sent) skipped=\(.pages_skipped) percent=\(.percent)"' \
-		"$run/progress.json" >"$run/progress.txt" ;;
-*)        "${mig[@]}" >"$run/progress.txt" 2>"$run/ferryctl.err"; mrc=$? ;;
-esac
-t1=$(date +%s%N)
-echo "  ferryctl: exit $mrc in $(((t1 - t0) / 1000000)) ms; last: $(tail -n 1 "$run/progress.txt")"
-cat "$run/ferryctl.err"
-check "ferryctl migrate exits 0" test "$mrc" = 0
-check "PROGRESS streamed: preparing first, done last" \
-	sh -c "head -n 1 '$run/progress.txt' | grep -q ' preparing ' && tail -n 1 '$run/progress.txt' | grep -q ' done '"
-tty_bar() { grep -q $'\r' "$run/progress.tty" && tail -n 1 "$run/progress.txt" | grep -q '\[#\{30\}\] 100%'; }
-[ "$mode" = postcopy ] && check "on a TTY: a bar redrawn in place, full at the end" tty_bar
-[ "$mode" = planned ] && check "--json: one JSON line per PROGRESS, the last one final" \
-	test "$(jq -s 'last.final and (map(.final) | map(select(.)) | length) == 1' "$run/progress.json")" = true
-sent=$(tail -n 1 "$run/progress.txt" | grep -oE 'sent [0-9]+|sent=[0-9]+' | grep -oE '[0-9]+')
-skipped=$(tail -n 1 "$run/progress.txt" | grep -oE 'skipped [0-9]+|skipped=[0-9]+' | grep -oE '[0-9]+')
-check "unused pages were never sent ($skipped skipped)" test "${skipped:-0}" -gt 0
-# Pre-copy moves the data before the switch-over, as the source counts it; post-copy and planned
-# move (some of) it afterwards, which the source's final progress does not count.
-[ "$mode" = precopy ] && check "pages were sent before the switch-over ($sent)" test "${sent:-0}" -gt 0
-check "the destination shell was started by h2's ferryd" grep -q "incoming VM shell started" "$run/ferryd-h2.log"
-check "the destination VM checked every page and ran there (guestsim --incoming --check exit 0)" \
-	wait_for 60 sh -c "[ \"\$(cat '$run/dest.rc' 2>/dev/null)\" = 0 ]"
-check "the VM is placed on h2 in every view" wait_for 5 sh -c \
-	"[ \$('$ferryctl' -s '$run/h4.sock' vms --json | jq -r '.vms[0].state + \"@\" + .vms[0].node') = running@h2 ]"
-check "the source counted the migration" test "$(ctl h1 stats --json | jq .migrations)" = 1
-check "abort of a VM that is not migrating: BAD_STATE, relayed to its node" \
-	sh -c "'$ferryctl' -s '$run/h1.sock' abort $VM 2>&1 | grep -q 'is not migrating'"
+	# (postcopy, through script(1)), JSON lines (planned).
+	mig=("$ferryctl" -s "$run/h3.sock" migrate "$VM" --to h2 --sub-hosts h3,h4 --budget 40M --mode "$mode")
+	t0=$(date +%s%N)
+	case $mode in
+	postcopy) script -qefc "${mig[*]}" /dev/null >"$run/progress.tty" 2>"$run/ferryctl.err"; mrc=$?
+		  tr '\r' '\n' <"$run/progress.tty" | sed 's/\x1b\[K//g' | grep . >"$run/progress.txt" ;;
+	planned)  "${mig[@]}" --json >"$run/progress.json" 2>"$run/ferryctl.err"; mrc=$?
+		  jq -r '"\(.vm) \(.phase) round=\(.round) sent=\(.pages_sent) skipped=\(.pages_skipped) percent=\(.percent)"' \
+			"$run/progress.json" >"$run/progress.txt" ;;
+	*)        "${mig[@]}" >"$run/progress.txt" 2>"$run/ferryctl.err"; mrc=$? ;;
+	esac
+	t1=$(date +%s%N)
+	echo "  ferryctl: exit $mrc in $(((t1 - t0) / 1000000)) ms; last: $(tail -n 1 "$run/progress.txt")"
+	cat "$run/ferryctl.err"
+	check "ferryctl migrate exits 0" test "$mrc" = 0
+	check "PROGRESS streamed: preparing first, done last" \
+		sh -c "head -n 1 '$run/progress.txt' | grep -q ' preparing ' && tail -n 1 '$run/progress.txt' | grep -q ' done '"
+	tty_bar() { grep -q $'\r' "$run/progress.tty" && tail -n 1 "$run/progress.txt" | grep -q '\[#\{30\}\] 100%'; }
+	[ "$mode" = postcopy ] && check "on a TTY: a bar redrawn in place, full at the end" tty_bar
+	[ "$mode" = planned ] && check "--json: one JSON line per PROGRESS, the last one final" \
+		test "$(jq -s 'last.final and (map(.final) | map(select(.)) | length) == 1' "$run/progress.json")" = true
+	sent=$(tail -n 1 "$run/progress.txt" | grep -oE 'sent [0-9]+|sent=[0-9]+' | grep -oE '[0-9]+')
+	skipped=$(tail -n 1 "$run/progress.txt" | grep -oE 'skipped [0-9]+|skipped=[0-9]+' | grep -oE '[0-9]+')
+	check "unused pages were never sent ($skipped skipped)" test "${skipped:-0}" -gt 0
+	# Pre-copy moves the data before the switch-over, as the source counts it; post-copy and planned
+	# move (some of) it afterwards, which the source's final progress does not count.
+	[ "$mode" = precopy ] && check "pages were sent before the switch-over ($sent)" test "${sent:-0}" -gt 0
+	check "the destination shell was started by h2's ferryd" grep -q "incoming VM shell started" "$run/ferryd-h2.log"
+	check "the destination VM checked every page and ran there (guestsim --incoming --check exit 0)" \
+		wait_for 60 sh -c "[ \"\$(cat '$run/dest.rc' 2>/dev/null)\" = 0 ]"
+	check "the VM is placed on h2 in every view" wait_for 5 sh -c \
+		"[ \$('$ferryctl' -s '$run/h4.sock' vms --json | jq -r '.vms[0].state + \"@\" + .vms[0].node') = running@h2 ]"
+	check "the source counted the migration" test "$(ctl h1 stats --json | jq .migrations)" = 1
+	check "abort of a VM that is not migrating: BAD_STATE, relayed to its node" \
+		sh -c "'$ferryctl' -s '$run/h1.sock' abort $VM 2>&1 | grep -q 'is not migrating'"
+	
+fi
 
 for h in h1 h2 h3 h4; do
 	kill -TERM "${pid[$h]}"; wait "${pid[$h]}"; st=$?; unset "pid[$h]"
