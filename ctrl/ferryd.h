@@ -256,9 +256,14 @@ uint64_t ferryd_now_ms(void);
 /* ferryd_conn.c */
 int ferryd_listen(struct ferryd *d, struct ferry_err *err);
 void ferryd_conns_close(struct ferryd *d);
-/** poll() entries for every socket; returns how many. */
-int ferryd_conns_pollfds(struct ferryd *d, struct pollfd *pfd, struct ferryd_conn **who, int max);
-void ferryd_conns_event(struct ferryd *d, struct pollfd *pfd, struct ferryd_conn *c);
+/**
+ * poll() entries for every connection, with the connection's id in @p ids
+ * (ids, not pointers: an earlier event of the same round may close one and
+ * a new one may take its memory); returns how many.
+ */
+int ferryd_conns_pollfds(struct ferryd *d, struct pollfd *pfd, unsigned int *ids, int max);
+/** An event on a listener (@p id 0) or on connection @p id (ignored if it is gone). */
+void ferryd_conns_event(struct ferryd *d, struct pollfd *pfd, unsigned int id);
 void ferryd_conns_tick(struct ferryd *d, uint64_t now);
 struct ferryd_conn *ferryd_conn_find(struct ferryd *d, unsigned int id);
 /** Send @p n bytes of d->out_buf (an encoded message) on @p c; closes it on failure. */
@@ -268,7 +273,10 @@ int ferryd_send_msg(struct ferryd *d, struct ferryd_conn *c);
 int ferryd_send_ok(struct ferryd *d, struct ferryd_conn *c, uint64_t req, uint64_t value);
 int ferryd_send_error(struct ferryd *d, struct ferryd_conn *c, uint64_t req, uint32_t code, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
-/** Answer conn @p id (if still open) with ERROR; for ops that finish later. */
+/**
+ * Answer conn @p id (if still open) with ERROR; for ops that finish later. Never closes it
+ * (callers may still hold it): a peer that is gone is noticed by the next read.
+ */
 void ferryd_reply_error_to(struct ferryd *d, unsigned int id, uint64_t req, uint32_t code, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 /**

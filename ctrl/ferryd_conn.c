@@ -289,8 +289,7 @@ void ferryd_reply_error_to(struct ferryd *d, unsigned int id, uint64_t req, uint
 	if (!c)
 		return;
 	va_start(ap, fmt);
-	if (vsend_error(d, c, req, code, fmt, ap) < 0)
-		conn_close(d, c, "send failed");
+	(void)vsend_error(d, c, req, code, fmt, ap);
 	va_end(ap);
 }
 
@@ -707,7 +706,7 @@ static void conn_readable(struct ferryd *d, struct ferryd_conn *c)
 	}
 }
 
-int ferryd_conns_pollfds(struct ferryd *d, struct pollfd *pfd, struct ferryd_conn **who, int max)
+int ferryd_conns_pollfds(struct ferryd *d, struct pollfd *pfd, unsigned int *ids, int max)
 {
 	int n = 0;
 
@@ -719,22 +718,25 @@ int ferryd_conns_pollfds(struct ferryd *d, struct pollfd *pfd, struct ferryd_con
 		pfd[n].fd = c->fd;
 		pfd[n].events = c->state == CS_CONNECTING ? POLLOUT : POLLIN;
 		pfd[n].revents = 0;
-		who[n++] = c;
+		ids[n++] = c->id;
 	}
 	return n;
 }
 
-void ferryd_conns_event(struct ferryd *d, struct pollfd *pfd, struct ferryd_conn *c)
+void ferryd_conns_event(struct ferryd *d, struct pollfd *pfd, unsigned int id)
 {
-	if (pfd->fd == d->listen_fd && !c) {
+	struct ferryd_conn *c;
+
+	if (!id && pfd->fd == d->listen_fd) {
 		accept_tcp(d);
 		return;
 	}
-	if (pfd->fd == d->unix_fd && !c) {
+	if (!id && pfd->fd == d->unix_fd) {
 		accept_unix(d);
 		return;
 	}
-	if (!c || !ferryd_conn_find(d, c->id))
+	c = ferryd_conn_find(d, id);
+	if (!c)
 		return;   /* closed by an earlier event of this round */
 	if (c->state == CS_CONNECTING) {
 		out_connected(d, c);

@@ -76,7 +76,7 @@ static void on_signals(struct ferryd *d)
 static int run(struct ferryd *d)
 {
 	struct pollfd pfd[FERRYD_MAX_CONNS + 4];
-	struct ferryd_conn *who[FERRYD_MAX_CONNS + 4];
+	unsigned int ids[FERRYD_MAX_CONNS + 4];   /* 0: a listener, the signalfd or ferry-wake's session */
 
 	while (!d->stopping) {
 		uint64_t now = ferryd_now_ms();
@@ -90,15 +90,15 @@ static int run(struct ferryd *d)
 		ferryd_wake_tick(d, now);
 
 		pfd[n] = (struct pollfd){ .fd = d->sig_fd, .events = POLLIN };
-		who[n++] = NULL;
+		ids[n++] = 0;
 		pfd[n] = (struct pollfd){ .fd = d->listen_fd, .events = POLLIN };
-		who[n++] = NULL;
+		ids[n++] = 0;
 		pfd[n] = (struct pollfd){ .fd = d->unix_fd, .events = POLLIN };
-		who[n++] = NULL;
+		ids[n++] = 0;
 		/* -1 when there is no ferry-wake session: poll ignores it. */
 		pfd[n] = (struct pollfd){ .fd = ferryd_wake_fd(d), .events = POLLIN };
-		who[n++] = NULL;
-		nconn = ferryd_conns_pollfds(d, pfd + n, who + n, FERRYD_MAX_CONNS);
+		ids[n++] = 0;
+		nconn = ferryd_conns_pollfds(d, pfd + n, ids + n, FERRYD_MAX_CONNS);
 		n += nconn;
 		rc = poll(pfd, (nfds_t)n, TICK_MS);
 		if (rc < 0 && errno != EINTR) {
@@ -113,7 +113,7 @@ static int run(struct ferryd *d)
 			ferryd_wake_readable(d);
 		for (int i = 1; i < n && !d->stopping; i++)
 			if (i != 3 && pfd[i].revents)
-				ferryd_conns_event(d, &pfd[i], who[i]);
+				ferryd_conns_event(d, &pfd[i], ids[i]);
 	}
 	return 0;
 }
