@@ -124,6 +124,7 @@ struct ferryd_counters { FERRYD_COUNTERS(FERRYD_FIELD) };
 
 struct ferryd;
 struct ferryd_conn;
+struct mig_poller;
 
 /**
  * Outbound request finished: @p m is the reply (PROGRESS, OK, ERROR, ...) or
@@ -185,11 +186,15 @@ struct ferryd_vm {
 	unsigned int waiter;               /**< conn id to answer when the op ends */
 	uint64_t waiter_req;
 	/* Migration (ferryd_migrate.c). */
-	void *mig;                         /**< source: the pager's migration control session */
+	struct mig_poller *mig;            /**< source: the poller thread and its migrate_ctl session */
+	unsigned int abort_waiter;         /**< source: conn waiting for its ABORT's answer */
+	uint64_t abort_req;
 	uint8_t mig_mode;
 	char mig_main[FERRYD_NAME_LEN];
 	uint64_t next_poll_ms;
+	bool mig_endpoint;                 /**< source: the main host prepared (it runs a shell) */
 	pid_t shell_pid;                   /**< destination: the incoming VM shell we started */
+	char shell_source[FERRYD_NAME_LEN];/**< destination: the source of that migration */
 	struct ferry_ctrl_migrate *prep;   /**< destination: PREPARE_INCOMING waiting for the shell */
 	unsigned int prep_waiter;
 	uint64_t prep_req, prep_deadline_ms;
@@ -324,7 +329,10 @@ void ferryd_super_tick(struct ferryd *d, uint64_t now);
 bool ferryd_super_reaped(struct ferryd *d, pid_t pid, int status);
 /** SIGTERM every child, wait up to stop_timeout_ms, then SIGKILL. */
 void ferryd_super_stop(struct ferryd *d);
-/** fork/exec helper shared with hook commands: @p argv, or /bin/sh -c @p shell_cmd. */
+/**
+ * fork/exec helper shared with hook commands: @p argv, or /bin/sh -c @p shell_cmd (then in a
+ * process group of its own: signal it with kill(-pid, ...)).
+ */
 pid_t ferryd_spawn(char *const argv[], const char *shell_cmd, const char *log, char *const extra_env[]);
 
 /* ferryd_vms.c */
@@ -360,6 +368,8 @@ bool ferryd_mig_available(void);
 int ferryd_mig_start(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_migrate *m);
 int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_migrate *m);
 int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const char *vm);
+/** Destination: the source @p from says the VM runs there after all: stop the incoming shell. */
+void ferryd_mig_source_kept(struct ferryd *d, const char *from, const struct ferry_ctrl_vm *v);
 void ferryd_mig_tick(struct ferryd *d, uint64_t now);
 
 /* ferryd_wake.c: the local ferry-wake (proto/wake.h). Best effort: failures are logged and counted. */

@@ -27,10 +27,12 @@
 #include "ctrl/ferryd.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
@@ -78,6 +80,104 @@ static uint8_t phase_of(enum mig_phase p)
 	return FERRY_CTRL_PHASE_FAILED;
 }
 
+/*
+ * The source pager answers its control socket between batches of page
+ * traffic, so a status call can take a second on a slow link: each
+ * migration's mig_ctl session belongs to a poller thread of its own (one
+ * mig_ctl per thread, as migrate_ctl.h wants), and the loop only reads what
+ * it last saw, under the lock. Aborts go through the same thread.
+ */
+struct mig_poller {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	struct mig_ctl *ctl;                 /* the thread's own */
+	char vm[FERRYD_NAME_LEN];
+	/* Under lock. */
+	struct mig_progress p;
+	bool have, final, failed, stop;
+	char why[FERRY_ERR_MSG_MAX];
+	bool abort_wanted, abort_done;
+	int abort_rc;
+	char abort_msg[FERRY_ERR_MSG_MAX];
+};
+
+static void *poller_main(void *arg)
+{
+	struct mig_poller *pl = arg;
+
+	for (;;) {
+		struct ferry_err err = { 0 };
+		struct mig_progress p;
+		bool stop, abort_wanted;
+		int rc;
+
+		pthread_mutex_lock(&pl->lock);
+		stop = pl->stop;
+		abort_wanted = pl->abort_wanted && !pl->abort_done;
+		pthread_mutex_unlock(&pl->lock);
+		if (stop)
+			return NULL;
+		if (abort_wanted) {
+			rc = mig_ctl_abort(pl->ctl, pl->vm, &err);
+			pthread_mutex_lock(&pl->lock);
+			pl->abort_done = true;
+			pl->abort_rc = rc;
+			snprintf(pl->abort_msg, sizeof(pl->abort_msg), "%s", err.msg);
+			pthread_mutex_unlock(&pl->lock);
+			continue;
+		}
+		rc = mig_ctl_status(pl->ctl, pl->vm, &p, &err);
+		pthread_mutex_lock(&pl->lock);
+		if (rc < 0) {
+			pl->failed = pl->final = true;
+			snprintf(pl->why, sizeof(pl->why), "%s", err.msg);
+		} else {
+			pl->p = p;
+			pl->have = true;
+			pl->final = p.phase == MIG_PH_DONE || p.phase == MIG_PH_FAILED || p.phase == MIG_PH_ABORTED;
+		}
+		stop = pl->final;
+		pthread_mutex_unlock(&pl->lock);
+		if (stop)
+			return NULL;
+		nanosleep(&(struct timespec){ .tv_nsec = POLL_MS * 1000000L }, NULL);
+	}
+}
+
+static struct mig_poller *poller_start(struct mig_ctl *ctl, const char *vm, struct ferry_err *err)
+{
+	struct mig_poller *pl = calloc(1, sizeof(*pl));
+	int rc;
+
+	if (!pl) {
+		ferry_err_set(err, ENOMEM, "out of memory");
+		return NULL;
+	}
+	pl->ctl = ctl;
+	snprintf(pl->vm, sizeof(pl->vm), "%s", vm);
+	pthread_mutex_init(&pl->lock, NULL);
+	rc = pthread_create(&pl->thread, NULL, poller_main, pl);
+	if (rc) {
+		pthread_mutex_destroy(&pl->lock);
+		free(pl);
+		ferry_err_set(err, rc, "pthread_create: %s", strerror(rc));
+		return NULL;
+	}
+	return pl;
+}
+
+/* Stop and join the poller, close its session. */
+static void poller_end(struct mig_poller *pl)
+{
+	pthread_mutex_lock(&pl->lock);
+	pl->stop = true;
+	pthread_mutex_unlock(&pl->lock);
+	pthread_join(pl->thread, NULL);
+	mig_ctl_close(pl->ctl);
+	pthread_mutex_destroy(&pl->lock);
+	free(pl);
+}
+
 static void send_progress(struct ferryd *d, struct ferryd_vm *vm, uint8_t phase, const struct mig_progress *p)
 {
 	struct ferryd_conn *c = ferryd_conn_find(d, vm->waiter);
@@ -109,8 +209,9 @@ static void send_progress(struct ferryd *d, struct ferryd_vm *vm, uint8_t phase,
 static void mig_end(struct ferryd *d, struct ferryd_vm *vm, bool moved)
 {
 	if (vm->mig)
-		mig_ctl_close(vm->mig);
+		poller_end(vm->mig);
 	vm->mig = NULL;
+	vm->abort_waiter = 0;
 	vm->op = OP_NONE;
 	vm->v.state = FERRY_CTRL_VM_RUNNING;
 	if (moved) {
@@ -118,7 +219,11 @@ static void mig_end(struct ferryd *d, struct ferryd_vm *vm, bool moved)
 		d->ctr.migrations++;
 	} else {
 		d->ctr.ops_failed++;
+		/* The main host runs a shell waiting for this VM: it is not coming. */
+		if (vm->mig_endpoint)
+			ferryd_forward_placed(d, vm->mig_main, &vm->v);
 	}
+	vm->mig_endpoint = false;
 	ferryd_vm_notify_placed(d, vm);
 }
 
@@ -156,6 +261,7 @@ static bool prepare_reply(struct ferryd *d, struct ferryd_conn *c, const struct 
 		mig_fail(d, vm, FERRY_CTRL_E_UNEXPECTED, msg);
 		return false;
 	}
+	vm->mig_endpoint = true;
 	memset(&ep, 0, sizeof(ep));
 	if (strlen(m->u.endpoint.host) >= sizeof(ep.host)) {
 		mig_fail(d, vm, FERRY_CTRL_E_BAD_ADDR, "the main host's endpoint address is too long");
@@ -171,8 +277,13 @@ static bool prepare_reply(struct ferryd *d, struct ferryd_conn *c, const struct 
 		mig_fail(d, vm, FERRY_CTRL_E_FAILED, msg);
 		return false;
 	}
-	vm->mig = ctl;
-	vm->next_poll_ms = 0;
+	vm->mig = poller_start(ctl, vm->v.id, &err);
+	if (!vm->mig) {
+		mig_ctl_close(ctl);
+		snprintf(msg, sizeof(msg), "progress poller: %s", err.msg);
+		mig_fail(d, vm, FERRY_CTRL_E_INTERNAL, msg);
+		return false;
+	}
 	LOG_INFO("vm %s: migrating to %s (%s:%u, %s)", vm->v.id, vm->mig_main, ep.host, ep.port,
 		 ferry_ctrl_mode_name(vm->mig_mode));
 	return false;
@@ -240,7 +351,7 @@ static void prepare_now(struct ferryd *d, struct ferryd_vm *vm, unsigned int wai
 		mig_ctl_close(ctl);
 	if (rc < 0) {
 		if (vm->shell_pid > 0)
-			kill(vm->shell_pid, SIGTERM);
+			kill(-vm->shell_pid, SIGTERM);   /* its process group */
 		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_FAILED, "VM %s: main host pager: %s", m->vm, err.msg);
 		return;
 	}
@@ -312,6 +423,7 @@ int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, co
 			return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: starting the incoming shell: %s",
 						 m->vm, strerror(errno));
 		}
+		snprintf(vm->shell_source, sizeof(vm->shell_source), "%s", m->source);
 		LOG_INFO("vm %s: incoming VM shell started (pid %d), waiting for %s", vm->v.id, (int)vm->shell_pid,
 			 vm->ready_file);
 	}
@@ -339,7 +451,7 @@ static void prepare_tick(struct ferryd *d, struct ferryd_vm *vm, uint64_t now)
 		prepare_now(d, vm, vm->prep_waiter, vm->prep_req, m);
 	} else {
 		if (vm->shell_pid > 0)
-			kill(vm->shell_pid, SIGTERM);
+			kill(-vm->shell_pid, SIGTERM);   /* its process group */
 		ferryd_reply_error_to(d, vm->prep_waiter, vm->prep_req, FERRY_CTRL_E_FAILED,
 				      "VM %s: the incoming VM shell %s within %u ms", vm->v.id,
 				      vm->shell_pid > 0 ? "did not create FERRY_READY_FILE" : "exited",
@@ -352,8 +464,6 @@ int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 {
 	struct ferryd_vm *vm = ferryd_vm_find(d, id);
 	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_ABORT, .request_id = req } };
-	struct ferry_err err = { 0 };
-	int rc;
 
 	if (!vm)
 		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", id);
@@ -370,42 +480,76 @@ int ferryd_mig_abort(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 		mig_end(d, vm, false);
 		return ferryd_send_ok(d, c, req, 0);
 	}
-	rc = mig_ctl_abort(vm->mig, id, &err);
-	if (rc == -EBUSY)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BUSY, "VM %s: past switch-over, it runs at %s", id,
-					 vm->mig_main);
-	if (rc < 0)
-		return ferryd_send_error(d, c, req, FERRY_CTRL_E_FAILED, "VM %s: abort: %s", id, err.msg);
+	if (vm->abort_waiter)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BUSY, "VM %s: an abort is under way", id);
+	/* The poller thread asks the pager; ferryd_mig_tick answers when it has. */
+	pthread_mutex_lock(&vm->mig->lock);
+	vm->mig->abort_wanted = true;
+	pthread_mutex_unlock(&vm->mig->lock);
+	vm->abort_waiter = c->id;
+	vm->abort_req = req;
 	LOG_INFO("vm %s: migration abort requested", id);
-	return ferryd_send_ok(d, c, req, 0);   /* the final PROGRESS(aborted) follows on the migrate stream */
+	return 0;
 }
 
 void ferryd_mig_tick(struct ferryd *d, uint64_t now)
 {
 	for (unsigned int i = 0; i < d->nvms; i++) {
 		struct ferryd_vm *vm = &d->vms[i];
-		struct ferry_err err = { 0 };
+		struct mig_poller *pl = vm->mig;
 		struct mig_progress p;
+		bool have, final, failed, abort_done;
+		char why[FERRY_ERR_MSG_MAX], abort_msg[FERRY_ERR_MSG_MAX];
+		int abort_rc;
 		uint8_t phase;
 
 		if (vm->prep)
 			prepare_tick(d, vm, now);
-		if (vm->op != OP_MIGRATE || !vm->mig || now < vm->next_poll_ms)
+		if (vm->op != OP_MIGRATE || !pl || now < vm->next_poll_ms)
 			continue;
 		vm->next_poll_ms = now + POLL_MS;
-		if (mig_ctl_status(vm->mig, vm->v.id, &p, &err) < 0) {
-			mig_fail(d, vm, FERRY_CTRL_E_FAILED, err.msg);
+		pthread_mutex_lock(&pl->lock);
+		p = pl->p;
+		have = pl->have;
+		final = pl->final;
+		failed = pl->failed;
+		snprintf(why, sizeof(why), "%s", pl->why);
+		abort_done = pl->abort_done && vm->abort_waiter;
+		abort_rc = pl->abort_rc;
+		snprintf(abort_msg, sizeof(abort_msg), "%s", pl->abort_msg);
+		pthread_mutex_unlock(&pl->lock);
+
+		if (abort_done) {
+			unsigned int w = vm->abort_waiter;
+			struct ferryd_conn *c = ferryd_conn_find(d, w);
+
+			vm->abort_waiter = 0;
+			if (abort_rc == -EBUSY)
+				ferryd_reply_error_to(d, w, vm->abort_req, FERRY_CTRL_E_BUSY,
+						      "VM %s: past switch-over, it runs at %s", vm->v.id, vm->mig_main);
+			else if (abort_rc < 0)
+				ferryd_reply_error_to(d, w, vm->abort_req, FERRY_CTRL_E_FAILED, "VM %s: abort: %s", vm->v.id,
+						      abort_msg);
+			else if (c)
+				ferryd_send_ok(d, c, vm->abort_req, 0);   /* PROGRESS(aborted) follows on the stream */
+		}
+		if (failed) {
+			mig_fail(d, vm, FERRY_CTRL_E_FAILED, why);
 			continue;
 		}
+		if (!have)
+			continue;
 		phase = phase_of(p.phase);
 		send_progress(d, vm, phase, &p);
+		if (!final)
+			continue;
 		if (phase == FERRY_CTRL_PHASE_DONE) {
 			LOG_INFO("vm %s: migrated to %s in %llu ms (%llu pages sent, %llu unused skipped, downtime %.1f ms)",
 				 vm->v.id, vm->mig_main, (unsigned long long)(now - vm->op_started_ms),
 				 (unsigned long long)p.pages_sent, (unsigned long long)p.pages_skipped_unused,
 				 (double)p.downtime_ns / 1e6);
 			mig_end(d, vm, true);
-		} else if (phase == FERRY_CTRL_PHASE_FAILED || phase == FERRY_CTRL_PHASE_ABORTED) {
+		} else {
 			LOG_WARN("vm %s: migration to %s %s: %s", vm->v.id, vm->mig_main, ferry_ctrl_phase_name(phase),
 				 p.error);
 			mig_end(d, vm, false);
@@ -413,7 +557,21 @@ void ferryd_mig_tick(struct ferryd *d, uint64_t now)
 	}
 }
 
-#else /* !FERRY_HAVE_MIGRATE */
+#endif /* FERRY_HAVE_MIGRATE */
+
+void ferryd_mig_source_kept(struct ferryd *d, const char *from, const struct ferry_ctrl_vm *v)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, v->id);
+
+	if (!vm || vm->shell_pid <= 0 || strcmp(from, vm->shell_source) != 0 || strcmp(v->node, from) != 0 ||
+	    v->state != FERRY_CTRL_VM_RUNNING)
+		return;
+	LOG_INFO("vm %s: its migration from %s failed or was aborted: stopping the incoming shell (pid %d)", v->id,
+		 from, (int)vm->shell_pid);
+	kill(-vm->shell_pid, SIGTERM);   /* its process group */
+}
+
+#ifndef FERRY_HAVE_MIGRATE
 
 bool ferryd_mig_available(void)
 {
@@ -449,4 +607,4 @@ void ferryd_mig_tick(struct ferryd *d, uint64_t now)
 	(void)now;
 }
 
-#endif /* FERRY_HAVE_MIGRATE */
+#endif /* !FERRY_HAVE_MIGRATE */

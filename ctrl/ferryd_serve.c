@@ -111,9 +111,16 @@ static int do_peer(struct ferryd *d, struct ferryd_conn *c, const struct ferry_c
 					 ferry_ctrl_type_name(m->hdr.type));
 	switch (m->hdr.type) {
 	case FERRY_CTRL_VM_PLACED:
-		/* To the coordinator from anyone; from the coordinator to the accept node. */
-		if (!d->is_coord && strcmp(c->name, d->cfg.coordinator) == 0)
-			break;
+		/*
+		 * To the coordinator from anyone; from the coordinator to the accept
+		 * node; from a migration's source to its main host (the VM stays).
+		 */
+		if (!d->is_coord) {
+			ferryd_mig_source_kept(d, c->name, &m->u.placed);
+			if (strcmp(c->name, d->cfg.coordinator) == 0)
+				ferryd_vms_placed(d, &m->u.placed);
+			return ferryd_send_ok(d, c, req, 0);
+		}
 		/* fall through */
 	case FERRY_CTRL_NODE_REGISTER:
 	case FERRY_CTRL_NODE_REPORT:

@@ -34,11 +34,18 @@ pid_t ferryd_spawn(char *const argv[], const char *shell_cmd, const char *log, c
 {
 	pid_t pid = fork();
 
-	if (pid != 0)
+	if (pid != 0) {
+		/* Both sides set the group, so a kill(-pid) right after fork already reaches it. */
+		if (pid > 0 && shell_cmd)
+			setpgid(pid, pid);
 		return pid;   /* parent, or -1 */
+	}
 
 	/* Child. ferryd is single-threaded, so ordinary libc calls are safe until exec. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/* A shell command gets a process group of its own, so that stopping it stops what it started. */
+	if (shell_cmd)
+		setpgid(0, 0);
 	{
 		sigset_t none;
 

@@ -285,7 +285,7 @@ void ferryd_vms_tick(struct ferryd *d, uint64_t now)
 			continue;
 		if (now >= vm->op_deadline_ms) {
 			if (vm->op_pid > 0)
-				kill(vm->op_pid, SIGKILL);   /* reaped later; its status no longer matters */
+				kill(-vm->op_pid, SIGKILL);   /* reaped later; its status no longer matters */
 			op_done(d, vm, false, vm->op == OP_ANNOUNCE ? "the VM did not announce itself in time"
 								    : "hook timed out");
 			continue;

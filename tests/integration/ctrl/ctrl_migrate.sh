@@ -209,6 +209,10 @@ if [ "$mode" = abort ]; then
 	check "the VM is still placed on h1, running, in every view" wait_for 5 sh -c \
 		"[ \$('$ferryctl' -s '$run/h4.sock' vms --json | jq -r '.vms[0].state + \"@\" + .vms[0].node') = running@h1 ]"
 	check "the VM itself runs on at the source" kill -0 "$gpid"
+	check "the main host stops the incoming shell that waited for the VM" \
+		wait_for 5 grep -q "stopping the incoming shell" "$run/ferryd-h2.log"
+	no_dest() { ! pgrep -f -- "[-]-vm-id $VM .*--incoming" >/dev/null; }
+	check "the destination guestsim is gone" wait_for 5 no_dest
 	check "no migration counted, one operation failed" \
 		test "$(ctl h1 stats --json | jq '[.migrations, .ops_failed] | tostring')" = '"[0,1]"'
 else
