@@ -255,6 +255,9 @@ else
 	
 fi
 
+check "no node was marked down meanwhile (the coordinator's loop never stalled)" \
+	test "$(ctl h1 stats --json | jq .nodes_down)" = 0
+
 for h in h1 h2 h3 h4; do
 	kill -TERM "${pid[$h]}"; wait "${pid[$h]}"; st=$?; unset "pid[$h]"
 	check "ferryd $h exits 0 on SIGTERM" test "$st" = 0
