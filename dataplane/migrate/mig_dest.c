@@ -124,31 +124,44 @@ static void d_close(struct mig_dst *d)
 	d->stage = NULL;
 }
 
-/* Slots of the shared extents that no page references go back to the store (empty extents are freed). */
+/*
+ * Revoke the source's access to the shared extents and give the slots that
+ * no page references back to the store (an extent left empty is freed). One
+ * pass over the pagemap marks the referenced slots.
+ */
 static void release_unreferenced(struct mig_dst *d)
 {
 	struct remote_store *rs = d->eng->pg->rs;
+	uint64_t *ref[MIGP_EXTENTS_MAX] = { NULL };
 
-	for (unsigned x = 0; x < d->next_ext; x++) {
-		struct dst_ext *e = &d->ext[x];
-		uint64_t *ref = calloc((e->nslots + 63) / 64, sizeof(uint64_t));
+	for (unsigned x = 0; x < d->next_ext; x++)
+		ref[x] = calloc((d->ext[x].nslots + 63) / 64, sizeof(uint64_t));
+	if (d->vm && !d->vm->dead) {
+		for (uint64_t i = pm_next(&d->vm->pm, PM_REMOTE, 0); i < d->vm->pm.npages;
+		     i = pm_next(&d->vm->pm, PM_REMOTE, i + 1)) {
+			const struct pm_entry *pe = pm_get(&d->vm->pm, i);
 
-		if (!ref)
-			continue;
-		if (d->vm && !d->vm->dead) {
-			for (uint64_t i = 0; i < d->vm->pm.npages; i++) {
-				const struct pm_entry *pe = pm_get(&d->vm->pm, i);
+			if (!(pe->flags & PM_F_HAS_SLOT))
+				continue;
+			for (unsigned x = 0; x < d->next_ext; x++) {
+				const struct dst_ext *e = &d->ext[x];
 
-				if ((pe->flags & PM_F_HAS_SLOT) && pe->server == e->server && pe->slot >= e->first_slot &&
-				    pe->slot - e->first_slot < e->nslots)
-					ref[(pe->slot - e->first_slot) / 64] |= UINT64_C(1) << ((pe->slot - e->first_slot) % 64);
+				if (ref[x] && pe->server == e->server && pe->slot >= e->first_slot &&
+				    pe->slot - e->first_slot < e->nslots) {
+					ref[x][(pe->slot - e->first_slot) / 64] |= UINT64_C(1) << ((pe->slot - e->first_slot) % 64);
+					break;
+				}
 			}
 		}
+	}
+	for (unsigned x = 0; x < d->next_ext; x++) {
+		struct dst_ext *e = &d->ext[x];
+
 		rs_unshare_extent(rs, e->server, e->first_slot);
-		for (uint32_t s = 0; s < e->nslots; s++)
-			if (!(ref[s / 64] & (UINT64_C(1) << (s % 64))) && rs_slot_used(rs, e->server, e->first_slot + s))
-				rs_release(rs, e->server, e->first_slot + s);
-		free(ref);
+		for (uint32_t k = 0; ref[x] && k < e->nslots; k++)
+			if (!(ref[x][k / 64] & (UINT64_C(1) << (k % 64))) && rs_slot_used(rs, e->server, e->first_slot + k))
+				rs_release(rs, e->server, e->first_slot + k);
+		free(ref[x]);
 	}
 	d->next_ext = 0;
 }
@@ -187,8 +200,7 @@ static void d_finish(struct mig_dst *d, enum mig_phase ph, uint32_t code, const 
 	} else {
 		d->eng->c.failed++;
 		LOG_WARN("incoming migration of %s %s: %s", d->id, ph == MIG_PH_ABORTED ? "aborted" : "failed", msg);
-		if (!switched)
-			release_unreferenced(d);
+		release_unreferenced(d);   /* no-op once done (after RESUMED) */
 		if (d->vm && !d->vm->dead) {
 			char why[200];
 
@@ -587,7 +599,8 @@ static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 			slot = x->first_slot + e.slot;
 			if (!((cur->flags & PM_F_HAS_SLOT) && cur->server == x->server && cur->slot == slot))
 				drop_slot(d, e.page);
-			punch(d->vm, e.page);
+			if (cur->state == PM_LOCAL)   /* data from an earlier round is in the file */
+				punch(d->vm, e.page);
 			pm_set_remote(pm, e.page, x->server, slot);
 			d->prog.pages_sent++;
 			d->prog.pages_to_subhosts++;
@@ -595,12 +608,14 @@ static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 		}
 		case MIGP_W_UNUSED:
 			drop_slot(d, e.page);
-			punch(d->vm, e.page);
+			if (cur->state == PM_LOCAL)   /* data from an earlier round is in the file */
+				punch(d->vm, e.page);
 			pm_set_unused(pm, e.page);
 			break;
 		case MIGP_W_SOURCE:
 			drop_slot(d, e.page);
-			punch(d->vm, e.page);
+			if (cur->state == PM_LOCAL)   /* data from an earlier round is in the file */
+				punch(d->vm, e.page);
 			pm_set_remote(pm, e.page, PG_SERVER_MIGSRC, 0);
 			break;
 		default:
@@ -628,6 +643,8 @@ static void send_resumed(struct mig_dst *d)
 	d->st = D_POSTCOPY;
 	d->prog.phase = MIG_PH_POSTCOPY;
 	d->pull_cursor = 0;
+	/* Out of the downtime: the source writes no more pages, its shares can go. */
+	release_unreferenced(d);
 }
 
 static void resume_done(struct pg_vm *vm, int status, void *ctx)
@@ -651,7 +668,6 @@ static void on_switchover(struct mig_dst *d, const struct migp_switchover *so)
 	d->t_switch = mig_now_ns();
 	d->prog.phase = MIG_PH_SWITCHOVER;
 	d->prog.pages_remaining = so->pages_at_source;
-	release_unreferenced(d);
 	if (d->state_have && vm->state && d->state_have == vm->state_total)
 		vm->state_valid = true;
 	/* The shell runs from here: faults served (pages at the source come by READ), page-out on. */

@@ -259,7 +259,9 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 	if (s->vm && !s->vm->dead) {
 		set_hold(s, false);
 		pg_pageout_unprotect_all(s->vm);
-		if (s->vm_paused && pg_vmm_request_resume &&
+		/* A PAUSE answered or still under way: the VMM answers requests in order, so a
+		 * RESUME sent now runs it again either way. */
+		if ((s->vm_paused || s->pause_pending) && pg_vmm_request_resume &&
 		    pg_vmm_request_resume(s->vm, false, resume_done_source, NULL) < 0)
 			LOG_ERR("migration of %s: the VMM could not be asked to resume", s->id);
 		s->vm->mig_src = NULL;
@@ -390,7 +392,7 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	struct fx_ctx_opts co = { .op_timeout_ms = 3000, .poll_spin_us = FX_POLL_SPIN_OFF };
 	struct fx_conn_opts cn = { .max_send_wr = 2 * MIG_BATCH, .max_recv_wr = 4 };
 	uint8_t bind[32];
-	uint16_t data_port;
+	uint16_t data_port = 0;
 	struct migp_layout l = { .mode = st->mode };
 	struct migp_msg m;
 	uint64_t used = 0;

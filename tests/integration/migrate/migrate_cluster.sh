@@ -63,10 +63,16 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 (umask 077 && head -c 48 /dev/urandom | base64 -w0 > "$run/secret")
 
 start_memsrv() {   # host
+	rm -f "$run/ready$1"
 	"$rig" exec "h$1" "$memsrv" --listen "10.77.0.$1" --port 23100 --transport tcp --secret-file "$run/secret" \
-		--pool-size 256M --hugepages off --prefault no >"$run/memsrv$1.log" 2>&1 &
+		--pool-size 256M --hugepages off --prefault no --ready-file "$run/ready$1" >"$run/memsrv$1.log" 2>&1 &
 	eval "memsrv$1=$!"
 	pids+=($!)
+	for _ in $(seq 200); do
+		[ -s "$run/ready$1" ] && return 0
+		sleep 0.05
+	done
+	echo "ferry-memsrv on h$1 did not become ready"
 }
 wait_sock() {   # path pid
 	for _ in $(seq 200); do
@@ -87,7 +93,6 @@ start_main() {
 }
 start_memsrv 3
 start_memsrv 4
-sleep 0.3
 start_main || { echo "main pager did not start"; cat "$run/main.log"; exit 1; }
 rm -f "$run/src.sock" "$run/src-mig.sock"
 "$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
