@@ -2,10 +2,13 @@
  * @file ferryd.h
  * ferryd, Ferry's control daemon (one per host): what its files share.
  *
- * One thread, one poll loop (ferryd_main.c). Everything that waits (peers'
- * replies, hook commands, supervised children, announce probes) is a state in
- * a table that the loop advances; nothing blocks for longer than one send to
- * a slow peer (2 s at most, see ferryd_conn.c).
+ * One poll loop (ferryd_main.c). Everything that waits (peers' replies, hook
+ * commands, supervised children, announce probes, incoming shells) is a state
+ * in a table that the loop advances; nothing blocks for longer than one send
+ * to a slow peer (2 s at most, see ferryd_conn.c), one step with the local
+ * ferry-wake (1 s) or one call to the local pager's migration socket when a
+ * migration starts. A running migration's progress is polled by a thread of
+ * its own (ferryd_migrate.c), which the loop reads under a lock.
  *
  *   ferryd_config.c   INI file + flags (daemon_opts), the static cluster
  *   ferryd_conn.c     sockets: TCP (HMAC handshake) and the local Unix socket
