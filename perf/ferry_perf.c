@@ -9,6 +9,7 @@
 #include "perf/fault.h"
 #include "perf/migrate.h"
 #include "perf/perf.h"
+#include "perf/plan.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
@@ -26,6 +27,8 @@ static const struct perf_subcmd subcmds[] = {
 	  perf_xport_main, perf_xport_usage },
 	{ "fault", "page-fault service latency of ferry-pager (UNUSED, REMOTE) beside kernel and in-process uffd baselines",
 	  perf_fault_main, perf_fault_usage },
+	{ "plan", "phase planner (seed 002): misprediction rates over window sizes and re-sent bytes on a sampled LU",
+	  perf_plan_main, perf_plan_usage },
 	{ "migrate", "one split migration between two pagers, timed from both ends (pages, bytes, downtime)",
 	  perf_migrate_main, perf_migrate_usage },
 };

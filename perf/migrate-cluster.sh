@@ -31,7 +31,8 @@
 #     --quick           --mem 256M --used 10 --modes planned --warm 2 --after 1 (a smoke run)
 # Needs root (network namespaces); exits 77 when they cannot be made. Exit 0
 # when every migration finished and every destination verified, else 1.
-# Prefix vmmside- and ports 26000-26999 keep it apart from other clusters.
+# Prefix FERRY_CLUSTER_PREFIX (default vmmside-; the ctest smoke run uses one per run) and ports
+# 26000-26999 inside the namespaces keep it apart from other clusters.
 set -u
 src_dir=$(cd "$(dirname "$0")/.." && pwd)
 build=$src_dir/build/release
@@ -61,7 +62,7 @@ while [ $# -gt 0 ]; do
 done
 build=$(cd "$build" 2>/dev/null && pwd) || { echo "migrate-cluster: no build tree $build" >&2; exit 1; }
 rig=$src_dir/tests/rigs/cluster/cluster.sh
-export FERRY_CLUSTER_PREFIX=vmmside-
+export FERRY_CLUSTER_PREFIX=${FERRY_CLUSTER_PREFIX:-vmmside-}
 pager=$build/dataplane/pager/ferry-pager
 memsrv=$build/dataplane/memsrv/ferry-memsrv
 guestsim=$build/tests/guestsim/guestsim

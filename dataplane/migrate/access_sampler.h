@@ -44,9 +44,14 @@
  * stay in the memfd); but when the uffd has UFFD_FEATURE_EVENT_REMOVE the
  * kernel still reports a UFFD_EVENT_REMOVE for the range, and the madvise
  * *waits* until that event has been read. Hence: (1) the owner of the uffd
- * must not treat those REMOVE events as guest frees (the pager integration
- * checks SEEK_DATA/mincore on the memfd: the data is still there after a
- * sampler drop, gone after a guest's MADV_REMOVE/punch); (2) with
+ * must not treat those REMOVE events as guest frees. SEEK_DATA (or mincore)
+ * on the memfd tells them apart - the data is still there after a sampler
+ * drop, gone after a guest's MADV_REMOVE or punch - but only once the madvise
+ * has returned: the kernel sends the event *before* it zaps or punches, so a
+ * check made when the event is read still finds a guest-freed page's data
+ * (tests/unit/migrate/test_access_sampler.c saw exactly that). The pager
+ * integration therefore holds REMOVE events that overlap a drop it asked the
+ * VMM for, and checks them when the VMM reports that drop done; (2) with
  * EVENT_REMOVE the drop must not block the thread that reads the uffd (make
  * it asynchronous, or do it on another thread). A NULL drop samples writes
  * only.

@@ -21,6 +21,10 @@ struct planner {
 	uint8_t *cur;           /* class per block, period under way */
 	uint8_t *pred;          /* prediction per block, current window */
 	uint8_t *actual;        /* class per block over the current window so far */
+	unsigned history;       /* periods the prediction looks back (1 = the seed's) */
+	uint32_t *last_w;       /* history > 1: per block, 1 + index of the last period written
+				   (32 bits: 68 years of 500 ms periods) */
+	uint32_t *last_r;       /*              ... and read */
 	struct plan_rates rates;
 	struct plan_cost cost;
 	struct plan_trace *rec;
@@ -57,6 +61,7 @@ struct planner *planner_create(uint64_t npages, unsigned block_pages, unsigned s
 	p->block_pages = block_pages;
 	p->window = samples_per_window;
 	p->nblocks = nblocks_of(npages, block_pages);
+	p->history = 1;
 	p->cur = calloc(p->nblocks, 1);
 	if (!p->cur)
 		goto fail_p;
@@ -83,10 +88,32 @@ void planner_destroy(struct planner *p)
 {
 	if (!p)
 		return;
+	free(p->last_r);
+	free(p->last_w);
 	free(p->actual);
 	free(p->pred);
 	free(p->cur);
 	free(p);
+}
+
+int planner_set_history(struct planner *p, unsigned periods, struct ferry_err *err)
+{
+	if (periods == 0)
+		return ferry_err_set(err, EINVAL, "planner: a history needs at least one period");
+	if (periods > 1 && !p->last_w) {
+		p->last_w = calloc(p->nblocks, sizeof(*p->last_w));
+		p->last_r = calloc(p->nblocks, sizeof(*p->last_r));
+		if (!p->last_w || !p->last_r) {
+			free(p->last_w);
+			free(p->last_r);
+			p->last_w = p->last_r = NULL;
+			return ferry_err_set(err, ENOMEM, "planner: no memory for the history of %llu blocks",
+					     (unsigned long long)p->nblocks);
+		}
+		/* What the periods closed so far did is not known in detail: start from now. */
+	}
+	p->history = periods;
+	return 0;
 }
 
 void planner_note(struct planner *p, uint64_t page, enum plan_access a)
@@ -125,13 +152,40 @@ static void score_window(struct planner *p)
 	p->cost.windows++;
 }
 
+/* The prediction at a window's start, @p row being the period just closed. */
+static void predict(struct planner *p, const uint8_t *row)
+{
+	uint32_t now = (uint32_t)p->samples;
+
+	if (p->history == 1 || !p->last_w) {
+		memcpy(p->pred, row, p->nblocks);
+		return;
+	}
+	for (uint64_t b = 0; b < p->nblocks; b++) {
+		/* last_* hold 1 + period index, so "within the last H" is last + H > now */
+		if (p->last_w[b] && p->last_w[b] + p->history > now)
+			p->pred[b] = PLAN_WRITE;
+		else if (p->last_r[b] && p->last_r[b] + p->history > now)
+			p->pred[b] = PLAN_READ;
+		else
+			p->pred[b] = PLAN_CLEAN;
+	}
+}
+
 /* Close one period whose classes are @p row (p->cur online, a trace row offline). */
 static void close_period(struct planner *p, const uint8_t *row)
 {
 	p->samples++;
+	if (p->last_w)
+		for (uint64_t b = 0; b < p->nblocks; b++) {
+			if (row[b] == PLAN_WRITE)
+				p->last_w[b] = (uint32_t)p->samples;
+			else if (row[b] == PLAN_READ)
+				p->last_r[b] = (uint32_t)p->samples;
+		}
 	if (!p->have_pred) {
 		/* The first period only observes: it is the head of window 0. */
-		memcpy(p->pred, row, p->nblocks);
+		predict(p, row);
 		p->have_pred = true;
 		return;
 	}
@@ -142,7 +196,7 @@ static void close_period(struct planner *p, const uint8_t *row)
 		return;
 	score_window(p);
 	/* This window's last period is the next window's head observation. */
-	memcpy(p->pred, row, p->nblocks);
+	predict(p, row);
 	memset(p->actual, 0, p->nblocks);
 	p->in_window = 0;
 }
@@ -276,13 +330,20 @@ int plan_trace_append(struct plan_trace *t, const uint8_t *row, struct ferry_err
 int planner_eval_trace(const struct plan_trace *t, unsigned samples_per_window, struct plan_rates *rates,
 		       struct plan_cost *cost, struct ferry_err *err)
 {
+	return planner_eval_trace_history(t, samples_per_window, 1, rates, cost, err);
+}
+
+int planner_eval_trace_history(const struct plan_trace *t, unsigned samples_per_window, unsigned history,
+			       struct plan_rates *rates, struct plan_cost *cost, struct ferry_err *err)
+{
 	struct ferry_err e;
 	struct planner *p;
 
 	if (samples_per_window == 0)
 		return ferry_err_set(err, EINVAL, "planner: a window needs at least one sample period");
 	p = planner_create(t->npages, t->block_pages, samples_per_window, &e);
-	if (!p) {
+	if (!p || planner_set_history(p, history, &e) < 0) {
+		planner_destroy(p);
 		if (err)
 			*err = e;
 		return e.code;

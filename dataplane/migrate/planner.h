@@ -32,6 +32,11 @@
  *    A(c|w) and A(r|w) are deferred blocks that did not need to be (post-copy
  *    traffic that pre-copy could have carried). A rate whose denominator is
  *    zero is reported as 0 with its count n_* = 0.
+ *  - an extension (not in the seed): with a *history* of H periods
+ *    (planner_set_history()), the prediction is the block's class over the
+ *    last H periods up to the window's start instead of the last one only
+ *    (written in any of them -> write, else read in any -> read, else clean).
+ *    H = 1, the default, is the seed's predictor.
  *
  * Two ways in: online, the access sampler (access_sampler.h) calls
  * planner_note() for every access it sees and planner_sample_end() every
@@ -119,6 +124,11 @@ void planner_sample_end(struct planner *p);
 enum plan_access planner_predict(const struct planner *p, uint64_t block);
 /** True: the page's block is predicted written in this window -> send it post-copy. */
 bool planner_defer(const struct planner *p, uint64_t page);
+/**
+ * Predict from the last @p periods periods (>= 1; 1 = the seed's predictor,
+ * the default). Takes effect at the next window start. -EINVAL / -ENOMEM.
+ */
+int planner_set_history(struct planner *p, unsigned periods, struct ferry_err *err);
 /** Misprediction rates over the windows completed so far. */
 void planner_rates(const struct planner *p, struct plan_rates *out);
 /** Send volumes (struct plan_cost) over the windows completed so far. */
@@ -155,6 +165,10 @@ static inline enum plan_access plan_trace_at(const struct plan_trace *t, uint64_
  */
 int planner_eval_trace(const struct plan_trace *t, unsigned samples_per_window, struct plan_rates *rates,
 		       struct plan_cost *cost, struct ferry_err *err);
+
+/** planner_eval_trace() with a history of @p history periods (planner_set_history()). */
+int planner_eval_trace_history(const struct plan_trace *t, unsigned samples_per_window, unsigned history,
+			       struct plan_rates *rates, struct plan_cost *cost, struct ferry_err *err);
 
 /** Rates from a confusion matrix (fills the doubles and n_* of @p r from r->confusion). */
 void plan_rates_finish(struct plan_rates *r);

@@ -1362,6 +1362,12 @@ static void srq_shutdown(struct pager *pg)
 	if (!s)
 		return;
 	srq_abort(s, NULL, NULL, -ECANCELED, "pager shutting down");
+	LOG_INFO("server requests: sent=%llu ok=%llu refused=%llu timeouts=%llu aborted=%llu bad_replies=%llu "
+		 "incoming=%llu incoming_refused=%llu",
+		 (unsigned long long)s->c.sent, (unsigned long long)s->c.ok, (unsigned long long)s->c.refused,
+		 (unsigned long long)s->c.timeouts, (unsigned long long)s->c.aborted,
+		 (unsigned long long)s->c.bad_replies, (unsigned long long)s->c.incoming,
+		 (unsigned long long)s->c.incoming_refused);
 	if (s->tfd >= 0) {
 		pg_epoll_del(pg, s->tfd, s->ttag);
 		close(s->tfd);

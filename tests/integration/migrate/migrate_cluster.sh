@@ -184,8 +184,17 @@ migrate_broken() {
 		tail -n 5 "$run/$id.guest.log"
 	fi
 }
-kill_subhost() { sleep 0.15; kill -9 "$memsrv4"; }
-kill_main() { sleep 0.15; kill -9 "$main_pid"; }
+# until the source has written pages into the sub-hosts' extents (or 5 s)
+wait_subhost_pages() {
+	local i
+	for i in $(seq 250); do
+		"$migtool" status "$run/src-mig.sock" "$1" 2>/dev/null | grep -qE 'to_subhosts=[1-9]' && return 0
+		sleep 0.02
+	done
+	echo "  (no sub-host page seen before the break)"
+}
+kill_subhost() { wait_subhost_pages vm-subhost-lost; kill -9 "$memsrv4"; }
+kill_main() { wait_subhost_pages vm-main-lost; kill -9 "$main_pid"; }
 abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
 
 for m in $modes; do

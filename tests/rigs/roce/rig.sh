@@ -51,30 +51,10 @@ RIG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${FERRY_RIG_CACHE:-/var/cache/ferry-rig}
 ARCH_LIBDIR=x86_64-linux-gnu
 
-say() { echo "rig: $*" >&2; }
-die() { echo "rig: error: $*" >&2; exit 125; }
-now() { echo "${EPOCHREALTIME/,/.}"; }                     # seconds, microsecond resolution
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
-
-# ---------------------------------------------------------------------------------------------
-# Host packages
-pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-
-ensure_host_packages() {	# packages...
-	local missing="" p
-	for p in "$@"; do pkg_installed "$p" || missing="$missing $p"; done
-	[ -z "$missing" ] && return 0
-	[ "$(id -u)" -eq 0 ] || die "missing Debian packages:$missing (run as root, or: apt-get install$missing)"
-	say "installing host packages:$missing"
-	export DEBIAN_FRONTEND=noninteractive
-	# shellcheck disable=SC2086
-	if ! apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1; then
-		apt-get update -qq
-		# shellcheck disable=SC2086
-		apt-get install -y -qq --no-install-recommends $missing >/dev/null
-	fi
-}
+# say, die, now, elapsed, is_elf, ensure_host_packages, resolve_kernel_pkg, resolve_versions,
+# download_debs, install_guest_kernel, install_guest_modules: shared with tests/rigs/vm.
+# shellcheck source=../lib/debian_guest.sh
+. "$RIG_DIR/../lib/debian_guest.sh"
 
 # ---------------------------------------------------------------------------------------------
 # prepare: the cached guest image
@@ -98,12 +78,6 @@ fingerprint() {
 
 image_ok() { [ -n "$1" ] && [ -f "$CACHE/images/$1/.complete" ]; }
 
-# The kernel package linux-image-amd64 depends on, e.g. linux-image-6.1.0-56-amd64.
-resolve_kernel_pkg() {
-	apt-cache depends linux-image-amd64 2>/dev/null |
-		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
-}
-
 # Library packages the guest packages need: the Depends closure of RIG_GUEST_PACKAGES, following
 # only library packages (lib*, zlib1g) — not adduser, debconf, dpkg, passwd and the like.
 resolve_lib_closure() {
@@ -123,13 +97,6 @@ resolve_lib_closure() {
 				}
 			}
 		}' | sort -u
-}
-
-# "pkg=version" for each package (the candidate apt-get download will fetch).
-resolve_versions() {	# packages...
-	apt-cache policy "$@" 2>/dev/null | awk '
-		/^[^ ]/ { p = $1; sub(/:$/, "", p); sub(/:amd64$/, "", p); next }
-		$1 == "Candidate:" { print p "=" $2 }'
 }
 
 cmd_prepare() {
@@ -194,20 +161,6 @@ $versions"
 	say "image ready: $IMAGE ($(du -sh "$IMAGE" | cut -f1))"
 }
 
-# Cut the xz-compressed vmlinux out of a bzImage (what the kernel's scripts/extract-vmlinux does).
-extract_vmlinux() {	# bzImage out
-	local off
-	for off in $(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$1" | cut -d: -f1); do
-		tail -c +$((off + 1)) "$1" | xz -dcq >"$2" 2>/dev/null || true	# trailing data: xz complains
-		if is_elf "$2"; then return 0; fi
-	done
-	rm -f "$2"
-	return 1
-}
-
-# QEMU boots an ELF vmlinux directly only if it carries the PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY = 18).
-is_pvh() { readelf -n "$1" 2>/dev/null | grep -Eq 'Xen[[:space:]].*(0x00000012|PHYS32_ENTRY)'; }
-
 build_image() {	# name kernel-package kernel-version versions
 	local name=$1 kpkg=$2 kver=$3 versions=$4
 	local t0 tmp img
@@ -221,8 +174,7 @@ build_image() {	# name kernel-package kernel-version versions
 
 	# 1. Download the exact versions resolved above (the key), unpack without installing.
 	# shellcheck disable=SC2086
-	(cd "$tmp/dl" && apt-get download -q -o APT::Sandbox::User=root $versions >download.log 2>&1) ||
-		die "apt-get download failed: $(tail -3 "$tmp/dl/download.log")"
+	download_debs "$tmp/dl" $versions
 	dpkg -x "$tmp/dl/${kpkg}_"*.deb "$tmp/kernel"
 	local deb
 	for deb in "$tmp/dl"/*.deb; do
@@ -231,17 +183,7 @@ build_image() {	# name kernel-package kernel-version versions
 	done
 
 	# 2. Kernel: the uncompressed vmlinux if it is PVH-bootable (~2x faster boot under TCG), else bzImage.
-	local bz="$tmp/kernel/boot/vmlinuz-$kver"
-	[ -f "$bz" ] || die "no /boot/vmlinuz-$kver in $kpkg"
-	if extract_vmlinux "$bz" "$img.tmp/vmlinux" && is_pvh "$img.tmp/vmlinux"; then
-		echo vmlinux >"$img.tmp/kernel.type"
-		mv "$img.tmp/vmlinux" "$img.tmp/kernel"
-	else
-		say "warning: no PVH-bootable vmlinux in $bz; booting the bzImage (slower)"
-		rm -f "$img.tmp/vmlinux"
-		echo bzImage >"$img.tmp/kernel.type"
-		cp "$bz" "$img.tmp/kernel"
-	fi
+	install_guest_kernel "$tmp/kernel" "$kver" "$img.tmp"
 
 	# 3. Root: merged-/usr layout like Debian 12 (bin -> usr/bin ...), docs and locales pruned.
 	local root="$tmp/root" raw="$tmp/raw" d
@@ -296,36 +238,9 @@ build_image() {	# name kernel-package kernel-version versions
 
 	# 5. Kernel modules: RIG_MODULES and their dependencies (from each .ko's modinfo "depends="),
 	#    in load order (dependencies first).
-	local moddir="$tmp/kernel/lib/modules/$kver"
-	[ -d "$moddir" ] || die "no /lib/modules/$kver in $kpkg"
-	find "$moddir/kernel" -name '*.ko*' >"$tmp/allmods"
-	local order=()
-	declare -A modseen=()
-	modpath() {	# name -> path relative to $moddir
-		local n=$1 alt=${1//_/-} p
-		p=$(grep -E "/($n|$alt)\.ko(\.[a-z]+)?$" "$tmp/allmods" | head -1)
-		[ -n "$p" ] || die "kernel module $n not found in $kpkg"
-		echo "${p#"$moddir"/}"
-	}
-	addmod() {
-		local n=$1 p deps dep
-		[ -n "${modseen[$n]:-}" ] && return 0
-		modseen[$n]=1
-		p=$(modpath "$n")
-		case "$p" in *.ko) ;; *) die "compressed module $p: not supported (busybox insmod)" ;; esac
-		deps=$(tr '\0' '\n' <"$moddir/$p" | sed -n 's/^depends=//p' | head -1 | tr ',' ' ')
-		for dep in $deps; do addmod "$dep"; done
-		order+=("$p")
-	}
-	local m
-	for m in $RIG_MODULES; do addmod "$m"; done
-	mkdir -p "$root/rig"
-	for m in "${order[@]}"; do
-		mkdir -p "$root/usr/lib/modules/$kver/$(dirname "$m")"
-		cp "$moddir/$m" "$root/usr/lib/modules/$kver/$m"
-		echo "$m"
-	done >"$root/rig/modules.order"
-	echo "$kver" >"$root/rig/kver"
+	# shellcheck disable=SC2086
+	install_guest_modules "$tmp/kernel" "$kver" "$root" $RIG_MODULES
+	local order=("${GUEST_MODULE_ORDER[@]}")
 
 	# 6. The rest of a minimal system.
 	mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run" "$root/root" "$root/mnt" "$root/var/tmp"

@@ -44,8 +44,64 @@ struct rig {
 	int cmd[2], ack[2];
 	/* written by the fault thread, read by the test thread after an ack */
 	unsigned missing, handle_errors, unexpected;
+	unsigned removes;         /* UFFD_EVENT_REMOVE seen */
+	off_t remove_off[64];     /* their starts (memfd offsets) */
 	bool hold_on;
+	/* remove-events mode: the drop is asynchronous, on a dropper thread, as the pager's
+	 * request to the VMM will be (the madvise waits until the fault thread reads the event) */
+	bool async_drop;
+	pthread_t dropper;
+	int drop_req[2], drop_done[2];
 };
+
+static void *dropper_main(void *arg)
+{
+	struct rig *r = arg;
+	char c;
+
+	while (read(r->drop_req[0], &c, 1) == 1 && c == 'D') {
+		int rc = access_sampler_drop_madvise(NULL, r->mem, NPAGES * PAGE, NULL);
+
+		if (write(r->drop_done[1], &rc, sizeof(rc)) != sizeof(rc))
+			abort();
+	}
+	return NULL;
+}
+
+/* The sampler's drop callback in remove-events mode: ask, do not wait. */
+static int drop_async(void *ctx, void *addr, size_t len, struct ferry_err *err)
+{
+	struct rig *r = ctx;
+	char c = 'D';
+
+	(void)addr;
+	(void)len;
+	(void)err;
+	return write(r->drop_req[1], &c, 1) == 1 ? 0 : -EIO;
+}
+
+/*
+ * A REMOVE event: the owner's job. The kernel sends it *before* it zaps or
+ * punches (and the madvise waits until it is read), so whether the memfd kept
+ * the data can only be told once the madvise has returned: recorded here,
+ * checked by the test thread afterwards.
+ */
+static void owner_remove(struct rig *r, const struct uffd_msg *msg)
+{
+	if (r->removes < 64)
+		r->remove_off[r->removes] = (off_t)(msg->arg.remove.start - (uintptr_t)r->mem);
+	r->removes++;
+}
+
+static unsigned removes_with_data(const struct rig *r)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < r->removes && i < 64; i++)
+		if (lseek(r->memfd, r->remove_off[i], SEEK_DATA) == r->remove_off[i])
+			n++;
+	return n;
+}
 
 static bool held(void *ctx, uint64_t page)
 {
@@ -61,9 +117,9 @@ static void resolve_missing(struct rig *r, uintptr_t addr)
 		.dst = addr, .src = (uintptr_t)(r->shadow + page * PAGE), .len = PAGE, .mode = 0,
 	};
 
+	r->missing++;   /* before the COPY wakes the faulting thread, which may look at it */
 	if (ioctl(r->uffd, UFFDIO_COPY, &c) < 0)
 		r->handle_errors++;
-	r->missing++;
 }
 
 static void *fault_thread(void *arg)
@@ -85,6 +141,8 @@ static void *fault_thread(void *arg)
 				else if (rc == 0 && msg.event == UFFD_EVENT_PAGEFAULT &&
 					 !(msg.arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_MINOR | UFFD_PAGEFAULT_FLAG_WP)))
 					resolve_missing(r, (uintptr_t)msg.arg.pagefault.address & ~(uintptr_t)(PAGE - 1));
+				else if (rc == 0 && msg.event == UFFD_EVENT_REMOVE)
+					owner_remove(r, &msg);
 				else if (rc == 0)
 					r->unexpected++;
 			}
@@ -115,17 +173,20 @@ static int command(struct rig *r, char c)
 
 	assert_int_equal(write(r->cmd[1], &c, 1), 1);
 	assert_int_equal(read(r->ack[0], &rc, sizeof(rc)), sizeof(rc));
+	if (c == 'A' && r->async_drop && rc == 0)   /* the period starts when the drop is done */
+		assert_int_equal(read(r->drop_done[0], &rc, sizeof(rc)), sizeof(rc));
 	return rc;
 }
 
 /* @return 0, or 77 when this machine cannot run the test. */
-static int rig_up(struct rig *r)
+static int rig_up(struct rig *r, bool remove_events)
 {
 	struct ferry_err err;
 	uint64_t feats = FERRY_VMM_UFFD_F_MISSING_SHMEM | FERRY_VMM_UFFD_F_MINOR_SHMEM |
-			 FERRY_VMM_UFFD_F_WP_HUGETLBFS_SHMEM;
+			 FERRY_VMM_UFFD_F_WP_HUGETLBFS_SHMEM | (remove_events ? FERRY_VMM_UFFD_F_EVENT_REMOVE : 0);
 
 	memset(r, 0, sizeof(*r));
+	r->async_drop = remove_events;
 	r->uffd = ferry_vmm_uffd_create(O_CLOEXEC | O_NONBLOCK, feats, &err);
 	if (r->uffd < 0) {
 		fprintf(stderr, "skip: %s\n", err.msg);
@@ -150,7 +211,8 @@ static int rig_up(struct rig *r)
 	assert_non_null(r->pl);
 	assert_int_equal(plan_trace_init(&r->trace, NPAGES, 16, NULL), 0);
 	assert_int_equal(planner_record(r->pl, &r->trace, NULL), 0);
-	r->s = access_sampler_create(r->uffd, r->mem, NPAGES * PAGE, r->pl, access_sampler_drop_madvise, NULL, &err);
+	r->s = access_sampler_create(r->uffd, r->mem, NPAGES * PAGE, r->pl,
+				     r->async_drop ? drop_async : access_sampler_drop_madvise, r, &err);
 	if (!r->s)
 		fprintf(stderr, "access_sampler_create: %s\n", err.msg);
 	assert_non_null(r->s);
@@ -158,11 +220,26 @@ static int rig_up(struct rig *r)
 	assert_int_equal(pipe2(r->cmd, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(r->ack, O_CLOEXEC), 0);
 	assert_int_equal(pthread_create(&r->thread, NULL, fault_thread, r), 0);
+	if (r->async_drop) {
+		assert_int_equal(pipe2(r->drop_req, O_CLOEXEC), 0);
+		assert_int_equal(pipe2(r->drop_done, O_CLOEXEC), 0);
+		assert_int_equal(pthread_create(&r->dropper, NULL, dropper_main, r), 0);
+	}
 	return 0;
 }
 
 static void rig_down(struct rig *r)
 {
+	if (r->async_drop) {
+		char c = 'Q';
+
+		assert_int_equal(write(r->drop_req[1], &c, 1), 1);
+		pthread_join(r->dropper, NULL);
+		for (int i = 0; i < 2; i++) {
+			close(r->drop_req[i]);
+			close(r->drop_done[i]);
+		}
+	}
 	command(r, 'Q');
 	pthread_join(r->thread, NULL);
 	access_sampler_destroy(r->s);
@@ -241,7 +318,7 @@ static void run_script(bool no_continue_wp)
 	struct rig r;
 	uint8_t *file;
 
-	if (rig_up(&r) == 77)
+	if (rig_up(&r, false) == 77)
 		skip();
 	if (no_continue_wp)
 		access_sampler_no_continue_wp(r.s);
@@ -350,6 +427,55 @@ static void test_sampler_without_continue_wp(void **state)
 	run_script(true);
 }
 
+/*
+ * With UFFD_FEATURE_EVENT_REMOVE, each sampler drop (MADV_DONTNEED on the shared
+ * mapping) raises a REMOVE event that the sampler leaves to its owner, and the
+ * madvise waits until it is read: so the drop runs on another thread. The memfd
+ * keeps the data (SEEK_DATA finds it once the madvise has returned; the event
+ * comes before the zap): the owner can tell it from a guest free.
+ */
+static void test_remove_events(void **state)
+{
+	struct access_sampler_stats st;
+	struct rig r;
+
+	(void)state;
+	if (rig_up(&r, true) == 77)
+		skip();
+	for (unsigned period = 0; period < 3; period++) {
+		assert_int_equal(command(&r, 'A'), 0);
+		rd_block(&r, 0);
+		wr_page(&r, 16 + 4, (uint8_t)(0xd0 + period));
+		if (period == 1)
+			rd_page(&r, NPAGES - 1);
+		command(&r, 'E');
+	}
+	assert_int_equal(r.trace.nsamples, 3);
+	for (unsigned s = 0; s < 3; s++) {
+		assert_int_equal(plan_trace_at(&r.trace, s, 0), PLAN_READ);
+		assert_int_equal(plan_trace_at(&r.trace, s, 1), PLAN_WRITE);
+		assert_int_equal(plan_trace_at(&r.trace, s, 7), s == 1 ? PLAN_READ : PLAN_CLEAN);
+		for (unsigned b = 2; b < 7; b++)
+			assert_int_equal(plan_trace_at(&r.trace, s, b), PLAN_CLEAN);
+	}
+	/* a guest free, for contrast: MADV_REMOVE punches the page out of the memfd */
+	assert_int_equal(madvise(r.mem + 80 * PAGE, PAGE, MADV_REMOVE), 0);
+	assert_int_equal(command(&r, 'S'), 0);
+	assert_true(r.removes >= 4);                  /* one per drop at least, and the free */
+	assert_true(r.removes <= 64);
+	assert_int_equal(removes_with_data(&r), r.removes - 1);
+	assert_int_equal(r.unexpected, 0);
+	assert_int_equal(r.handle_errors, 0);
+	access_sampler_stats(r.s, &st);
+	assert_int_equal(st.not_mine, r.removes);
+	assert_int_equal(st.ioctl_errors, 0);
+	/* the freed page faults MISSING (the owner's), every other byte is intact */
+	memset(r.shadow + 80 * PAGE, 0, PAGE);
+	assert_memory_equal(r.mem, r.shadow, NPAGES * PAGE);
+	assert_int_equal(r.missing, 1);
+	rig_down(&r);
+}
+
 /* A uffd with WP_ASYNC (or without the shmem features) is refused, with the reason. */
 static void test_refusals(void **state)
 {
@@ -393,6 +519,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sampler),
 		cmocka_unit_test(test_sampler_without_continue_wp),
+		cmocka_unit_test(test_remove_events),
 		cmocka_unit_test(test_refusals),
 	};
 

@@ -221,6 +221,62 @@ static void test_trend(void **state)
 	plan_trace_fini(&t);
 }
 
+/*
+ * History (the extension): one block, periods R W C W C C, window 1.
+ * H = 1 (the seed): heads s0..s4 -> (R,W) (W,C) (C,W) (W,C) (C,C).
+ * H = 2: head s0 sees {R} -> R; s1 {R,W} -> W; s2 {W,C} -> W; s3 {C,W} -> W; s4 {W,C} -> W:
+ *        (R,W) (W,C) (W,W) (W,C) (W,C).
+ * Pre-copy re-sends the 2 written windows (s1, s3); the seed planner re-sends 2
+ * (it pushed both), H = 2 only 1 (it pushed s1's block, predicted read).
+ */
+static void test_history(void **state)
+{
+	static const uint8_t seq[6] = { R, W, C, W, C, C };
+	struct plan_trace t;
+	struct plan_rates r1, r2;
+	struct plan_cost c1, c2;
+	struct planner *p;
+
+	(void)state;
+	assert_int_equal(plan_trace_init(&t, 16, 16, NULL), 0);
+	for (int s = 0; s < 6; s++)
+		assert_int_equal(plan_trace_append(&t, &seq[s], NULL), 0);
+	assert_int_equal(planner_eval_trace_history(&t, 1, 1, &r1, &c1, NULL), 0);
+	assert_int_equal(r1.confusion[R][W], 1);
+	assert_int_equal(r1.confusion[W][C], 2);
+	assert_int_equal(r1.confusion[C][W], 1);
+	assert_int_equal(r1.confusion[C][C], 1);
+	assert_int_equal(c1.precopy_resent_bytes, 2 * 64 * KB);
+	assert_int_equal(c1.planned_resent_bytes, 2 * 64 * KB);
+
+	assert_int_equal(planner_eval_trace_history(&t, 1, 2, &r2, &c2, NULL), 0);
+	assert_int_equal(r2.confusion[R][W], 1);
+	assert_int_equal(r2.confusion[W][C], 3);
+	assert_int_equal(r2.confusion[W][W], 1);
+	assert_int_equal(r2.n_w, 4);
+	assert_float_equal(r2.c_given_w, 0.75, 1e-12);
+	assert_int_equal(c2.precopy_resent_bytes, 2 * 64 * KB);
+	assert_int_equal(c2.planned_resent_bytes, 64 * KB);
+	assert_int_equal(c2.deferred_unwritten_bytes, 3 * 64 * KB);
+
+	/* the online planner with the same history agrees */
+	p = planner_create(16, 16, 1, NULL);
+	assert_non_null(p);
+	assert_int_equal(planner_set_history(p, 0, NULL), -EINVAL);
+	assert_int_equal(planner_set_history(p, 2, NULL), 0);
+	for (int s = 0; s < 6; s++) {
+		if (seq[s])
+			planner_note(p, 3, (enum plan_access)seq[s]);
+		planner_sample_end(p);
+		if (s == 2)
+			assert_int_equal(planner_predict(p, 0), PLAN_WRITE);   /* s1's write still counts */
+	}
+	planner_rates(p, &r1);
+	assert_memory_equal(r1.confusion, r2.confusion, sizeof(r1.confusion));
+	planner_destroy(p);
+	plan_trace_fini(&t);
+}
+
 static void test_bad_input(void **state)
 {
 	struct ferry_err err;
@@ -265,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_window2),
 		cmocka_unit_test(test_online_matches_offline),
 		cmocka_unit_test(test_trend),
+		cmocka_unit_test(test_history),
 		cmocka_unit_test(test_bad_input),
 	};
 
