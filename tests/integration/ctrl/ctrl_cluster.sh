@@ -71,7 +71,7 @@ log_level = info
 [cluster]
 coordinator = h1
 report_interval_ms = 200
-down_after_ms = 1000
+down_after_ms = 1500
 accept_period_ms = 1500
 peer_timeout_ms = 2000
 

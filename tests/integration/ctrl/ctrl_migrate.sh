@@ -129,6 +129,9 @@ roles = sub,main,accept
 [cluster]
 coordinator = h1
 report_interval_ms = 200
+# Down after 3 s without a report: a loaded test machine may starve a ferryd for a second; a
+# loop blocked on a busy pager (what the poller thread prevents) stalls for longer.
+down_after_ms = 3000
 [node h1]
 address = 10.77.0.1:22001
 [node h2]
