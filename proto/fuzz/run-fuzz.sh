@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the protocol fuzzers with clang and run each for a while.
 #
-#   proto/fuzz/run-fuzz.sh BUILD_DIR [SECONDS] [page|vmm|wake|all] [SOURCE_DIR]
+#   proto/fuzz/run-fuzz.sh BUILD_DIR [SECONDS] [page|vmm|wake|ctrl|all] [SOURCE_DIR]
 #
 # SECONDS defaults to 60 per target; the protocol to all; SOURCE_DIR to this
 # checkout. Seeds:
@@ -12,13 +12,14 @@
 #         names), a few allow-list specs, and the Firecracker handshakes with a
 #         dictionary of their JSON tokens.
 #   wake  the committed corpus (tests/corpus/wake: valid controls and malformed cases).
+#   ctrl  the committed corpus (tests/corpus/ctrl: valid controls and malformed cases).
 # What the fuzzers learn stays in BUILD_DIR/fuzz-corpus/TARGET so a later run
 # starts from it; crash inputs land in BUILD_DIR/fuzz-artifacts. Prints each
 # target's execution count; exits non-zero if any target failed.
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 4 ]]; then
-	echo "usage: $0 BUILD_DIR [SECONDS] [page|vmm|wake|all] [SOURCE_DIR]" >&2
+	echo "usage: $0 BUILD_DIR [SECONDS] [page|vmm|wake|ctrl|all] [SOURCE_DIR]" >&2
 	exit 2
 fi
 build=$1
@@ -29,9 +30,10 @@ case $which in
 page) targets=(fuzz_page_hdr fuzz_page_msg fuzz_page_rw) ;;
 vmm) targets=(fuzz_vmm_msg fuzz_vmm_firecracker) ;;
 wake) targets=(fuzz_wake_msg) ;;
-all) targets=(fuzz_page_hdr fuzz_page_msg fuzz_page_rw fuzz_vmm_msg fuzz_vmm_firecracker fuzz_wake_msg) ;;
+ctrl) targets=(fuzz_ctrl_msg) ;;
+all) targets=(fuzz_page_hdr fuzz_page_msg fuzz_page_rw fuzz_vmm_msg fuzz_vmm_firecracker fuzz_wake_msg fuzz_ctrl_msg) ;;
 *)
-	echo "$0: unknown protocol '$which' (page, vmm, wake or all)" >&2
+	echo "$0: unknown protocol '$which' (page, vmm, wake, ctrl or all)" >&2
 	exit 2
 	;;
 esac
@@ -95,6 +97,7 @@ for t in "${targets[@]}"; do
 	fuzz_vmm_msg) inputs=("$seeds/vmm"); opts=(-max_len=70000) ;;                # room for 4096 hints
 	fuzz_vmm_firecracker) inputs=("$seeds/fc"); opts=(-max_len=8192 -dict="$seeds/fc.dict") ;;
 	fuzz_wake_msg) inputs=("$src/tests/corpus/wake"); opts=(); profile=() ;;
+	fuzz_ctrl_msg) inputs=("$src/tests/corpus/ctrl"); opts=(-max_len=70000) ;;
 	esac
 	echo "== $t for ${secs}s"
 	rc=0

@@ -1,0 +1,395 @@
+/*
+ * The VM table and hibernation/resume (issue #6).
+ *
+ * Every ferryd knows every VM of the cluster config ([vm ID]) with its
+ * state and node. The coordinator is the authority on placement: nodes
+ * report the VMs that run on them and send VM_PLACED when one changes
+ * state; every ferryd adopts the coordinator's view for VMs that have
+ * nothing in flight locally.
+ *
+ * HIBERNATE goes to the VM's node (relayed if it arrives elsewhere), which
+ * runs the VM's hibernate hook (ferryd_hib.c). RESUME picks the node: the one
+ * asked for, or the least-loaded up node with the main role (seed 004: the
+ * resumed VM lands where the score is lowest), and is relayed there; that
+ * node runs the resume hook, then waits for the VM to announce itself (its
+ * announce_port accepts a TCP connection, i.e. the guest's network is up)
+ * before it calls it RUNNING, tells the coordinator, and tells the local
+ * ferry-wake VM_RUNNING (so stored SYNs are replayed only to a guest that
+ * can answer them).
+ */
+#include "ctrl/ferryd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dataplane/common/ferry_log.h"
+
+#define HOOK_TIMEOUT_MS     120000
+#define ANNOUNCE_TIMEOUT_MS 60000
+#define PROBE_EVERY_MS      200
+
+void ferryd_vms_init(struct ferryd *d)
+{
+	d->nvms = d->cfg.nvms;
+	for (unsigned int i = 0; i < d->nvms; i++) {
+		struct ferryd_vm *vm = &d->vms[i];
+		const struct ferryd_vm_cfg *vc = &d->cfg.vm[i];
+
+		memset(vm, 0, sizeof(*vm));
+		vm->cfg = vc;
+		memcpy(vm->v.id, vc->id, sizeof(vm->v.id));       /* same sizes, NUL-terminated */
+		memcpy(vm->v.node, vc->node, sizeof(vm->v.node));
+		memcpy(vm->v.ip, vc->ip, 4);
+		memcpy(vm->v.mac, vc->mac, 6);
+		vm->v.state = vc->state;
+	}
+}
+
+struct ferryd_vm *ferryd_vm_find(struct ferryd *d, const char *id)
+{
+	for (unsigned int i = 0; i < d->nvms; i++)
+		if (strcmp(d->vms[i].v.id, id) == 0)
+			return &d->vms[i];
+	return NULL;
+}
+
+void ferryd_vms_list(struct ferryd *d, struct ferry_ctrl_vms *out)
+{
+	out->count = 0;
+	for (unsigned int i = 0; i < d->nvms && out->count < FERRY_CTRL_VMS_MAX; i++)
+		out->vm[out->count++] = d->vms[i].v;
+}
+
+void ferryd_vms_report(struct ferryd *d, struct ferry_ctrl_report *rp)
+{
+	rp->vm_count = 0;
+	rp->vms_running = 0;
+	for (unsigned int i = 0; i < d->nvms; i++) {
+		const struct ferryd_vm *vm = &d->vms[i];
+
+		if (strcmp(vm->v.node, d->cfg.name) != 0)
+			continue;
+		if (vm->v.state == FERRY_CTRL_VM_RUNNING)
+			rp->vms_running++;
+		if (rp->vm_count < FERRY_CTRL_REPORT_VMS_MAX)
+			rp->vm[rp->vm_count++] = vm->v;
+	}
+}
+
+void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, v->id);
+
+	if (!vm) {
+		LOG_WARN("placement of unknown VM %s on %s ignored", v->id, v->node);
+		return;
+	}
+	if (vm->op != OP_NONE && strcmp(vm->v.node, d->cfg.name) == 0 && strcmp(v->node, d->cfg.name) != 0)
+		return;   /* something is in flight here: ours is newer */
+	if (vm->v.state != v->state || strcmp(vm->v.node, v->node) != 0)
+		LOG_INFO("vm %s: %s on %s -> %s on %s", v->id, ferry_ctrl_vm_state_name(vm->v.state), vm->v.node,
+			 ferry_ctrl_vm_state_name(v->state), v->node[0] ? v->node : "-");
+	snprintf(vm->v.node, sizeof(vm->v.node), "%s", v->node);
+	ferryd_vm_set_state(d, vm, v->state);
+}
+
+void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs)
+{
+	for (unsigned int i = 0; i < vs->count; i++) {
+		struct ferryd_vm *vm = ferryd_vm_find(d, vs->vm[i].id);
+
+		if (!vm || vm->op != OP_NONE)
+			continue;
+		/* This node is the authority on the VMs that run here. */
+		if (strcmp(vm->v.node, d->cfg.name) == 0 && strcmp(vs->vm[i].node, d->cfg.name) == 0)
+			continue;
+		ferryd_vms_placed(d, &vs->vm[i]);
+	}
+}
+
+/*
+ * Every state change goes through here: the accept node's ferry-wake must
+ * know which VMs are hibernated, and hear VM_RUNNING only once a resumed VM
+ * runs (a RUNNING placement is published only after the VM announced
+ * itself, see op_done).
+ */
+void ferryd_vm_set_state(struct ferryd *d, struct ferryd_vm *vm, uint8_t state)
+{
+	uint8_t old = vm->v.state;
+
+	vm->v.state = state;
+	if (old == state || !d->role_held)
+		return;
+	if (state == FERRY_CTRL_VM_HIBERNATED)
+		ferryd_wake_vm_add(d, &vm->v);
+	else if (state == FERRY_CTRL_VM_RUNNING && (old == FERRY_CTRL_VM_HIBERNATED || old == FERRY_CTRL_VM_RESUMING))
+		ferryd_wake_vm_running(d, vm->v.id);
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void reply_vm(struct ferryd *d, unsigned int waiter, uint64_t req, const struct ferryd_vm *vm)
+{
+	struct ferryd_conn *c = ferryd_conn_find(d, waiter);
+
+	if (!c)
+		return;
+	memset(&d->out_msg.hdr, 0, sizeof(d->out_msg.hdr));
+	d->out_msg.hdr.type = FERRY_CTRL_VMS_OK;
+	d->out_msg.hdr.request_id = req;
+	d->out_msg.u.vms.count = 1;
+	d->out_msg.u.vms.vm[0] = vm->v;
+	ferryd_send_msg(d, c);
+}
+
+static bool placed_reply(struct ferryd *d, struct ferryd_conn *c, const struct ferry_ctrl_msg *m, const char *why)
+{
+	(void)d;
+	if (!m || m->hdr.type == FERRY_CTRL_ERROR)
+		LOG_WARN("VM_PLACED to coordinator %s: %s", c->name, m ? m->u.error.msg : why);
+	return false;
+}
+
+void ferryd_forward_placed(struct ferryd *d, const char *node, const struct ferry_ctrl_vm *v)
+{
+	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_VM_PLACED, .request_id = ++d->next_req } };
+	struct ferry_err err = { 0 };
+
+	m.u.placed = *v;
+	if (!ferryd_request(d, node, &m, 0, placed_reply, &err))
+		LOG_WARN("VM_PLACED %s to %s: %s (its next report brings it)", v->id, node, err.msg);
+}
+
+/* Tell the coordinator now rather than at the next report (it tells the accept node). */
+void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm)
+{
+	if (!d->is_coord) {
+		ferryd_forward_placed(d, d->cfg.coordinator, &vm->v);
+		return;
+	}
+	/* Our table is the coordinator's: the accept node is the one to tell. */
+	if (d->accept[0] && strcmp(d->accept, d->cfg.name) != 0)
+		ferryd_forward_placed(d, d->accept, &vm->v);
+}
+
+static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char *why)
+{
+	enum ferryd_op op = vm->op;
+	unsigned int waiter = vm->waiter;
+	uint64_t req = vm->waiter_req, ms = ferryd_now_ms() - vm->op_started_ms;
+
+	vm->op = OP_NONE;
+	vm->op_pid = 0;
+	if (!ok) {
+		d->ctr.ops_failed++;
+		ferryd_vm_set_state(d, vm, op == OP_RESUME || op == OP_ANNOUNCE ? FERRY_CTRL_VM_HIBERNATED
+									: vm->state_before);
+		LOG_WARN("vm %s: %s failed after %llu ms: %s", vm->v.id, op == OP_HIBERNATE ? "hibernate" : "resume",
+			 (unsigned long long)ms, why);
+		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_FAILED, "VM %s: %s", vm->v.id, why);
+		ferryd_vm_notify_placed(d, vm);
+		return;
+	}
+	if (op == OP_HIBERNATE) {
+		d->ctr.hibernates++;
+		LOG_INFO("vm %s hibernated in %llu ms", vm->v.id, (unsigned long long)ms);
+		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_HIBERNATED);
+	} else {
+		d->ctr.resumes++;
+		LOG_INFO("vm %s running on %s, %llu ms after the resume began", vm->v.id, d->cfg.name,
+			 (unsigned long long)ms);
+		/* Only now (the guest answers): replayed SYNs reach a live stack. */
+		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RUNNING);
+	}
+	ferryd_vm_notify_placed(d, vm);
+	reply_vm(d, waiter, req, vm);
+}
+
+/* ---------------------------------------------------------------- hooks */
+
+bool ferryd_vms_reaped(struct ferryd *d, pid_t pid, int status)
+{
+	for (unsigned int i = 0; i < d->nvms; i++) {
+		struct ferryd_vm *vm = &d->vms[i];
+		char why[96];
+
+		if (vm->shell_pid == pid) {
+			vm->shell_pid = 0;
+			LOG_WARN("vm %s: its incoming VM shell (pid %d) exited with status 0x%x", vm->v.id, (int)pid,
+				 status);
+			return true;
+		}
+		if (vm->op_pid != pid || (vm->op != OP_HIBERNATE && vm->op != OP_RESUME))
+			continue;
+		vm->op_pid = 0;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			if (WIFEXITED(status))
+				snprintf(why, sizeof(why), "%s hook exited %d",
+					 vm->op == OP_HIBERNATE ? "hibernate" : "resume", WEXITSTATUS(status));
+			else
+				snprintf(why, sizeof(why), "%s hook killed by signal %d",
+					 vm->op == OP_HIBERNATE ? "hibernate" : "resume",
+					 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			op_done(d, vm, false, why);
+		} else if (vm->op == OP_RESUME && vm->cfg->announce_port) {
+			vm->op = OP_ANNOUNCE;
+			vm->op_deadline_ms = ferryd_now_ms() + ANNOUNCE_TIMEOUT_MS;
+			vm->next_probe_ms = 0;
+			LOG_INFO("vm %s: resume hook done, waiting for it to announce itself on port %u", vm->v.id,
+				 vm->cfg->announce_port);
+		} else {
+			op_done(d, vm, true, NULL);
+		}
+		return true;
+	}
+	return false;
+}
+
+/* One non-blocking connect attempt to ip:port, 50 ms at most. */
+static bool probe(const uint8_t ip[4], uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct pollfd pfd;
+	int fd, soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	bool ok = false;
+
+	memcpy(&sa.sin_addr, ip, 4);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		ok = true;
+	} else if (errno == EINPROGRESS) {
+		pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
+		if (poll(&pfd, 1, 50) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && !soerr)
+			ok = true;
+	}
+	close(fd);
+	return ok;
+}
+
+void ferryd_vms_tick(struct ferryd *d, uint64_t now)
+{
+	for (unsigned int i = 0; i < d->nvms; i++) {
+		struct ferryd_vm *vm = &d->vms[i];
+
+		if (vm->op == OP_NONE || vm->op == OP_MIGRATE)
+			continue;
+		if (now >= vm->op_deadline_ms) {
+			if (vm->op_pid > 0)
+				kill(-vm->op_pid, SIGKILL);   /* reaped later; its status no longer matters */
+			op_done(d, vm, false, vm->op == OP_ANNOUNCE ? "the VM did not announce itself in time"
+								    : "hook timed out");
+			continue;
+		}
+		if (vm->op == OP_ANNOUNCE && now >= vm->next_probe_ms) {
+			vm->next_probe_ms = now + PROBE_EVERY_MS;
+			if (probe(vm->v.ip, vm->cfg->announce_port))
+				op_done(d, vm, true, NULL);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- requests */
+
+int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, r->vm);
+	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_HIBERNATE, .request_id = req } };
+	struct ferry_err err = { 0 };
+
+	if (!vm)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", r->vm);
+	if (strcmp(vm->v.node, d->cfg.name) != 0) {
+		m.u.vm_req = *r;
+		ferryd_relay(d, c->id, req, vm->v.node, &m, HOOK_TIMEOUT_MS);
+		return 0;
+	}
+	if (vm->op != OP_NONE)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BUSY, "VM %s: an operation is in flight", r->vm);
+	if (vm->v.state != FERRY_CTRL_VM_RUNNING)
+		return ferryd_send_error(d, c, req, FERRY_CTRL_E_BAD_STATE, "VM %s is %s, not running", r->vm,
+					 ferry_ctrl_vm_state_name(vm->v.state));
+	if (ferryd_hib_hibernate(d, vm, &vm->op_pid, &err) < 0)
+		return ferryd_send_error(d, c, req, err.code == -ENOSYS ? FERRY_CTRL_E_NOT_AVAILABLE : FERRY_CTRL_E_FAILED,
+					 "VM %s: %s", r->vm, err.msg);
+	vm->op = OP_HIBERNATE;
+	vm->state_before = vm->v.state;
+	vm->op_started_ms = ferryd_now_ms();
+	vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
+	vm->waiter = c->id;
+	vm->waiter_req = req;
+	LOG_INFO("vm %s: hibernating (hook pid %d)", vm->v.id, (int)vm->op_pid);
+	return 0;
+}
+
+/* Errors of a request whose asker may be gone (waiter 0: a wake request): answer if still there. */
+#define REFUSE(code, ...)                                                  \
+	do {                                                               \
+		LOG_WARN("resume refused: " __VA_ARGS__);                   \
+		ferryd_reply_error_to(d, waiter, req, (code), __VA_ARGS__); \
+		return 0;                                                  \
+	} while (0)
+
+int ferryd_vm_resume_for(struct ferryd *d, unsigned int waiter, uint64_t req, const struct ferry_ctrl_vm_req *r)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, r->vm);
+	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_RESUME, .request_id = req } };
+	struct ferry_err err = { 0 };
+	const char *target = r->node;
+
+	if (!vm)
+		REFUSE(FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", r->vm);
+	if (vm->op != OP_NONE)
+		REFUSE(FERRY_CTRL_E_BUSY, "VM %s: an operation is in flight", r->vm);
+	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED)
+		REFUSE(FERRY_CTRL_E_BAD_STATE, "VM %s is %s, not hibernated", r->vm, ferry_ctrl_vm_state_name(vm->v.state));
+	if (!target[0]) {
+		struct ferry_ctrl_nodes *view = &d->out_msg.u.nodes;
+		const struct ferry_ctrl_node *best;
+
+		ferryd_nodes_view(d, view);
+		best = ferryd_least_loaded(view, FERRY_CTRL_ROLE_MAIN, NULL);
+		if (!best)
+			REFUSE(FERRY_CTRL_E_NODE_DOWN, "VM %s: no up node with the main role to resume on", r->vm);
+		target = best->name;
+		LOG_INFO("vm %s: resuming on %s, the least-loaded node (score %u)", r->vm, best->name, best->score);
+	} else if (!ferryd_config_node(&d->cfg, target)) {
+		REFUSE(FERRY_CTRL_E_UNKNOWN_NODE, "node %s is not in the cluster", target);
+	}
+	if (strcmp(target, d->cfg.name) != 0) {
+		m.u.vm_req = *r;
+		snprintf(m.u.vm_req.node, sizeof(m.u.vm_req.node), "%s", target);
+		ferryd_relay(d, waiter, req, m.u.vm_req.node, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS);
+		return 0;
+	}
+	if (!(d->cfg.roles & FERRY_CTRL_ROLE_MAIN))
+		REFUSE(FERRY_CTRL_E_UNEXPECTED, "%s has no main role: it runs no VMs", d->cfg.name);
+	if (ferryd_hib_resume(d, vm, &vm->op_pid, &err) < 0)
+		REFUSE(err.code == -ENOSYS ? FERRY_CTRL_E_NOT_AVAILABLE : FERRY_CTRL_E_FAILED, "VM %s: %s", r->vm, err.msg);
+	vm->op = OP_RESUME;
+	vm->state_before = vm->v.state;
+	ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RESUMING);
+	snprintf(vm->v.node, sizeof(vm->v.node), "%s", d->cfg.name);
+	vm->op_started_ms = ferryd_now_ms();
+	vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
+	vm->waiter = waiter;
+	vm->waiter_req = req;
+	LOG_INFO("vm %s: resuming here (hook pid %d)", vm->v.id, (int)vm->op_pid);
+	ferryd_vm_notify_placed(d, vm);
+	return 0;
+}
+#undef REFUSE
+
+int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r)
+{
+	return ferryd_vm_resume_for(d, c->id, req, r);
+}
