@@ -1452,6 +1452,7 @@ static json_t *jnum(double v)
 static int write_json(const struct ft *f, const struct ft_ratios *q, const char *path)
 {
 	json_t *root = json_object(), *cases = json_array(), *host, *ratios, *ver;
+	struct ferry_err err = { 0 };
 	int rc;
 
 	json_object_set_new(root, "tool", json_string("ferry-perf fault"));
@@ -1512,24 +1513,20 @@ static int write_json(const struct ft *f, const struct ft_ratios *q, const char 
 			f->verify_errors ? json_string(f->first_error) : json_null());
 	json_object_set_new(root, "verification", ver);
 	json_object_set_new(root, "total_seconds", json_real(f->total_seconds));
-	if (strcmp(path, "-") == 0) {
-		rc = json_dumpf(root, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-	} else {
-		rc = json_dump_file(root, path, JSON_INDENT(2));
-	}
+	rc = report_json_dump(root, path, "ferry-perf fault", &err);
 	json_decref(root);
 	if (rc < 0)
-		fprintf(stderr, "ferry-perf fault: cannot write %s\n", path);
+		fprintf(stderr, "%s\n", err.msg);
 	return rc;
 }
 
 static int write_csv(const struct ft *f, const char *path)
 {
-	FILE *fp = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
+	struct ferry_err err = { 0 };
+	FILE *fp = report_out_open(path, "ferry-perf fault", &err);
 
 	if (!fp) {
-		fprintf(stderr, "ferry-perf fault: cannot write %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "%s\n", err.msg);
 		return -1;
 	}
 	fprintf(fp, "case,samples,min_us,mean_us,p50_us,p90_us,p99_us,p999_us,max_us,faults_per_s\n");
@@ -1541,8 +1538,10 @@ static int write_csv(const struct ft *f, const char *path)
 				r->lat.min_us, r->lat.mean_us, r->lat.p50_us, r->lat.p90_us, r->lat.p99_us,
 				r->lat.p999_us, r->lat.max_us, r->faults_per_s);
 	}
-	if (fp != stdout)
-		fclose(fp);
+	if (report_out_close(fp, path, "ferry-perf fault", &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
 	return 0;
 }
 

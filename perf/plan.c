@@ -710,6 +710,7 @@ static json_t *jrate(double v, uint64_t n)
 static int write_json(const struct pl *p, const char *path)
 {
 	json_t *root = json_object(), *wins = json_array(), *jw, *jh, *conf;
+	struct ferry_err err = { 0 };
 	int rc;
 
 	json_object_set_new(root, "tool", json_string("ferry-perf plan"));
@@ -787,24 +788,20 @@ static int write_json(const struct pl *p, const char *path)
 			    json_pack("{s:f, s:b, s:o}", "resent_ratio_max", RESENT_TARGET_MAX, "met", verdict_ok(p, 0),
 				      "met_by_history", jw));
 	json_object_set_new(root, "total_seconds", json_real(p->total_s));
-	if (strcmp(path, "-") == 0) {
-		rc = json_dumpf(root, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-	} else {
-		rc = json_dump_file(root, path, JSON_INDENT(2));
-	}
+	rc = report_json_dump(root, path, "ferry-perf plan", &err);
 	json_decref(root);
 	if (rc < 0)
-		fprintf(stderr, "ferry-perf plan: cannot write %s\n", path);
+		fprintf(stderr, "%s\n", err.msg);
 	return rc;
 }
 
 static int write_csv(const struct pl *p, const char *path)
 {
-	FILE *fp = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
+	struct ferry_err err = { 0 };
+	FILE *fp = report_out_open(path, "ferry-perf plan", &err);
 
 	if (!fp) {
-		fprintf(stderr, "ferry-perf plan: cannot write %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "%s\n", err.msg);
 		return -1;
 	}
 	fprintf(fp, "history,window_periods,window_ms,windows_scored,A_w_given_c,A_w_given_r,A_c_given_w,A_r_given_w,n_c,n_r,"
@@ -820,8 +817,10 @@ static int write_csv(const struct pl *p, const char *path)
 			w->c.precopy_resent_bytes, w->c.planned_pushed_bytes, w->c.planned_resent_bytes,
 			w->resent_ratio < 0 ? 0.0 : w->resent_ratio, w->c.deferred_bytes, w->c.deferred_unwritten_bytes);
 	}
-	if (fp != stdout)
-		fclose(fp);
+	if (report_out_close(fp, path, "ferry-perf plan", &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
 	return 0;
 }
 

@@ -298,14 +298,11 @@ static json_t *build_json(const struct perf_xport_result *r)
 	return root;
 }
 
-int report_json_write(const struct perf_xport_result *r, const char *path, struct ferry_err *err)
+int report_json_dump(json_t *root, const char *path, const char *what, struct ferry_err *err)
 {
-	json_t *root = build_json(r);
-	size_t flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6);
+	size_t flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER;
 	int rc;
 
-	if (!root)
-		return ferry_err_set(err, ENOMEM, "json: out of memory");
 	if (strcmp(path, "-") == 0) {
 		rc = json_dumpf(root, stdout, flags);
 		fputc('\n', stdout);
@@ -313,15 +310,26 @@ int report_json_write(const struct perf_xport_result *r, const char *path, struc
 	} else {
 		rc = json_dump_file(root, path, flags);
 	}
-	json_decref(root);
 	if (rc != 0)
-		return ferry_err_set(err, EIO, "json: cannot write %s: %s", path, strerror(errno));
+		return ferry_err_set(err, EIO, "%s: cannot write %s: %s", what, path, strerror(errno));
 	return 0;
+}
+
+int report_json_write(const struct perf_xport_result *r, const char *path, struct ferry_err *err)
+{
+	json_t *root = build_json(r);
+	int rc;
+
+	if (!root)
+		return ferry_err_set(err, ENOMEM, "json: out of memory");
+	rc = report_json_dump(root, path, "json", err);
+	json_decref(root);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ CSV */
 
-static FILE *open_out(const char *path, struct ferry_err *err, const char *what)
+FILE *report_out_open(const char *path, const char *what, struct ferry_err *err)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
 
@@ -330,7 +338,7 @@ static FILE *open_out(const char *path, struct ferry_err *err, const char *what)
 	return f;
 }
 
-static int close_out(FILE *f, const char *path, struct ferry_err *err, const char *what)
+int report_out_close(FILE *f, const char *path, const char *what, struct ferry_err *err)
 {
 	int bad = ferror(f);
 
@@ -365,7 +373,7 @@ static void csv_lat(FILE *f, const struct perf_lat *l)
 
 int report_csv_write(const struct perf_xport_result *r, const char *path, struct ferry_err *err)
 {
-	FILE *f = open_out(path, err, "csv");
+	FILE *f = report_out_open(path, "csv", err);
 	struct perf_ratios q;
 	const struct perf_baselines *b = &r->base;
 
@@ -427,7 +435,7 @@ int report_csv_write(const struct perf_xport_result *r, const char *path, struct
 		fputs(",\n", f);
 	}
 #undef PREFIX
-	return close_out(f, path, err, "csv");
+	return report_out_close(f, path, "csv", err);
 }
 
 /* ------------------------------------------------------------------ plot */
@@ -629,7 +637,7 @@ static int write_gp(const struct perf_xport_result *r, const char *out_path, con
 	if (first)
 		fputs("NaN notitle", f);
 	fputs("\n\nunset multiplot\n", f);
-	return close_out(f, gp_path, err, "plot");
+	return report_out_close(f, gp_path, "plot", err);
 }
 
 int report_plot(const struct perf_xport_result *r, const char *path, int *rendered, char *script_path,

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "dataplane/common/ferry_err.h"
 #include "perf/baselines.h"
 #include "perf/stats.h"
@@ -104,6 +106,17 @@ void perf_ratios_compute(const struct perf_xport_result *r, struct perf_ratios *
 
 /** Fill hostname, kernel, CPU, memory, time, version. */
 void perf_host_fill(struct perf_host *h);
+
+/**
+ * Output plumbing shared by every ferry-perf subcommand: @p path "-" means
+ * stdout. report_json_dump() writes @p root (not consumed) indented, in key
+ * order; report_out_open()/report_out_close() bracket a text file (CSV, plot
+ * script) and turn any write error into one message naming @p what and
+ * @p path.
+ */
+int report_json_dump(json_t *root, const char *path, const char *what, struct ferry_err *err);
+FILE *report_out_open(const char *path, const char *what, struct ferry_err *err);
+int report_out_close(FILE *f, const char *path, const char *what, struct ferry_err *err);
 
 /** Write the JSON document to @p path ("-" = stdout). */
 int report_json_write(const struct perf_xport_result *r, const char *path, struct ferry_err *err);
