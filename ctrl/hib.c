@@ -57,6 +57,7 @@ int hib_open(const struct hib_opts *o, struct hib **out, struct ferry_err *err)
 	h->qmp_timeout_ms = o->qmp_timeout_ms > 0 ? o->qmp_timeout_ms : 10000;
 	h->migrate_timeout_ms = o->migrate_timeout_ms > 0 ? o->migrate_timeout_ms : 60000;
 	h->no_verify = o->no_verify;
+	snprintf(h->client_name, sizeof(h->client_name), "%s", o->client_name ? o->client_name : "ferry-hib");
 	*out = h;
 	return 0;
 }
@@ -353,6 +354,10 @@ static int hib_hibernate_locked(struct hib *h, const char *name, struct hib_stat
 	rc = hib_pool_io(h, 1, (uint8_t *)ram, vm.ram_bytes, dev, &m, err);
 	if (rc)
 		goto out;
+	/* Out of our session: the image now outlives this process, named by the manifest's tokens. */
+	rc = hib_pool_keep(h, &m, err);
+	if (rc)
+		goto out;
 	rc = hib_manifest_save(&vm, &m, err);
 	if (rc)
 		goto out;
@@ -425,7 +430,7 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	uint64_t dev_len = 0;
 	int fd = -1, rc;
 	pid_t pid = 0;
-	bool ram_made = false;
+	bool ram_made = false, claimed = false;
 	double t0 = hib_now_ms(), t;
 
 	if (!st)
@@ -459,6 +464,12 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	/* RAM back from the pool into a new file: pages never written stay holes. */
 	t = hib_now_ms();
 	rc = hib_pool_connect(h, err);
+	if (rc)
+		goto out;
+	/* The image becomes ours (whoever stored it, whatever process or node we are); the tokens
+	 * are spent, so a failure below keeps it again under new ones (see out). */
+	claimed = true;
+	rc = hib_pool_claim(h, &m, err);
 	if (rc)
 		goto out;
 	fd = open(vm.ram_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -531,11 +542,18 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	st->pid = pid;
 	pid = 0;
 	ram_made = false;
+	claimed = false;
 	/* Running again: the image is no longer needed. */
 	hib_pool_release(h, &m);
 	unlink(vm.manifest_path);
 	unlink(vm.dev_path);
 out:
+	if (claimed) {	/* failed after claiming: keep the image again, for a retry from anywhere */
+		struct ferry_err e2 = { 0 };
+
+		if (hib_pool_keep(h, &m, &e2) || hib_manifest_save(&vm, &m, &e2))
+			LOG_ERR("hib: %s: resume failed and the image could not be kept again: %s", name, e2.msg);
+	}
 	if (pid) {	/* failed: no half-resumed QEMU stays behind, the VM stays hibernated */
 		kill_qemu(pid);
 		unlink(vm.dev_path);
