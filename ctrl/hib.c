@@ -430,7 +430,9 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	uint64_t dev_len = 0;
 	int fd = -1, rc;
 	pid_t pid = 0;
-	bool ram_made = false, claimed = false;
+	bool ram_made = false, claimed = false, switched = false;
+	char saved_host[sizeof(h->pool_host)] = "";
+	uint16_t saved_port = 0;
 	double t0 = hib_now_ms(), t;
 
 	if (!st)
@@ -451,8 +453,27 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 
 		snprintf(here, sizeof(here), "%s:%u", h->pool_host, h->pool_port);
 		if (strcmp(here, m.pool) != 0) {
-			rc = ferry_err_set(err, EXDEV, "the image is on memory server %s, not on %s", m.pool, here);
-			goto out;
+			/* The image is where the manifest says (another node's configuration may name
+			 * another server): this one resume talks to that server, then we go back. */
+			const char *colon = strrchr(m.pool, ':');
+			char *end = NULL;
+			unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+			size_t hlen = colon ? (size_t)(colon - m.pool) : 0;
+
+			if (!colon || hlen == 0 || hlen >= sizeof(h->pool_host) || !end || *end || port == 0 ||
+			    port > 65535) {
+				rc = ferry_err_set(err, EBADMSG, "the manifest names memory server '%s', not HOST:PORT",
+						   m.pool);
+				goto out;
+			}
+			LOG_INFO("hib: %s: the image is on memory server %s, not on the configured %s: resuming from "
+				 "there", name, m.pool, here);
+			hib_pool_disconnect(h);
+			snprintf(saved_host, sizeof(saved_host), "%s", h->pool_host);
+			saved_port = h->pool_port;
+			snprintf(h->pool_host, sizeof(h->pool_host), "%.*s", (int)hlen, m.pool);
+			h->pool_port = (uint16_t)port;
+			switched = true;
 		}
 	}
 	st->ram_bytes = m.ram_bytes;
@@ -553,6 +574,11 @@ out:
 
 		if (hib_pool_keep(h, &m, &e2) || hib_manifest_save(&vm, &m, &e2))
 			LOG_ERR("hib: %s: resume failed and the image could not be kept again: %s", name, e2.msg);
+	}
+	if (switched) {	/* back to the configured memory server */
+		hib_pool_disconnect(h);
+		snprintf(h->pool_host, sizeof(h->pool_host), "%s", saved_host);
+		h->pool_port = saved_port;
 	}
 	if (pid) {	/* failed: no half-resumed QEMU stays behind, the VM stays hibernated */
 		kill_qemu(pid);

@@ -37,8 +37,9 @@
  * The claim tokens are capabilities: the manifest is written 0600 and a token leak is an image
  * leak. Kept images are lost if the memory server itself restarts (a memory pool; the resume
  * then says the server no longer holds the image). The manifest names the memory server as the
- * hibernating side configured it (host:port); a resume configured with another one refuses
- * (EXDEV), so nodes must name the server the same way (a routable address, not 127.0.0.1). hib_destroy of a hibernated VM discards
+ * hibernating side reached it (host:port): a resume talks to that server for the one call,
+ * whatever this struct hib is configured with, so the hibernating side must use an address the
+ * other nodes can reach too (not 127.0.0.1 if another node is to resume). hib_destroy of a hibernated VM discards
  * its image.
  *
  * Idle detection (hib_idle_*): packets on the VM's tap over a window (from the QEMU process's

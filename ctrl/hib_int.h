@@ -91,6 +91,8 @@ int hib_write_file_atomic(const char *path, const void *data, size_t len, struct
 
 /* hib_pool.c */
 int hib_pool_connect(struct hib *h, struct ferry_err *err);
+/* Close the pool session (our own extents go with it; kept ones stay). */
+void hib_pool_disconnect(struct hib *h);
 /* Allocate extents and plan runs for the used pages of ram[0..ram_bytes): fills m->ext, m->runs
  * and the page counters. Zero pages and holes (of fd) are left out. */
 int hib_pool_plan(struct hib *h, int fd, const uint8_t *ram, uint64_t ram_bytes, uint64_t dev_bytes,

@@ -31,6 +31,16 @@
 #define HIB_WR_BYTES (1u << 20)
 #define HIB_WINDOW 16
 
+void hib_pool_disconnect(struct hib *h)
+{
+	if (h->pc)
+		pool_client_close(h->pc);
+	if (h->ctx)
+		fx_ctx_destroy(h->ctx);
+	h->pc = NULL;
+	h->ctx = NULL;
+}
+
 int hib_pool_connect(struct hib *h, struct ferry_err *err)
 {
 	struct ferry_secret secret;

@@ -11,7 +11,8 @@
 #            it): the manifest (0600: it holds the claim tokens of the kept extents) is
 #            persisted, a new process sees the VM hibernated and resumes it, memory intact
 #            ('sum'); then a lone 'ferry-hib hibernate' and a resume by another process under
-#            another client name ("another node"): memory intact again, the image freed after;
+#            another client name, configured with another pool ("another node": the manifest
+#            names the memory server): memory intact again, the image freed after;
 #            a spent manifest (an old copy) is refused with a clear error, nothing half-done
 #   bad      pool too small -> hibernate fails, VM runs on; a busy VM refuses a second operation;
 #            memory server dead during resume -> clear error, VM still hibernated; QEMU missing
@@ -38,6 +39,9 @@ for b in "$HIB" "$MEMSRV" "$CLIENT"; do [ -x "$b" ] || { echo "FAIL: missing $b 
 "$RIG" prepare
 
 T=$(mktemp -d /tmp/ferry-vmrig.XXXXXX)
+# Guest RAM files in a tmpfs directory of this run: several suites may run the rig at once, and
+# a VM's RAM file is named after the VM (vm0).
+RAMD=$(mktemp -d /dev/shm/ferry-vmrig.XXXXXX)
 fails=0
 MEMSRV_PID=""
 SHELL_PID=""
@@ -46,10 +50,11 @@ cleanup() {
 	set +e
 	[ -n "$SHELL_PID" ] && { echo quit >&"${SH[1]}"; wait "$SHELL_PID"; } 2>/dev/null
 	for s in "$T"/state/*.vm.json; do
-		[ -e "$s" ] && "$HIB" --state "$T/state" --pool "127.0.0.1:$PORT" --secret "$T/secret" destroy "$(basename "$s" .vm.json)" 2>/dev/null
+		[ -e "$s" ] && "$HIB" --state "$T/state" --ram-dir "$RAMD" --pool "127.0.0.1:$PORT" --secret "$T/secret" destroy "$(basename "$s" .vm.json)" 2>/dev/null
 	done
 	[ -n "$MEMSRV_PID" ] && kill "$MEMSRV_PID" 2>/dev/null && wait "$MEMSRV_PID" 2>/dev/null
 	"$RIG" down
+	rm -rf "$RAMD"
 	if [ "$rc" = 0 ] && [ "$fails" = 0 ]; then rm -rf "$T"; else echo "kept: $T"; fi
 }
 trap cleanup EXIT
@@ -68,7 +73,7 @@ start_memsrv() {
 	for _ in $(seq 100); do [ -s "$T/memsrv.port" ] && return 0; sleep 0.05; done
 	echo "FAIL memory server did not start: $(tail -3 "$T/memsrv.log")"; exit 1
 }
-hib() { "$HIB" --state "$T/state" --pool "127.0.0.1:$PORT" --secret "$T/secret" "$@"; }
+hib() { "$HIB" --state "$T/state" --ram-dir "$RAMD" --pool "127.0.0.1:$PORT" --secret "$T/secret" "$@"; }
 
 # One ferry-hib session (as ferryd holds one): commands in, one reply line out.
 shell_start() { coproc SH { hib shell 2>>"$T/shell.err"; }; SHELL_PID=$SH_PID; }
@@ -90,7 +95,7 @@ vm_define_start() {	# name index ram
 }
 client() { ip netns exec "${P}client" "$CLIENT" "$@"; }
 qemu_pid() { hib status "$1" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
-ram_file() { echo "/dev/shm/$1.ferry-ram"; }
+ram_file() { echo "$RAMD/$1.ferry-ram"; }
 # Alive = exists and is not a zombie (a QEMU whose starter exited is reparented; a zombie holds
 # no memory and waits for its new parent to reap it).
 qemu_alive() { [ -r "/proc/$1/stat" ] && ! awk '{ s = $0; sub(/.*\) /, "", s); exit !(substr(s, 1, 1) == "Z") }' "/proc/$1/stat"; }
@@ -208,9 +213,11 @@ restart)
 	rc=0; out=$(hib --client-name node-a hibernate vm0 2>&1) || rc=$?
 	check "a lone 'ferry-hib hibernate' (process ends right after) succeeds" test "$rc" = 0
 	cp "$T/state/vm0.manifest.json" "$T/manifest.spent"
-	rc=0; out=$(hib --client-name node-b resume vm0 2>&1) || rc=$?
+	# node-b is configured with another memory server (nobody there): the manifest names the one
+	# that holds the image, and the resume goes there.
+	rc=0; out=$(hib --client-name node-b --pool "127.0.0.1:$((PORT + 7))" resume vm0 2>&1) || rc=$?
 	echo "  node-b: resume -> rc $rc: ${out:0:300}"
-	check "resume by another client (node-b): succeeds" test "$rc" = 0
+	check "resume by another client (node-b, configured with another pool): succeeds" test "$rc" = 0
 	check "the memory server handed node-a's kept image to node-b" \
 		bash -c "grep -q '(node-a): extent .* kept' '$T/memsrv.log' && grep -q '(node-b): claimed extent' '$T/memsrv.log'"
 	out=$(client -t 10 "$GUEST_IP" "$GUEST_PORT" on-node-b sum 2>&1) || true
@@ -226,7 +233,7 @@ restart)
 	check "a spent manifest (image resumed already): clear error" \
 		bash -c "[ $rc = 1 ] && grep -q 'no longer holds this image' <<<'$err'"
 	check "after the refused resume: still hibernated, no RAM file, no QEMU" \
-		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '[n]ame ferry-vm0 ' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
+		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '$T/state/vm0[.]qmp' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
 	# The memory server says at shutdown how many kept extents it loses: none may be left over.
 	kill "$MEMSRV_PID"; wait "$MEMSRV_PID" 2>/dev/null || true; MEMSRV_PID=""
 	check "no kept extent left behind in the pool" bash -c "! grep -q 'kept extents lost' '$T/memsrv.log'"
@@ -264,7 +271,7 @@ bad)
 	check "memory server dead: resume fails with an error naming it" \
 		bash -c "grep -q '^error .*memory server 127.0.0.1:$PORT' <<<'$REPLY'"
 	check "memory server dead: VM still hibernated, no RAM file, no QEMU" \
-		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '[n]ame ferry-vm0 ' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
+		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '$T/state/vm0[.]qmp' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
 	shell_stop
 	# The image went with that server: start over.
 	start_memsrv
