@@ -420,6 +420,40 @@ out:
 	return rc;
 }
 
+/*
+ * An image is on the memory server its manifest names, which another node's configuration may
+ * name differently: one operation on it (resume, destroy) talks to that server, then the struct
+ * hib goes back to its own (between operations our session holds no extents: images are kept).
+ */
+struct pool_saved {
+	char host[sizeof(((struct hib *)0)->pool_host)];
+	uint16_t port;
+};
+
+static int pool_follow(struct hib *h, const char *pool, struct pool_saved *saved, struct ferry_err *err)
+{
+	const char *colon = strrchr(pool, ':');
+	char *end = NULL;
+	unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+	size_t hlen = colon ? (size_t)(colon - pool) : 0;
+
+	if (!colon || hlen == 0 || hlen >= sizeof(h->pool_host) || !end || *end || port == 0 || port > 65535)
+		return ferry_err_set(err, EBADMSG, "the manifest names memory server '%s', not HOST:PORT", pool);
+	hib_pool_disconnect(h);
+	snprintf(saved->host, sizeof(saved->host), "%s", h->pool_host);
+	saved->port = h->pool_port;
+	snprintf(h->pool_host, sizeof(h->pool_host), "%.*s", (int)hlen, pool);
+	h->pool_port = (uint16_t)port;
+	return 0;
+}
+
+static void pool_unfollow(struct hib *h, const struct pool_saved *saved)
+{
+	hib_pool_disconnect(h);
+	snprintf(h->pool_host, sizeof(h->pool_host), "%s", saved->host);
+	h->pool_port = saved->port;
+}
+
 static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
 {
 	struct hib_stats local = { 0 };
@@ -431,8 +465,7 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	int fd = -1, rc;
 	pid_t pid = 0;
 	bool ram_made = false, claimed = false, switched = false;
-	char saved_host[sizeof(h->pool_host)] = "";
-	uint16_t saved_port = 0;
+	struct pool_saved saved = { 0 };
 	double t0 = hib_now_ms(), t;
 
 	if (!st)
@@ -453,26 +486,11 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 
 		snprintf(here, sizeof(here), "%s:%u", h->pool_host, h->pool_port);
 		if (strcmp(here, m.pool) != 0) {
-			/* The image is where the manifest says (another node's configuration may name
-			 * another server): this one resume talks to that server, then we go back. */
-			const char *colon = strrchr(m.pool, ':');
-			char *end = NULL;
-			unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
-			size_t hlen = colon ? (size_t)(colon - m.pool) : 0;
-
-			if (!colon || hlen == 0 || hlen >= sizeof(h->pool_host) || !end || *end || port == 0 ||
-			    port > 65535) {
-				rc = ferry_err_set(err, EBADMSG, "the manifest names memory server '%s', not HOST:PORT",
-						   m.pool);
+			rc = pool_follow(h, m.pool, &saved, err);
+			if (rc)
 				goto out;
-			}
 			LOG_INFO("hib: %s: the image is on memory server %s, not on the configured %s: resuming from "
 				 "there", name, m.pool, here);
-			hib_pool_disconnect(h);
-			snprintf(saved_host, sizeof(saved_host), "%s", h->pool_host);
-			saved_port = h->pool_port;
-			snprintf(h->pool_host, sizeof(h->pool_host), "%.*s", (int)hlen, m.pool);
-			h->pool_port = (uint16_t)port;
 			switched = true;
 		}
 	}
@@ -575,11 +593,8 @@ out:
 		if (hib_pool_keep(h, &m, &e2) || hib_manifest_save(&vm, &m, &e2))
 			LOG_ERR("hib: %s: resume failed and the image could not be kept again: %s", name, e2.msg);
 	}
-	if (switched) {	/* back to the configured memory server */
-		hib_pool_disconnect(h);
-		snprintf(h->pool_host, sizeof(h->pool_host), "%s", saved_host);
-		h->pool_port = saved_port;
-	}
+	if (switched)
+		pool_unfollow(h, &saved);
 	if (pid) {	/* failed: no half-resumed QEMU stays behind, the VM stays hibernated */
 		kill_qemu(pid);
 		unlink(vm.dev_path);
@@ -621,7 +636,15 @@ static int hib_destroy_locked(struct hib *h, const char *name, struct ferry_err 
 		struct hib_manifest m;
 
 		if (hib_manifest_load(&vm, &m, NULL) == 0) {
-			hib_pool_release(h, &m);
+			struct pool_saved saved;
+			char here[sizeof(m.pool)];
+			bool follow;
+
+			snprintf(here, sizeof(here), "%s:%u", h->pool_host, h->pool_port);
+			follow = strcmp(here, m.pool) != 0 && pool_follow(h, m.pool, &saved, NULL) == 0;
+			hib_pool_release(h, &m);	/* the image's kept extents are discarded */
+			if (follow)
+				pool_unfollow(h, &saved);
 			hib_manifest_free(&m);
 		}
 		unlink(vm.manifest_path);

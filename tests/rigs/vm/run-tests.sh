@@ -223,8 +223,14 @@ restart)
 	out=$(client -t 10 "$GUEST_IP" "$GUEST_PORT" on-node-b sum 2>&1) || true
 	check "node-b: echo answers and memory is intact ($sum0)" \
 		bash -c "grep -qx on-node-b <<<'$out' && grep -qx '$sum0' <<<'$out'"
+	# Dropping a hibernated VM discards its image on the server the manifest names, too.
+	rc=0; out=$(hib hibernate vm0 2>&1) || rc=$?
+	n0=$(grep -c 'discarded' "$T/memsrv.log" || true)
+	rc2=0; hib --pool "127.0.0.1:$((PORT + 7))" destroy vm0 || rc2=$?
+	n1=$(grep -c 'discarded' "$T/memsrv.log" || true)
+	check "destroy of a hibernated VM (configured with another pool) discards its kept image ($n0 -> $n1)" \
+		bash -c "[ $rc = 0 ] && [ $rc2 = 0 ] && [ $n1 -gt $n0 ] && [ ! -e '$T/state/vm0.manifest.json' ]"
 	# The resume freed the image; its old manifest's tokens are spent.
-	hib destroy vm0
 	cp "$T/state/vm0.vm.json" "$T/vm0.vm.json.stopped"
 	sed -i 's/"state": *"stopped"/"state": "hibernated"/' "$T/state/vm0.vm.json"
 	cp "$T/manifest.spent" "$T/state/vm0.manifest.json"
