@@ -73,6 +73,10 @@ int mig_send_all(int fd, const void *buf, size_t len, int timeout_ms);
 /* Read one whole message into @p rx (MIGP_MAX_MSG) and decode it. 0, -errno (I/O, -ETIMEDOUT, -ECONNRESET
  * at EOF) or -EPROTO with *@p code the MIG_E_* decode error. */
 int mig_recv_msg(int fd, uint8_t *rx, struct migp_msg *m, int timeout_ms, int *code);
+/* Data (or EOF / an error) is waiting on @p fd now. Event handlers check it first: a synchronous
+ * exchange earlier in the same loop round (credits, post-copy fetch) may have read what the event
+ * announced. */
+bool mig_readable(int fd);
 /* Send an encoded message (len from an encoder: negative = encode error -> -EINVAL). */
 int mig_send_msg(int fd, const uint8_t *buf, int len);
 /* "vm-id/<hex token>": the name both MACs cover. */

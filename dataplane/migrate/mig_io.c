@@ -140,6 +140,13 @@ int mig_recv_msg(int fd, uint8_t *rx, struct migp_msg *m, int timeout_ms, int *c
 	return 0;
 }
 
+bool mig_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
 int mig_send_msg(int fd, const uint8_t *buf, int len)
 {
 	if (len < 0)
