@@ -190,7 +190,10 @@ static void d_finish(struct mig_dst *d, enum mig_phase ph, uint32_t code, const 
 	if (code && d->fd >= 0) {
 		int n = migp_encode_error(++d->req, code, msg, d->eng->buf, MIGP_MAX_MSG);
 
-		(void)mig_send_msg(d->fd, d->eng->buf, n);
+		/* Best effort, briefly: the peer or the link may be what failed, and the loop
+		 * (every VM's faults, the control socket) must not wait on it. */
+		if (n > 0)
+			(void)mig_send_all(d->fd, d->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
 	}
 	d->st = D_OVER;
 	d->prog.phase = ph;
@@ -313,6 +316,7 @@ void mig_dst_stream_accept(struct mig_engine *eng)
 	fd = accept4(eng->stream_l.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
+	mig_stream_liveness(fd);
 	/* The handshake is short and bounded: done here, blocking with a timeout. */
 	rc = mig_recv_msg(fd, eng->rx, &m, MIG_IO_TIMEOUT_MS, &code);
 	if (rc || m.hdr.type != MIGP_HELLO) {

@@ -230,7 +230,10 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 	if (code && s->fd >= 0) {
 		int n = migp_encode_error(++s->req, code, msg, s->eng->buf, MIGP_MAX_MSG);
 
-		(void)mig_send_msg(s->fd, s->eng->buf, n);
+		/* Best effort, briefly: the peer or the link may be what failed, and the loop
+		 * (every VM's faults, the control socket) must not wait on it. */
+		if (n > 0)
+			(void)mig_send_all(s->fd, s->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
 	}
 	s->prog.phase = ph;
 	s->prog.total_ns = mig_now_ns() - s->t0;
