@@ -80,6 +80,7 @@ $pager --socket /tmp/src.sock --allow uid:0 --secret-file \$S --transport rdma \
 for i in \$(seq 200); do [ -S /tmp/src-mig.sock ] && break; sleep 0.1; done
 $guestsim --pager /tmp/src.sock --vm-id vm-rdma $WORKLOAD --duration 900 > /tmp/guest.log 2>&1 &
 guest=\$!
+sleep 5   # let the VM touch memory (TCG is slow): more than the main host's budget
 ep=""
 for i in \$(seq 300); do
 	ep=\$(nc 10.0.0.2 27500 < /dev/null 2>/dev/null)
