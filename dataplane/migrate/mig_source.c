@@ -688,7 +688,8 @@ static int await_credits(struct mig_src *s, unsigned want)
 			if (rc == -EPROTO)
 				s->eng->c.bad_messages++;
 			FAIL(s, rc == -EPROTO ? (uint32_t)code : 0, "waiting for staging credits: %s",
-			     rc == -EPROTO ? migp_errcode_str((uint32_t)code) : rc == -ECONNRESET ? "closed" : strerror(-rc));
+			     rc == -EPROTO ? migp_errcode_str((uint32_t)code)
+					   : rc == -ECONNRESET ? "closed" : strerror(-rc));
 			return -EIO;
 		}
 		if (m.hdr.type == MIGP_ERROR) {
@@ -741,7 +742,8 @@ static void serve_fetch(struct mig_src *s, const struct migp_fetch *f)
 			/* The VMM released it (REMOVE) after the stop: its content is zeros. */
 			memset(s->stage + (uint64_t)k * PG_PAGE, 0, PG_PAGE);
 		} else {
-			FAIL(s, MIG_E_INTERNAL, "post-copy page %llu is no longer resident here", (unsigned long long)i);
+			FAIL(s, MIG_E_INTERNAL, "post-copy page %llu is no longer resident here",
+			     (unsigned long long)i);
 			return;
 		}
 		sge[k] = (struct fx_sge){ s->stage + (uint64_t)k * PG_PAGE, PG_PAGE, s->mr_stage->lkey };
