@@ -184,8 +184,7 @@ static int set_migrate(struct pager_config *cfg, const char *key, const char *va
 		cfg->mig_stage_bytes = v;
 	} else {
 		return ferry_err_set(err, EINVAL,
-				     "%s: [migrate] %s: unknown key "
-				     "(known: socket, listen, advertise, port, stage_size)",
+				     "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port, stage_size)",
 				     origin, key);
 	}
 	return 0;
