@@ -28,6 +28,7 @@ void pager_config_defaults(struct pager_config *cfg)
 	cfg->prefetch = PAGER_DEFAULT_PREFETCH;
 	cfg->pageout_batch = PAGER_DEFAULT_PAGEOUT_BATCH;
 	snprintf(cfg->mig_listen, sizeof(cfg->mig_listen), "0.0.0.0");
+	cfg->mig_stage_bytes = UINT64_C(64) << 20;
 }
 
 static int copy_str(char *dst, size_t cap, const char *value, int allow_empty)
@@ -172,8 +173,18 @@ static int set_migrate(struct pager_config *cfg, const char *key, const char *va
 			return ferry_err_set(err, EINVAL, "%s: [migrate] port: \"%s\" is not a port (0..65535)", origin,
 					     value);
 		cfg->mig_port = (uint16_t)v;
+	} else if (strcmp(key, "stage_size") == 0) {
+		uint64_t v;
+
+		/* One batch of pages at least; at most what the protocol can name (MIGP_STAGE_MAX slots). */
+		if (ferry_size_parse(value, &v) || v % 4096 || v < (UINT64_C(1) << 20) || v > (UINT64_C(1) << 30))
+			return ferry_err_set(err, EINVAL,
+					     "%s: [migrate] stage_size: '%s' is not a size in whole 4 KiB pages "
+					     "from 1M to 1G", origin, value);
+		cfg->mig_stage_bytes = v;
 	} else {
-		return ferry_err_set(err, EINVAL, "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port)",
+		return ferry_err_set(err, EINVAL,
+				     "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port, stage_size)",
 				     origin, key);
 	}
 	return 0;
@@ -246,6 +257,7 @@ static const struct daemon_flag flags[] = {
 	{ "migrate-listen", DAEMON_OPTS_LONG_ONLY + 5, "migrate", "listen" },
 	{ "migrate-advertise", DAEMON_OPTS_LONG_ONLY + 6, "migrate", "advertise" },
 	{ "migrate-port",  DAEMON_OPTS_LONG_ONLY + 7, "migrate", "port" },
+	{ "migrate-stage-size", DAEMON_OPTS_LONG_ONLY + 8, "migrate", "stage_size" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -293,6 +305,9 @@ void pager_config_usage(FILE *out, const char *prog)
 		"  advertise         --migrate-advertise H host sources are told to connect to\n"
 		"                                          (default: the listen address)\n"
 		"  port              --migrate-port N      incoming stream port (default 0 = any)\n"
+		"  stage_size        --migrate-stage-size S staging ring an incoming migration registers\n"
+		"                                          for the pages in flight (default 64M, 1M..1G;\n"
+		"                                          VM memory itself is never registered)\n"
 		"\n"
 		"Page-out needs the guest RAM in a memory file (memfd/shm) and regions registered\n"
 		"with MODE_WP on a uffd without UFFD_FEATURE_WP_ASYNC; otherwise it is refused\n"

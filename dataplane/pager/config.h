@@ -58,6 +58,7 @@ struct pager_config {
 	char mig_listen[64];         /**< address the incoming-migration listeners bind (default 0.0.0.0) */
 	char mig_advertise[64];      /**< host a source must connect to (PREPARE_OK; default: listen) */
 	uint16_t mig_port;           /**< incoming-migration stream port, 0 = any */
+	uint64_t mig_stage_bytes;    /**< staging ring an incoming migration registers (default 64M) */
 
 	char config_file[PATH_MAX];
 };
