@@ -405,6 +405,11 @@ void mig_note_write(struct pg_vm *vm, uint64_t idx)
 		mig_src_note_write(vm->mig_src, idx);
 }
 
+int mig_sample_fault(struct pg_vm *vm, uint64_t idx, const struct pg_fault *f)
+{
+	return vm->mig_src ? mig_src_sample_fault(vm->mig_src, idx, f) : 0;
+}
+
 void mig_note_unused(struct pg_vm *vm, uint64_t first, uint64_t n)
 {
 	if (!vm->mig_src)

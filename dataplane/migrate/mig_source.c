@@ -31,6 +31,7 @@
 
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/memsrv/pool_client.h"
+#include "dataplane/migrate/mig_plan.h"
 #include "dataplane/migrate/planner.h"
 #include "dataplane/pager/vmm_requests.h"
 
@@ -42,7 +43,6 @@ extern int pg_vmm_request_resume(struct pg_vm *vm, bool load_state, pg_vmm_done_
 
 enum { W_NONE = 0, W_DEST = 1, W_SUB = 2, W_UNUSED = 3, W_SOURCE = 4 };
 
-#define PLAN_OBSERVE_NS (300u * 1000000u)
 
 struct src_sub {
 	char host[MIGP_HOST_MAX + 1];
@@ -88,9 +88,9 @@ struct mig_src {
 	uint64_t reserve;                /* main-host pages kept for pages that stay at the source (post-copy) */
 	uint64_t overflow;               /* POSTCOPY: cold pages still to push to sub-hosts before the stop */
 	bool cold_pass;                  /* POSTCOPY round 1: only pages not referenced lately */
-	struct planner *plan;
+	struct mig_plan *plan;           /* PLANNED: access sampler + phase planner (mig_plan.h) */
 	uint64_t *defer;                 /* PLANNED: pages kept for post-copy (predicted written, within budget) */
-	uint64_t observe_until;
+	bool observing;                  /* PLANNED: sampling before the push */
 	uint64_t req;
 	struct migp_map_entry map[MIG_BATCH];
 };
@@ -181,7 +181,8 @@ static void src_free(struct mig_src *s)
 	close_data(s);
 	if (s->vm && s->vm->mig_src == s)
 		s->vm->mig_src = NULL;
-	planner_destroy(s->plan);
+	mig_plan_destroy(s->plan);
+	s->plan = NULL;
 	free(s->defer);
 	free(s->dirty);
 	free(s->where);
@@ -258,6 +259,8 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 		 msg);
 	if (s->vm && !s->vm->dead) {
 		set_hold(s, false);
+		mig_plan_destroy(s->plan);   /* a sampler still sampling stops: range un-protected, PTEs back */
+		s->plan = NULL;
 		pg_pageout_unprotect_all(s->vm);
 		/* A PAUSE answered or still under way: the VMM answers requests in order, so a
 		 * RESUME sent now runs it again either way. */
@@ -524,16 +527,19 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
 		}
 	}
-	for (uint64_t i = pm_next(&vm->pm, PM_LOCAL, 0); i < vm->pm.npages; i = pm_next(&vm->pm, PM_LOCAL, i + 1))
-		pm_flags_set(&vm->pm, i, PM_F_WP);
 	if (s->mode == MIG_MODE_PLANNED) {
-		s->plan = planner_create(vm->pm.npages, 16, 1, err);
+		s->plan = mig_plan_start(vm, err);
 		if (!s->plan) {
 			rc = -ENOMEM;
 			goto fail;
 		}
-		s->observe_until = mig_now_ns() + PLAN_OBSERVE_NS;
+		s->observing = true;
 	}
+	/* With the access sampler the pager holds no page protected for the migration while it
+	 * samples (the sampler protects the range each period); the push protects each page it sends. */
+	if (!mig_plan_has_sampler(s->plan))
+		for (uint64_t i = pm_next(&vm->pm, PM_LOCAL, 0); i < vm->pm.npages; i = pm_next(&vm->pm, PM_LOCAL, i + 1))
+			pm_flags_set(&vm->pm, i, PM_F_WP);
 	if (s->mode == MIG_MODE_POSTCOPY) {
 		s->overflow = used > s->dst_pages ? used - s->dst_pages : 0;
 		s->reserve = s->dst_pages;
@@ -949,24 +955,24 @@ void mig_src_tick(struct mig_src *s)
 		start_stop(s);
 		return;
 	}
-	if (s->plan && s->observe_until) {
+	if (s->plan && s->observing) {
 		uint64_t deferred = 0;
 
-		if (mig_now_ns() < s->observe_until)
-			return;   /* observing writes (WP faults feed the planner) */
-		planner_sample_end(s->plan);
-		s->observe_until = 0;
+		if (!mig_plan_tick(s->plan, mig_now_ns()))
+			return;   /* sampling the VM's accesses (mig_plan.h) */
+		s->observing = false;
 		/* The pages predicted written go post-copy, as many as the main host can hold (room is
 		 * kept for them); predicted-written pages beyond that go pre-copy to the sub-hosts,
 		 * which costs possible re-sends but no downtime. */
 		s->defer = calloc((s->vm->pm.npages + 63) / 64, sizeof(uint64_t));
 		for (uint64_t i = 0; s->defer && i < s->vm->pm.npages && deferred < s->dst_pages; i++) {
-			if (bit_get(s->dirty, i) && planner_defer(s->plan, i)) {
+			if (bit_get(s->dirty, i) && mig_plan_defer(s->plan, i)) {
 				bit_set(s->defer, i);
 				deferred++;
 			}
 		}
 		s->reserve = deferred;
+		s->vm->c.plan_deferred_pages += deferred;
 		LOG_INFO("migration of %s: the planner defers %llu pages to post-copy", s->id, (unsigned long long)deferred);
 	}
 	while (budget && s->prog.phase == MIG_PH_PRECOPY) {
@@ -984,7 +990,7 @@ void mig_src_tick(struct mig_src *s)
 
 bool mig_src_busy(const struct mig_src *s)
 {
-	return s->prog.phase == MIG_PH_PRECOPY && !s->observe_until;
+	return s->prog.phase == MIG_PH_PRECOPY && !s->observing;
 }
 
 /* ---------------------------------------------------------------- events */
@@ -1078,13 +1084,21 @@ void mig_src_note_write(struct mig_src *s, uint64_t idx)
 	if (!active(s) || !s->vm || idx >= s->vm->pm.npages)
 		return;
 	bit_set(s->dirty, idx);
-	if (s->plan && s->observe_until)
-		planner_note(s->plan, idx, PLAN_WRITE);
+	if (s->plan && s->observing)
+		mig_plan_note_write(s->plan, idx);
+}
+
+int mig_src_sample_fault(struct mig_src *s, uint64_t idx, const struct pg_fault *f)
+{
+	return s->plan && s->vm ? mig_plan_fault(s->plan, idx, f) : 0;
 }
 
 void mig_src_vm_gone(struct mig_src *s)
 {
 	struct pg_vm *vm = s->vm;
+
+	mig_plan_destroy(s->plan);
+	s->plan = NULL;
 
 	if (active(s)) {
 		s->vm = vm;
