@@ -37,6 +37,9 @@
 #                       --plan-window 2" (see ferry-pager --help, [migrate] plan_*)
 #     --rate RATE       link rate (default 1gbit)
 #     --budget SIZE     main host budget (default: half the used memory)
+#     --extent-size S   the main host pager's pool extent size (default: the pager's, 16M); a
+#                       migration carries at most 64 sub-host extents, so full mode at 4G needs
+#                       --extent-size 128M
 #     --warm SEC        source run time before the migration (default 4)
 #     --after SEC       destination run time after the switch-over (default 3)
 #     --quick           --mem 256M --used 10 --modes planned --warm 2 --after 1 (a smoke run)
@@ -52,6 +55,7 @@ MEM=4G
 USED="10"
 MODES="full fctrans planned postcopy"
 PATTERN=boot
+EXTENT=""
 PLAN_OPTS=""
 RATE=1gbit
 BUDGET=""
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
 	--used) USED=$2; shift 2 ;;
 	--modes) MODES=$2; shift 2 ;;
 	--pattern) PATTERN=$2; shift 2 ;;
+	--extent-size) EXTENT=$2; shift 2 ;;
 	--plan) PLAN_OPTS=$2; shift 2 ;;
 	--rate) RATE=$2; shift 2 ;;
 	--budget) BUDGET=$2; shift 2 ;;
@@ -132,7 +137,7 @@ wait_sock() {   # path pid
 }
 "$rig" exec h2 "$pager" --socket "$run/main.sock" --allow uid:0 --secret-file "$run/secret" \
 	--servers 10.77.0.3:26100,10.77.0.4:26100 --migrate-socket "$run/main-mig.sock" \
-	--migrate-listen 10.77.0.2 --migrate-port 26001 >"$run/main.log" 2>&1 &
+	--migrate-listen 10.77.0.2 --migrate-port 26001 ${EXTENT:+--extent-size "$EXTENT"} >"$run/main.log" 2>&1 &
 main_pid=$!
 pids+=($!)
 wait_sock "$run/main-mig.sock" $main_pid || { echo "main pager did not start"; tail "$run/main.log"; exit 1; }
@@ -253,6 +258,8 @@ set ylabel "MiB"
 plot for [m in modes] "mode-".m.".dat" using 2:($26*4096/1048576) with linespoints title m
 set output "migrate-bytes-bars.png"
 set title "bytes per mode (every run): page data moved and re-sent"
+set key top right
+set xlabel "mode / used share"
 set style data histograms
 set style histogram clustered
 set style fill solid 0.8

@@ -279,6 +279,23 @@ static void src_ctx_event(struct mig_evh *h, uint32_t events);
 
 /* ---------------------------------------------------------------- setup */
 
+/* Write-protect every region of @p vm, one call each. */
+static int protect_regions(struct pg_vm *vm, struct ferry_err *err)
+{
+	for (unsigned i = 0; i < vm->nregions; i++) {
+		struct uffdio_writeprotect w = { .range = { .start = vm->regions[i].hva, .len = vm->regions[i].size },
+						 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+		int tries = 0;
+
+		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
+			if (errno != EAGAIN || ++tries > 8)
+				return ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
+			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
+		}
+	}
+	return 0;
+}
+
 static int expect(struct mig_src *s, struct migp_msg *m, uint8_t type, struct ferry_err *err)
 {
 	int code, rc = mig_recv_msg(s->fd, s->eng->rx, m, MIG_IO_TIMEOUT_MS, &code);
@@ -513,20 +530,8 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	s->prog.pages_remaining = used;
 	/* Track writes from here on: every region write-protected in one call each;
 	 * a write faults and marks its page dirty again. */
-	for (unsigned i = 0; i < vm->nregions; i++) {
-		struct uffdio_writeprotect w = { .range = { .start = vm->regions[i].hva, .len = vm->regions[i].size },
-						 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
-
-		int tries = 0;
-
-		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
-			if (errno != EAGAIN || ++tries > 8) {
-				rc = ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
-				goto fail;
-			}
-			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
-		}
-	}
+	if ((rc = protect_regions(vm, err)) < 0)
+		goto fail;
 	if (s->mode == MIG_MODE_PLANNED) {
 		s->plan = mig_plan_start(vm, err);
 		if (!s->plan) {
@@ -702,6 +707,10 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 				if (s->reserve)
 					s->reserve--;
 			}
+			/* Pushed already and written since: the destination pulls it again post-copy,
+			 * its data crosses twice like a pre-copy re-send (counted as one). */
+			if (prev == W_DEST)
+				s->prog.pages_resent++;
 			me->where = MIGP_W_SOURCE;
 			s->where[i] = W_SOURCE;
 			continue;
@@ -961,6 +970,17 @@ void mig_src_tick(struct mig_src *s)
 		if (!mig_plan_tick(s->plan, mig_now_ns()))
 			return;   /* sampling the VM's accesses (mig_plan.h) */
 		s->observing = false;
+		/* Sampling is over: protect everything again (as the other modes do from the start),
+		 * so that the deferred pages need no write-protect call each in the downtime. */
+		struct ferry_err err = { 0 };
+
+		if (protect_regions(s->vm, &err) < 0) {
+			FAIL(s, MIG_E_INTERNAL, "%s", err.msg);
+			return;
+		}
+		for (uint64_t i = pm_next(&s->vm->pm, PM_LOCAL, 0); i < s->vm->pm.npages;
+		     i = pm_next(&s->vm->pm, PM_LOCAL, i + 1))
+			pm_flags_set(&s->vm->pm, i, PM_F_WP);
 		/* The pages predicted written go post-copy, as many as the main host can hold (room is
 		 * kept for them); predicted-written pages beyond that go pre-copy to the sub-hosts,
 		 * which costs possible re-sends but no downtime. */
