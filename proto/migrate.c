@@ -34,6 +34,8 @@
 #define SWITCHOVER_LEN   16u
 #define BIND_LEN         32u
 #define SUBHOST_FIXED    4u
+#define CREDIT_LEN       8u
+#define FETCH_FIXED      8u
 
 #define REPLY_TYPES ((1u << MIGP_PREPARE_OK) | (1u << MIGP_STATUS_OK) | (1u << MIGP_OK) | (1u << MIGP_ERROR) | \
 		     (1u << MIGP_CHALLENGE) | (1u << MIGP_AUTH_OK) | (1u << MIGP_LAYOUT_OK) |                 \
@@ -352,7 +354,7 @@ static int decode_layout(const uint8_t *p, uint32_t n, struct migp_layout *m)
 	if (n < LAYOUT_FIXED)
 		return MIG_E_MALFORMED;
 	nr = p[21];
-	if (wire_get_u16(p + 22) || wire_get_u32(p + 28))
+	if (!zero(p + 22, 18))
 		return MIG_E_MALFORMED;
 	if (p[20] < 1 || p[20] > 4)
 		return MIG_E_MALFORMED;
@@ -381,16 +383,19 @@ static int decode_layout(const uint8_t *p, uint32_t n, struct migp_layout *m)
 	m->generation = wire_get_u32(p + 16);
 	m->mode = p[20];
 	m->nregions = nr;
-	m->src_rkey = wire_get_u32(p + 24);
-	m->src_base = wire_get_u64(p + 32);
 	return MIG_E_OK;
 }
 
 static int decode_layout_ok(const uint8_t *p, uint32_t n, struct migp_layout_ok *m)
 {
-	if (n != LAYOUT_OK_LEN || wire_get_u32(p + 4))
+	if (n != LAYOUT_OK_LEN)
+		return MIG_E_MALFORMED;
+	if (wire_get_u32(p + 4) > MIGP_STAGE_MAX)
+		return MIG_E_TOO_LARGE;
+	if (wire_get_u32(p + 4) < MIGP_STAGE_MIN)
 		return MIG_E_MALFORMED;
 	m->dst_rkey = wire_get_u32(p);
+	m->stage_slots = wire_get_u32(p + 4);
 	m->dst_base = wire_get_u64(p + 8);
 	m->dst_pages = wire_get_u64(p + 16);
 	return MIG_E_OK;
@@ -398,14 +403,16 @@ static int decode_layout_ok(const uint8_t *p, uint32_t n, struct migp_layout_ok 
 
 static int decode_extents(const uint8_t *p, uint32_t n, struct migp_extents *m)
 {
-	uint16_t count;
+	uint16_t count, first, total;
 
-	if (n < EXTENTS_FIXED || !zero(p + 2, 6))
+	if (n < EXTENTS_FIXED || !zero(p + 6, 2))
 		return MIG_E_MALFORMED;
 	count = wire_get_u16(p);
-	if (count > MIGP_EXTENTS_MAX)
+	first = wire_get_u16(p + 2);
+	total = wire_get_u16(p + 4);
+	if (count > MIGP_EXTENTS_MSG || total > MIGP_EXTENTS_MAX)
 		return MIG_E_TOO_LARGE;
-	if (count == 0 || n - EXTENTS_FIXED != (uint32_t)count * EXTENT_LEN)
+	if (count == 0 || n - EXTENTS_FIXED != (uint32_t)count * EXTENT_LEN || (uint32_t)first + count > total)
 		return MIG_E_MALFORMED;
 	for (uint16_t i = 0; i < count; i++) {
 		const uint8_t *e = p + EXTENTS_FIXED + (uint32_t)i * EXTENT_LEN;
@@ -415,6 +422,8 @@ static int decode_extents(const uint8_t *p, uint32_t n, struct migp_extents *m)
 			return MIG_E_MALFORMED;
 	}
 	m->count = count;
+	m->first = first;
+	m->total = total;
 	m->entries = p + EXTENTS_FIXED;
 	return MIG_E_OK;
 }
@@ -437,6 +446,9 @@ static int check_map_entry(const uint8_t *e)
 		return MIG_E_MALFORMED;
 	if (where == MIGP_W_SUB) {
 		if (sub >= MIGP_SUBS_MAX || wire_get_u32(e + 16) >= MIGP_EXTENTS_MAX)
+			return MIG_E_MALFORMED;
+	} else if (where == MIGP_W_DEST) {
+		if (sub || wire_get_u32(e + 16) || wire_get_u32(e + 20) >= MIGP_STAGE_MAX)
 			return MIG_E_MALFORMED;
 	} else if (sub || wire_get_u32(e + 16) || wire_get_u32(e + 20)) {
 		return MIG_E_MALFORMED;
@@ -536,6 +548,39 @@ static int decode_subhost(const uint8_t *p, uint32_t n, struct migp_subhost *m)
 	return MIG_E_OK;
 }
 
+static int decode_credit(const uint8_t *p, uint32_t n, struct migp_credit *m)
+{
+	if (n != CREDIT_LEN || wire_get_u32(p + 4))
+		return MIG_E_MALFORMED;
+	m->slots = wire_get_u32(p);
+	if (m->slots > MIGP_STAGE_MAX)
+		return MIG_E_TOO_LARGE;
+	return m->slots ? MIG_E_OK : MIG_E_MALFORMED;
+}
+
+static int decode_fetch(const uint8_t *p, uint32_t n, struct migp_fetch *m)
+{
+	uint32_t count, first;
+
+	if (n < FETCH_FIXED)
+		return MIG_E_MALFORMED;
+	count = wire_get_u32(p);
+	first = wire_get_u32(p + 4);
+	if (count > MIGP_FETCH_MAX)
+		return MIG_E_TOO_LARGE;
+	if (count == 0 || n - FETCH_FIXED != count * 8u || first > MIGP_STAGE_MAX - count)
+		return MIG_E_MALFORMED;
+	m->count = count;
+	m->first_slot = first;
+	m->pages = p + FETCH_FIXED;
+	return MIG_E_OK;
+}
+
+uint64_t migp_fetch_page(const struct migp_fetch *f, uint32_t i)
+{
+	return wire_get_u64(f->pages + (size_t)i * 8u);
+}
+
 static void stat_put(void *ctx, uint16_t i, const uint8_t *name, uint8_t len, uint64_t value)
 {
 	struct migp_stat *st = &((struct migp_stats_ok *)ctx)->stats[i];
@@ -600,6 +645,10 @@ static int decode_payload(const struct migp_hdr *h, const uint8_t *p, struct mig
 			return MIG_E_MALFORMED;
 		memcpy(m->u.bind.bind, p, BIND_LEN);
 		return MIG_E_OK;
+	case MIGP_CREDIT:
+		return decode_credit(p, n, &m->u.credit);
+	case MIGP_FETCH:
+		return decode_fetch(p, n, &m->u.fetch);
 	default:
 		return MIG_E_UNKNOWN_TYPE;
 	}
@@ -866,8 +915,6 @@ int migp_encode_layout(uint64_t req, const struct migp_layout *m, uint8_t *buf, 
 	wire_put_u32(p + 16, m->generation);
 	p[20] = m->mode;
 	p[21] = m->nregions;
-	wire_put_u32(p + 24, m->src_rkey);
-	wire_put_u64(p + 32, m->src_base);
 	for (unsigned i = 0; i < m->nregions; i++) {
 		uint8_t *r = p + LAYOUT_FIXED + i * REGION_LEN;
 
@@ -885,24 +932,30 @@ int migp_encode_layout_ok(uint64_t req, const struct migp_layout_ok *m, uint8_t 
 
 	if (!m)
 		return -MIG_E_MALFORMED;
+	if (m->stage_slots > MIGP_STAGE_MAX)
+		return -MIG_E_TOO_LARGE;
+	if (m->stage_slots < MIGP_STAGE_MIN)
+		return -MIG_E_MALFORMED;
 	rc = begin(MIGP_LAYOUT_OK, req, LAYOUT_OK_LEN, buf, cap, &p);
 	if (rc)
 		return rc;
 	wire_put_u32(p, m->dst_rkey);
+	wire_put_u32(p + 4, m->stage_slots);
 	wire_put_u64(p + 8, m->dst_base);
 	wire_put_u64(p + 16, m->dst_pages);
 	return frame_total(LAYOUT_OK_LEN);
 }
 
-int migp_encode_extents(uint64_t req, const struct migp_extent *e, uint16_t count, uint8_t *buf, size_t cap)
+int migp_encode_extents(uint64_t req, const struct migp_extent *e, uint16_t count, uint16_t first, uint16_t total,
+			uint8_t *buf, size_t cap)
 {
 	uint64_t len;
 	uint8_t *p;
 	int rc;
 
-	if (count > MIGP_EXTENTS_MAX)
+	if (count > MIGP_EXTENTS_MSG || total > MIGP_EXTENTS_MAX)
 		return -MIG_E_TOO_LARGE;
-	if (count == 0 || !e)
+	if (count == 0 || !e || (uint32_t)first + count > total)
 		return -MIG_E_MALFORMED;
 	for (uint16_t i = 0; i < count; i++)
 		if (e[i].sub >= MIGP_SUBS_MAX || e[i].length == 0 || e[i].length % 4096)
@@ -912,6 +965,8 @@ int migp_encode_extents(uint64_t req, const struct migp_extent *e, uint16_t coun
 	if (rc)
 		return rc;
 	wire_put_u16(p, count);
+	wire_put_u16(p + 2, first);
+	wire_put_u16(p + 4, total);
 	for (uint16_t i = 0; i < count; i++) {
 		uint8_t *q = p + EXTENTS_FIXED + (uint32_t)i * EXTENT_LEN;
 
@@ -1049,6 +1104,42 @@ int migp_encode_bind(uint64_t req, const uint8_t bind[MIGP_TOKEN_LEN], uint8_t *
 	return frame_total(BIND_LEN);
 }
 
+int migp_encode_credit(uint64_t req, uint32_t slots, uint8_t *buf, size_t cap)
+{
+	uint8_t *p;
+	int rc;
+
+	if (slots > MIGP_STAGE_MAX)
+		return -MIG_E_TOO_LARGE;
+	if (slots == 0)
+		return -MIG_E_MALFORMED;
+	rc = begin(MIGP_CREDIT, req, CREDIT_LEN, buf, cap, &p);
+	if (rc)
+		return rc;
+	wire_put_u32(p, slots);
+	return frame_total(CREDIT_LEN);
+}
+
+int migp_encode_fetch(uint64_t req, const uint64_t *pages, uint32_t count, uint32_t first_slot, uint8_t *buf,
+		      size_t cap)
+{
+	uint8_t *p;
+	int rc;
+
+	if (count > MIGP_FETCH_MAX)
+		return -MIG_E_TOO_LARGE;
+	if (count == 0 || !pages || first_slot > MIGP_STAGE_MAX - count)
+		return -MIG_E_MALFORMED;
+	rc = begin(MIGP_FETCH, req, FETCH_FIXED + count * 8u, buf, cap, &p);
+	if (rc)
+		return rc;
+	wire_put_u32(p, count);
+	wire_put_u32(p + 4, first_slot);
+	for (uint32_t i = 0; i < count; i++)
+		wire_put_u64(p + FETCH_FIXED + i * 8u, pages[i]);
+	return frame_total(FETCH_FIXED + count * 8u);
+}
+
 /* ---------------------------------------------------------------- naming */
 
 static const char *const type_names[MIGP_TYPE_MAX + 1] = {
@@ -1060,7 +1151,7 @@ static const char *const type_names[MIGP_TYPE_MAX + 1] = {
 	[MIGP_PAGE_MAP] = "PAGE_MAP",     [MIGP_ROUND_END] = "ROUND_END",   [MIGP_DEVSTATE] = "DEVSTATE",
 	[MIGP_SWITCHOVER] = "SWITCHOVER", [MIGP_RESUMED] = "RESUMED",       [MIGP_POSTCOPY_DONE] = "POSTCOPY_DONE",
 	[MIGP_STATS] = "STATS",           [MIGP_STATS_OK] = "STATS_OK",     [MIGP_BIND] = "BIND",
-	[MIGP_SUBHOST] = "SUBHOST",
+	[MIGP_SUBHOST] = "SUBHOST",       [MIGP_CREDIT] = "CREDIT",         [MIGP_FETCH] = "FETCH",
 };
 
 const char *migp_type_name(uint8_t type)

@@ -41,23 +41,28 @@
  *                          the source connects its transport connection to data_port and
  *                          proves it is the same peer by sending BIND on the stream
  *   LAYOUT        40+24r   u64 npages, u64 pages_used, u32 generation, u8 mode, u8 nregions
- *                          (1..16), u16 reserved, u32 src_rkey, u32 reserved, u64 src_base,
+ *                          (1..16), u8 reserved[18],
  *                          nregions x {u64 gpa, u64 size, u64 first_page}: regions ordered,
  *                          contiguous in page index, sizes multiple of 4096, sum = npages
- *                          src_rkey/src_base: the source's registration of the VM memory,
- *                          page i at src_base + i*4096, for post-copy READs
- *   LAYOUT_OK     24       u32 dst_rkey, u32 reserved, u64 dst_base, u64 dst_pages            (reply)
- *                          the destination's registration of the shell VM's memory (page i at
- *                          dst_base + i*4096) and how many pages the budget lets it hold
- *   EXTENTS       8+48c    u16 count (<= 64), u16 reserved[3], count x {u8 sub, u8 reserved[3],
- *                          u32 extent_id, u64 length (4096 multiple, != 0), token[32]}
- *                          (destination -> source: sub-host extents shared for the cold pages;
- *                          the source attaches each with the token)
+ *                          (no VM memory is registered anywhere: see STAGING below)
+ *   LAYOUT_OK     24       u32 dst_rkey, u32 stage_slots (256..262144), u64 dst_base,
+ *                          u64 dst_pages                                                      (reply)
+ *                          the destination's STAGING RING (slot s at dst_base + s*4096,
+ *                          stage_slots slots, registered in the per-migration PD) and how many
+ *                          pages the budget lets it hold
+ *   EXTENTS       8+48c    u16 count (1..64), u16 first, u16 total (1..1024), u16 reserved,
+ *                          count x {u8 sub, u8 reserved[3], u32 extent_id, u64 length (4096
+ *                          multiple, != 0), token[32]}; first + count <= total
+ *                          (destination -> source: sub-host extents shared for the cold pages,
+ *                          entries [first, first+count) of `total`, in as many messages as it
+ *                          takes; the source attaches each with the token)
  *   PAGE_MAP      8+24c    u32 count (1..2048), u32 reserved, count x {u64 page, u32 generation,
  *                          u8 where (1..4), u8 sub, u16 reserved, u32 extent, u32 slot}
- *                          where: DEST (written into the destination's memory), SUB (page is
- *                          in slot `slot` of EXTENTS entry `extent`; sub = its sub-host),
- *                          UNUSED (no data: zero page), SOURCE (still at the source: post-copy)
+ *                          where: DEST (the data is in staging slot `slot` (< 262144) of the
+ *                          destination's ring, which installs it into the VM's memory), SUB
+ *                          (page is in slot `slot` of EXTENTS entry `extent` (< 1024); sub =
+ *                          its sub-host), UNUSED (no data: zero page), SOURCE (still at the
+ *                          source: post-copy); extent/sub are 0 unless SUB
  *   ROUND_END     16       u32 round, u32 reserved, u64 pages_dirty
  *   DEVSTATE      16+d     u64 total (<= 64 MiB), u64 offset, data[d] (offset + d <= total)
  *   SWITCHOVER    16       u32 generation, u32 reserved, u64 pages_at_source
@@ -68,12 +73,30 @@
  *   BIND          32       bind[32] (the AUTH_OK value, after the data connection is up)
  *   SUBHOST       4+h      u16 port (!= 0), u8 sub (< 8), u8 host_len, host[h]
  *                          (destination -> source, before EXTENTS: where sub-host `sub` is)
+ *   CREDIT        8        u32 slots (1..262144), u32 reserved
+ *                          (destination -> source: that many staging slots were installed
+ *                          and may be written again)
+ *   FETCH         8+8c     u32 count (1..64), u32 first_slot, count x u64 page;
+ *                          first_slot + count <= 262144
+ *                          (destination -> source, after the switch-over: WRITE page k into
+ *                          staging slot first_slot + k, then answer with one PAGE_MAP of
+ *                          DEST entries in the same order)
+ *
+ * STAGING: pages never move straight between VM memory and the wire (a
+ * registration pins every page of a mapping: holes would be allocated and a
+ * page punched later would stay pinned while the file lost it). The source
+ * copies each page into its own registered send buffer and WRITEs it into a
+ * slot of the destination's staging ring; the ring is used in order, the
+ * source holds `stage_slots` credits at first and spends one per DEST page;
+ * the destination installs a slot's page when it applies the PAGE_MAP entry
+ * naming it (into the memory file before the switch-over, with UFFDIO_COPY
+ * after it) and returns the credits with CREDIT. Post-copy: FETCH.
  *
  * Sequence (source S, destination D):
  *   S HELLO -> D CHALLENGE -> S AUTH -> D AUTH_OK -> S connects data, BIND -> S LAYOUT ->
  *   D LAYOUT_OK [+ SUBHOST* EXTENTS] -> S {PAGE_MAP}* ROUND_END ... (pre-copy rounds) ->
- *   S {PAGE_MAP}* DEVSTATE* SWITCHOVER -> D RESUMED -> [post-copy: D READs; S PAGE_MAP
- *   for pushed pages] -> D POSTCOPY_DONE (every page arrived). ERROR from either side ends the migration.
+ *   S {PAGE_MAP}* DEVSTATE* SWITCHOVER -> D RESUMED -> [post-copy: D FETCH -> S PAGE_MAP]
+ *   -> D POSTCOPY_DONE (every page arrived). D CREDIT at any time before the switch-over. ERROR from either side ends the migration.
  *
  * This header and migrate.c are pure: no I/O, no allocation. Decoders check
  * every length and count and never read past the buffer; they return a stable
@@ -96,7 +119,11 @@
 #define MIGP_HOST_MAX       63u
 #define MIGP_SUBS_MAX       8u
 #define MIGP_REGIONS_MAX    16u
-#define MIGP_EXTENTS_MAX    64u
+#define MIGP_EXTENTS_MAX    1024u   /**< sub-host extents of one migration */
+#define MIGP_EXTENTS_MSG    64u     /**< entries per EXTENTS message */
+#define MIGP_STAGE_MIN      256u    /**< staging ring slots: at least one batch */
+#define MIGP_STAGE_MAX      262144u /**< 1 GiB of 4 KiB slots */
+#define MIGP_FETCH_MAX      64u
 #define MIGP_MAP_MAX        2048u
 #define MIGP_ERRMSG_MAX     256u
 #define MIGP_STATUS_ERR_MAX 159u
@@ -139,7 +166,9 @@ enum migp_type {
 	MIGP_STATS_OK = 23,
 	MIGP_BIND = 24,
 	MIGP_SUBHOST = 25,
-	MIGP_TYPE_MAX = 25,
+	MIGP_CREDIT = 26,
+	MIGP_FETCH = 27,
+	MIGP_TYPE_MAX = 27,
 };
 
 /** Stable codes: returned by decoders and carried by ERROR. Append only. 0..7 are frame.h's. */
@@ -247,13 +276,11 @@ struct migp_layout {
 	uint32_t generation;
 	uint8_t mode;
 	uint8_t nregions;
-	uint32_t src_rkey;
-	uint64_t src_base;
 	struct migp_region regions[MIGP_REGIONS_MAX];
 };
 
 struct migp_layout_ok {
-	uint32_t dst_rkey;
+	uint32_t dst_rkey, stage_slots;
 	uint64_t dst_base, dst_pages;
 };
 
@@ -265,7 +292,7 @@ struct migp_extent {
 };
 
 struct migp_extents {
-	uint16_t count;
+	uint16_t count, first, total;
 	const uint8_t *entries;       /**< into the decoded buffer; read with migp_extents_entry() */
 };
 
@@ -312,6 +339,15 @@ struct migp_subhost {
 	struct migp_host host;
 };
 
+struct migp_credit {
+	uint32_t slots;
+};
+
+struct migp_fetch {
+	uint32_t count, first_slot;
+	const uint8_t *pages;         /**< count LE u64 into the decoded buffer; read with migp_fetch_page() */
+};
+
 struct migp_stat {
 	char name[MIGP_STAT_NAME_MAX + 1];
 	uint64_t value;
@@ -352,6 +388,8 @@ struct migp_msg {
 		struct migp_bind bind;
 		struct migp_stats_ok stats_ok;
 		struct migp_subhost subhost;
+		struct migp_credit credit;
+		struct migp_fetch fetch;
 	} u;                                      /**< STATS has an empty payload */
 };
 
@@ -363,6 +401,7 @@ int migp_hdr_decode(const uint8_t *buf, size_t len, struct migp_hdr *hdr);
 int migp_decode(const uint8_t *buf, size_t len, struct migp_msg *msg);
 void migp_extents_entry(const struct migp_extents *x, uint16_t i, struct migp_extent *e);
 void migp_page_map_entry(const struct migp_page_map *m, uint32_t i, struct migp_map_entry *e);
+uint64_t migp_fetch_page(const struct migp_fetch *f, uint32_t i);
 
 /* ---------------------------------------------------------------- encoding */
 
@@ -386,7 +425,9 @@ int migp_encode_auth(uint64_t req, const uint8_t nonce[MIGP_NONCE_LEN], const ui
 int migp_encode_auth_ok(uint64_t req, const struct migp_auth_ok *m, uint8_t *buf, size_t cap);
 int migp_encode_layout(uint64_t req, const struct migp_layout *m, uint8_t *buf, size_t cap);
 int migp_encode_layout_ok(uint64_t req, const struct migp_layout_ok *m, uint8_t *buf, size_t cap);
-int migp_encode_extents(uint64_t req, const struct migp_extent *e, uint16_t count, uint8_t *buf, size_t cap);
+/** Entries [first, first + count) of @p total extents; @p e points at entry `first`. */
+int migp_encode_extents(uint64_t req, const struct migp_extent *e, uint16_t count, uint16_t first, uint16_t total,
+			uint8_t *buf, size_t cap);
 int migp_encode_page_map(uint64_t req, const struct migp_map_entry *e, uint32_t count, uint8_t *buf, size_t cap);
 int migp_encode_round_end(uint64_t req, uint32_t round, uint64_t pages_dirty, uint8_t *buf, size_t cap);
 int migp_encode_devstate(uint64_t req, uint64_t total, uint64_t offset, const void *data, uint32_t len,
@@ -398,6 +439,9 @@ int migp_encode_stats(uint64_t req, uint8_t *buf, size_t cap);
 int migp_encode_stats_ok(uint64_t req, const struct migp_stat *stats, uint16_t count, uint8_t *buf, size_t cap);
 int migp_encode_subhost(uint64_t req, const struct migp_subhost *m, uint8_t *buf, size_t cap);
 int migp_encode_bind(uint64_t req, const uint8_t bind[MIGP_TOKEN_LEN], uint8_t *buf, size_t cap);
+int migp_encode_credit(uint64_t req, uint32_t slots, uint8_t *buf, size_t cap);
+int migp_encode_fetch(uint64_t req, const uint64_t *pages, uint32_t count, uint32_t first_slot, uint8_t *buf,
+		      size_t cap);
 
 /** Payload bytes of a PAGE_MAP with @p count entries (for batching). */
 static inline uint32_t migp_page_map_len(uint32_t count)

@@ -2,17 +2,23 @@
  * The destination (main host) side of a split migration (state machine in
  * migrate.h). The shell VM (a VMM started to receive, registered with the
  * same VM id) gets its memory from three places: pages the source WROTE into
- * its memory file through this pager's mapping (registered in a
- * per-migration PD: nothing else can reach it), sub-host extents this pager
- * allocated and shared (the pages are REMOTE in its own pool from the start),
- * and, after the switch-over, the source's mapping (one-sided READ on fault
- * and in the background).
+ * this pager's staging ring (registered in a per-migration PD: nothing else
+ * can reach it), installed into the memory file through this pager's own,
+ * unregistered mapping when their PAGE_MAP entry arrives (credits go back
+ * with CREDIT); sub-host extents this pager allocated and shared (the pages
+ * are REMOTE in its own pool from the start); and, after the switch-over,
+ * the source (FETCH: it WRITEs the pages into ring slots, installed with
+ * UFFDIO_COPY or handed to the fault). No VM memory is ever registered: a
+ * registration pins every page of the mapping, allocating the holes (the
+ * unused memory FCtrans must not make real) and keeping punched pages
+ * pinned while the file no longer holds them.
  */
 #include "dataplane/migrate/mig_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,17 +62,18 @@ struct mig_dst {
 	struct fx_listener *lis;
 	struct fx_conn *conn;
 	struct pg_vm *vm;
-	uint8_t *area, *stage;
+	uint8_t *area, *ring;            /* area: unregistered mapping of the shell; ring: staging slots */
 	size_t area_len;
-	struct fx_mr *mr_area, *mr_stage;
-	uint32_t src_rkey;
-	uint64_t src_base, pull_cursor, pulled, faults, state_have;
+	uint32_t ring_slots;
+	struct fx_mr *mr_ring;
+	uint64_t pull_cursor, pulled, faults, state_have;
 	struct dst_ext ext[MIGP_EXTENTS_MAX];
 	unsigned next_ext;
 	uint64_t req;
 };
 
-#define STAGE_PAGES MIG_PULL_PAGES
+#define DATA_SEND_WR 128u
+_Static_assert(MIG_PULL_PAGES <= MIGP_FETCH_MAX, "a pull is one FETCH");
 
 struct mig_dst *mig_dst_find(struct mig_engine *eng, const char *id)
 {
@@ -105,11 +112,9 @@ static void d_close(struct mig_dst *d)
 	if (d->lis)
 		fx_listener_close(d->lis);
 	d->lis = NULL;
-	if (d->mr_area)
-		fx_dereg_mr(d->mr_area);
-	if (d->mr_stage)
-		fx_dereg_mr(d->mr_stage);
-	d->mr_area = d->mr_stage = NULL;
+	if (d->mr_ring)
+		fx_dereg_mr(d->mr_ring);
+	d->mr_ring = NULL;
 	if (d->pd)
 		fx_pd_free(d->pd);
 	d->pd = NULL;
@@ -119,9 +124,9 @@ static void d_close(struct mig_dst *d)
 	if (d->area)
 		munmap(d->area, d->area_len);
 	d->area = NULL;
-	if (d->stage)
-		munmap(d->stage, (size_t)STAGE_PAGES * PG_PAGE);
-	d->stage = NULL;
+	if (d->ring)
+		munmap(d->ring, (size_t)d->ring_slots * PG_PAGE);
+	d->ring = NULL;
 }
 
 /*
@@ -185,7 +190,10 @@ static void d_finish(struct mig_dst *d, enum mig_phase ph, uint32_t code, const 
 	if (code && d->fd >= 0) {
 		int n = migp_encode_error(++d->req, code, msg, d->eng->buf, MIGP_MAX_MSG);
 
-		(void)mig_send_msg(d->fd, d->eng->buf, n);
+		/* Best effort, briefly: the peer or the link may be what failed, and the loop
+		 * (every VM's faults, the control socket) must not wait on it. */
+		if (n > 0)
+			(void)mig_send_all(d->fd, d->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
 	}
 	d->st = D_OVER;
 	d->prog.phase = ph;
@@ -308,6 +316,7 @@ void mig_dst_stream_accept(struct mig_engine *eng)
 	fd = accept4(eng->stream_l.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
+	mig_stream_liveness(fd);
 	/* The handshake is short and bounded: done here, blocking with a timeout. */
 	rc = mig_recv_msg(fd, eng->rx, &m, MIG_IO_TIMEOUT_MS, &code);
 	if (rc || m.hdr.type != MIGP_HELLO) {
@@ -368,7 +377,7 @@ void mig_dst_stream_accept(struct mig_engine *eng)
 
 static void try_accept(struct mig_dst *d)
 {
-	struct fx_conn_opts cn = { .max_send_wr = 2 * STAGE_PAGES, .max_recv_wr = 4 };
+	struct fx_conn_opts cn = { .max_send_wr = DATA_SEND_WR, .max_recv_wr = 4 };
 	char peer[80];
 	struct fx_conn *c;
 
@@ -403,7 +412,7 @@ static void dst_ctx_event(struct mig_evh *h, uint32_t events)
 	(void)events;
 	if (!d->ctx)
 		return;
-	/* The source's WRITEs are served here (TCP backend: inside fx_poll). */
+	/* The source's WRITEs into the ring are served here (TCP backend: inside fx_poll). */
 	(void)fx_poll(d->ctx, wc, 16, 0);
 	if (d->conn && fx_conn_state(d->conn) == FX_CONN_ERROR && d_active(d))
 		DFAIL(d, 0, "data connection: %s", fx_conn_error(d->conn));
@@ -465,16 +474,22 @@ static int on_layout(struct mig_dst *d, const struct migp_layout *l)
 		DFAIL(d, MIG_E_BAD_LAYOUT, "%s", err.msg);
 		return -1;
 	}
-	d->stage = mmap(NULL, (size_t)STAGE_PAGES * PG_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (d->stage == MAP_FAILED) {
-		d->stage = NULL;
-		DFAIL(d, MIG_E_INTERNAL, "out of memory");
+	/* The staging ring: the only memory the source can reach (bounded, pinned once). */
+	d->ring_slots = (uint32_t)(pg->cfg->mig_stage_bytes / PG_PAGE);
+	if (d->ring_slots < MIGP_STAGE_MIN)
+		d->ring_slots = MIGP_STAGE_MIN;
+	if (d->ring_slots > MIGP_STAGE_MAX)
+		d->ring_slots = MIGP_STAGE_MAX;
+	d->ring = mmap(NULL, (size_t)d->ring_slots * PG_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
+	if (d->ring == MAP_FAILED) {
+		d->ring = NULL;
+		DFAIL(d, MIG_E_INTERNAL, "out of memory for a staging ring of %u pages", d->ring_slots);
 		return -1;
 	}
-	if ((rc = fx_reg_mr(d->pd, d->area, d->area_len, FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_WRITE, &d->mr_area,
-			    &err)) ||
-	    (rc = fx_reg_mr(d->pd, d->stage, (size_t)STAGE_PAGES * PG_PAGE, FX_ACCESS_LOCAL_WRITE, &d->mr_stage, &err))) {
-		DFAIL(d, MIG_E_INTERNAL, "registering the VM's memory: %s", err.msg);
+	if ((rc = fx_reg_mr(d->pd, d->ring, (size_t)d->ring_slots * PG_PAGE,
+			    FX_ACCESS_LOCAL_WRITE | FX_ACCESS_REMOTE_WRITE, &d->mr_ring, &err))) {
+		DFAIL(d, MIG_E_INTERNAL, "registering the staging ring: %s", err.msg);
 		return -1;
 	}
 	d->vm = vm;
@@ -484,13 +499,11 @@ static int on_layout(struct mig_dst *d, const struct migp_layout *l)
 	if (d->budget_bytes)
 		vm->budget_pages = d->budget_bytes / PG_PAGE;
 	dst_pages = vm->budget_pages && vm->budget_pages < l->npages ? vm->budget_pages : l->npages;
-	d->src_rkey = l->src_rkey;
-	d->src_base = l->src_base;
 	d->prog.pages_total = l->npages;
 	d->prog.pages_skipped_unused = l->npages - l->pages_used;
 	d->prog.pages_remaining = l->pages_used;
-	ok = (struct migp_layout_ok){ .dst_rkey = d->mr_area->rkey, .dst_base = d->mr_area->remote_base,
-				      .dst_pages = dst_pages };
+	ok = (struct migp_layout_ok){ .dst_rkey = d->mr_ring->rkey, .stage_slots = d->ring_slots,
+				      .dst_base = d->mr_ring->remote_base, .dst_pages = dst_pages };
 	if ((rc = mig_send_msg(d->fd, d->eng->buf, migp_encode_layout_ok(++d->req, &ok, d->eng->buf, MIGP_MAX_MSG)))) {
 		DFAIL(d, 0, "sending LAYOUT_OK: %s", strerror(-rc));
 		return -1;
@@ -498,8 +511,9 @@ static int on_layout(struct mig_dst *d, const struct migp_layout *l)
 	if (l->pages_used > dst_pages) {
 		/* Cold pages go straight to the sub-hosts: extents owned by this pager, shared. */
 		uint64_t want = l->pages_used - dst_pages, have = 0;
-		struct migp_extent x[MIGP_EXTENTS_MAX];
-		unsigned k = 0;
+		static struct migp_extent x[MIGP_EXTENTS_MAX];
+		bool full[MIGP_SUBS_MAX] = { false };
+		unsigned k = 0, nfull = 0, rr = 0;
 
 		want += want / 8 + 64;   /* room for pages first written during the migration */
 		if (d->nsubs == 0) {
@@ -516,16 +530,24 @@ static int on_layout(struct mig_dst *d, const struct migp_layout *l)
 				return -1;
 			}
 		}
-		while (have < want && k < MIGP_EXTENTS_MAX) {
-			unsigned s = k % d->nsubs;
+		/* Round-robin over the sub-hosts; one that refuses an extent (its quota for this
+		 * pager is used up) is left out, so the cap is what the sub-hosts grant, bounded by
+		 * what the protocol names (MIGP_EXTENTS_MAX extents). */
+		while (have < want && k < MIGP_EXTENTS_MAX && nfull < d->nsubs) {
 			struct dst_ext *e = &d->ext[d->next_ext];
 			uint64_t len;
 
+			unsigned s = rr++ % d->nsubs;
+
+			if (full[s])
+				continue;
 			if (rs_share_extent(pg->rs, d->subs[s], &e->first_slot, &e->nslots, &len, &x[k].extent_id, x[k].token,
 					    &err)) {
-				DFAIL(d, MIG_E_NO_SPACE, "sub-host %s:%u: %s", d->sub_addr[s].host, d->sub_addr[s].port,
-				      err.msg);
-				return -1;
+				LOG_WARN("incoming migration of %s: sub-host %s:%u grants no more extents: %s", d->id,
+					 d->sub_addr[s].host, d->sub_addr[s].port, err.msg);
+				full[s] = true;
+				nfull++;
+				continue;
 			}
 			e->server = d->subs[s];
 			d->next_ext++;
@@ -535,14 +557,20 @@ static int on_layout(struct mig_dst *d, const struct migp_layout *l)
 			k++;
 		}
 		if (have < want) {
-			DFAIL(d, MIG_E_NO_SPACE, "%llu cold pages need more than %u extents", (unsigned long long)want,
-			      MIGP_EXTENTS_MAX);
+			DFAIL(d, MIG_E_NO_SPACE, "%llu cold pages do not fit: the sub-hosts granted %u extents (%llu pages)%s",
+			      (unsigned long long)want, k, (unsigned long long)have,
+			      k == MIGP_EXTENTS_MAX ? ", the most one migration may use" : "");
 			return -1;
 		}
-		if ((rc = mig_send_msg(d->fd, d->eng->buf,
-				       migp_encode_extents(++d->req, x, (uint16_t)k, d->eng->buf, MIGP_MAX_MSG)))) {
-			DFAIL(d, 0, "sending EXTENTS: %s", strerror(-rc));
-			return -1;
+		for (unsigned first = 0; first < k; first += MIGP_EXTENTS_MSG) {
+			unsigned c = k - first < MIGP_EXTENTS_MSG ? k - first : MIGP_EXTENTS_MSG;
+
+			if ((rc = mig_send_msg(d->fd, d->eng->buf,
+					       migp_encode_extents(++d->req, x + first, (uint16_t)c, (uint16_t)first,
+								   (uint16_t)k, d->eng->buf, MIGP_MAX_MSG)))) {
+				DFAIL(d, 0, "sending EXTENTS: %s", strerror(-rc));
+				return -1;
+			}
 		}
 	}
 	d->st = D_RECEIVING;
@@ -565,6 +593,8 @@ static void drop_slot(struct mig_dst *d, uint64_t idx)
 static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 {
 	struct pagemap *pm = &d->vm->pm;
+	uint32_t credits = 0;
+	int rc;
 
 	for (uint32_t k = 0; k < mp->count; k++) {
 		struct migp_map_entry e;
@@ -575,6 +605,14 @@ static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 			DFAIL(d, MIG_E_MALFORMED, "page %llu beyond the VM", (unsigned long long)e.page);
 			return -1;
 		}
+		if (e.where == MIGP_W_DEST) {
+			if (e.slot >= d->ring_slots) {
+				DFAIL(d, MIG_E_MALFORMED, "page %llu: staging slot %u beyond the ring of %u",
+				      (unsigned long long)e.page, e.slot, d->ring_slots);
+				return -1;
+			}
+			credits++;   /* the slot is free again once this entry is handled, stale or not */
+		}
 		cur = pm_get(pm, e.page);
 		if (e.generation < cur->version) {
 			d->eng->c.stale_entries++;   /* an older copy (another stream): the newer one stays */
@@ -583,6 +621,9 @@ static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 		switch (e.where) {
 		case MIGP_W_DEST:
 			drop_slot(d, e.page);
+			/* Into the memory file before the shell runs (its faults are held): through our
+			 * own mapping, which the kernel may reclaim or punch like any other. */
+			memcpy(d->area + e.page * PG_PAGE, d->ring + (uint64_t)e.slot * PG_PAGE, PG_PAGE);
 			pm_set_local(pm, e.page);
 			d->prog.pages_sent++;
 			break;
@@ -626,6 +667,11 @@ static int on_page_map(struct mig_dst *d, const struct migp_page_map *mp)
 			d->prog.generation = e.generation;
 	}
 	d->prog.bytes_sent += (uint64_t)mp->count * MIGP_MAP_ENTRY_LEN;
+	if (credits && (rc = mig_send_msg(d->fd, d->eng->buf,
+					  migp_encode_credit(++d->req, credits, d->eng->buf, MIGP_MAX_MSG)))) {
+		DFAIL(d, 0, "returning staging credits: %s", strerror(-rc));
+		return -1;
+	}
 	return 0;
 }
 
@@ -715,7 +761,7 @@ static void dst_stream_event(struct mig_evh *h, uint32_t events)
 	int code, rc;
 
 	(void)events;
-	if (!d_active(d) || d->fd < 0)
+	if (!d_active(d) || d->fd < 0 || !mig_readable(d->fd))
 		return;
 	rc = mig_recv_msg(d->fd, d->eng->rx, &m, MIG_IO_TIMEOUT_MS, &code);
 	if (rc) {
@@ -784,40 +830,61 @@ static void dst_stream_event(struct mig_evh *h, uint32_t events)
 
 /* ---------------------------------------------------------------- post-copy */
 
-static int read_pages(struct mig_dst *d, const uint64_t *idx, unsigned n)
+/*
+ * Post-copy: ask the source for pages @p idx[0..n) (n <= MIGP_FETCH_MAX) into
+ * ring slots 0..n-1 (the ring is idle after the switch-over: every pre-copy
+ * entry was installed before SWITCHOVER was read) and wait for its PAGE_MAP.
+ * While waiting the data connection is served too (the TCP backend places the
+ * WRITEs inside fx_poll). @return 0 or a negative errno.
+ */
+static int fetch_pages(struct mig_dst *d, const uint64_t *idx, unsigned n)
 {
-	static struct fx_sge sge[STAGE_PAGES];
-	static struct fx_send_wr wr[STAGE_PAGES];
+	uint64_t deadline = mig_now_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
+	struct migp_msg m;
 	struct fx_wc wc[16];
-	uint64_t deadline;
-	int perr = 0, got;
+	int code, rc;
 
-	if (!d->conn || fx_conn_state(d->conn) != FX_CONN_CONNECTED)
+	if (!d->conn || fx_conn_state(d->conn) != FX_CONN_CONNECTED || d->fd < 0)
 		return -ENOTCONN;
-	for (unsigned k = 0; k < n; k++) {
-		sge[k] = (struct fx_sge){ d->stage + (uint64_t)k * PG_PAGE, PG_PAGE, d->mr_stage->lkey };
-		wr[k] = (struct fx_send_wr){ .wr_id = k, .opcode = FX_OP_READ, .flags = k + 1 == n ? FX_WR_SIGNALED : 0,
-					     .sg_list = &sge[k], .num_sge = 1,
-					     .remote_addr = d->src_base + idx[k] * PG_PAGE, .rkey = d->src_rkey };
-	}
-	got = fx_post_send(d->conn, wr, (int)n, &perr);
-	if (got != (int)n)
-		return perr ? perr : -EIO;
-	deadline = mig_now_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
+	rc = mig_send_msg(d->fd, d->eng->buf, migp_encode_fetch(++d->req, idx, n, 0, d->eng->buf, MIGP_MAX_MSG));
+	if (rc)
+		return rc;
 	for (;;) {
-		int c = fx_poll(d->ctx, wc, 16, 100);
+		struct pollfd p[2] = { { .fd = d->fd, .events = POLLIN }, { .fd = fx_ctx_fd(d->ctx), .events = POLLIN } };
+		uint64_t now = mig_now_ns();
 
-		if (c < 0)
-			return c;
-		for (int i = 0; i < c; i++) {
-			if (wc[i].status != FX_WC_SUCCESS)
-				return -EIO;
-			if (wc[i].wr_id == n - 1)
-				return 0;
-		}
-		if (mig_now_ns() > deadline)
+		if (now >= deadline)
 			return -ETIMEDOUT;
+		rc = poll(p, 2, (int)((deadline - now) / 1000000u) + 1);
+		if (rc < 0 && errno != EINTR)
+			return -errno;
+		if (rc <= 0)
+			continue;
+		if (p[1].revents) {
+			(void)fx_poll(d->ctx, wc, 16, 0);
+			if (fx_conn_state(d->conn) == FX_CONN_ERROR)
+				return -ECONNRESET;
+		}
+		if (p[0].revents)
+			break;
 	}
+	rc = mig_recv_msg(d->fd, d->eng->rx, &m, MIG_IO_TIMEOUT_MS, &code);
+	if (rc)
+		return rc == -EPROTO ? -EPROTO : rc;
+	if (m.hdr.type != MIGP_PAGE_MAP || m.u.map.count != n) {
+		d->eng->c.bad_messages++;
+		return -EPROTO;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct migp_map_entry e;
+
+		migp_page_map_entry(&m.u.map, k, &e);
+		if (e.page != idx[k] || e.where != MIGP_W_DEST || e.slot != k) {
+			d->eng->c.bad_messages++;
+			return -EPROTO;
+		}
+	}
+	return 0;
 }
 
 int mig_dst_fetch(struct mig_dst *d, uint64_t idx, void *buf)
@@ -826,12 +893,12 @@ int mig_dst_fetch(struct mig_dst *d, uint64_t idx, void *buf)
 
 	if (d->st != D_POSTCOPY && d->st != D_RESUMING)
 		return -EAGAIN;
-	rc = read_pages(d, &idx, 1);
+	rc = fetch_pages(d, &idx, 1);
 	if (rc) {
-		DFAIL(d, 0, "post-copy READ of page %llu from the source: %s", (unsigned long long)idx, strerror(-rc));
+		DFAIL(d, 0, "post-copy fetch of page %llu from the source: %s", (unsigned long long)idx, strerror(-rc));
 		return -EIO;
 	}
-	memcpy(buf, d->stage, PG_PAGE);
+	memcpy(buf, d->ring, PG_PAGE);
 	d->faults++;
 	d->prog.postcopy_faults++;
 	if (d->prog.pages_remaining)
@@ -841,13 +908,13 @@ int mig_dst_fetch(struct mig_dst *d, uint64_t idx, void *buf)
 
 static void pull(struct mig_dst *d)
 {
-	static uint64_t idx[STAGE_PAGES];
+	static uint64_t idx[MIG_PULL_PAGES];
 	struct pg_vm *vm = d->vm;
 	struct pagemap *pm = &vm->pm;
 	unsigned n = 0;
 	int rc;
 
-	for (uint64_t i = pm_next(pm, PM_REMOTE, d->pull_cursor); i < pm->npages && n < STAGE_PAGES;
+	for (uint64_t i = pm_next(pm, PM_REMOTE, d->pull_cursor); i < pm->npages && n < MIG_PULL_PAGES;
 	     i = pm_next(pm, PM_REMOTE, i + 1)) {
 		if (pm_get(pm, i)->server == PG_SERVER_MIGSRC)
 			idx[n++] = i;
@@ -870,13 +937,13 @@ static void pull(struct mig_dst *d)
 		d_finish(d, MIG_PH_DONE, 0, NULL);
 		return;
 	}
-	rc = read_pages(d, idx, n);
+	rc = fetch_pages(d, idx, n);
 	if (rc) {
-		DFAIL(d, 0, "post-copy READ from the source: %s", strerror(-rc));
+		DFAIL(d, 0, "post-copy fetch from the source: %s", strerror(-rc));
 		return;
 	}
 	for (unsigned k = 0; k < n; k++) {
-		struct uffdio_copy c = { .dst = pg_page_hva(vm, idx[k]), .src = (uintptr_t)(d->stage + (uint64_t)k * PG_PAGE),
+		struct uffdio_copy c = { .dst = pg_page_hva(vm, idx[k]), .src = (uintptr_t)(d->ring + (uint64_t)k * PG_PAGE),
 					 .len = PG_PAGE, .mode = 0 };
 
 		if (ioctl(vm->uffd, UFFDIO_COPY, &c) == 0 || errno == EEXIST) {

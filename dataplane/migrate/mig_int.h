@@ -16,11 +16,14 @@
 #include "proto/migrate.h"
 
 #define MIG_IO_TIMEOUT_MS 5000
+#define MIG_ERROR_SEND_MS 200     /* a failing side's last ERROR to its peer */
 #define MIG_BATCH 256u             /* pages per WRITE batch + PAGE_MAP */
 #define MIG_TICK_PAGES 2048u       /* pages a source sends per loop iteration */
 #define MIG_MAX_ROUNDS 10u
 #define MIG_STOP_PAGES 256u        /* dirty pages small enough to stop */
 #define MIG_PULL_PAGES 64u
+#define MIG_KEEPALIVE_IDLE_S 3      /* stream: silence before keepalive probes */
+#define MIG_KEEPALIVE_PROBES 5      /* one a second; then the stream (and the migration) is dead */
 #define MIG_GRAVE_MAX 256u         /* post-copy pages a destination pulls per loop iteration */
 
 /* Every engine object watched by the pager's epoll starts with this. */
@@ -73,6 +76,13 @@ int mig_send_all(int fd, const void *buf, size_t len, int timeout_ms);
 /* Read one whole message into @p rx (MIGP_MAX_MSG) and decode it. 0, -errno (I/O, -ETIMEDOUT, -ECONNRESET
  * at EOF) or -EPROTO with *@p code the MIG_E_* decode error. */
 int mig_recv_msg(int fd, uint8_t *rx, struct migp_msg *m, int timeout_ms, int *code);
+/* Data (or EOF / an error) is waiting on @p fd now. Event handlers check it first: a synchronous
+ * exchange earlier in the same loop round (credits, post-copy fetch) may have read what the event
+ * announced. */
+bool mig_readable(int fd);
+/* Keepalive and user timeout on a stream socket: a silently dropped link is noticed within
+ * MIG_KEEPALIVE_IDLE_S + MIG_KEEPALIVE_PROBES seconds. */
+void mig_stream_liveness(int fd);
 /* Send an encoded message (len from an encoder: negative = encode error -> -EINVAL). */
 int mig_send_msg(int fd, const uint8_t *buf, int len);
 /* "vm-id/<hex token>": the name both MACs cover. */

@@ -140,6 +140,27 @@ int mig_recv_msg(int fd, uint8_t *rx, struct migp_msg *m, int timeout_ms, int *c
 	return 0;
 }
 
+void mig_stream_liveness(int fd)
+{
+	int one = 1, idle = MIG_KEEPALIVE_IDLE_S, intvl = 1, cnt = MIG_KEEPALIVE_PROBES;
+	unsigned int user_ms = (unsigned int)(MIG_KEEPALIVE_IDLE_S + MIG_KEEPALIVE_PROBES) * 1000u;
+
+	/* A link that drops silently (no RST, no FIN) must end the migration at both ends:
+	 * keepalive probes find it while nothing is sent, the user timeout while data waits. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof(user_ms));
+}
+
+bool mig_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
 int mig_send_msg(int fd, const uint8_t *buf, int len)
 {
 	if (len < 0)
@@ -171,6 +192,7 @@ int mig_tcp_connect(const char *host, uint16_t port, int timeout_ms, struct ferr
 		goto out;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	mig_stream_liveness(fd);
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
 		rc = ferry_err_set(err, errno, "connect %s:%u: %s", host, port, strerror(errno));
 		goto out;

@@ -1,13 +1,18 @@
 /*
  * The source side of a split migration (state machine in migrate.h).
  *
- * Data path: the pager maps the VM's memory files itself (mig_map_vm: its own
- * MAP_SHARED mapping, not registered with the VM's uffd) and registers that
- * mapping in the data connection's PD and in each sub-host client's PD, so a
- * resident page is written with one-sided WRITE straight from the page cache;
- * pages paged out at the source come through the pool bounce buffer and a
- * registered staging buffer. Only LOCAL pages are ever read through the
- * mapping (a hole read through it would allocate a page in the file).
+ * Data path (STAGING in proto/migrate.h): the pager maps the VM's memory
+ * files itself (mig_map_vm: its own MAP_SHARED mapping, not registered with
+ * the VM's uffd) but registers none of it: a registration would pin every
+ * page of the mapping (holes allocated, punched pages kept). Each page is
+ * copied into a registered send buffer of MIG_BATCH pages (registered in the
+ * data connection's PD and in each sub-host client's PD) and WRITTEN from
+ * there: into a slot of the destination's staging ring (one credit per page,
+ * CREDIT gives them back) or into its sub-host extent slot. Pages paged out at
+ * the source come through the pool bounce buffer into the same buffer. Only
+ * LOCAL pages are ever read through the mapping (a hole read through it would
+ * allocate a page in the file). Post-copy: the destination FETCHes pages, the
+ * source WRITEs them into the slots it names and answers with a PAGE_MAP.
  *
  * Write tracking: sync uffd-wp, the same mechanism page-out uses (so its
  * write-protect-before-copy ordering holds): each page is write-protected
@@ -49,7 +54,7 @@ struct src_sub {
 	uint16_t port;
 	struct fx_ctx *ctx;
 	struct pool_client *pc;
-	struct fx_mr *mr_area, *mr_stage;
+	struct fx_mr *mr_stage;
 };
 
 struct src_ext {
@@ -72,18 +77,19 @@ struct mig_src {
 	struct fx_ctx *ctx;
 	struct fx_pd *pd;
 	struct fx_conn *conn;
-	struct fx_mr *mr_area, *mr_stage;
-	uint8_t *area, *stage;           /* stage: MIG_BATCH pages + one zero page */
+	struct fx_mr *mr_stage;
+	uint8_t *area, *stage;           /* area: unregistered mapping of the VM; stage: MIG_BATCH pages, registered */
 	size_t area_len;
 	uint32_t dst_rkey;
-	uint64_t dst_base, dst_pages, dst_used;
+	uint64_t dst_base, dst_pages, dst_used;   /* dst_rkey/dst_base: the destination's staging ring */
+	uint32_t ring_slots, ring_head, credits;  /* ring: next slot to write, slots free at the destination */
 	uint64_t *dirty;
 	uint8_t *where;
 	uint32_t *subslot;               /* (extent << 20 | slot) + 1 */
 	struct src_sub subs[MIGP_SUBS_MAX];
 	unsigned nsubs;
 	struct src_ext ext[MIGP_EXTENTS_MAX];
-	unsigned next_ext, cur_ext;
+	unsigned next_ext, cur_ext, ext_total;
 	uint64_t cursor;
 	uint64_t reserve;                /* main-host pages kept for pages that stay at the source (post-copy) */
 	uint64_t overflow;               /* POSTCOPY: cold pages still to push to sub-hosts before the stop */
@@ -137,8 +143,6 @@ static void close_data(struct mig_src *s)
 	for (unsigned i = 0; i < s->nsubs; i++) {
 		struct src_sub *u = &s->subs[i];
 
-		if (u->mr_area)
-			fx_dereg_mr(u->mr_area);
 		if (u->mr_stage)
 			fx_dereg_mr(u->mr_stage);
 		if (u->pc)
@@ -156,11 +160,9 @@ static void close_data(struct mig_src *s)
 
 		(void)fx_poll(s->ctx, wc, 16, 0);   /* reap the flushes so the connection is freed */
 	}
-	if (s->mr_area)
-		fx_dereg_mr(s->mr_area);
 	if (s->mr_stage)
 		fx_dereg_mr(s->mr_stage);
-	s->mr_area = s->mr_stage = NULL;
+	s->mr_stage = NULL;
 	if (s->pd)
 		fx_pd_free(s->pd);
 	s->pd = NULL;
@@ -229,7 +231,10 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 	if (code && s->fd >= 0) {
 		int n = migp_encode_error(++s->req, code, msg, s->eng->buf, MIGP_MAX_MSG);
 
-		(void)mig_send_msg(s->fd, s->eng->buf, n);
+		/* Best effort, briefly: the peer or the link may be what failed, and the loop
+		 * (every VM's faults, the control socket) must not wait on it. */
+		if (n > 0)
+			(void)mig_send_all(s->fd, s->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
 	}
 	s->prog.phase = ph;
 	s->prog.total_ns = mig_now_ns() - s->t0;
@@ -376,8 +381,7 @@ static int attach_subs(struct mig_src *s, struct ferry_err *err)
 			if ((rc = fx_ctx_create(eng->pg->cfg->transport, &co, &u->ctx, err)) ||
 			    (rc = pool_client_connect(u->ctx, &o, &u->pc, err)))
 				return ferry_err_prefix(err, "sub-host %s:%u: ", u->host, u->port);
-			if ((rc = fx_reg_mr(pool_client_pd(u->pc), s->area, s->area_len, 0, &u->mr_area, err)) ||
-			    (rc = fx_reg_mr(pool_client_pd(u->pc), s->stage, (size_t)(MIG_BATCH + 1) * PG_PAGE,
+			if ((rc = fx_reg_mr(pool_client_pd(u->pc), s->stage, (size_t)(MIG_BATCH + 1) * PG_PAGE,
 					    FX_ACCESS_LOCAL_WRITE, &u->mr_stage, err)))
 				return rc;
 			continue;
@@ -385,6 +389,12 @@ static int attach_subs(struct mig_src *s, struct ferry_err *err)
 		if (m.hdr.type != MIGP_EXTENTS)
 			return ferry_err_set(err, EPROTO, "destination sent %s, expected SUBHOST or EXTENTS",
 					     migp_type_name(m.hdr.type));
+		/* The extents come in order, MIGP_EXTENTS_MSG per message, until `total`. */
+		if (m.u.extents.first != s->next_ext || (s->next_ext && m.u.extents.total != s->ext_total))
+			return ferry_err_set(err, EPROTO, "EXTENTS entries %u..%u out of order (have %u of %u)",
+					     m.u.extents.first, m.u.extents.first + m.u.extents.count, s->next_ext,
+					     m.u.extents.total);
+		s->ext_total = m.u.extents.total;
 		for (uint16_t i = 0; i < m.u.extents.count && s->next_ext < MIGP_EXTENTS_MAX; i++) {
 			struct migp_extent x;
 			struct src_ext *e = &s->ext[s->next_ext];
@@ -401,7 +411,8 @@ static int attach_subs(struct mig_src *s, struct ferry_err *err)
 			e->next = 0;
 			s->next_ext++;
 		}
-		return 0;
+		if (s->next_ext == s->ext_total)
+			return 0;
 	}
 }
 
@@ -483,7 +494,6 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	}
 	if ((rc = fx_ctx_create(eng->pg->cfg->transport, &co, &s->ctx, err)) ||
 	    (rc = fx_pd_alloc(s->ctx, &s->pd, err)) ||
-	    (rc = fx_reg_mr(s->pd, s->area, s->area_len, FX_ACCESS_REMOTE_READ, &s->mr_area, err)) ||
 	    (rc = fx_reg_mr(s->pd, s->stage, (size_t)(MIG_BATCH + 1) * PG_PAGE, FX_ACCESS_LOCAL_WRITE, &s->mr_stage,
 			    err)) ||
 	    (rc = fx_connect(s->ctx, s->pd, st->dest.host, data_port, &cn, &s->conn, err)))
@@ -505,8 +515,6 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	l.pages_used = used;
 	l.generation = 0;
 	l.nregions = (uint8_t)vm->nregions;
-	l.src_rkey = s->mr_area->rkey;
-	l.src_base = s->mr_area->remote_base;
 	for (unsigned i = 0; i < vm->nregions; i++)
 		l.regions[i] = (struct migp_region){ vm->regions[i].gpa, vm->regions[i].size, vm->regions[i].first_page };
 	if ((rc = mig_send_msg(s->fd, eng->buf, migp_encode_layout(++s->req, &l, eng->buf, MIGP_MAX_MSG)))) {
@@ -518,6 +526,8 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	s->dst_rkey = m.u.layout_ok.dst_rkey;
 	s->dst_base = m.u.layout_ok.dst_base;
 	s->dst_pages = m.u.layout_ok.dst_pages;
+	s->ring_slots = s->credits = m.u.layout_ok.stage_slots;
+	s->ring_head = 0;
 	if (s->dst_pages < used && (rc = attach_subs(s, err)))
 		goto fail;
 	if (mig_set_nonblock(s->fd) || mig_evh_add(eng->pg, &s->sh, s->fd, src_stream_event) ||
@@ -660,6 +670,104 @@ static int post_writes(struct fx_conn *conn, struct fx_ctx *ctx, struct pool_cli
 	return 0;
 }
 
+/* A CREDIT from the destination: @return 0, or -EIO after failing the migration (it lies). */
+static int take_credit(struct mig_src *s, uint32_t slots)
+{
+	if (slots > s->ring_slots - s->credits) {
+		s->eng->c.bad_messages++;
+		FAIL(s, MIG_E_MALFORMED, "the destination returned %u staging slots, only %u are in use", slots,
+		     s->ring_slots - s->credits);
+		return -EIO;
+	}
+	s->credits += slots;
+	return 0;
+}
+
+/*
+ * Wait (reading the stream) until @p want staging slots are free at the
+ * destination. The destination returns them after it installed the pages;
+ * a ring larger than a few batches means this rarely waits.
+ */
+static int await_credits(struct mig_src *s, unsigned want)
+{
+	struct migp_msg m;
+	int code, rc;
+
+	while (s->credits < want) {
+		rc = mig_recv_msg(s->fd, s->eng->rx, &m, MIG_IO_TIMEOUT_MS, &code);
+		if (rc) {
+			if (rc == -EPROTO)
+				s->eng->c.bad_messages++;
+			FAIL(s, rc == -EPROTO ? (uint32_t)code : 0, "waiting for staging credits: %s",
+			     rc == -EPROTO ? migp_errcode_str((uint32_t)code) : rc == -ECONNRESET ? "closed" : strerror(-rc));
+			return -EIO;
+		}
+		if (m.hdr.type == MIGP_ERROR) {
+			FAIL(s, 0, "destination: %s (%s)", m.u.error.msg, migp_errcode_str(m.u.error.code));
+			return -EIO;
+		}
+		if (m.hdr.type != MIGP_CREDIT) {
+			s->eng->c.bad_messages++;
+			FAIL(s, MIG_E_UNEXPECTED, "destination sent %s while the source waited for credits",
+			     migp_type_name(m.hdr.type));
+			return -EIO;
+		}
+		if (take_credit(s, m.u.credit.slots))
+			return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Post-copy: WRITE the pages the destination asks for into the staging
+ * slots it names, then answer with their PAGE_MAP (DEST entries, same
+ * order). Only pages kept here for post-copy (resident, frozen) are served.
+ */
+static void serve_fetch(struct mig_src *s, const struct migp_fetch *f)
+{
+	static struct fx_sge sge[MIGP_FETCH_MAX];
+	static struct fx_send_wr wr[MIGP_FETCH_MAX];
+	struct pg_vm *vm = s->vm;
+	char why[128] = "";
+	int rc;
+
+	if (!vm || f->first_slot + f->count > s->ring_slots) {
+		s->eng->c.bad_messages++;
+		FAIL(s, MIG_E_MALFORMED, "FETCH of slots %u..%u beyond the staging ring of %u", f->first_slot,
+		     f->first_slot + f->count, s->ring_slots);
+		return;
+	}
+	for (uint32_t k = 0; k < f->count; k++) {
+		uint64_t i = migp_fetch_page(f, k);
+
+		if (i >= vm->pm.npages || s->where[i] != W_SOURCE || pm_get(&vm->pm, i)->state != PM_LOCAL) {
+			s->eng->c.bad_messages++;
+			FAIL(s, MIG_E_MALFORMED, "FETCH of page %llu, which is not kept here for post-copy",
+			     (unsigned long long)i);
+			return;
+		}
+		memcpy(s->stage + (uint64_t)k * PG_PAGE, s->area + i * PG_PAGE, PG_PAGE);
+		sge[k] = (struct fx_sge){ s->stage + (uint64_t)k * PG_PAGE, PG_PAGE, s->mr_stage->lkey };
+		wr[k] = (struct fx_send_wr){ .wr_id = i, .opcode = FX_OP_WRITE, .sg_list = &sge[k], .num_sge = 1,
+					     .remote_addr = s->dst_base + (uint64_t)(f->first_slot + k) * PG_PAGE,
+					     .rkey = s->dst_rkey };
+		s->map[k] = (struct migp_map_entry){ .page = i, .generation = pm_get(&vm->pm, i)->version,
+						     .where = MIGP_W_DEST, .slot = f->first_slot + k };
+	}
+	if (post_writes(s->conn, s->ctx, NULL, wr, f->count, why, sizeof(why))) {
+		FAIL(s, MIG_E_PEER_LOST, "writing post-copy pages to the destination: %s", why);
+		return;
+	}
+	rc = mig_send_msg(s->fd, s->eng->buf, migp_encode_page_map(++s->req, s->map, f->count, s->eng->buf,
+								    MIGP_MAX_MSG));
+	if (rc) {
+		FAIL(s, MIG_E_PEER_LOST, "answering FETCH: %s", strerror(-rc));
+		return;
+	}
+	s->prog.bytes_sent += (uint64_t)f->count * PG_PAGE;
+	s->prog.pages_sent += f->count;
+}
+
 /*
  * Send pages @p idx[0..n): each is write-protected (if resident) just before
  * its copy, written one-sided to its place at the destination or in a
@@ -680,6 +788,8 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 	uint64_t data = 0, resent = 0, tosub = 0;
 	int rc;
 
+	if (await_credits(s, n))
+		return -EIO;
 	for (unsigned k = 0; k < n; k++) {
 		uint64_t i = idx[k];
 		const struct pm_entry *e = pm_get(pm, i);
@@ -715,16 +825,16 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			s->where[i] = W_SOURCE;
 			continue;
 		}
-		/* Where the data comes from. */
+		/* Where the data comes from: always through the registered send buffer. */
+		sge[k] = (struct fx_sge){ s->stage + (uint64_t)k * PG_PAGE, PG_PAGE, 0 };
 		if (e->state == PM_LOCAL) {
-			sge[k] = (struct fx_sge){ s->area + i * PG_PAGE, PG_PAGE, 0 };
+			memcpy(s->stage + (uint64_t)k * PG_PAGE, s->area + i * PG_PAGE, PG_PAGE);
 		} else if (e->state == PM_REMOTE && e->server != PM_SERVER_SNAPSHOT) {
 			ops[nops] = (struct rs_op){ .server = e->server, .slot = e->slot, .buf = nops };
 			opk[nops++] = k;
-			sge[k] = (struct fx_sge){ s->stage + (uint64_t)k * PG_PAGE, PG_PAGE, 1 };
 		} else {
 			/* UNUSED in FULL mode: a page of zeros, like a conventional migration. */
-			sge[k] = (struct fx_sge){ s->stage + (uint64_t)MIG_BATCH * PG_PAGE, PG_PAGE, 1 };
+			memset(s->stage + (uint64_t)k * PG_PAGE, 0, PG_PAGE);
 		}
 		/* Where it goes: where it went before, else the destination up to its budget, else a sub-host. */
 		if (prev == W_SUB) {
@@ -750,7 +860,7 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			struct fx_sge *g = &sge[k];
 
 			me->sub = x->sub;
-			g->lkey = g->lkey ? u->mr_stage->lkey : u->mr_area->lkey;
+			g->lkey = u->mr_stage->lkey;
 			swr[x->sub][ns[x->sub]++] = (struct fx_send_wr){ .wr_id = i, .opcode = FX_OP_WRITE, .sg_list = g,
 									 .num_sge = 1,
 									 .remote_addr = x->pe.base + (uint64_t)me->slot * PG_PAGE,
@@ -760,9 +870,12 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 		} else {
 			struct fx_sge *g = &sge[k];
 
-			g->lkey = g->lkey ? s->mr_stage->lkey : s->mr_area->lkey;
+			g->lkey = s->mr_stage->lkey;
+			/* The next slot of the destination's staging ring (credits were checked for the batch). */
+			me->slot = (s->ring_head + nd) % s->ring_slots;
 			dwr[nd++] = (struct fx_send_wr){ .wr_id = i, .opcode = FX_OP_WRITE, .sg_list = g, .num_sge = 1,
-							 .remote_addr = s->dst_base + i * PG_PAGE, .rkey = s->dst_rkey };
+							 .remote_addr = s->dst_base + (uint64_t)me->slot * PG_PAGE,
+							 .rkey = s->dst_rkey };
 			s->where[i] = W_DEST;
 		}
 		if (prev == W_DEST || prev == W_SUB || prev == W_SOURCE)
@@ -782,6 +895,8 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 		FAIL(s, MIG_E_PEER_LOST, "writing pages to the destination: %s", why);
 		return -EIO;
 	}
+	s->ring_head = (s->ring_head + nd) % s->ring_slots;
+	s->credits -= nd;
 	for (unsigned u = 0; u < s->nsubs; u++) {
 		if (ns[u] && post_writes(pool_client_conn(s->subs[u].pc), NULL, s->subs[u].pc, swr[u], ns[u], why,
 					 sizeof(why))) {
@@ -1022,7 +1137,7 @@ static void src_stream_event(struct mig_evh *h, uint32_t events)
 	int code, rc;
 
 	(void)events;
-	if (!active(s))
+	if (!active(s) || s->fd < 0 || !mig_readable(s->fd))
 		return;
 	rc = mig_recv_msg(s->fd, s->eng->rx, &m, MIG_IO_TIMEOUT_MS, &code);
 	if (rc) {
@@ -1043,6 +1158,14 @@ static void src_stream_event(struct mig_evh *h, uint32_t events)
 		s->prog.phase = MIG_PH_POSTCOPY;
 		LOG_INFO("migration of %s: the VM runs at the destination (downtime %.3f ms)", s->id,
 			 s->prog.downtime_ns / 1e6);
+		return;
+	case MIGP_CREDIT:
+		(void)take_credit(s, m.u.credit.slots);   /* after the switch-over too: the last batches' */
+		return;
+	case MIGP_FETCH:
+		if (s->prog.phase != MIG_PH_POSTCOPY && s->prog.phase != MIG_PH_SWITCHOVER)
+			break;
+		serve_fetch(s, &m.u.fetch);
 		return;
 	case MIGP_POSTCOPY_DONE:
 		if (s->prog.phase != MIG_PH_POSTCOPY)
@@ -1067,7 +1190,7 @@ static void src_ctx_event(struct mig_evh *h, uint32_t events)
 	(void)events;
 	if (!s->ctx)
 		return;
-	/* Serves the destination's post-copy READs (TCP backend: inside fx_poll). */
+	/* Reaps stray completions and notices a broken data connection. */
 	(void)fx_poll(s->ctx, wc, 16, 0);
 	if (!s->conn || fx_conn_state(s->conn) != FX_CONN_ERROR || !active(s))
 		return;

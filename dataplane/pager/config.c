@@ -34,6 +34,7 @@ void pager_config_defaults(struct pager_config *cfg)
 	cfg->plan_window = 1;
 	cfg->plan_periods = 4;
 	cfg->plan_history = 1;
+	cfg->mig_stage_bytes = UINT64_C(64) << 20;
 }
 
 static int copy_str(char *dst, size_t cap, const char *value, int allow_empty)
@@ -199,9 +200,20 @@ static int set_migrate(struct pager_config *cfg, const char *key, const char *va
 		}
 		return ferry_err_set(err, EINVAL, "%s: [migrate] %s: unknown key (known: plan_period_ms, plan_block_pages, "
 				     "plan_window, plan_periods, plan_history)", origin, key);
+	} else if (strcmp(key, "stage_size") == 0) {
+		uint64_t v;
+
+		/* One batch of pages at least; at most what the protocol can name (MIGP_STAGE_MAX slots). */
+		if (ferry_size_parse(value, &v) || v % 4096 || v < (UINT64_C(1) << 20) || v > (UINT64_C(1) << 30))
+			return ferry_err_set(err, EINVAL,
+					     "%s: [migrate] stage_size: '%s' is not a size in whole 4 KiB pages "
+					     "from 1M to 1G", origin, value);
+		cfg->mig_stage_bytes = v;
 	} else {
-		return ferry_err_set(err, EINVAL, "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port, "
-				     "plan_*)", origin, key);
+		return ferry_err_set(err, EINVAL,
+				     "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port, stage_size, "
+				     "plan_*)",
+				     origin, key);
 	}
 	return 0;
 }
@@ -278,6 +290,7 @@ static const struct daemon_flag flags[] = {
 	{ "plan-window",   DAEMON_OPTS_LONG_ONLY + 10, "migrate", "plan_window" },
 	{ "plan-periods",  DAEMON_OPTS_LONG_ONLY + 11, "migrate", "plan_periods" },
 	{ "plan-history",  DAEMON_OPTS_LONG_ONLY + 12, "migrate", "plan_history" },
+	{ "migrate-stage-size", DAEMON_OPTS_LONG_ONLY + 13, "migrate", "stage_size" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -330,6 +343,9 @@ void pager_config_usage(FILE *out, const char *prog)
 		"  plan_window       --plan-window N       sample periods per prediction window (1)\n"
 		"  plan_periods      --plan-periods N      periods sampled before the push (4)\n"
 		"  plan_history      --plan-history N      periods the predictor looks back (1)\n"
+		"  stage_size        --migrate-stage-size S staging ring an incoming migration registers\n"
+		"                                          for the pages in flight (default 64M, 1M..1G;\n"
+		"                                          VM memory itself is never registered)\n"
 		"\n"
 		"Page-out needs the guest RAM in a memory file (memfd/shm) and regions registered\n"
 		"with MODE_WP on a uffd without UFFD_FEATURE_WP_ASYNC; otherwise it is refused\n"

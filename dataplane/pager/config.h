@@ -65,6 +65,7 @@ struct pager_config {
 	uint32_t plan_window;        /**< sample periods per window (default 1) */
 	uint32_t plan_periods;       /**< periods sampled at a planned migration's start (default 4) */
 	uint32_t plan_history;       /**< periods the predictor looks back (default 1 = the seed's) */
+	uint64_t mig_stage_bytes;    /**< staging ring an incoming migration registers (default 64M) */
 
 	char config_file[PATH_MAX];
 };

@@ -18,7 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint8_t out[MIGP_MAX_MSG];
 static struct migp_map_entry map[MIGP_MAP_MAX];
-static struct migp_extent ext[MIGP_EXTENTS_MAX];
+static struct migp_extent ext[MIGP_EXTENTS_MSG];
+static uint64_t fpages[MIGP_FETCH_MAX];
 static struct migp_msg m1, m2;
 
 static void check(bool ok)
@@ -68,7 +69,8 @@ static int reencode(const struct migp_msg *m)
 	case MIGP_EXTENTS:
 		for (uint16_t i = 0; i < m->u.extents.count; i++)
 			migp_extents_entry(&m->u.extents, i, &ext[i]);
-		return migp_encode_extents(req, ext, m->u.extents.count, out, cap);
+		return migp_encode_extents(req, ext, m->u.extents.count, m->u.extents.first, m->u.extents.total, out,
+					   cap);
 	case MIGP_PAGE_MAP:
 		for (uint32_t i = 0; i < m->u.map.count; i++)
 			migp_page_map_entry(&m->u.map, i, &map[i]);
@@ -89,6 +91,12 @@ static int reencode(const struct migp_msg *m)
 		return migp_encode_subhost(req, &m->u.subhost, out, cap);
 	case MIGP_BIND:
 		return migp_encode_bind(req, m->u.bind.bind, out, cap);
+	case MIGP_CREDIT:
+		return migp_encode_credit(req, m->u.credit.slots, out, cap);
+	case MIGP_FETCH:
+		for (uint32_t i = 0; i < m->u.fetch.count; i++)
+			fpages[i] = migp_fetch_page(&m->u.fetch, i);
+		return migp_encode_fetch(req, fpages, m->u.fetch.count, m->u.fetch.first_slot, out, cap);
 	default:
 		abort();
 	}

@@ -25,7 +25,8 @@ MAX_PAYLOAD = 8 + MAP_MAX * 24
 
 (PREPARE, PREPARE_OK, START, STATUS, STATUS_OK, ABORT, OK, ERROR, HELLO,
  CHALLENGE, AUTH, AUTH_OK, LAYOUT, LAYOUT_OK, EXTENTS, PAGE_MAP, ROUND_END,
- DEVSTATE, SWITCHOVER, RESUMED, POSTCOPY_DONE, STATS, STATS_OK, BIND, SUBHOST) = range(1, 26)
+ DEVSTATE, SWITCHOVER, RESUMED, POSTCOPY_DONE, STATS, STATS_OK, BIND, SUBHOST,
+ CREDIT, FETCH) = range(1, 28)
 REPLIES = {PREPARE_OK, STATUS_OK, OK, ERROR, CHALLENGE, AUTH_OK, LAYOUT_OK, RESUMED, STATS_OK}
 
 (E_OK, E_TRUNCATED, E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_BAD_FLAGS,
@@ -86,16 +87,18 @@ def status_ok(phase=2, err=b'', err_len=None, rsv=0):
 def layout(npages=16384, used=100, mode=1, regions=((0, 64 << 20, 0),), rsv=0, nregions=None):
     if nregions is None:
         nregions = len(regions)
-    body = struct.pack('<QQIBBHIIQ', npages, used, 1, mode, nregions, rsv, 0x1234, 0, 0)
+    body = struct.pack('<QQIBBHIIQ', npages, used, 1, mode, nregions, rsv, 0, 0, 0)
     for gpa, size, first in regions:
         body += struct.pack('<QQQ', gpa, size, first)
     return body
 
 
-def extents(ents=((0, 7, 16 << 20),), count=None, rsv=bytes(6)):
+def extents(ents=((0, 7, 16 << 20),), count=None, first=0, total=None, rsv=bytes(2)):
     if count is None:
         count = len(ents)
-    body = struct.pack('<H', count) + rsv
+    if total is None:
+        total = first + count
+    body = struct.pack('<HHH', count, first, total) + rsv
     for sub, eid, length in ents:
         body += struct.pack('<B3xIQ', sub, eid, length) + TOKEN
     return body
@@ -136,7 +139,11 @@ CASES = {
     'ok-auth-ok': (msg(AUTH_OK, HMAC + struct.pack('<H6x', 23002) + TOKEN), E_OK),
     'ok-layout': (msg(LAYOUT, layout()), E_OK),
     'ok-layout-two-regions': (msg(LAYOUT, layout(npages=3, used=2, regions=((0, 4096, 0), (1 << 32, 8192, 1)))), E_OK),
-    'ok-layout-ok': (msg(LAYOUT_OK, struct.pack('<IIQQ', 9, 0, 0, 4096)), E_OK),
+    'ok-layout-ok': (msg(LAYOUT_OK, struct.pack('<IIQQ', 9, 16384, 0, 4096)), E_OK),
+    'ok-extents-second-message': (msg(EXTENTS, extents(first=64, total=100)), E_OK),
+    'ok-credit': (msg(CREDIT, struct.pack('<II', 256, 0)), E_OK),
+    'ok-fetch': (msg(FETCH, struct.pack('<II', 2, 30) + struct.pack('<QQ', 5, 1 << 40)), E_OK),
+    'ok-page-map-dest-slot': (msg(PAGE_MAP, page_map([mapent(slot=16383)])), E_OK),
     'ok-extents': (msg(EXTENTS, extents(((0, 7, 16 << 20), (1, 8, 4096)))), E_OK),
     'ok-page-map': (msg(PAGE_MAP, page_map()), E_OK),
     'ok-round-end': (msg(ROUND_END, struct.pack('<IIQ', 2, 0, 77)), E_OK),
@@ -160,7 +167,7 @@ CASES = {
     'bad-magic-wake': (msg(STATUS, ref(), magic=0x4B415746), E_BAD_MAGIC),
     'version-2': (msg(STATUS, ref(), version=2), E_VERSION),
     'type-zero': (msg(0, b''), E_UNKNOWN_TYPE),
-    'type-26': (msg(26, b''), E_UNKNOWN_TYPE),
+    'type-28': (msg(28, b''), E_UNKNOWN_TYPE),
     'flags-unknown': (msg(STATUS, ref(), flags=4), E_BAD_FLAGS),
     'flags-reply-on-request': (msg(STATUS, ref(), flags=F_REPLY), E_BAD_FLAGS),
     'flags-no-reply-on-ok': (msg(OK, struct.pack('<Q', 1), flags=0), E_BAD_FLAGS),
@@ -221,23 +228,36 @@ CASES = {
     'layout-npages-zero': (msg(LAYOUT, layout(npages=0, used=0)), E_MALFORMED),
     'layout-mode-zero': (msg(LAYOUT, layout(mode=0)), E_MALFORMED),
     'layout-reserved': (msg(LAYOUT, layout(rsv=1)), E_MALFORMED),
-    'layout-ok-reserved': (msg(LAYOUT_OK, struct.pack('<IIQQ', 9, 1, 0, 4096)), E_MALFORMED),
+    'layout-ok-stage-too-small': (msg(LAYOUT_OK, struct.pack('<IIQQ', 9, 255, 0, 4096)), E_MALFORMED),
+    'layout-ok-stage-above-max': (msg(LAYOUT_OK, struct.pack('<IIQQ', 9, 262145, 0, 4096)), E_TOO_LARGE),
+    'layout-rkey-set': (msg(LAYOUT, layout()[:24] + struct.pack('<I', 0x1234) + layout()[28:]), E_MALFORMED),
+    'extents-past-total': (msg(EXTENTS, extents(first=1, total=1)), E_MALFORMED),
+    'extents-total-above-max': (msg(EXTENTS, extents(total=1025)), E_TOO_LARGE),
+    'credit-zero': (msg(CREDIT, struct.pack('<II', 0, 0)), E_MALFORMED),
+    'credit-above-max': (msg(CREDIT, struct.pack('<II', 262145, 0)), E_TOO_LARGE),
+    'credit-reserved': (msg(CREDIT, struct.pack('<II', 1, 1)), E_MALFORMED),
+    'credit-short': (msg(CREDIT, struct.pack('<I', 1)), E_MALFORMED),
+    'fetch-zero': (msg(FETCH, struct.pack('<II', 0, 0)), E_MALFORMED),
+    'fetch-above-max': (msg(FETCH, struct.pack('<II', 65, 0) + bytes(8 * 65)), E_TOO_LARGE),
+    'fetch-count-lies': (msg(FETCH, struct.pack('<II', 2, 0) + bytes(8)), E_MALFORMED),
+    'fetch-slot-past-ring': (msg(FETCH, struct.pack('<II', 2, 262143) + bytes(16)), E_MALFORMED),
+    'map-dest-slot-past-ring': (msg(PAGE_MAP, page_map([mapent(slot=262144)])), E_MALFORMED),
+    'map-dest-extent': (msg(PAGE_MAP, page_map([mapent(ext=1)])), E_MALFORMED),
     'extents-zero': (msg(EXTENTS, extents(())), E_MALFORMED),
     'extents-above-max': (msg(EXTENTS, extents(count=65)), E_TOO_LARGE),
     'extents-count-lies': (msg(EXTENTS, extents(count=2)), E_MALFORMED),
     'extents-length-zero': (msg(EXTENTS, extents(((0, 7, 0),))), E_MALFORMED),
     'extents-length-unaligned': (msg(EXTENTS, extents(((0, 7, 4097),))), E_MALFORMED),
     'extents-sub-8': (msg(EXTENTS, extents(((8, 7, 4096),))), E_MALFORMED),
-    'extents-reserved': (msg(EXTENTS, extents(rsv=b'\0\0\0\0\0\1')), E_MALFORMED),
+    'extents-reserved': (msg(EXTENTS, extents(rsv=b'\0\1')), E_MALFORMED),
     'page-map-empty': (msg(PAGE_MAP, page_map([])), E_MALFORMED),
     'page-map-count-above-max': (msg(PAGE_MAP, page_map([mapent()], count=2049)), E_TOO_LARGE),
     'page-map-count-lies-high': (msg(PAGE_MAP, page_map([mapent()], count=2)), E_MALFORMED),
     'page-map-count-lies-low': (msg(PAGE_MAP, page_map([mapent(), mapent()], count=1)), E_MALFORMED),
     'page-map-where-zero': (msg(PAGE_MAP, page_map([mapent(where=0)])), E_MALFORMED),
     'page-map-where-5': (msg(PAGE_MAP, page_map([mapent(where=5)])), E_MALFORMED),
-    'page-map-dest-with-slot': (msg(PAGE_MAP, page_map([mapent(where=1, slot=3)])), E_MALFORMED),
     'page-map-sub-8': (msg(PAGE_MAP, page_map([mapent(where=2, sub=8)])), E_MALFORMED),
-    'page-map-extent-64': (msg(PAGE_MAP, page_map([mapent(where=2, ext=64)])), E_MALFORMED),
+    'page-map-extent-1024': (msg(PAGE_MAP, page_map([mapent(where=2, ext=1024)])), E_MALFORMED),
     'page-map-reserved': (msg(PAGE_MAP, page_map([mapent(rsv=1)])), E_MALFORMED),
     'page-map-header-reserved': (msg(PAGE_MAP, page_map(rsv=1)), E_MALFORMED),
     'round-end-reserved': (msg(ROUND_END, struct.pack('<IIQ', 2, 1, 77)), E_MALFORMED),

@@ -10,9 +10,12 @@
 # with remote paging under the main host's budget, then checks EVERY page
 # (pages held by the main host, pages on the sub-hosts, pages pulled from the
 # source post-copy); the source guestsim is told it migrated away and exits 0.
-# Failures: a sub-host killed mid-migration, and the main host's pager killed
-# mid-migration: the migration FAILS and the VM keeps running at the source
-# (guestsim --check passes).
+# Failures: a sub-host killed mid-migration, the main host's pager killed
+# mid-migration, and the link between the source and the main host dropped
+# mid-pre-copy (link-drop: every packet between h1 and h2 steered into an
+# 8 bit/s htb class, nothing else touched): the migration FAILS and the VM
+# keeps running at the source (guestsim --check passes); for link-drop the
+# destination's side must fail too (stream keepalive), within the op timeout.
 #
 # usage: migrate_cluster.sh BUILD_DIR [MODE...]   exit 0 pass, 1 fail, 77 skip
 set -u
@@ -86,11 +89,12 @@ start_main() {
 	rm -f "$run/main.sock" "$run/main-mig.sock"
 	"$rig" exec h2 "$pager" --socket "$run/main.sock" --allow uid:0 --secret-file "$run/secret" \
 		--servers 10.77.0.3:23100,10.77.0.4:23100 --migrate-socket "$run/main-mig.sock" \
-		--migrate-listen 10.77.0.2 --migrate-port 23001 --log-level info >>"$run/main.log" 2>&1 &
+		--migrate-listen 10.77.0.2 --migrate-port 23001 --log-level info "${MAIN_EXTRA[@]}" >>"$run/main.log" 2>&1 &
 	main_pid=$!
 	pids+=($!)
 	wait_sock "$run/main-mig.sock" "$main_pid"
 }
+MAIN_EXTRA=()
 start_memsrv 3
 start_memsrv 4
 start_main || { echo "main pager did not start"; cat "$run/main.log"; exit 1; }
@@ -113,8 +117,8 @@ start_guest() {
 	pids+=($!)
 }
 
-migrate_ok() {   # mode
-	local mode=$1 id=vm-$1 ep host port token extra=()
+migrate_ok() {   # mode [vm id]
+	local mode=$1 id=${2:-vm-$1} ep host port token extra=()
 	# precopy: the guest also frees memory (MADV_REMOVE) while it migrates; freed pages
 	# must read as zeros at the destination
 	[ "$mode" = precopy ] && extra=(--free-report 5 --free-via madvise --free-every 10000)
@@ -210,11 +214,47 @@ wait_subhost_pages() {
 }
 kill_subhost() { wait_subhost_pages vm-subhost-lost; kill -9 "$memsrv4"; }
 kill_main() { wait_subhost_pages vm-main-lost; kill -9 "$main_pid"; }
+# link-drop: traffic h1 <-> h2 only goes into a class of 8 bit/s (this kernel has no tc drop
+# action): the source's WRITEs and stream stall with no RST or FIN, like a dead link.
+link_cut() {   # on|off
+	local h peer
+	for h in 1 2; do
+		peer=$((3 - h))
+		if [ "$1" = on ]; then
+			"$rig" exec "h$h" tc class add dev eth0 parent 1: classid 1:20 htb rate 8bit ceil 8bit 2>/dev/null
+			"$rig" exec "h$h" tc filter add dev eth0 parent 1: protocol ip prio 1 u32 \
+				match ip dst "10.77.0.$peer/32" flowid 1:20
+		else
+			"$rig" exec "h$h" tc filter del dev eth0 parent 1: prio 1
+			"$rig" exec "h$h" tc class del dev eth0 parent 1: classid 1:20
+		fi
+	done
+}
+drop_link() { wait_subhost_pages vm-link-drop; link_drop_t0=$(date +%s.%N); link_cut on; }
 abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
 
 for m in $modes; do
 	case $m in
 	precopy|postcopy|planned|full) migrate_ok "$m" ;;
+	full-many-extents)
+		# FULL with 1 MiB pool extents at the main host: the cold pages need ~100 extents,
+		# more than one EXTENTS message carries (64); before the limit was lifted this was
+		# refused ("cold pages need more than 64 extents").
+		kill "$main_pid"; wait "$main_pid" 2>/dev/null; sleep 0.3
+		MAIN_EXTRA=(--extent-size 1M)
+		start_main || fail "main pager restart (1M extents)"
+		migrate_ok full vm-full-many
+		n=$(grep -oE 'incoming migration of vm-full-many: layout accepted .* ([0-9]+) extents shared' "$run/main.log" |
+			grep -oE '[0-9]+ extents' | grep -oE '[0-9]+')
+		if [ "${n:-0}" -gt 64 ]; then
+			pass "full-many-extents: $n sub-host extents shared in one migration (> 64)"
+		else
+			fail "full-many-extents: ${n:-no} extents shared, expected more than 64"
+		fi
+		kill "$main_pid"; wait "$main_pid" 2>/dev/null; sleep 0.3
+		MAIN_EXTRA=()
+		start_main || fail "main pager restart"
+		;;
 	subhost-lost)
 		migrate_broken subhost-lost kill_subhost
 		start_memsrv 4
@@ -224,6 +264,17 @@ for m in $modes; do
 		;;
 	main-lost) migrate_broken main-lost kill_main; start_main ;;
 	abort) migrate_broken abort abort_src aborted ;;
+	link-drop)
+		migrate_broken link-drop drop_link
+		echo "  source failed $(echo "$(date +%s.%N) - $link_drop_t0" | bc | cut -c1-5) s after the link dropped (at most)"
+		# the destination notices too (keepalive: MIG_KEEPALIVE_IDLE_S + MIG_KEEPALIVE_PROBES s)
+		if "$migtool" wait "$run/main-mig.sock" vm-link-drop 20 failed >"$run/link-drop.dst.progress" 2>&1; then
+			pass "link-drop: the destination's side failed too ($(grep -oE 'error="[^"]*"' "$run/link-drop.dst.progress"))"
+		else
+			fail "link-drop: the destination did not fail: $(cat "$run/link-drop.dst.progress")"
+		fi
+		link_cut off
+		;;
 	probe)
 		if "$rig" exec h1 "$migtool" probe "$run/main-mig.sock" 10.77.0.2 23001 "$run/secret" >"$run/probe.log" 2>&1; then
 			pass "bad input on the control socket and the stream: ERROR and counted ($(grep stats: "$run/probe.log"))"

@@ -86,15 +86,30 @@ static int hexbytes(const char *s, uint8_t *out, size_t n)
 	return 0;
 }
 
-static int wait_phase(struct mig_ctl *c, const char *vm, double timeout, enum mig_phase want, bool quiet,
-		      struct mig_progress *p)
+/* @p path: reconnect there after a timed-out STATUS (NULL: give up at once). */
+static int wait_phase(struct mig_ctl **cp, const char *path, const char *vm, double timeout, enum mig_phase want,
+		      bool quiet, struct mig_progress *p)
 {
+	struct mig_ctl *c = *cp;
 	struct ferry_err err = { 0 };
 	double end = now_s() + timeout;
 
 	for (;;) {
-		if (mig_ctl_status(c, vm, p, &err))
+		if (mig_ctl_status(c, vm, p, &err)) {
+			/* The pager may be inside a bounded synchronous step (a dead peer's I/O
+			 * timeout): ask again, on a new connection (the late reply must not be
+			 * taken for the next one's), until our own deadline. */
+			if (err.code == -ETIMEDOUT && path && now_s() < end) {
+				mig_ctl_close(c);
+				*cp = c = NULL;
+				memset(&err, 0, sizeof(err));
+				if (mig_ctl_connect(path, cp, &err))
+					return die("reconnect", &err);
+				c = *cp;
+				continue;
+			}
 			return die("status", &err);
+		}
 		if (p->phase == want || (p->phase >= MIG_PH_DONE && want <= MIG_PH_DONE) ||
 		    (want > MIG_PH_DONE && p->phase >= MIG_PH_DONE)) {
 			if (!quiet)
@@ -263,14 +278,14 @@ static int shell(int argc, char **argv)
 		if (bad)
 			return 3;
 	}
-	rc = wait_phase(c, vm, 30, MIG_PH_DONE, false, &p);
+	rc = wait_phase(&c, NULL, vm, 30, MIG_PH_DONE, false, &p);
 	mig_ctl_close(c);
 	ferry_vmm_unregister(conn);
 	ferry_vmm_close(conn);
 	return rc ? 2 : 0;
 }
 
-static int command(struct mig_ctl *c, int argc, char **argv);
+static int command(struct mig_ctl **cp, int argc, char **argv);
 
 /* ---------------------------------------------------------------- probe */
 
@@ -449,13 +464,15 @@ int main(int argc, char **argv)
 		return 2;
 	if (mig_ctl_connect(argv[2], &c, &err))
 		return die("control socket", &err);
-	rc = command(c, argc, argv);
-	mig_ctl_close(c);
+	rc = command(&c, argc, argv);
+	if (c)
+		mig_ctl_close(c);
 	return rc;
 }
 
-static int command(struct mig_ctl *c, int argc, char **argv)
+static int command(struct mig_ctl **cp, int argc, char **argv)
 {
+	struct mig_ctl *c = *cp;
 	struct ferry_err err = { 0 };
 	struct mig_progress p;
 	int rc;
@@ -506,7 +523,7 @@ static int command(struct mig_ctl *c, int argc, char **argv)
 				if (strcmp(argv[5], mig_phase_name((enum mig_phase)ph)) == 0)
 					want = (enum mig_phase)ph;
 		}
-		rc = wait_phase(c, argv[3], atof(argv[4]), want, false, &p);
+		rc = wait_phase(cp, argv[2], argv[3], atof(argv[4]), want, false, &p);
 		return rc;
 	}
 	if (strcmp(argv[1], "status") == 0) {

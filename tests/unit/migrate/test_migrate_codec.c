@@ -93,9 +93,10 @@ static void test_stream(void **state)
 	uint8_t nonce[32], mac[32];
 	struct migp_auth_ok ao = { .data_port = 23002 };
 	struct migp_layout l = { .npages = 3, .pages_used = 2, .generation = 4, .mode = 1, .nregions = 2,
-				 .src_rkey = 77, .src_base = 4096,
 				 .regions = { { 0, 4096, 0 }, { 1ull << 32, 8192, 1 } } };
-	struct migp_layout_ok lo = { .dst_rkey = 5, .dst_base = 0, .dst_pages = 100 };
+	struct migp_layout_ok lo = { .dst_rkey = 5, .stage_slots = 16384, .dst_base = 0,
+				     .dst_pages = 100 };
+	uint64_t fp[3] = { 7, 1ull << 40, 0 };
 	struct migp_extent x[2] = { { .sub = 0, .extent_id = 3, .length = 1 << 24 },
 				    { .sub = 1, .extent_id = 4, .length = 4096 } };
 	struct migp_map_entry e[3] = { { .page = 1, .generation = 2, .where = MIGP_W_DEST },
@@ -123,14 +124,22 @@ static void test_stream(void **state)
 	decode_ok(migp_encode_layout(42, &l, buf, sizeof(buf)), MIGP_LAYOUT);
 	assert_int_equal(m.u.layout.nregions, 2);
 	assert_int_equal(m.u.layout.regions[1].gpa, 1ull << 32);
-	assert_int_equal(m.u.layout.src_rkey, 77);
 	l.regions[1].first_page = 2;
 	assert_int_equal(migp_encode_layout(42, &l, buf, sizeof(buf)), -MIG_E_MALFORMED);
 
 	decode_ok(migp_encode_layout_ok(42, &lo, buf, sizeof(buf)), MIGP_LAYOUT_OK);
 	assert_int_equal(m.u.layout_ok.dst_pages, 100);
+	assert_int_equal(m.u.layout_ok.stage_slots, 16384);
+	lo.stage_slots = MIGP_STAGE_MIN - 1;
+	assert_int_equal(migp_encode_layout_ok(42, &lo, buf, sizeof(buf)), -MIG_E_MALFORMED);
+	lo.stage_slots = MIGP_STAGE_MAX + 1;
+	assert_int_equal(migp_encode_layout_ok(42, &lo, buf, sizeof(buf)), -MIG_E_TOO_LARGE);
 
-	decode_ok(migp_encode_extents(42, x, 2, buf, sizeof(buf)), MIGP_EXTENTS);
+	decode_ok(migp_encode_extents(42, x, 2, 100, 102, buf, sizeof(buf)), MIGP_EXTENTS);
+	assert_int_equal(m.u.extents.first, 100);
+	assert_int_equal(m.u.extents.total, 102);
+	assert_int_equal(migp_encode_extents(42, x, 2, 101, 102, buf, sizeof(buf)), -MIG_E_MALFORMED);
+	assert_int_equal(migp_encode_extents(42, x, 2, 0, MIGP_EXTENTS_MAX + 1, buf, sizeof(buf)), -MIG_E_TOO_LARGE);
 	migp_extents_entry(&m.u.extents, 1, &xe);
 	assert_int_equal(xe.sub, 1);
 	assert_int_equal(xe.extent_id, 4);
@@ -141,9 +150,28 @@ static void test_stream(void **state)
 	assert_int_equal(got.where, MIGP_W_SUB);
 	assert_int_equal(got.sub, 1);
 	assert_int_equal(got.extent, 1);
-	e[0].slot = 5; /* DEST with a slot */
+	e[0].slot = 5; /* DEST names its staging slot */
+	decode_ok(migp_encode_page_map(42, e, 3, buf, sizeof(buf)), MIGP_PAGE_MAP);
+	migp_page_map_entry(&m.u.map, 0, &got);
+	assert_int_equal(got.slot, 5);
+	e[0].slot = MIGP_STAGE_MAX; /* beyond any ring */
 	assert_int_equal(migp_encode_page_map(42, e, 3, buf, sizeof(buf)), -MIG_E_MALFORMED);
+	e[0].slot = 5;
+	e[0].extent = 1; /* DEST with an extent */
+	assert_int_equal(migp_encode_page_map(42, e, 3, buf, sizeof(buf)), -MIG_E_MALFORMED);
+	e[0].extent = 0;
 	assert_int_equal(migp_encode_page_map(42, e, MIGP_MAP_MAX + 1, buf, sizeof(buf)), -MIG_E_TOO_LARGE);
+
+	decode_ok(migp_encode_credit(42, 256, buf, sizeof(buf)), MIGP_CREDIT);
+	assert_int_equal(m.u.credit.slots, 256);
+	assert_int_equal(migp_encode_credit(42, 0, buf, sizeof(buf)), -MIG_E_MALFORMED);
+	assert_int_equal(migp_encode_credit(42, MIGP_STAGE_MAX + 1, buf, sizeof(buf)), -MIG_E_TOO_LARGE);
+	decode_ok(migp_encode_fetch(42, fp, 3, 10, buf, sizeof(buf)), MIGP_FETCH);
+	assert_int_equal(m.u.fetch.count, 3);
+	assert_int_equal(m.u.fetch.first_slot, 10);
+	assert_true(migp_fetch_page(&m.u.fetch, 1) == (1ull << 40));
+	assert_int_equal(migp_encode_fetch(42, fp, MIGP_FETCH_MAX + 1, 0, buf, sizeof(buf)), -MIG_E_TOO_LARGE);
+	assert_int_equal(migp_encode_fetch(42, fp, 3, MIGP_STAGE_MAX - 2, buf, sizeof(buf)), -MIG_E_MALFORMED);
 
 	decode_ok(migp_encode_round_end(42, 2, 55, buf, sizeof(buf)), MIGP_ROUND_END);
 	assert_int_equal(m.u.round_end.pages_dirty, 55);
