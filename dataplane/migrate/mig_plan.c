@@ -27,6 +27,7 @@ struct mig_plan {
 	const struct pg_region *r;   /* the sampled region (region 0) */
 	uint64_t period_ns, next_ns;
 	unsigned periods_left;
+	bool continuous;             /* periods_left does not count down */
 	bool sampling, started;
 	uint64_t drops_sent;
 	struct access_sampler_stats last;   /* counters already added to vm->c */
@@ -62,7 +63,7 @@ static bool held_by_pager(void *ctx, uint64_t page)
 	return page < p->vm->pm.npages && (pm_get(&p->vm->pm, p->r->first_page + page)->flags & PM_F_WP);
 }
 
-struct mig_plan *mig_plan_start(struct pg_vm *vm, struct ferry_err *err)
+struct mig_plan *mig_plan_start(struct pg_vm *vm, bool continuous, struct ferry_err *err)
 {
 	const struct pager_config *cfg = vm->pg->cfg;
 	struct mig_plan *p = calloc(1, sizeof(*p));
@@ -83,6 +84,7 @@ struct mig_plan *mig_plan_start(struct pg_vm *vm, struct ferry_err *err)
 		goto fail;
 	p->period_ns = (uint64_t)cfg->plan_period_ms * 1000000u;
 	p->periods_left = cfg->plan_periods;
+	p->continuous = continuous;
 	p->sampling = true;
 	/* The sampler: region 0 in a memory file, registered WP (and MINOR for the reads). */
 	reads = (r->modes & FERRY_VMMP_MODE_MINOR) && pg_vmm_request_drop_ptes && vm->kind == PG_VM_VMMP;
@@ -101,7 +103,7 @@ struct mig_plan *mig_plan_start(struct pg_vm *vm, struct ferry_err *err)
 	LOG_INFO("vm %s: access sampler on region 0 (%llu pages): %s, %u periods of %u ms, blocks of %u pages, "
 		 "windows of %u periods, history %u", vm->id, (unsigned long long)(r->size / PG_PAGE),
 		 reads ? "reads (DROP_PTES + MINOR faults) and writes (uffd-wp)" : "writes only (uffd-wp; no MINOR "
-		 "registration or no VMM server requests)", cfg->plan_periods, cfg->plan_period_ms,
+		 "registration or no VMM server requests)", continuous ? 0 : cfg->plan_periods, cfg->plan_period_ms,
 		 cfg->plan_block_pages, cfg->plan_window, cfg->plan_history);
 	return p;
 
@@ -186,7 +188,7 @@ bool mig_plan_tick(struct mig_plan *p, uint64_t now_ns)
 	}
 	if (now_ns < p->next_ns)
 		return false;
-	if (--p->periods_left == 0) {
+	if (!p->continuous && --p->periods_left == 0) {
 		finish_sampling(p);
 		return true;
 	}
@@ -203,6 +205,16 @@ bool mig_plan_tick(struct mig_plan *p, uint64_t now_ns)
 		p->vm->c.sampler_periods++;
 	}
 	return false;
+}
+
+void mig_plan_finish_soon(struct mig_plan *p)
+{
+	if (p->continuous && p->sampling) {
+		p->continuous = false;
+		p->periods_left = 1;
+		if (!p->started)
+			p->periods_left = 2;   /* never armed: one whole period first */
+	}
 }
 
 bool mig_plan_has_sampler(const struct mig_plan *p)

@@ -27,6 +27,10 @@
  *    only the writes the pager's own WP faults and installs report
  *    (mig_plan_note_write()). Only region 0 is sampled; pages of other
  *    regions are seen clean (pushed pre-copy).
+ * With `[migrate] plan_continuous = 1` the engine samples every registered,
+ * not parked VM all the time (vm->plan); a planned migration takes that
+ * sampler over and plans at its current period's end (the history of every
+ * period since registration is in the planner), any other mode stops it first.
  * The planner's misprediction rates (planner.h: A(w|c), A(w|r), A(c|w),
  * A(r|w)) over the sampled windows go to the VM's counters (STATS: plan_*,
  * sampler_*) and the pager log ("planner of VM ...").
@@ -43,8 +47,14 @@ struct pg_vm;
 struct pg_fault;
 struct mig_plan;
 
-/** Start sampling @p vm now (config from vm->pg->cfg). NULL on no memory (err filled). */
-struct mig_plan *mig_plan_start(struct pg_vm *vm, struct ferry_err *err);
+/**
+ * Start sampling @p vm now (config from vm->pg->cfg): @p continuous for good
+ * (until mig_plan_finish_soon()), else for `plan_periods` periods. NULL on no
+ * memory (err filled).
+ */
+struct mig_plan *mig_plan_start(struct pg_vm *vm, bool continuous, struct ferry_err *err);
+/** A continuous sampler handed to a planned migration: sampling ends at the current period's end. */
+void mig_plan_finish_soon(struct mig_plan *p);
 /** Stop the sampler (if running) and free. */
 void mig_plan_destroy(struct mig_plan *p);
 /** True while sampling: the caller sets PM_F_WP on no page for the migration meanwhile. */

@@ -540,10 +540,20 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	s->prog.pages_remaining = used;
 	/* Track writes from here on: every region write-protected in one call each;
 	 * a write faults and marks its page dirty again. */
+	if (vm->plan && s->mode == MIG_MODE_PLANNED) {
+		/* continuous sampling: its history plans this migration at the current period's end */
+		s->plan = vm->plan;
+		vm->plan = NULL;
+		mig_plan_finish_soon(s->plan);
+		s->observing = true;
+	} else if (vm->plan) {
+		mig_plan_destroy(vm->plan);   /* the sampler must not take this migration's WP faults */
+		vm->plan = NULL;
+	}
 	if ((rc = protect_regions(vm, err)) < 0)
 		goto fail;
-	if (s->mode == MIG_MODE_PLANNED) {
-		s->plan = mig_plan_start(vm, err);
+	if (s->mode == MIG_MODE_PLANNED && !s->plan) {
+		s->plan = mig_plan_start(vm, false, err);
 		if (!s->plan) {
 			rc = -ENOMEM;
 			goto fail;

@@ -179,6 +179,11 @@ static int set_migrate(struct pager_config *cfg, const char *key, const char *va
 			return ferry_err_set(err, EINVAL, "%s: [migrate] port: \"%s\" is not a port (0..65535)", origin,
 					     value);
 		cfg->mig_port = (uint16_t)v;
+	} else if (strcmp(key, "plan_continuous") == 0) {
+		if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0)
+			return ferry_err_set(err, EINVAL, "%s: [migrate] plan_continuous: \"%s\" is not 0 or 1", origin,
+					     value);
+		cfg->plan_continuous = value[0] == '1';
 	} else if (strncmp(key, "plan_", 5) == 0) {
 		static const struct { const char *key; uint64_t max; size_t off; } plan_keys[] = {
 			{ "plan_period_ms", 60000, offsetof(struct pager_config, plan_period_ms) },
@@ -199,7 +204,7 @@ static int set_migrate(struct pager_config *cfg, const char *key, const char *va
 			return 0;
 		}
 		return ferry_err_set(err, EINVAL, "%s: [migrate] %s: unknown key (known: plan_period_ms, plan_block_pages, "
-				     "plan_window, plan_periods, plan_history)", origin, key);
+				     "plan_window, plan_periods, plan_history, plan_continuous)", origin, key);
 	} else if (strcmp(key, "stage_size") == 0) {
 		uint64_t v;
 
@@ -291,6 +296,7 @@ static const struct daemon_flag flags[] = {
 	{ "plan-periods",  DAEMON_OPTS_LONG_ONLY + 11, "migrate", "plan_periods" },
 	{ "plan-history",  DAEMON_OPTS_LONG_ONLY + 12, "migrate", "plan_history" },
 	{ "migrate-stage-size", DAEMON_OPTS_LONG_ONLY + 13, "migrate", "stage_size" },
+	{ "plan-continuous", DAEMON_OPTS_LONG_ONLY + 14, "migrate", "plan_continuous" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -343,6 +349,8 @@ void pager_config_usage(FILE *out, const char *prog)
 		"  plan_window       --plan-window N       sample periods per prediction window (1)\n"
 		"  plan_periods      --plan-periods N      periods sampled before the push (4)\n"
 		"  plan_history      --plan-history N      periods the predictor looks back (1)\n"
+		"  plan_continuous   --plan-continuous 0|1 sample every VM all the time; a planned\n"
+		"                                          migration then plans at its next period end (0)\n"
 		"  stage_size        --migrate-stage-size S staging ring an incoming migration registers\n"
 		"                                          for the pages in flight (default 64M, 1M..1G;\n"
 		"                                          VM memory itself is never registered)\n"

@@ -10,7 +10,8 @@
  *   [pool]   servers, secret_file, transport, extent_size
  *   [paging] vm_budget, prefetch, pageout_batch
  *   [migrate] socket, listen, advertise, port (split migration, issue 5),
- *             plan_period_ms, plan_block_pages, plan_window, plan_periods, plan_history
+ *             plan_period_ms, plan_block_pages, plan_window, plan_periods, plan_history,
+ *             plan_continuous
  */
 #ifndef FERRY_PAGER_CONFIG_H
 #define FERRY_PAGER_CONFIG_H
@@ -65,6 +66,7 @@ struct pager_config {
 	uint32_t plan_window;        /**< sample periods per window (default 1) */
 	uint32_t plan_periods;       /**< periods sampled at a planned migration's start (default 4) */
 	uint32_t plan_history;       /**< periods the predictor looks back (default 1 = the seed's) */
+	bool plan_continuous;        /**< sample every VM all the time, not only at a planned migration's start */
 	uint64_t mig_stage_bytes;    /**< staging ring an incoming migration registers (default 64M) */
 
 	char config_file[PATH_MAX];

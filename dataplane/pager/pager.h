@@ -97,6 +97,7 @@ struct pager;
 struct mig_src;
 struct mig_dst;
 struct mig_engine;
+struct mig_plan;
 
 enum pg_conn_kind { PG_CONN_VMMP = 1, PG_CONN_FC = 2 };
 
@@ -174,6 +175,7 @@ struct pg_vm {
 	/* split migration (dataplane/migrate): this VM's outgoing or incoming migration */
 	struct mig_src *mig_src;
 	struct mig_dst *mig_dst;
+	struct mig_plan *plan;   /* [migrate] plan_continuous: its access sampler while no migration runs */
 };
 
 struct pg_global {

@@ -126,6 +126,10 @@ static void test_plan(void **state)
 	assert_true(run(&cfg, &err, 5, big) < 0);
 	assert_non_null(strstr(err.msg, "1..64"));
 	pager_config_defaults(&cfg);
+	assert_false(cfg.plan_continuous);
+	assert_int_equal(pager_config_set(&cfg, "migrate", "plan_continuous", "1", "test", &err), 0);
+	assert_true(cfg.plan_continuous);
+	assert_true(pager_config_set(&cfg, "migrate", "plan_continuous", "yes", "test", &err) < 0);
 	assert_true(pager_config_set(&cfg, "migrate", "plan_bogus", "1", "test", &err) < 0);
 	assert_non_null(strstr(err.msg, "plan_bogus"));
 }
