@@ -293,7 +293,8 @@ static int protect_regions(struct pg_vm *vm, struct ferry_err *err)
 		int tries = 0;
 
 		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
-			if (errno != EAGAIN || ++tries > 8)
+			/* A guest that frees memory fast keeps REMOVE events coming: several rounds */
+			if (errno != EAGAIN || ++tries > 64)
 				return ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
 			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
 		}

@@ -3,7 +3,7 @@
 #   h1 source  : ferry-pager + guestsim (the running VM, memfd RAM)
 #   h2 main    : ferry-pager with a budget below the VM's size + migtool shell (destination VM)
 #   h3, h4     : ferry-memsrv sub-hosts (the main host's pool)
-# For each mode (precopy, postcopy, planned, full): guestsim runs on the source,
+# For each mode (precopy, postcopy, planned, planned-continuous, full): guestsim runs on the source,
 # the VM is migrated while it writes (paused through the VMM protocol, its
 # device state - the expected generation of every page - shipped), and
 # guestsim --incoming at the destination resumes the same workload there,
@@ -98,13 +98,16 @@ MAIN_EXTRA=()
 start_memsrv 3
 start_memsrv 4
 start_main || { echo "main pager did not start"; cat "$run/main.log"; exit 1; }
-rm -f "$run/src.sock" "$run/src-mig.sock"
-"$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
-	--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 23002 \
-	--plan-period-ms 200 --plan-periods 4 --log-level info >"$run/src.log" 2>&1 &
-src_pid=$!
-pids+=($!)
-wait_sock "$run/src-mig.sock" "$src_pid" || { echo "source pager did not start"; cat "$run/src.log"; exit 1; }
+start_src() {   # extra pager flags
+	rm -f "$run/src.sock" "$run/src-mig.sock"
+	"$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
+		--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 23002 \
+		--plan-period-ms 200 --plan-periods 4 --log-level info "$@" >>"$run/src.log" 2>&1 &
+	src_pid=$!
+	pids+=($!)
+	wait_sock "$run/src-mig.sock" "$src_pid"
+}
+start_src || { echo "source pager did not start"; cat "$run/src.log"; exit 1; }
 
 # guestsim on the source; $1 = VM id, $2... extra flags. The destination shell
 # (guestsim --incoming) must be given the same workload options.
@@ -236,6 +239,18 @@ abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
 for m in $modes; do
 	case $m in
 	precopy|postcopy|planned|full) migrate_ok "$m" ;;
+	planned-continuous)
+		# [migrate] plan_continuous: the source samples the VM from its registration on and the
+		# planned migration takes that sampler over
+		kill "$src_pid"; wait "$src_pid" 2>/dev/null
+		if start_src --plan-continuous 1; then
+			migrate_ok planned vm-planned-continuous
+		else
+			fail "source pager restart"
+		fi
+		kill "$src_pid"; wait "$src_pid" 2>/dev/null
+		start_src || fail "source pager restart"
+		;;
 	full-many-extents)
 		# FULL with 1 MiB pool extents at the main host: the cold pages need ~100 extents,
 		# more than one EXTENTS message carries (64); before the limit was lifted this was
