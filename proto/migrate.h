@@ -96,7 +96,8 @@
  *   S HELLO -> D CHALLENGE -> S AUTH -> D AUTH_OK -> S connects data, BIND -> S LAYOUT ->
  *   D LAYOUT_OK [+ SUBHOST* EXTENTS] -> S {PAGE_MAP}* ROUND_END ... (pre-copy rounds) ->
  *   S {PAGE_MAP}* DEVSTATE* SWITCHOVER -> D RESUMED -> [post-copy: D FETCH -> S PAGE_MAP]
- *   -> D POSTCOPY_DONE (every page arrived). D CREDIT at any time before the switch-over. ERROR from either side ends the migration.
+ *   -> D POSTCOPY_DONE (every page arrived). D CREDIT at any time before the switch-over.
+ *   ERROR from either side ends the migration.
  *
  * This header and migrate.c are pure: no I/O, no allocation. Decoders check
  * every length and count and never read past the buffer; they return a stable

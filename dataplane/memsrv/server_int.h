@@ -45,8 +45,14 @@
 #define SRV_SHUTDOWN_LINGER_MS   500u
 /** Live shares (tokens) of one extent; SHARE beyond is refused with LIMIT. */
 #define SHARE_MAX_PER_EXTENT     8u
-/** Attachments one session may hold; ATTACH beyond is refused with LIMIT. */
-#define SESS_MAX_ATTACH         64u
+/**
+ * Attachments one session may hold; ATTACH beyond is refused with LIMIT.
+ * A migration source attaches every extent the main host shares on this
+ * sub-host in one session: up to MIGP_EXTENTS_MAX (1024, proto/migrate.h),
+ * e.g. 16 GiB of cold pages in 16 MiB extents. Each is one registration of
+ * memory the owner already holds (no quota is charged).
+ */
+#define SESS_MAX_ATTACH         1024u
 
 enum sess_state {
 	SESS_NEW = 0,        /**< accepted, waiting for HELLO */

@@ -557,7 +557,8 @@ static int on_layout(struct mig_dst *d, const struct migp_layout *l)
 			k++;
 		}
 		if (have < want) {
-			DFAIL(d, MIG_E_NO_SPACE, "%llu cold pages do not fit: the sub-hosts granted %u extents (%llu pages)%s",
+			DFAIL(d, MIG_E_NO_SPACE,
+			      "%llu cold pages do not fit: the sub-hosts granted %u extents (%llu pages)%s",
 			      (unsigned long long)want, k, (unsigned long long)have,
 			      k == MIGP_EXTENTS_MAX ? ", the most one migration may use" : "");
 			return -1;
@@ -850,7 +851,8 @@ static int fetch_pages(struct mig_dst *d, const uint64_t *idx, unsigned n)
 	if (rc)
 		return rc;
 	for (;;) {
-		struct pollfd p[2] = { { .fd = d->fd, .events = POLLIN }, { .fd = fx_ctx_fd(d->ctx), .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = d->fd, .events = POLLIN },
+				       { .fd = fx_ctx_fd(d->ctx), .events = POLLIN } };
 		uint64_t now = mig_now_ns();
 
 		if (now >= deadline)
@@ -943,7 +945,8 @@ static void pull(struct mig_dst *d)
 		return;
 	}
 	for (unsigned k = 0; k < n; k++) {
-		struct uffdio_copy c = { .dst = pg_page_hva(vm, idx[k]), .src = (uintptr_t)(d->ring + (uint64_t)k * PG_PAGE),
+		struct uffdio_copy c = { .dst = pg_page_hva(vm, idx[k]),
+					 .src = (uintptr_t)(d->ring + (uint64_t)k * PG_PAGE),
 					 .len = PG_PAGE, .mode = 0 };
 
 		if (ioctl(vm->uffd, UFFDIO_COPY, &c) == 0 || errno == EEXIST) {

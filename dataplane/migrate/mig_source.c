@@ -710,7 +710,8 @@ static int await_credits(struct mig_src *s, unsigned want)
 			if (rc == -EPROTO)
 				s->eng->c.bad_messages++;
 			FAIL(s, rc == -EPROTO ? (uint32_t)code : 0, "waiting for staging credits: %s",
-			     rc == -EPROTO ? migp_errcode_str((uint32_t)code) : rc == -ECONNRESET ? "closed" : strerror(-rc));
+			     rc == -EPROTO ? migp_errcode_str((uint32_t)code)
+					   : rc == -ECONNRESET ? "closed" : strerror(-rc));
 			return -EIO;
 		}
 		if (m.hdr.type == MIGP_ERROR) {
@@ -751,13 +752,22 @@ static void serve_fetch(struct mig_src *s, const struct migp_fetch *f)
 	for (uint32_t k = 0; k < f->count; k++) {
 		uint64_t i = migp_fetch_page(f, k);
 
-		if (i >= vm->pm.npages || s->where[i] != W_SOURCE || pm_get(&vm->pm, i)->state != PM_LOCAL) {
+		if (i >= vm->pm.npages || s->where[i] != W_SOURCE) {
 			s->eng->c.bad_messages++;
 			FAIL(s, MIG_E_MALFORMED, "FETCH of page %llu, which is not kept here for post-copy",
 			     (unsigned long long)i);
 			return;
 		}
-		memcpy(s->stage + (uint64_t)k * PG_PAGE, s->area + i * PG_PAGE, PG_PAGE);
+		if (pm_get(&vm->pm, i)->state == PM_LOCAL) {
+			memcpy(s->stage + (uint64_t)k * PG_PAGE, s->area + i * PG_PAGE, PG_PAGE);
+		} else if (pm_get(&vm->pm, i)->state == PM_UNUSED) {
+			/* The VMM released it (REMOVE) after the stop: its content is zeros. */
+			memset(s->stage + (uint64_t)k * PG_PAGE, 0, PG_PAGE);
+		} else {
+			FAIL(s, MIG_E_INTERNAL, "post-copy page %llu is no longer resident here",
+			     (unsigned long long)i);
+			return;
+		}
 		sge[k] = (struct fx_sge){ s->stage + (uint64_t)k * PG_PAGE, PG_PAGE, s->mr_stage->lkey };
 		wr[k] = (struct fx_send_wr){ .wr_id = i, .opcode = FX_OP_WRITE, .sg_list = &sge[k], .num_sge = 1,
 					     .remote_addr = s->dst_base + (uint64_t)(f->first_slot + k) * PG_PAGE,

@@ -17,10 +17,15 @@
  *  - data: source -> destination transport connection (TCP or RDMA,
  *    dataplane/transport) in a per-migration protection domain on the
  *    destination; bound to the stream by the BIND secret. Pages move with
- *    one-sided WRITE (source -> destination memory: the shell VM's memfd,
- *    mapped by the destination pager and registered in that PD) and, after
- *    switch-over, one-sided READ (destination <- source's mapping of the
- *    paused VM's memfd). Only the page map travels on the stream.
+ *    one-sided WRITE from the source's registered send buffer (pages copied
+ *    in from its own, unregistered mapping of the VM's memfd) into the
+ *    destination's STAGING RING (registered in that PD; slots named by the
+ *    PAGE_MAP entries, installed into the shell's memfd by the destination,
+ *    credits returned with CREDIT). After the switch-over the destination
+ *    FETCHes pages: the source WRITEs them into ring slots and answers with
+ *    their PAGE_MAP. No VM memory is registered anywhere (a registration
+ *    pins every page: holes allocated, punched pages kept pinned). Only the
+ *    page map, credits and fetches travel on the stream.
  *  - sub-hosts: the destination allocates extents on its memory servers,
  *    shares them (pool_client_share) and sends the tokens (EXTENTS); the
  *    source attaches them (pool_client_attach) and WRITEs cold pages there
@@ -50,7 +55,7 @@
  *            that post-copy READs only see resident pages); DEVSTATE chunks;
  *            SWITCHOVER.  -> SWITCHOVER, waiting for RESUMED
  *   SWITCHOVER -RESUMED-> POSTCOPY (pages at source > 0) or DONE
- *   POSTCOPY: passive; the destination READs pages; POSTCOPY_DONE -> DONE.
+ *   POSTCOPY: answers FETCHes (WRITE into the ring, PAGE_MAP); POSTCOPY_DONE -> DONE.
  *   DONE:    the VM stays frozen here (its VMM is told it migrated away);
  *            its registration ends when the VMM exits.
  *   Any error before SWITCHOVER is sent -> FAILED (or ABORTED): faults are
@@ -67,13 +72,14 @@
  *   RECEIVING: PAGE_MAP entries applied if their generation is >= the
  *            page's (the highest generation wins: a second stream of a
  *            destination change may deliver older copies later); DEST ->
- *            LOCAL, SUB -> REMOTE(sub-host slot), UNUSED -> UNUSED (data
+ *            LOCAL (its ring slot copied into the memfd, credit returned),
+ *            SUB -> REMOTE(sub-host slot), UNUSED -> UNUSED (data
  *            punched), SOURCE -> REMOTE(PG_SERVER_MIGSRC). The shell's faults
  *            are not served (parked / not yet running) and its page-out is
  *            off. DEVSTATE into vm->state.
  *   -SWITCHOVER-> resume the shell (RESUME when the VMM supports it) -> RESUMED
- *   POSTCOPY: faults on MIGSRC pages READ them from the source (one-sided),
- *            and the loop pulls the rest in the background (UFFDIO_COPY:
+ *   POSTCOPY: faults on MIGSRC pages FETCH them from the source (into ring
+ *            slots), and the loop pulls the rest in the background (UFFDIO_COPY:
  *            a page the guest already faulted in is never overwritten);
  *            -> POSTCOPY_DONE to the source -> DONE. Remote paging to the
  *            sub-hosts goes on as for any VM.

@@ -438,16 +438,17 @@ static void test_limits(void **state)
 	msrv_start(&q, &qopts);
 	peer_open_on(&owner, &q, "owner-limits");
 	peer_open_on(&mig, &q, "mig-limits");
-	assert_int_equal(pool_client_alloc(owner.c, 8u << 20, &e, &err), 0);
+	assert_int_equal(pool_client_alloc(owner.c, 1u << 20, &e, &err), 0);
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(pool_client_share(owner.c, e.id, POOL_SHARE_READ, token, &err), 0);
 	assert_int_equal(pool_client_share(owner.c, e.id, POOL_SHARE_READ, token, &err), -EMLINK);
 	assert_int_equal(pool_client_last_code(owner.c), FERRY_E_LIMIT);
 	assert_non_null(strstr(err.msg, "limit"));
 
-	/* The attacher uses its whole quota itself, then still attaches 8 MiB more. */
+	/* The attacher uses its whole quota itself, then still attaches 1 GiB more (1024 x 1 MiB:
+	 * the limit, SESS_MAX_ATTACH, sized for one migration's extents). */
 	assert_int_equal(pool_client_alloc(mig.c, 8u << 20, &mine, &err), 0);
-	for (int i = 0; i < 64; i++)
+	for (int i = 0; i < 1024; i++)
 		if (pool_client_attach(mig.c, token, &att, &err))
 			fail_msg("attach %d: %s", i, err.msg);
 	assert_int_equal(pool_client_attach(mig.c, token, &att, &err), -EMLINK);
@@ -455,10 +456,10 @@ static void test_limits(void **state)
 	assert_int_equal(msrv_client_stat(mig.c, "attach_refused"), 1);
 	assert_int_equal(msrv_client_stat(mig.c, "client_bytes"), 8u << 20);
 	/* Detaching one makes room again. */
-	assert_int_equal(pool_client_detach(mig.c, 1000, &err), -ENOENT);
-	assert_int_equal(pool_client_detach(mig.c, 64, &err), 0);
+	assert_int_equal(pool_client_detach(mig.c, 5000, &err), -ENOENT);
+	assert_int_equal(pool_client_detach(mig.c, 1024, &err), 0);
 	assert_int_equal(pool_client_attach(mig.c, token, &att, &err), 0);
-	assert_int_equal(one_op(&mig, FX_OP_READ, att.rkey, att.base + (8u << 20) - PAGE, PAGE), FX_WC_SUCCESS);
+	assert_int_equal(one_op(&mig, FX_OP_READ, att.rkey, att.base + (1u << 20) - PAGE, PAGE), FX_WC_SUCCESS);
 	peer_close(&mig);
 	peer_close(&owner);
 	assert_int_equal(msrv_finish(&q), 0);
