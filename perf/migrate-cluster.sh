@@ -23,9 +23,23 @@
 #                       perf-results/migrate-<date>)
 #     --mem SIZE        guest RAM (default 4G)
 #     --used "U..."     used shares in % (default "10")
-#     --modes "M..."    precopy postcopy planned full (default all four)
+#     --modes "M..."    full fctrans planned postcopy (default all four). fctrans is the
+#                       engine's precopy mode: pre-copy rounds that skip unused pages
+#                       (FCtrans; also the pre-copy-only mode: this engine never sends
+#                       unused pages except in full); "precopy" is accepted as its alias.
+#                       full: every page once, unused too (conventional split migration).
+#                       postcopy: switch over at once (post-copy only).
+#                       planned: the access sampler + phase planner (mig_plan.h)
+#     --pattern P       the VM's workload: boot (default: only the used share is ever
+#                       touched, 30% writes) or linpack (guestsim's blocked LU pattern
+#                       over all of guest RAM; give --used 100)
+#     --plan "OPTS"     extra ferry-pager flags for the source, e.g. "--plan-periods 6
+#                       --plan-window 2" (see ferry-pager --help, [migrate] plan_*)
 #     --rate RATE       link rate (default 1gbit)
 #     --budget SIZE     main host budget (default: half the used memory)
+#     --extent-size S   the main host pager's pool extent size (default: the pager's, 16M); a
+#                       migration carries at most 64 sub-host extents, so full mode at 4G needs
+#                       --extent-size 128M
 #     --warm SEC        source run time before the migration (default 4)
 #     --after SEC       destination run time after the switch-over (default 3)
 #     --quick           --mem 256M --used 10 --modes planned --warm 2 --after 1 (a smoke run)
@@ -39,7 +53,10 @@ build=$src_dir/build/release
 out=""
 MEM=4G
 USED="10"
-MODES="precopy postcopy planned full"
+MODES="full fctrans planned postcopy"
+PATTERN=boot
+EXTENT=""
+PLAN_OPTS=""
 RATE=1gbit
 BUDGET=""
 WARM=4
@@ -51,6 +68,9 @@ while [ $# -gt 0 ]; do
 	--mem) MEM=$2; shift 2 ;;
 	--used) USED=$2; shift 2 ;;
 	--modes) MODES=$2; shift 2 ;;
+	--pattern) PATTERN=$2; shift 2 ;;
+	--extent-size) EXTENT=$2; shift 2 ;;
+	--plan) PLAN_OPTS=$2; shift 2 ;;
 	--rate) RATE=$2; shift 2 ;;
 	--budget) BUDGET=$2; shift 2 ;;
 	--warm) WARM=$2; shift 2 ;;
@@ -117,12 +137,13 @@ wait_sock() {   # path pid
 }
 "$rig" exec h2 "$pager" --socket "$run/main.sock" --allow uid:0 --secret-file "$run/secret" \
 	--servers 10.77.0.3:26100,10.77.0.4:26100 --migrate-socket "$run/main-mig.sock" \
-	--migrate-listen 10.77.0.2 --migrate-port 26001 >"$run/main.log" 2>&1 &
+	--migrate-listen 10.77.0.2 --migrate-port 26001 ${EXTENT:+--extent-size "$EXTENT"} >"$run/main.log" 2>&1 &
 main_pid=$!
 pids+=($!)
 wait_sock "$run/main-mig.sock" $main_pid || { echo "main pager did not start"; tail "$run/main.log"; exit 1; }
 "$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
-	--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 26002 >"$run/src.log" 2>&1 &
+	--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 26002 $PLAN_OPTS \
+	>"$run/src.log" 2>&1 &
 src_pid=$!
 pids+=($!)
 wait_sock "$run/src-mig.sock" $src_pid || { echo "source pager did not start"; tail "$run/src.log"; exit 1; }
@@ -131,6 +152,8 @@ jbool() { sed -n "s/^ *\"$2\": *\([a-z]*\).*/\1/p" "$1" | head -n1; }
 jnum() { sed -n "s/^ *\"$2\": *\([0-9][0-9]*\).*/\1/p" "$1" | head -n1; }
 [ -s "$out/verify.csv" ] || echo "mem_mib,used_pct,mode,vm_id,migrate_ok,source_exit,dest_exit,verified,check_pages,dest_ops" \
 	>"$out/verify.csv"
+[ -s "$out/planner.csv" ] || echo "mem_mib,used_pct,pattern,vm_id,periods,read_faults,write_faults,drops,windows,pred_clean,pred_read,pred_write,A_w_c,A_w_r,A_c_w,A_r_w" \
+	>"$out/planner.csv"
 
 n=0
 for used in $USED; do
@@ -140,9 +163,19 @@ for used in $USED; do
 		n=$((n + 1))
 		id=vm$n-$mode-u$used
 		seed=$((1000 + n))
-		common=(--mem "$MEM" --pattern boot --touched "$used" --write-pct 30 --seed "$seed" --duration 600
-			--timeout 900 -q)
-		"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" "${common[@]}" \
+		case $mode in
+		fctrans|precopy) emode=precopy; mode=fctrans ;;
+		*) emode=$mode ;;
+		esac
+		if [ "$PATTERN" = linpack ]; then
+			# guestsim's blocked LU over all of guest RAM (--used only sizes the budget)
+			load=(--pattern linpack)
+		else
+			load=(--pattern boot --touched "$used" --write-pct 30)
+		fi
+		common=(--mem "$MEM" "${load[@]}" --seed "$seed" --duration 600 --timeout 900 -q)
+		# MINOR registration on the source: the planner's access sampler sees reads through it
+		"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" "${common[@]}" --uffd-modes missing,wp,minor \
 			>"$run/$id.src.out" 2>"$run/$id.src.log" &
 		gs_src=$!
 		pids+=($!)
@@ -153,9 +186,10 @@ for used in $USED; do
 		pids+=($!)
 		sleep 0.5
 		"$perf" migrate --src-ctl "$run/src-mig.sock" --dst-ctl "$run/main-mig.sock" --vm-id "$id" \
-			--mode "$mode" --budget "$budget" --subhost 10.77.0.3:26100 --subhost 10.77.0.4:26100 \
+			--mode "$emode" --budget "$budget" --subhost 10.77.0.3:26100 --subhost 10.77.0.4:26100 \
 			--timeout 600 --json "$out/$id.json" --csv "$out/migrate.csv" \
-			--label mem_mib="$mem_mib" --label used_pct="$used" --label rate="$RATE" 2>&1 | tee -a "$out/summary.txt"
+			--label mem_mib="$mem_mib" --label used_pct="$used" --label rate="$RATE" --label pattern="$PATTERN" \
+			--label mode_name="$mode" 2>&1 | tee -a "$out/summary.txt"
 		mig_ok=${PIPESTATUS[0]}
 		[ "$mig_ok" -eq 0 ] && mig_ok=1 || mig_ok=0
 		if [ $mig_ok -eq 0 ]; then
@@ -171,6 +205,14 @@ for used in $USED; do
 			[ "$(jbool "$out/$id.dest.json" checked_all)" = true ] && verified=true
 		echo "$mem_mib,$used,$mode,$id,$mig_ok,$src_rc,$dst_rc,$verified,$(jnum "$out/$id.dest.json" check_pages),$(jnum "$out/$id.dest.json" ops)" \
 			>>"$out/verify.csv"
+		if [ "$emode" = planned ]; then
+			# the source pager's planner line for this VM (mig_plan.c): sampled periods, faults, rates
+			line=$(grep "planner of VM $id:" "$run/src.log" | tail -n1)
+			kv() { echo "$line" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+			echo "$mem_mib,$used,$PATTERN,$id,$(kv periods),$(kv read_faults),$(kv write_faults),$(kv drops),$(kv windows),$(kv pred_clean),$(kv pred_read),$(kv pred_write),$(kv 'A(w|c)'),$(kv 'A(w|r)'),$(kv 'A(c|w)'),$(kv 'A(r|w)')" \
+				>>"$out/planner.csv"
+			echo "planner: ${line#*planner of VM }"
+		fi
 		if [ $mig_ok -ne 1 ]; then
 			fail "$id: migration failed"
 		elif [ $src_rc -ne 0 ] || ! grep -q "migrated away" "$run/$id.src.log"; then
@@ -187,32 +229,47 @@ cp "$run"/*.log "$out/" 2>/dev/null
 
 # Plots: migration time and downtime against used memory per mode (finished migrations only,
 # one data file per mode so the lines join), page data moved per run.
-for m in precopy postcopy planned full; do
-	awk -F, -v m=$m 'NR > 1 && $5 == m && $6 == 1' "$out/migrate.csv" | sort -t, -k2,2n >"$out/mode-$m.dat"
+for m in full fctrans planned postcopy; do
+	awk -F, -v m=$m 'NR > 1 && $5 == m && $8 == 1' "$out/migrate.csv" | sort -t, -k2,2n >"$out/mode-$m.dat"
 done
 cat >"$out/migrate.gp" <<'GP'
 set datafile separator ","
 set terminal pngcairo size 900,600
 set key top left
-# migrate.csv columns: 1 mem_mib, 2 used_pct, 3 rate, 4 vm_id, 5 mode, 6 ok, 7 budget_bytes, 8 subhosts,
-#   9 elapsed_ms, 10 total_ms, 11 downtime_ms, 12 rounds, 13 pages_total, 14 pages_sent,
-#   15 pages_skipped_unused, 16 pages_resent, 17 pages_to_subhosts, 18 bytes_sent, 19 postcopy_faults,
-#   20 dst_pages_sent, 21 dst_pages_to_subhosts, 22 dst_bytes_sent, 23 dst_downtime_ms, 24 pages_moved
+# migrate.csv columns: 1 mem_mib, 2 used_pct, 3 rate, 4 pattern, 5 mode_name (full fctrans planned
+#   postcopy), 6 vm_id, 7 engine mode, 8 ok, 9 budget_bytes, 10 subhosts, 11 elapsed_ms, 12 total_ms,
+#   13 downtime_ms, 14 rounds, 15 pages_total, 16 pages_sent, 17 pages_skipped_unused, 18 pages_resent,
+#   19 pages_to_subhosts, 20 bytes_sent, 21 postcopy_faults, 22 dst_pages_sent, 23 dst_pages_to_subhosts,
+#   24 dst_bytes_sent, 25 dst_downtime_ms, 26 pages_moved
 # mode-MODE.dat: the finished rows of one mode, by used share.
-modes = "precopy postcopy planned full"
+modes = "full fctrans planned postcopy"
 set output "migrate-time.png"
 set title "split migration: time vs used memory (finished migrations)"
-set xlabel "used memory (% of guest RAM)"
+# x: the --used share the boot pattern touches; at the migration's start the guest may not have
+# touched all of it yet (pages_total - pages_skipped_unused in the CSV is what was in use)
+set xlabel "used memory (--used, % of guest RAM)"
 set ylabel "migration time, start to done (s)"
-plot for [m in modes] "mode-".m.".dat" using 2:($9/1000) with linespoints title m
+plot for [m in modes] "mode-".m.".dat" using 2:($11/1000) with linespoints title m
 set output "migrate-downtime.png"
 set title "split migration: downtime vs used memory"
 set ylabel "downtime (ms)"
-plot for [m in modes] "mode-".m.".dat" using 2:11 with linespoints title m
+plot for [m in modes] "mode-".m.".dat" using 2:13 with linespoints title m
 set output "migrate-bytes.png"
 set title "page data moved (pages moved x 4 KiB), finished migrations"
 set ylabel "MiB"
-plot for [m in modes] "mode-".m.".dat" using 2:($24*4096/1048576) with linespoints title m
+plot for [m in modes] "mode-".m.".dat" using 2:($26*4096/1048576) with linespoints title m
+set output "migrate-bytes-bars.png"
+set title "bytes per mode (every run): page data moved and re-sent"
+set key top right
+set xlabel "mode / used share"
+set style data histograms
+set style histogram clustered
+set style fill solid 0.8
+set xtics rotate by -30
+set ylabel "MiB"
+plot "migrate.csv" using ($26*4096/1048576):xtic(stringcolumn(5)."/".stringcolumn(2)."%") every ::1 title "moved", \
+     "" using ($18*4096/1048576) every ::1 title "re-sent", \
+     "" using ($20/1048576) every ::1 title "bytes sent by the source"
 GP
 if command -v gnuplot >/dev/null 2>&1; then
 	(cd "$out" && gnuplot migrate.gp 2>&1 | grep -v "^Warning: empty\|no valid points\|^$") || true

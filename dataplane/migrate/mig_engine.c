@@ -17,6 +17,10 @@
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/pager/vmm_requests.h"
 #include "dataplane/vmm/vmm_io.h"
+#include "dataplane/migrate/mig_plan.h"
+
+/* Absent from some test links (no VMM server): continuous sampling is then off. */
+extern bool pg_vm_parked(const struct pg_vm *vm) __attribute__((weak));
 
 static void ctl_conn_event(struct mig_evh *h, uint32_t events);
 
@@ -350,6 +354,29 @@ void mig_engine_fini(struct pager *pg)
 	pg->mig = NULL;
 }
 
+/* [migrate] plan_continuous: every VM that runs here and takes part in no migration is sampled. */
+static void tick_continuous(struct pager *pg)
+{
+	uint64_t now = mig_now_ns();
+
+	for (struct pg_vm *vm = pg->vms; vm; vm = vm->next) {
+		struct ferry_err err = { 0 };
+
+		if (vm->dead || vm->mig_src || vm->mig_dst || vm->kind != PG_VM_VMMP)
+			continue;
+		if (!vm->plan) {
+			if (!pg_vm_parked || pg_vm_parked(vm))
+				continue;
+			vm->plan = mig_plan_start(vm, true, &err);
+			if (!vm->plan) {
+				LOG_WARN("vm %s: continuous access sampling: %s", vm->id, err.msg);
+				continue;
+			}
+		}
+		(void)mig_plan_tick(vm->plan, now);
+	}
+}
+
 void mig_engine_tick(struct pager *pg)
 {
 	struct mig_engine *eng = pg->mig;
@@ -358,6 +385,8 @@ void mig_engine_tick(struct pager *pg)
 	if (!eng)
 		return;
 	free_grave(eng);
+	if (pg->cfg->plan_continuous)
+		tick_continuous(pg);
 	for (struct mig_src *s = eng->srcs; s; s = *(struct mig_src **)s)
 		mig_src_tick(s);
 	for (struct mig_dst *d = eng->dsts; d; d = *(struct mig_dst **)d)
@@ -405,6 +434,13 @@ void mig_note_write(struct pg_vm *vm, uint64_t idx)
 		mig_src_note_write(vm->mig_src, idx);
 }
 
+int mig_sample_fault(struct pg_vm *vm, uint64_t idx, const struct pg_fault *f)
+{
+	if (vm->plan)
+		return mig_plan_fault(vm->plan, idx, f);
+	return vm->mig_src ? mig_src_sample_fault(vm->mig_src, idx, f) : 0;
+}
+
 void mig_note_unused(struct pg_vm *vm, uint64_t first, uint64_t n)
 {
 	if (!vm->mig_src)
@@ -415,6 +451,8 @@ void mig_note_unused(struct pg_vm *vm, uint64_t first, uint64_t n)
 
 void mig_vm_gone(struct pg_vm *vm)
 {
+	mig_plan_destroy(vm->plan);
+	vm->plan = NULL;
 	if (vm->mig_src)
 		mig_src_vm_gone(vm->mig_src);
 	if (vm->mig_dst)

@@ -103,6 +103,9 @@ struct mig_src *mig_src_find(struct mig_engine *eng, const char *id);
 void mig_src_progress(const struct mig_src *s, struct mig_progress *p);
 int mig_src_abort(struct mig_src *s, struct ferry_err *err);
 void mig_src_tick(struct mig_src *s);
+struct pg_fault;
+/** A fault of the source VM while planned mode samples it: 1 taken by the access sampler. */
+int mig_src_sample_fault(struct mig_src *s, uint64_t idx, const struct pg_fault *f);
 bool mig_src_busy(const struct mig_src *s);
 void mig_src_note_write(struct mig_src *s, uint64_t idx);
 void mig_src_vm_gone(struct mig_src *s);

@@ -36,6 +36,7 @@
 
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/memsrv/pool_client.h"
+#include "dataplane/migrate/mig_plan.h"
 #include "dataplane/migrate/planner.h"
 #include "dataplane/pager/vmm_requests.h"
 
@@ -47,7 +48,6 @@ extern int pg_vmm_request_resume(struct pg_vm *vm, bool load_state, pg_vmm_done_
 
 enum { W_NONE = 0, W_DEST = 1, W_SUB = 2, W_UNUSED = 3, W_SOURCE = 4 };
 
-#define PLAN_OBSERVE_NS (300u * 1000000u)
 
 struct src_sub {
 	char host[MIGP_HOST_MAX + 1];
@@ -94,9 +94,9 @@ struct mig_src {
 	uint64_t reserve;                /* main-host pages kept for pages that stay at the source (post-copy) */
 	uint64_t overflow;               /* POSTCOPY: cold pages still to push to sub-hosts before the stop */
 	bool cold_pass;                  /* POSTCOPY round 1: only pages not referenced lately */
-	struct planner *plan;
+	struct mig_plan *plan;           /* PLANNED: access sampler + phase planner (mig_plan.h) */
 	uint64_t *defer;                 /* PLANNED: pages kept for post-copy (predicted written, within budget) */
-	uint64_t observe_until;
+	bool observing;                  /* PLANNED: sampling before the push */
 	uint64_t req;
 	struct migp_map_entry map[MIG_BATCH];
 };
@@ -183,7 +183,8 @@ static void src_free(struct mig_src *s)
 	close_data(s);
 	if (s->vm && s->vm->mig_src == s)
 		s->vm->mig_src = NULL;
-	planner_destroy(s->plan);
+	mig_plan_destroy(s->plan);
+	s->plan = NULL;
 	free(s->defer);
 	free(s->dirty);
 	free(s->where);
@@ -263,6 +264,8 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 		 msg);
 	if (s->vm && !s->vm->dead) {
 		set_hold(s, false);
+		mig_plan_destroy(s->plan);   /* a sampler still sampling stops: range un-protected, PTEs back */
+		s->plan = NULL;
 		pg_pageout_unprotect_all(s->vm);
 		/* A PAUSE answered or still under way: the VMM answers requests in order, so a
 		 * RESUME sent now runs it again either way. */
@@ -280,6 +283,24 @@ static void src_stream_event(struct mig_evh *h, uint32_t events);
 static void src_ctx_event(struct mig_evh *h, uint32_t events);
 
 /* ---------------------------------------------------------------- setup */
+
+/* Write-protect every region of @p vm, one call each. */
+static int protect_regions(struct pg_vm *vm, struct ferry_err *err)
+{
+	for (unsigned i = 0; i < vm->nregions; i++) {
+		struct uffdio_writeprotect w = { .range = { .start = vm->regions[i].hva, .len = vm->regions[i].size },
+						 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+		int tries = 0;
+
+		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
+			/* A guest that frees memory fast keeps REMOVE events coming: several rounds */
+			if (errno != EAGAIN || ++tries > 64)
+				return ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
+			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
+		}
+	}
+	return 0;
+}
 
 static int expect(struct mig_src *s, struct migp_msg *m, uint8_t type, struct ferry_err *err)
 {
@@ -520,30 +541,31 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	s->prog.pages_remaining = used;
 	/* Track writes from here on: every region write-protected in one call each;
 	 * a write faults and marks its page dirty again. */
-	for (unsigned i = 0; i < vm->nregions; i++) {
-		struct uffdio_writeprotect w = { .range = { .start = vm->regions[i].hva, .len = vm->regions[i].size },
-						 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
-
-		int tries = 0;
-
-		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
-			if (errno != EAGAIN || ++tries > 8) {
-				rc = ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
-				goto fail;
-			}
-			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
-		}
+	if (vm->plan && s->mode == MIG_MODE_PLANNED) {
+		/* continuous sampling: its history plans this migration at the current period's end */
+		s->plan = vm->plan;
+		vm->plan = NULL;
+		mig_plan_finish_soon(s->plan);
+		s->observing = true;
+	} else if (vm->plan) {
+		mig_plan_destroy(vm->plan);   /* the sampler must not take this migration's WP faults */
+		vm->plan = NULL;
 	}
-	for (uint64_t i = pm_next(&vm->pm, PM_LOCAL, 0); i < vm->pm.npages; i = pm_next(&vm->pm, PM_LOCAL, i + 1))
-		pm_flags_set(&vm->pm, i, PM_F_WP);
-	if (s->mode == MIG_MODE_PLANNED) {
-		s->plan = planner_create(vm->pm.npages, 16, 1, err);
+	if ((rc = protect_regions(vm, err)) < 0)
+		goto fail;
+	if (s->mode == MIG_MODE_PLANNED && !s->plan) {
+		s->plan = mig_plan_start(vm, false, err);
 		if (!s->plan) {
 			rc = -ENOMEM;
 			goto fail;
 		}
-		s->observe_until = mig_now_ns() + PLAN_OBSERVE_NS;
+		s->observing = true;
 	}
+	/* With the access sampler the pager holds no page protected for the migration while it
+	 * samples (the sampler protects the range each period); the push protects each page it sends. */
+	if (!mig_plan_has_sampler(s->plan))
+		for (uint64_t i = pm_next(&vm->pm, PM_LOCAL, 0); i < vm->pm.npages; i = pm_next(&vm->pm, PM_LOCAL, i + 1))
+			pm_flags_set(&vm->pm, i, PM_F_WP);
 	if (s->mode == MIG_MODE_POSTCOPY) {
 		s->overflow = used > s->dst_pages ? used - s->dst_pages : 0;
 		s->reserve = s->dst_pages;
@@ -816,6 +838,10 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 				if (s->reserve)
 					s->reserve--;
 			}
+			/* Pushed already and written since: the destination pulls it again post-copy,
+			 * its data crosses twice like a pre-copy re-send (counted as one). */
+			if (prev == W_DEST)
+				s->prog.pages_resent++;
 			me->where = MIGP_W_SOURCE;
 			s->where[i] = W_SOURCE;
 			continue;
@@ -1074,24 +1100,35 @@ void mig_src_tick(struct mig_src *s)
 		start_stop(s);
 		return;
 	}
-	if (s->plan && s->observe_until) {
+	if (s->plan && s->observing) {
 		uint64_t deferred = 0;
 
-		if (mig_now_ns() < s->observe_until)
-			return;   /* observing writes (WP faults feed the planner) */
-		planner_sample_end(s->plan);
-		s->observe_until = 0;
+		if (!mig_plan_tick(s->plan, mig_now_ns()))
+			return;   /* sampling the VM's accesses (mig_plan.h) */
+		s->observing = false;
+		/* Sampling is over: protect everything again (as the other modes do from the start),
+		 * so that the deferred pages need no write-protect call each in the downtime. */
+		struct ferry_err err = { 0 };
+
+		if (protect_regions(s->vm, &err) < 0) {
+			FAIL(s, MIG_E_INTERNAL, "%s", err.msg);
+			return;
+		}
+		for (uint64_t i = pm_next(&s->vm->pm, PM_LOCAL, 0); i < s->vm->pm.npages;
+		     i = pm_next(&s->vm->pm, PM_LOCAL, i + 1))
+			pm_flags_set(&s->vm->pm, i, PM_F_WP);
 		/* The pages predicted written go post-copy, as many as the main host can hold (room is
 		 * kept for them); predicted-written pages beyond that go pre-copy to the sub-hosts,
 		 * which costs possible re-sends but no downtime. */
 		s->defer = calloc((s->vm->pm.npages + 63) / 64, sizeof(uint64_t));
 		for (uint64_t i = 0; s->defer && i < s->vm->pm.npages && deferred < s->dst_pages; i++) {
-			if (bit_get(s->dirty, i) && planner_defer(s->plan, i)) {
+			if (bit_get(s->dirty, i) && mig_plan_defer(s->plan, i)) {
 				bit_set(s->defer, i);
 				deferred++;
 			}
 		}
 		s->reserve = deferred;
+		s->vm->c.plan_deferred_pages += deferred;
 		LOG_INFO("migration of %s: the planner defers %llu pages to post-copy", s->id, (unsigned long long)deferred);
 	}
 	while (budget && s->prog.phase == MIG_PH_PRECOPY) {
@@ -1109,7 +1146,7 @@ void mig_src_tick(struct mig_src *s)
 
 bool mig_src_busy(const struct mig_src *s)
 {
-	return s->prog.phase == MIG_PH_PRECOPY && !s->observe_until;
+	return s->prog.phase == MIG_PH_PRECOPY && !s->observing;
 }
 
 /* ---------------------------------------------------------------- events */
@@ -1211,13 +1248,21 @@ void mig_src_note_write(struct mig_src *s, uint64_t idx)
 	if (!active(s) || !s->vm || idx >= s->vm->pm.npages)
 		return;
 	bit_set(s->dirty, idx);
-	if (s->plan && s->observe_until)
-		planner_note(s->plan, idx, PLAN_WRITE);
+	if (s->plan && s->observing)
+		mig_plan_note_write(s->plan, idx);
+}
+
+int mig_src_sample_fault(struct mig_src *s, uint64_t idx, const struct pg_fault *f)
+{
+	return s->plan && s->vm ? mig_plan_fault(s->plan, idx, f) : 0;
 }
 
 void mig_src_vm_gone(struct mig_src *s)
 {
 	struct pg_vm *vm = s->vm;
+
+	mig_plan_destroy(s->plan);
+	s->plan = NULL;
 
 	if (active(s)) {
 		s->vm = vm;

@@ -38,9 +38,9 @@
  *   PRECOPY: round r sends every page marked in the send set (round 1:
  *            every used page; FULL: every page; POSTCOPY: only the pages the
  *            main host's budget cannot hold, coldest (not referenced) first,
- *            which go to the sub-hosts; PLANNED: after a 300 ms observation
- *            of writes (the WP faults feed planner_note, one sample period),
- *            every page the planner does not defer, and deferred ones beyond
+ *            which go to the sub-hosts; PLANNED: after sampling the VM's
+ *            reads and writes for a few periods (the access sampler on the
+ *            pager's uffd, DROP_PTES to the VMM: mig_plan.h), every page the planner does not defer, and deferred ones beyond
  *            the main host's budget), each one write-protected
  *            (sync uffd-wp) just before it is copied; writes fault, the
  *            fault marks the page dirty again (and un-protects it), installs
@@ -131,6 +131,14 @@ void mig_engine_event(void *obj, uint32_t events);
 /* Hooks from the pager. Each is a no-op when @p vm has no migration. */
 /** Page @p idx of @p vm may have changed (WP fault, install, REMOVE). */
 void mig_note_write(struct pg_vm *vm, uint64_t idx);
+struct pg_fault;
+/**
+ * A fault of @p vm (page @p idx) before the pager handles it: a planned
+ * migration's access sampler takes its MINOR faults and, while it samples,
+ * the WP faults on pages the pager does not hold (mig_plan.h).
+ * @return 1 taken (the faulting thread was woken), 0 the pager's.
+ */
+int mig_sample_fault(struct pg_vm *vm, uint64_t idx, const struct pg_fault *f);
 /** Pages [first, first + n) became UNUSED. */
 void mig_note_unused(struct pg_vm *vm, uint64_t first, uint64_t n);
 /** @p vm is being torn down. */

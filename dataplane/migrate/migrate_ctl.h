@@ -85,7 +85,8 @@ struct mig_progress {
 	uint64_t pages_sent;           /**< pages whose data moved (main host or sub-host) */
 	uint64_t pages_skipped_unused; /**< UNUSED pages never sent */
 	uint64_t pages_remaining;      /**< pages still only at the source */
-	uint64_t pages_resent;         /**< pages sent again because they were written */
+	uint64_t pages_resent;         /**< pages sent again because they were written (source: also pushed pages
+	                                    written since and left for post-copy: pulled again) */
 	uint64_t pages_to_subhosts;    /**< of pages_sent, written straight to sub-hosts */
 	uint64_t bytes_sent;           /**< page data + maps + device state */
 	uint64_t postcopy_faults;      /**< destination faults served from the source */

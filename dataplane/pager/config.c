@@ -6,6 +6,7 @@
 #include "dataplane/pager/config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,11 @@ void pager_config_defaults(struct pager_config *cfg)
 	cfg->prefetch = PAGER_DEFAULT_PREFETCH;
 	cfg->pageout_batch = PAGER_DEFAULT_PAGEOUT_BATCH;
 	snprintf(cfg->mig_listen, sizeof(cfg->mig_listen), "0.0.0.0");
+	cfg->plan_period_ms = 500;
+	cfg->plan_block_pages = 16;
+	cfg->plan_window = 1;
+	cfg->plan_periods = 4;
+	cfg->plan_history = 1;
 	cfg->mig_stage_bytes = UINT64_C(64) << 20;
 }
 
@@ -173,6 +179,32 @@ static int set_migrate(struct pager_config *cfg, const char *key, const char *va
 			return ferry_err_set(err, EINVAL, "%s: [migrate] port: \"%s\" is not a port (0..65535)", origin,
 					     value);
 		cfg->mig_port = (uint16_t)v;
+	} else if (strcmp(key, "plan_continuous") == 0) {
+		if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0)
+			return ferry_err_set(err, EINVAL, "%s: [migrate] plan_continuous: \"%s\" is not 0 or 1", origin,
+					     value);
+		cfg->plan_continuous = value[0] == '1';
+	} else if (strncmp(key, "plan_", 5) == 0) {
+		static const struct { const char *key; uint64_t max; size_t off; } plan_keys[] = {
+			{ "plan_period_ms", 60000, offsetof(struct pager_config, plan_period_ms) },
+			{ "plan_block_pages", 4096, offsetof(struct pager_config, plan_block_pages) },
+			{ "plan_window", 64, offsetof(struct pager_config, plan_window) },
+			{ "plan_periods", 1000, offsetof(struct pager_config, plan_periods) },
+			{ "plan_history", 64, offsetof(struct pager_config, plan_history) },
+		};
+		uint64_t v;
+
+		for (size_t i = 0; i < sizeof(plan_keys) / sizeof(plan_keys[0]); i++) {
+			if (strcmp(key, plan_keys[i].key) != 0)
+				continue;
+			if (daemon_parse_uint(value, plan_keys[i].max, &v) || v == 0)
+				return ferry_err_set(err, EINVAL, "%s: [migrate] %s: \"%s\" is not a number 1..%llu", origin,
+						     key, value, (unsigned long long)plan_keys[i].max);
+			*(uint32_t *)((char *)cfg + plan_keys[i].off) = (uint32_t)v;
+			return 0;
+		}
+		return ferry_err_set(err, EINVAL, "%s: [migrate] %s: unknown key (known: plan_period_ms, plan_block_pages, "
+				     "plan_window, plan_periods, plan_history, plan_continuous)", origin, key);
 	} else if (strcmp(key, "stage_size") == 0) {
 		uint64_t v;
 
@@ -184,7 +216,8 @@ static int set_migrate(struct pager_config *cfg, const char *key, const char *va
 		cfg->mig_stage_bytes = v;
 	} else {
 		return ferry_err_set(err, EINVAL,
-				     "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port, stage_size)",
+				     "%s: [migrate] %s: unknown key (known: socket, listen, advertise, port, stage_size, "
+				     "plan_*)",
 				     origin, key);
 	}
 	return 0;
@@ -257,7 +290,13 @@ static const struct daemon_flag flags[] = {
 	{ "migrate-listen", DAEMON_OPTS_LONG_ONLY + 5, "migrate", "listen" },
 	{ "migrate-advertise", DAEMON_OPTS_LONG_ONLY + 6, "migrate", "advertise" },
 	{ "migrate-port",  DAEMON_OPTS_LONG_ONLY + 7, "migrate", "port" },
-	{ "migrate-stage-size", DAEMON_OPTS_LONG_ONLY + 8, "migrate", "stage_size" },
+	{ "plan-period-ms", DAEMON_OPTS_LONG_ONLY + 8, "migrate", "plan_period_ms" },
+	{ "plan-block-pages", DAEMON_OPTS_LONG_ONLY + 9, "migrate", "plan_block_pages" },
+	{ "plan-window",   DAEMON_OPTS_LONG_ONLY + 10, "migrate", "plan_window" },
+	{ "plan-periods",  DAEMON_OPTS_LONG_ONLY + 11, "migrate", "plan_periods" },
+	{ "plan-history",  DAEMON_OPTS_LONG_ONLY + 12, "migrate", "plan_history" },
+	{ "migrate-stage-size", DAEMON_OPTS_LONG_ONLY + 13, "migrate", "stage_size" },
+	{ "plan-continuous", DAEMON_OPTS_LONG_ONLY + 14, "migrate", "plan_continuous" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -305,6 +344,13 @@ void pager_config_usage(FILE *out, const char *prog)
 		"  advertise         --migrate-advertise H host sources are told to connect to\n"
 		"                                          (default: the listen address)\n"
 		"  port              --migrate-port N      incoming stream port (default 0 = any)\n"
+		"  plan_period_ms    --plan-period-ms N    planned migrations: access-sampler period (500)\n"
+		"  plan_block_pages  --plan-block-pages N  pages per planner block (16)\n"
+		"  plan_window       --plan-window N       sample periods per prediction window (1)\n"
+		"  plan_periods      --plan-periods N      periods sampled before the push (4)\n"
+		"  plan_history      --plan-history N      periods the predictor looks back (1)\n"
+		"  plan_continuous   --plan-continuous 0|1 sample every VM all the time; a planned\n"
+		"                                          migration then plans at its next period end (0)\n"
 		"  stage_size        --migrate-stage-size S staging ring an incoming migration registers\n"
 		"                                          for the pages in flight (default 64M, 1M..1G;\n"
 		"                                          VM memory itself is never registered)\n"

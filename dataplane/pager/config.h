@@ -9,7 +9,9 @@
  *   [pager]  socket, fc_socket, snapshot_file, allow, log_level
  *   [pool]   servers, secret_file, transport, extent_size
  *   [paging] vm_budget, prefetch, pageout_batch
- *   [migrate] socket, listen, advertise, port (split migration, issue 5)
+ *   [migrate] socket, listen, advertise, port (split migration, issue 5),
+ *             plan_period_ms, plan_block_pages, plan_window, plan_periods, plan_history,
+ *             plan_continuous
  */
 #ifndef FERRY_PAGER_CONFIG_H
 #define FERRY_PAGER_CONFIG_H
@@ -58,6 +60,13 @@ struct pager_config {
 	char mig_listen[64];         /**< address the incoming-migration listeners bind (default 0.0.0.0) */
 	char mig_advertise[64];      /**< host a source must connect to (PREPARE_OK; default: listen) */
 	uint16_t mig_port;           /**< incoming-migration stream port, 0 = any */
+	/* [migrate] the access sampler of planned migrations (dataplane/migrate/access_sampler.h) */
+	uint32_t plan_period_ms;     /**< sample period (default 500) */
+	uint32_t plan_block_pages;   /**< pages per planner block (default 16) */
+	uint32_t plan_window;        /**< sample periods per window (default 1) */
+	uint32_t plan_periods;       /**< periods sampled at a planned migration's start (default 4) */
+	uint32_t plan_history;       /**< periods the predictor looks back (default 1 = the seed's) */
+	bool plan_continuous;        /**< sample every VM all the time, not only at a planned migration's start */
 	uint64_t mig_stage_bytes;    /**< staging ring an incoming migration registers (default 64M) */
 
 	char config_file[PATH_MAX];

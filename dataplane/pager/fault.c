@@ -213,6 +213,8 @@ unsigned pg_fault_batch(struct pg_vm *vm, const struct pg_fault *f, unsigned n, 
 			continue;
 		}
 		idx = r->first_page + (addr - r->hva) / PG_PAGE;
+		if ((vm->mig_src || vm->plan) && mig_sample_fault(vm, idx, &f[i]))
+			continue;   /* a planned migration's access sampler took it */
 		if (f[i].flags & UFFD_PAGEFAULT_FLAG_WP) {
 			handle_wp(vm, idx, addr);
 			continue;

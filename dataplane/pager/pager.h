@@ -57,7 +57,20 @@
 	X(unmap_events)                                                                                    \
 	X(remap_events)                                                                                    \
 	X(fork_events)                                                                                     \
-	X(fault_errors)           /* faults that could not be resolved */
+	X(fault_errors)           /* faults that could not be resolved */                                 \
+	X(sampler_periods)        /* access-sampler periods closed (planned migration, mig_plan.h) */      \
+	X(sampler_read_faults)    /* sampler MINOR read faults (a block read in a period) */               \
+	X(sampler_write_faults)   /* sampler WP + MINOR write faults (a block written in a period) */      \
+	X(sampler_drops)          /* DROP_PTES requests the sampler had the VMM do */                       \
+	X(plan_windows)           /* planner windows scored */                                             \
+	X(plan_pred_clean)        /* (block, window) predictions: clean / read / write */                  \
+	X(plan_pred_read)                                                                                  \
+	X(plan_pred_write)                                                                                 \
+	X(plan_w_given_c)         /* predicted clean, written: A(w|c) = this / plan_pred_clean */          \
+	X(plan_w_given_r)         /* predicted read, written: A(w|r) = this / plan_pred_read */            \
+	X(plan_c_given_w)         /* predicted write, clean: A(c|w) = this / plan_pred_write */            \
+	X(plan_r_given_w)         /* predicted write, only read: A(r|w) = this / plan_pred_write */        \
+	X(plan_deferred_pages)    /* pages a planned migration kept for post-copy */
 
 struct pg_counters {
 #define X(n) uint64_t n;
@@ -84,6 +97,7 @@ struct pager;
 struct mig_src;
 struct mig_dst;
 struct mig_engine;
+struct mig_plan;
 
 enum pg_conn_kind { PG_CONN_VMMP = 1, PG_CONN_FC = 2 };
 
@@ -161,6 +175,7 @@ struct pg_vm {
 	/* split migration (dataplane/migrate): this VM's outgoing or incoming migration */
 	struct mig_src *mig_src;
 	struct mig_dst *mig_dst;
+	struct mig_plan *plan;   /* [migrate] plan_continuous: its access sampler while no migration runs */
 };
 
 struct pg_global {

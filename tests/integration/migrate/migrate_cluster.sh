@@ -3,7 +3,7 @@
 #   h1 source  : ferry-pager + guestsim (the running VM, memfd RAM)
 #   h2 main    : ferry-pager with a budget below the VM's size + migtool shell (destination VM)
 #   h3, h4     : ferry-memsrv sub-hosts (the main host's pool)
-# For each mode (precopy, postcopy, planned, full): guestsim runs on the source,
+# For each mode (precopy, postcopy, planned, planned-continuous, full): guestsim runs on the source,
 # the VM is migrated while it writes (paused through the VMM protocol, its
 # device state - the expected generation of every page - shipped), and
 # guestsim --incoming at the destination resumes the same workload there,
@@ -98,13 +98,16 @@ MAIN_EXTRA=()
 start_memsrv 3
 start_memsrv 4
 start_main || { echo "main pager did not start"; cat "$run/main.log"; exit 1; }
-rm -f "$run/src.sock" "$run/src-mig.sock"
-"$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
-	--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 23002 \
-	--log-level info >"$run/src.log" 2>&1 &
-src_pid=$!
-pids+=($!)
-wait_sock "$run/src-mig.sock" "$src_pid" || { echo "source pager did not start"; cat "$run/src.log"; exit 1; }
+start_src() {   # extra pager flags
+	rm -f "$run/src.sock" "$run/src-mig.sock"
+	"$rig" exec h1 "$pager" --socket "$run/src.sock" --allow uid:0 --secret-file "$run/secret" \
+		--migrate-socket "$run/src-mig.sock" --migrate-listen 10.77.0.1 --migrate-port 23002 \
+		--plan-period-ms 200 --plan-periods 4 --log-level info "$@" >>"$run/src.log" 2>&1 &
+	src_pid=$!
+	pids+=($!)
+	wait_sock "$run/src-mig.sock" "$src_pid"
+}
+start_src || { echo "source pager did not start"; cat "$run/src.log"; exit 1; }
 
 # guestsim on the source; $1 = VM id, $2... extra flags. The destination shell
 # (guestsim --incoming) must be given the same workload options.
@@ -122,7 +125,11 @@ migrate_ok() {   # mode [vm id]
 	# precopy: the guest also frees memory (MADV_REMOVE) while it migrates; freed pages
 	# must read as zeros at the destination
 	[ "$mode" = precopy ] && extra=(--free-report 5 --free-via madvise --free-every 10000)
-	start_guest "$id" --duration 600 "${extra[@]}"
+	# planned: MINOR registration too, so that the planner's access sampler sees reads
+	# (DROP_PTES to this VMM, MINOR faults) besides writes (uffd-wp)
+	local src_extra=()
+	[ "$mode" = planned ] && src_extra=(--uffd-modes missing,wp,minor)
+	start_guest "$id" --duration 600 "${extra[@]}" "${src_extra[@]}"
 	sleep 1.5
 	# the destination VM: same workload, empty memory, resumed by the pager with the
 	# source's device state (its expected page generations), then --check of every page
@@ -151,10 +158,21 @@ migrate_ok() {   # mode [vm id]
 		local sent sub
 		sent=$(grep -oE ' sent=[0-9]+' "$run/$id.src.progress" | grep -oE '[0-9]+')
 		sub=$(grep -oE 'to_subhosts=[0-9]+' "$run/$id.src.progress" | grep -oE '[0-9]+')
+		local plan=""
+		if [ "$mode" = planned ]; then
+			plan=$(grep "planner of VM $id:" "$run/src.log" | tail -n1)
+			echo "  ${plan#*INFO  }"
+		fi
+		pv() { echo "$plan" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 		if [ "${sub:-0}" -eq 0 ]; then
 			fail "$mode: no page went to a sub-host although the VM is larger than the budget"
+		elif [ "$mode" = planned ] && ! { [ "$(pv read_faults)" -gt 0 ] 2>/dev/null &&
+			[ "$(pv write_faults)" -gt 0 ] 2>/dev/null && [ "$(pv windows)" -gt 0 ] 2>/dev/null &&
+			[ "$(pv periods)" -ge 4 ] 2>/dev/null && [ -n "$(pv 'A(w|c)')" ] && [ -n "$(pv 'A(r|w)')" ] &&
+			[ "$(pv drops)" -gt 0 ] 2>/dev/null; }; then
+			fail "$mode: the access sampler did not run as it should (reads, writes, drops, windows > 0, rates): '$plan'"
 		else
-			pass "$mode: the VM runs on at the destination and every page verifies there (guestsim --check; sent $sent, $sub to sub-hosts); the source VMM was told and exited"
+			pass "$mode: the VM runs on at the destination and every page verifies there (guestsim --check; sent $sent, $sub to sub-hosts); the source VMM was told and exited${plan:+; the access sampler recorded reads and writes and the planner reported its rates}"
 		fi
 	else
 		fail "$mode: migration rc=$rc source guestsim rc=$grc destination guestsim rc=$drc"
@@ -221,6 +239,18 @@ abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
 for m in $modes; do
 	case $m in
 	precopy|postcopy|planned|full) migrate_ok "$m" ;;
+	planned-continuous)
+		# [migrate] plan_continuous: the source samples the VM from its registration on and the
+		# planned migration takes that sampler over
+		kill "$src_pid"; wait "$src_pid" 2>/dev/null
+		if start_src --plan-continuous 1; then
+			migrate_ok planned vm-planned-continuous
+		else
+			fail "source pager restart"
+		fi
+		kill "$src_pid"; wait "$src_pid" 2>/dev/null
+		start_src || fail "source pager restart"
+		;;
 	full-many-extents)
 		# FULL with 1 MiB pool extents at the main host: the cold pages need ~100 extents,
 		# more than one EXTENTS message carries (64); before the limit was lifted this was

@@ -97,12 +97,50 @@ static void test_file(void **state)
 	unlink(path);
 }
 
+/* The planned migration's sampler settings ([migrate] plan_*): defaults, flags, file, bad values. */
+static void test_plan(void **state)
+{
+	static struct pager_config cfg;
+	struct ferry_err err = { 0 };
+	const char *defaults[] = { "ferry-pager", "-a", "uid:0", NULL };
+	const char *flags[] = { "ferry-pager", "-a", "uid:0", "--plan-period-ms", "100", "--plan-block-pages", "8",
+				"--plan-window", "2", "--plan-periods", "10", "--plan-history", "4", NULL };
+	const char *zero[] = { "ferry-pager", "-a", "uid:0", "--plan-periods", "0", NULL };
+	const char *big[] = { "ferry-pager", "-a", "uid:0", "--plan-window", "65", NULL };
+
+	(void)state;
+	assert_int_equal(run(&cfg, &err, 3, defaults), 0);
+	assert_int_equal(cfg.plan_period_ms, 500);
+	assert_int_equal(cfg.plan_block_pages, 16);
+	assert_int_equal(cfg.plan_window, 1);
+	assert_int_equal(cfg.plan_periods, 4);
+	assert_int_equal(cfg.plan_history, 1);
+	assert_int_equal(run(&cfg, &err, 13, flags), 0);
+	assert_int_equal(cfg.plan_period_ms, 100);
+	assert_int_equal(cfg.plan_block_pages, 8);
+	assert_int_equal(cfg.plan_window, 2);
+	assert_int_equal(cfg.plan_periods, 10);
+	assert_int_equal(cfg.plan_history, 4);
+	assert_true(run(&cfg, &err, 5, zero) < 0);
+	assert_non_null(strstr(err.msg, "plan_periods"));
+	assert_true(run(&cfg, &err, 5, big) < 0);
+	assert_non_null(strstr(err.msg, "1..64"));
+	pager_config_defaults(&cfg);
+	assert_false(cfg.plan_continuous);
+	assert_int_equal(pager_config_set(&cfg, "migrate", "plan_continuous", "1", "test", &err), 0);
+	assert_true(cfg.plan_continuous);
+	assert_true(pager_config_set(&cfg, "migrate", "plan_continuous", "yes", "test", &err) < 0);
+	assert_true(pager_config_set(&cfg, "migrate", "plan_bogus", "1", "test", &err) < 0);
+	assert_non_null(strstr(err.msg, "plan_bogus"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_plan),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
