@@ -330,7 +330,8 @@ static void on_wake_request(struct ferryd *d, const struct ferry_wake_request *w
 		LOG_WARN("ferry-wake asks to wake %s, which is not in the cluster config", wr->id);
 		return;
 	}
-	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED || vm->op != OP_NONE) {
+	if ((vm->v.state != FERRY_CTRL_VM_HIBERNATED && vm->v.state != FERRY_CTRL_VM_FAILED) || vm->op != OP_NONE ||
+	    vm->picking) {
 		LOG_DEBUG("wake request #%u for %s: already %s", wr->attempt, wr->id,
 			  ferry_ctrl_vm_state_name(vm->v.state));
 		return;
