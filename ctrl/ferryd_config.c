@@ -401,6 +401,10 @@ static const struct daemon_flag flags[] = {
 	{ "wake-ctl",           DAEMON_OPTS_LONG_ONLY + 2, "ferryd",  "wake_ctl" },
 	{ "migrate-socket",     DAEMON_OPTS_LONG_ONLY + 8, "ferryd",  "migrate_socket" },
 	{ "log-level",          DAEMON_OPTS_LONG_ONLY + 3, "ferryd",  "log_level" },
+	{ "state-dir",          DAEMON_OPTS_LONG_ONLY + 9, "ferryd",  "state_dir" },
+	{ "hib-state",          DAEMON_OPTS_LONG_ONLY + 10, "ferryd", "hib_state" },
+	{ "hib-pool",           DAEMON_OPTS_LONG_ONLY + 11, "ferryd", "hib_pool" },
+	{ "hib-mode",           DAEMON_OPTS_LONG_ONLY + 12, "ferryd", "hib_mode" },
 	{ "coordinator",        DAEMON_OPTS_LONG_ONLY + 4, "cluster", "coordinator" },
 	{ "report-interval-ms", DAEMON_OPTS_LONG_ONLY + 5, "cluster", "report_interval_ms" },
 	{ "down-after-ms",      DAEMON_OPTS_LONG_ONLY + 6, "cluster", "down_after_ms" },
@@ -427,6 +431,10 @@ static void usage(FILE *out, const char *prog)
 		"  roles            --roles LIST         sub,main,accept (what this host may do)\n"
 		"  allowed_uid      --allowed-uid UID    a non-root uid allowed on the Unix socket\n"
 		"  wake_ctl         --wake-ctl ADDR      ferry-wake's control socket (unix:/p, tcp:H:P)\n"
+		"  state_dir        --state-dir DIR      ferryd's own state (the VM table, vms.json)\n"
+		"  hib_state        --hib-state DIR      the hibernation library's state dir (QEMU guests)\n"
+		"  hib_pool         --hib-pool H:P       the ferry-memsrv that keeps hibernation images\n"
+		"  hib_mode         --hib-mode pool|file images in the pool, or the seed's state file on disk\n"
 		"  migrate_socket   --migrate-socket P   ferry-pager's migration control socket\n"
 		"  log_level        --log-level LEVEL    error, warn, info, debug\n"
 		"[cluster]\n"
