@@ -206,6 +206,8 @@ void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v)
 	}
 	if (vm->op != OP_NONE && strcmp(vm->v.node, d->cfg.name) == 0 && strcmp(v->node, d->cfg.name) != 0)
 		return;   /* something is in flight here: ours is newer */
+	if (vm->v.state == FERRY_CTRL_VM_FAILED && v->state == FERRY_CTRL_VM_HIBERNATED)
+		return;   /* FAILED is hibernated plus "every resume failed": keep saying so */
 	if (vm->v.state != v->state || strcmp(vm->v.node, v->node) != 0)
 		LOG_INFO("vm %s: %s on %s -> %s on %s", v->id, ferry_ctrl_vm_state_name(vm->v.state), vm->v.node,
 			 ferry_ctrl_vm_state_name(v->state), v->node[0] ? v->node : "-");
@@ -309,6 +311,7 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 		LOG_WARN("vm %s: resume here failed after %llu ms: %s", vm->v.id, (unsigned long long)ms, why);
 		note_failure(vm, d->cfg.name, why);
 		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_HIBERNATED);
+		ferryd_vm_notify_placed(d, vm);
 		resume_next(d, vm, waiter, req);
 		return;
 	}
@@ -680,7 +683,15 @@ int ferryd_vm_resume_for(struct ferryd *d, unsigned int waiter, uint64_t req, co
 		REFUSE(FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", r->vm);
 	if (vm->op != OP_NONE || vm->picking)
 		REFUSE(FERRY_CTRL_E_BUSY, "VM %s: an operation is in flight", r->vm);
-	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED && vm->v.state != FERRY_CTRL_VM_FAILED)
+	/*
+	 * A node that picked us after its own attempt failed may not have told us yet that the VM is
+	 * hibernated again (its VM_PLACED travels on another connection): RESUMING elsewhere, with
+	 * nothing in flight here, is fine when the request names this node. The library's per-VM
+	 * lock and state refuse a VM that really runs.
+	 */
+	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED && vm->v.state != FERRY_CTRL_VM_FAILED &&
+	    !(vm->v.state == FERRY_CTRL_VM_RESUMING && strcmp(r->node, d->cfg.name) == 0 &&
+	      strcmp(vm->v.node, d->cfg.name) != 0))
 		REFUSE(FERRY_CTRL_E_BAD_STATE, "VM %s is %s, not hibernated", r->vm, ferry_ctrl_vm_state_name(vm->v.state));
 	vm->reason[0] = '\0';
 	vm->ntried = 0;

@@ -248,7 +248,9 @@ int ferryd_wake_role(struct ferryd *d, bool take, uint64_t epoch)
 	for (unsigned int i = 0; i < d->nvms; i++) {
 		const struct ferry_ctrl_vm *v = &d->vms[i].v;
 
-		if (v->state != FERRY_CTRL_VM_HIBERNATED || ferry_wake_check_ip(v->ip) || ferry_wake_check_mac(v->mac))
+		/* FAILED: hibernated, every resume so far failed; an access still tries again. */
+		if ((v->state != FERRY_CTRL_VM_HIBERNATED && v->state != FERRY_CTRL_VM_FAILED) ||
+		    ferry_wake_check_ip(v->ip) || ferry_wake_check_mac(v->mac))
 			continue;
 		memcpy(vms[n].ip, v->ip, 4);
 		memcpy(vms[n].mac, v->mac, 6);

@@ -196,6 +196,10 @@ access() {	# -> prints the client's timing line; succeeds if the echo came back
 	echo "  access: $(tr '\n' ' ' <<<"$out")"
 	[ "$rc" = 0 ] && grep -qx "hello-$1" <<<"$out"
 }
+# Predicates for wait_for (evaluated on every try, not once when wait_for is called).
+fdb_is() { test "$(fdb_port)" = "$1"; }
+accept_is() { test "$(accept_node)" = "$1"; }
+state_is() { test "$(vm_state "$1")" = "$2"; }
 syn_retrans() { sed -n 's/.*syn_retrans=\([0-9]*\).*/\1/p' <<<"$1"; }
 
 check_offload() {	# the bridge ports facing ferry-wake keep TX checksum offload on
@@ -234,7 +238,7 @@ wake)
 	check "vm0 hibernated on n1" test "$(vm_state n1)" = hibernated@n1
 	check "the library did it (no hook): RAM file gone" test ! -e /dev/shm/vm0.ferry-ram
 	check "ferry-wake holds the VM (vms 1)" wait_for 3 sh -c "'$WRIG' ctl '$T/n1/wake.sock' '$T/secret' expect-stat vms eq 1 >/dev/null 2>&1"
-	check "the bridge forwards the VM's MAC to ferry-wake's port (fdb: pa1)" wait_for 3 test "$(fdb_port)" = pa1
+	check "the bridge forwards the VM's MAC to ferry-wake's port (fdb: pa1)" wait_for 3 fdb_is pa1
 	out=$(arp "$VM_IP" 20 "$VM_MAC" 2>&1) || true
 	echo "  arp (hibernated): $out"
 	check "ARP for the hibernated VM answered by ferry-wake with the VM's MAC" grep -q "20/20 answered, 0 with a wrong MAC" <<<"$out"
@@ -275,7 +279,7 @@ wake)
 		ip netns exec "${P}client" timeout 3 bash -c "exec 3<>/dev/tcp/$VM_IP/$GUEST_PORT" 2>/dev/null &
 		fpids+=($!)
 	done
-	wait_for 20 test "$(vm_state n1)" = running@n1 || true
+	wait_for 20 state_is n1 running@n1 || true
 	wait "${fpids[@]}" 2>/dev/null || true
 	rss1=$(ps -o rss= -C ferry-wake | head -1)
 	resumes1=$(grep -c "resuming here" "$T/ferryd-n1.log")
@@ -301,10 +305,10 @@ nodes)
 	# The role moves; the bridge follows.
 	wait_for 5 test -n "$(accept_node)" || true
 	a1=$(accept_node)
-	check "accept role held by $a1; the VM's MAC forwarded to its ferry-wake" wait_for 4 test "$(fdb_port)" = "pa${a1#n}"
+	check "accept role held by $a1; the VM's MAC forwarded to its ferry-wake" wait_for 4 fdb_is "pa${a1#n}"
 	other=n1; [ "$a1" = n1 ] && other=n2
-	check "the role moves to $other (accept_period_ms 5000)" wait_for 12 test "$(accept_node)" = "$other"
-	check "the bridge follows: the VM's MAC now goes to $other's ferry-wake (fdb pa${other#n})" wait_for 4 test "$(fdb_port)" = "pa${other#n}"
+	check "the role moves to $other (accept_period_ms 5000)" wait_for 12 accept_is "$other"
+	check "the bridge follows: the VM's MAC now goes to $other's ferry-wake (fdb pa${other#n})" wait_for 4 fdb_is "pa${other#n}"
 	check "$other's ferry-wake holds the VM, $a1's dropped the role" \
 		bash -c "'$WRIG' ctl '$T/$other/wake.sock' '$T/secret' expect-stat role eq 1 expect-stat vms eq 1 >/dev/null 2>&1 && '$WRIG' ctl '$T/$a1/wake.sock' '$T/secret' expect-stat role eq 0 >/dev/null 2>&1"
 	# A resume asked of the old holder: it picks the node, the new holder's ferry-wake is told.
@@ -312,7 +316,7 @@ nodes)
 	check "ferryctl resume vm0 asked of the old holder $a1" fctl "$a1" resume vm0
 	echo "  resume (file mode, via $a1): $((($(date +%s%N) - t0) / 1000000)) ms"
 	check "the new holder's ferry-wake heard VM_RUNNING (vms 0)" \
-		wait_for 5 sh -c "'$WRIG' ctl '$T/$(accept_node)/wake.sock' '$T/secret' expect-stat vms eq 0 >/dev/null 2>&1"
+		wait_for 5 sh -c "'$WRIG' ctl '$T/n1/wake.sock' '$T/secret' expect-stat vms eq 0 >/dev/null 2>&1 && '$WRIG' ctl '$T/n2/wake.sock' '$T/secret' expect-stat vms eq 0 >/dev/null 2>&1"
 	check "vm0 answers" access nodes1
 	# The QEMU binary broken on n1 (the least loaded, first by name on a tie): retried on n2.
 	where=$(vm_state n1); where=${where#*@}
@@ -330,7 +334,7 @@ nodes)
 	echo "  resume with both broken: rc $rc: $out"
 	check "resume fails (exit 1) naming both nodes" bash -c "[ $rc = 1 ] && grep -q 'n1:' <<<'$out' && grep -q 'n2:' <<<'$out'"
 	check "ferryctl vms: vm0 failed" bash -c "[ \"\$('$FERRYCTL' -s '$T/n1/ferryd.sock' vms --json | jq -r '.vms[0].state')\" = failed ]"
-	check "the library still holds it hibernated" bash -c "hib status vm0 | grep -q hibernated"
+	check "the library still holds it hibernated" bash -c "'$HIB' --state '$T/state' status vm0 | grep -q hibernated"
 	rm -f "$T/break-n1" "$T/break-n2"
 	# ferryd restarted (both) while the VM is hibernated: an access still wakes it.
 	stop_ferryd n2
@@ -350,7 +354,7 @@ idle)
 	boot_vm vm0 128M
 	write_conf "n1" pool "tap = vt0\nidle_after_ms = 2500" 600000
 	start_ferryd n1
-	check "ferryd hibernates the quiet VM by itself" wait_for 25 test "$(vm_state n1)" = hibernated@n1
+	check "ferryd hibernates the quiet VM by itself" wait_for 25 state_is n1 hibernated@n1
 	check "said why" grep -q "idle for" "$T/ferryd-n1.log"
 	check "an access wakes it" access idle
 	check "running again" test "$(vm_state n1)" = running@n1
