@@ -537,8 +537,14 @@ static void resume_give_up(struct ferryd *d, struct ferryd_vm *vm, unsigned int 
 static void note_failure(struct ferryd_vm *vm, const char *node, const char *why)
 {
 	size_t l = strlen(vm->reason);
+	int n;
 
-	snprintf(vm->reason + l, sizeof(vm->reason) - l, "%s%s: %s", l ? "; " : "", node, why);
+	/* Reasons of every node tried, cut at the buffer's end (an ERROR carries 256 bytes at most). */
+	n = snprintf(vm->reason + l, sizeof(vm->reason) - l, "%s%s: ", l ? "; " : "", node);
+	if (n > 0 && (size_t)n < sizeof(vm->reason) - l) {
+		l += (size_t)n;
+		strncat(vm->reason + l, why, sizeof(vm->reason) - l - 1);
+	}
 }
 
 static int resume_on(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter, uint64_t req, const char *target);

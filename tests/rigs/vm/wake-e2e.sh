@@ -17,6 +17,13 @@
 #           least-loaded node -> retried on the other, then (broken on both) FAILED with both
 #           reasons; ferryd restarted while the VM is hibernated -> the VM still wakes on access
 #   idle    a VM with idle_after_ms: ferryd hibernates it by itself once quiet; an access wakes it
+#   perf    measurements for `ferry-perf wake` (perf/wake.sh): ARP reply latency of ferry-wake for
+#           a hibernated VM beside the kernel's for a live address (same client, same bridge,
+#           WAKE_PERF_ARP requests each); access time through the real path (client SYN ->
+#           ferry-wake -> ferryd -> library resume -> announce -> replay -> first echoed byte)
+#           for each WAKE_PERF_SCENARIOS "guest_MiB:used_MiB" (default "128:10 512:100"), images
+#           in the pool and, same run, the seed's full state file on disk; WAKE_PERF_REPS each.
+#           Writes WAKE_PERF_OUT/{arp.csv,access.csv}.
 #
 # Exit 77 when namespaces/taps/QEMU/DPDK cannot be used here. Namespaces: wke- (rig) and
 # wke-n1/wke-n2 (nodes). Ports: 30000-30199.
@@ -358,6 +365,68 @@ idle)
 	check "said why" grep -q "idle for" "$T/ferryd-n1.log"
 	check "an access wakes it" access idle
 	check "running again" test "$(vm_state n1)" = running@n1
+	finish
+	;;
+perf)
+	out=${WAKE_PERF_OUT:-$BUILD/results/wake}
+	scen=${WAKE_PERF_SCENARIOS:-128:10 512:100}
+	reps=${WAKE_PERF_REPS:-3}
+	narp=${WAKE_PERF_ARP:-1000}
+	mkdir -p "$out"
+	disk=/var/tmp/ferry-wake-e2e.$$	# the seed's state files: on disk, not tmpfs
+	mkdir -p "$disk"
+	node_up n1 1
+	start_memsrv
+	echo "mode,guest_mib,used_mib,rep,resume_to_running_ms,connect_ms,first_byte_ms,syn_retrans,stored_mib" >"$out/access.csv"
+	echo "who,requests,answered,p50_us,p99_us,max_us" >"$out/arp.csv"
+	arp_row() {	# who output
+		local a p50 p99 mx
+		a=$(sed -n 's/.*: \([0-9]*\)\/[0-9]* answered.*/\1/p' <<<"$2")
+		p50=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' <<<"$2")
+		p99=$(sed -n 's/.*p99 \([0-9.]*\) us.*/\1/p' <<<"$2")
+		mx=$(sed -n 's/.*max \([0-9.]*\) us.*/\1/p' <<<"$2")
+		echo "$1,$narp,${a:-0},${p50:-},${p99:-},${mx:-}" >>"$out/arp.csv"
+		echo "  arp $1: $(tail -1 <<<"$2")"
+	}
+	first=1
+	for mode in pool file; do
+		for sc in $scen; do
+			g=${sc%%:*} u=${sc##*:}
+			boot_vm vm0 "${g}M"
+			write_conf "n1" "$mode" "" 600000
+			sed -i "s|^hib_image_dir = .*|hib_image_dir = $disk|" "$T/ferryd.conf"
+			start_ferryd n1
+			wait_for 10 sh -c "'$WRIG' ctl '$T/n1/wake.sock' '$T/secret' expect-stat role eq 1 >/dev/null 2>&1" || true
+			client -t 60 "$VM_IP" "$GUEST_PORT" "mem $u" >/dev/null
+			for rep in $(seq "$reps"); do
+				fctl n1 hibernate vm0 >/dev/null
+				wait_for 3 sh -c "'$WRIG' ctl '$T/n1/wake.sock' '$T/secret' expect-stat vms eq 1 >/dev/null 2>&1" || true
+				stored=$(sed -n 's/.*hibernated by the library in [0-9]* ms ([0-9]* pages stored, \([0-9.]*\) MiB).*/\1/p' "$T/ferryd-n1.log" | tail -1)
+				if [ -n "$first" ]; then
+					first=""
+					# ARP: ferry-wake for the hibernated VM, the kernel (n1's namespace) for a live address.
+					arp_row ferry-wake "$(arp "$VM_IP" "$narp" "$VM_MAC" 2>&1)"
+					arp_row kernel "$(arp 10.97.0.2 "$narp" "$(ip -n "${P}n1" link show eth0 | awk '/ether/ { print $2 }')" 2>&1)"
+				fi
+				ip netns exec "${P}client" ip neigh flush all	# the client ARPs as a first visitor would
+				sleep 0.3
+				o=$(client -T -t 30 "$VM_IP" "$GUEST_PORT" "x" 2>&1) || true
+				ms=$(sed -n 's/.*vm vm0 running on n1, \([0-9]*\) ms after the resume began.*/\1/p' "$T/ferryd-n1.log" | tail -1)
+				c=$(sed -n 's/.*connect_ms=\([0-9.]*\).*/\1/p' <<<"$o")
+				f=$(sed -n 's/.*first_reply_ms=\([0-9.]*\).*/\1/p' <<<"$o")
+				r=$(syn_retrans "$o")
+				grep -qx x <<<"$o" || { fail "perf: no echo ($mode $sc rep $rep): $o"; continue; }
+				echo "$mode,$g,$u,$rep,${ms:-},${c:-},${f:-},${r:-},${stored:-}" >>"$out/access.csv"
+				echo "  $mode ${g} MiB guest, $u MiB used, rep $rep: resume->running ${ms:-?} ms, connect ${c:-?} ms, first byte ${f:-?} ms, SYN retransmits ${r:-?}"
+			done
+			stop_ferryd n1
+			hib destroy vm0 >/dev/null 2>&1 || true
+			rm -f "$disk"/*.state
+			: >"$T/ferryd-n1.log.prev"; cat "$T/ferryd-n1.log" >>"$T/ferryd-n1.log.prev"; : >"$T/ferryd-n1.log"
+		done
+	done
+	rm -rf "$disk"
+	pass "perf: $out/access.csv, $out/arp.csv"
 	finish
 	;;
 *)
