@@ -55,13 +55,13 @@ awk -F, -v arp="$out/arp.csv" '
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
 	NR == 1 { next }
 	{ k = $1 "," $2 "," $3; if (!(k in n)) order[++nk] = k; n[k]++; i = n[k]
-	  R[k, i] = $5; C[k, i] = $6; F[k, i] = $7; if ($8 + 0 > 0) retr[k]++; st[k] = $9 }
+	  R[k, i] = $5; C[k, i] = $6; F[k, i] = $7; S[k, i] = $10; if ($8 + 0 > 0) retr[k]++; st[k] = $9 }
 	END {
 		while ((getline line < arp) > 0) { split(line, a, ","); if (a[1] == "ferry-wake") { wp50 = a[4]; wp99 = a[5] } if (a[1] == "kernel") { kp50 = a[4]; kp99 = a[5] } }
 		printf "{\n \"bench\": \"wake\",\n \"arp\": {\"ferry_wake_p50_us\": %s, \"ferry_wake_p99_us\": %s, \"kernel_p50_us\": %s, \"kernel_p99_us\": %s, \"ratio_p50\": %.2f, \"target_ratio_p50\": 2.0},\n \"access\": [\n", wp50 + 0, wp99 + 0, kp50 + 0, kp99 + 0, kp50 > 0 ? wp50 / kp50 : 0
 		for (x = 1; x <= nk; x++) { k = order[x]; split(k, f, ",")
-			for (i = 1; i <= n[k]; i++) { r[i] = R[k, i]; c[i] = C[k, i]; fb[i] = F[k, i] }
-			printf "%s  {\"mode\": \"%s\", \"guest_mib\": %s, \"used_mib\": %s, \"reps\": %d, \"stored_mib\": %s, \"resume_to_running_ms_p50\": %.1f, \"connect_ms_p50\": %.1f, \"first_byte_ms_p50\": %.1f, \"runs_with_syn_retransmission\": %d}", x > 1 ? ",\n" : "", f[1], f[2], f[3], n[k], st[k] == "" ? "null" : st[k], med(r, n[k]), med(c, n[k]), med(fb, n[k]), retr[k] + 0 }
+			for (i = 1; i <= n[k]; i++) { r[i] = R[k, i]; c[i] = C[k, i]; fb[i] = F[k, i]; sf[i] = S[k, i] }
+			printf "%s  {\"mode\": \"%s\", \"guest_mib\": %s, \"used_mib\": %s, \"reps\": %d, \"stored_mib\": %s, \"resume_to_running_ms_p50\": %.1f, \"syn_to_first_byte_ms_p50\": %.1f, \"client_connect_ms_p50\": %.1f, \"client_first_byte_ms_p50\": %.1f, \"runs_with_syn_retransmission\": %d}", x > 1 ? ",\n" : "", f[1], f[2], f[3], n[k], st[k] == "" ? "null" : st[k], med(r, n[k]), med(sf, n[k]), med(c, n[k]), med(fb, n[k]), retr[k] + 0 }
 		printf "\n ],\n \"target\": \"512 MiB guest, 100 MiB used: first byte <= 1000 ms after the SYN, no SYN retransmission\"\n}\n"
 	}' "$out/access.csv" >"$out/wake.json"
 
@@ -70,15 +70,15 @@ echo "ferry-perf wake: ARP (reply latency at the client, $narp requests each)"
 column -s, -t <"$out/arp.csv"
 echo
 echo "ferry-perf wake: access to a hibernated VM through ferry-wake + ferryd (client SYN -> first echoed byte)"
-printf '%-5s %6s %5s %4s %10s %14s %12s %14s %9s\n' mode guest used reps stored_MiB resume->run_ms connect_ms first_byte_ms retrans
-awk -F, 'NR > 1 { k = $1 FS $2 FS $3; if (!(k in n)) o[++m] = k; n[k]++; f[k, n[k]] = $7; c[k, n[k]] = $6; r[k, n[k]] = $5; if ($8 > 0) x[k]++; s[k] = $9 }
+printf '%-5s %6s %5s %4s %10s %14s %16s %12s %9s\n' mode guest used reps stored_MiB resume->run_ms SYN->1st_byte_ms connect_ms retrans
+awk -F, 'NR > 1 { k = $1 FS $2 FS $3; if (!(k in n)) o[++m] = k; n[k]++; f[k, n[k]] = $10; c[k, n[k]] = $6; r[k, n[k]] = $5; if ($8 > 0) x[k]++; s[k] = $9 }
 	function med(a, k, m,   i, j, t, v) { for (i = 1; i <= m; i++) v[i] = a[k, i]
 		for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
 		return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
 	END { for (i = 1; i <= m; i++) { k = o[i]; split(k, q, FS)
-		printf "%-5s %6s %5s %4d %10s %14.1f %12.1f %14.1f %9d\n", q[1], q[2] "M", q[3] "M", n[k], s[k], med(r, k, n[k]), med(c, k, n[k]), med(f, k, n[k]), x[k] + 0 } }' "$out/access.csv"
+		printf "%-5s %6s %5s %4d %10s %14.1f %16.1f %12.1f %9d\n", q[1], q[2] "M", q[3] "M", n[k], s[k], med(r, k, n[k]), med(f, k, n[k]), med(c, k, n[k]), x[k] + 0 } }' "$out/access.csv"
 
-awk -F, 'NR > 1 { k = $2 "M/" $3 "M"; if (!(k in seen)) { seen[k] = 1; o[++n] = k } v[$1, k, ++c[$1, k]] = $7 }
+awk -F, 'NR > 1 { k = $2 "M/" $3 "M"; if (!(k in seen)) { seen[k] = 1; o[++n] = k } v[$1, k, ++c[$1, k]] = $10 }
 	function med(m, k,   i, j, t, a, cnt) { cnt = c[m, k]; if (!cnt) return 0; for (i = 1; i <= cnt; i++) a[i] = v[m, k, i]
 		for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 		return cnt % 2 ? a[(cnt + 1) / 2] : (a[cnt / 2] + a[cnt / 2 + 1]) / 2 }
@@ -88,7 +88,7 @@ set terminal pngcairo size 900,500
 set output '$out/wake.png'
 set datafile separator ','
 set title 'Hibernated QEMU (TCG) guest through ferry-wake + ferryd: client SYN to first echoed byte'
-set ylabel 'ms (median)'
+set ylabel 'client SYN to first echoed byte, ms (median)'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1

@@ -103,6 +103,8 @@ node_up() {	# n idx: eN 10.97.0.(1+idx) for ferryd, acc0 (no IP) for ferry-wake
 	ip netns add "$ns"
 	ip -n "$ns" link set lo up
 	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+	# Only eth0 answers ARP for eth0's address (acc0 is ferry-wake's, in the same namespace).
+	ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1
 	ip link add "pn$i" netns "${P}br" type veth peer name eth0 netns "$ns"
 	ip link add "pa$i" netns "${P}br" type veth peer name acc0 netns "$ns"
 	for p in "pn$i" "pa$i"; do ip -n "${P}br" link set "$p" master br0; ip -n "${P}br" link set "$p" up; done
@@ -128,6 +130,10 @@ boot_vm() {	# name ram
 	hib define "$1" --ram "$2" -- "${args[@]}"
 	hib start "$1" >/dev/null
 	wait_for 20 grep -q 'FERRY-VM READY' "$T/vm0.console" || { echo "FAIL guest did not boot: $(tail -3 "$T/vm0.console")"; exit 1; }
+	# A fresh guest says nothing on the wire: forget where a previous one's MAC was (ferry-wake's
+	# port), so the bridge floods until the guest answers.
+	ip netns exec "${P}br" bridge fdb show br br0 | awk -v m="$VM_MAC" 'tolower($1) == m && $2 == "dev" && $3 != "vt0" { print $3 }' |
+		while read -r port; do ip netns exec "${P}br" bridge fdb del "$VM_MAC" dev "$port" master 2>/dev/null || true; done
 }
 
 # ferryd config for the cluster: nodes "n1 [n2]", extra [ferryd] lines, [vm vm0] lines.
@@ -377,7 +383,7 @@ perf)
 	mkdir -p "$disk"
 	node_up n1 1
 	start_memsrv
-	echo "mode,guest_mib,used_mib,rep,resume_to_running_ms,connect_ms,first_byte_ms,syn_retrans,stored_mib" >"$out/access.csv"
+	echo "mode,guest_mib,used_mib,rep,resume_to_running_ms,connect_ms,first_byte_ms,syn_retrans,stored_mib,syn_to_first_byte_ms" >"$out/access.csv"
 	echo "who,requests,answered,p50_us,p99_us,max_us" >"$out/arp.csv"
 	arp_row() {	# who output
 		local a p50 p99 mx
@@ -416,8 +422,15 @@ perf)
 				f=$(sed -n 's/.*first_reply_ms=\([0-9.]*\).*/\1/p' <<<"$o")
 				r=$(syn_retrans "$o")
 				grep -qx x <<<"$o" || { fail "perf: no echo ($mode $sc rep $rep): $o"; continue; }
-				echo "$mode,$g,$u,$rep,${ms:-},${c:-},${f:-},${r:-},${stored:-}" >>"$out/access.csv"
-				echo "  $mode ${g} MiB guest, $u MiB used, rep $rep: resume->running ${ms:-?} ms, connect ${c:-?} ms, first byte ${f:-?} ms, SYN retransmits ${r:-?}"
+				sleep 0.2	# the log line of "running" may follow the client's first byte
+				ms=$(sed -n 's/.*vm vm0 running on n1, \([0-9]*\) ms after the resume began.*/\1/p' "$T/ferryd-n1.log" | tail -1)
+				# From the client's first SYN as ferry-wake saw it (its log, same clock) to the first byte.
+				syn_ts=$(grep "wake INFO  vm vm0: SYN 10.97.0.10:" "$T/ferryd-n1.log" | tail -1 | cut -d' ' -f1)
+				fe=$(sed -n 's/.*first_reply_epoch=\([0-9.]*\).*/\1/p' <<<"$o")
+				sf=""
+				[ -n "$syn_ts" ] && [ -n "$fe" ] && sf=$(awk -v a="$(date -d "$syn_ts" +%s.%N)" -v b="$fe" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+				echo "$mode,$g,$u,$rep,${ms:-},${c:-},${f:-},${r:-},${stored:-},${sf:-}" >>"$out/access.csv"
+				echo "  $mode ${g} MiB guest, $u MiB used, rep $rep: resume->running ${ms:-?} ms, SYN->first byte ${sf:-?} ms, client connect ${c:-?} ms, first byte ${f:-?} ms, SYN retransmits ${r:-?}"
 			done
 			stop_ferryd n1
 			hib destroy vm0 >/dev/null 2>&1 || true
