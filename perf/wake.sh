@@ -2,6 +2,7 @@
 # perf/wake.sh — `ferry-perf wake` (issue 6): what a client sees of a hibernated VM, on real parts.
 #
 #   perf/wake.sh --build-dir DIR [--out DIR] [--reps N] [--arp N] [--scenarios "G:U ..."] [--quick]
+#                [--report-only]   (summary, JSON and plot again from the CSVs in --out)
 #
 # (a) ARP reply latency: ferry-wake (DPDK net_af_packet) answering for a hibernated VM beside the
 #     kernel answering for a live address in a namespace, same client, same bridge; p50/p99 over
@@ -20,7 +21,7 @@
 set -eu
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build_dir="" out="" reps=3 narp=1000 scen="128:10 512:100" quick=""
+build_dir="" out="" reps=3 narp=1000 scen="128:10 512:100" quick="" report_only=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--build-dir) build_dir=$2; shift 2 ;;
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
 	--arp) narp=$2; shift 2 ;;
 	--scenarios) scen=$2; shift 2 ;;
 	--quick) quick=1; shift ;;
+	--report-only) report_only=1; shift ;;
 	-h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "wake: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -40,6 +42,7 @@ out=${out:-$build_dir/results/wake}
 mkdir -p "$out"
 
 rc=0
+[ -n "$report_only" ] || {
 WAKE_PERF_OUT=$out WAKE_PERF_REPS=$reps WAKE_PERF_ARP=$narp WAKE_PERF_SCENARIOS=$scen \
 	"$ROOT/tests/rigs/vm/wake-e2e.sh" "$build_dir" perf || rc=$?
 [ "$rc" = 77 ] && exit 77
@@ -48,6 +51,7 @@ if [ -z "$quick" ]; then
 	"$ROOT/perf/wake-vm.sh" --build-dir "$build_dir" --out "$out" --reps "$reps" || rc=$?
 	[ "$rc" = 0 ] || echo "wake: perf/wake-vm.sh failed (exit $rc); continuing with the rest" >&2
 fi
+}
 
 # Medians per (mode, guest, used) and the targets.
 awk -F, -v arp="$out/arp.csv" '
@@ -61,7 +65,7 @@ awk -F, -v arp="$out/arp.csv" '
 		printf "{\n \"bench\": \"wake\",\n \"arp\": {\"ferry_wake_p50_us\": %s, \"ferry_wake_p99_us\": %s, \"kernel_p50_us\": %s, \"kernel_p99_us\": %s, \"ratio_p50\": %.2f, \"target_ratio_p50\": 2.0},\n \"access\": [\n", wp50 + 0, wp99 + 0, kp50 + 0, kp99 + 0, kp50 > 0 ? wp50 / kp50 : 0
 		for (x = 1; x <= nk; x++) { k = order[x]; split(k, f, ",")
 			for (i = 1; i <= n[k]; i++) { r[i] = R[k, i]; c[i] = C[k, i]; fb[i] = F[k, i]; sf[i] = S[k, i] }
-			printf "%s  {\"mode\": \"%s\", \"guest_mib\": %s, \"used_mib\": %s, \"reps\": %d, \"stored_mib\": %s, \"resume_to_running_ms_p50\": %.1f, \"syn_to_first_byte_ms_p50\": %.1f, \"client_connect_ms_p50\": %.1f, \"client_first_byte_ms_p50\": %.1f, \"runs_with_syn_retransmission\": %d}", x > 1 ? ",\n" : "", f[1], f[2], f[3], n[k], st[k] == "" ? "null" : st[k], med(r, n[k]), med(sf, n[k]), med(c, n[k]), med(fb, n[k]), retr[k] + 0 }
+			printf "%s  {\"mode\": \"%s\", \"guest_mib\": %s, \"used_mib\": %s, \"reps\": %d, \"stored_mib\": %s, \"resume_to_running_ms_p50\": %.1f, \"syn_to_first_byte_ms_p50\": %.1f, \"client_connect_ms_p50\": %.1f, \"client_first_byte_ms_p50\": %.1f, \"runs_with_syn_retransmission\": %d}", (x > 1 ? ",\n" : ""), f[1], f[2], f[3], n[k], st[k] == "" ? "null" : st[k], med(r, n[k]), med(sf, n[k]), med(c, n[k]), med(fb, n[k]), retr[k] + 0 }
 		printf "\n ],\n \"target\": \"512 MiB guest, 100 MiB used: first byte <= 1000 ms after the SYN, no SYN retransmission\"\n}\n"
 	}' "$out/access.csv" >"$out/wake.json"
 
