@@ -17,10 +17,10 @@ static const char usage[] =
 	"commands:\n"
 	"  define NAME --ram SIZE -- QEMU-ARGV...  define a VM (its QEMU command line without RAM/QMP options)\n"
 	"  start NAME                              boot it (RAM in RAM_DIR/NAME.ferry-ram, QMP in DIR/NAME.qmp)\n"
-	"  hibernate NAME --transient              stop it, device state + used RAM pages into the pool, quit;\n"
-	"                                          refused without --transient: its image would go with this\n"
-	"                                          process's pool session (use shell)\n"
-	"  resume NAME                             RAM back from the pool, QEMU -incoming, cont\n"
+	"  hibernate NAME                          stop it, device state + used RAM pages into the pool (kept\n"
+	"                                          extents: the image outlives this process), quit\n"
+	"  resume NAME                             claim the image (from any process or node using the same\n"
+	"                                          memory server), RAM back, QEMU -incoming, cont\n"
 	"  hibernate-file NAME IMAGE / resume-file NAME IMAGE\n"
 	"                                          the seed's way, for comparisons: the whole state, RAM\n"
 	"                                          included, in one file on disk; no pool\n"
@@ -39,9 +39,12 @@ static const char usage[] =
 	"  --transport tcp|rdma\n"
 	"  --ram-dir DIR       where guest RAM files live (default /dev/shm)\n"
 	"  --no-verify         skip the checksum of pages read back on resume\n"
+	"  --client-name NAME  our name at the memory server (default ferry-hib)\n"
+	"  --transient         accepted and ignored (images no longer depend on this process)\n"
 	"\n"
-	"Images live in the pool as long as the session that stored them: a `hibernate` command\n"
-	"run on its own would release its image when it exits; use `shell` (or ferryd) to keep it.\n"
+	"Images are kept extents of the memory server: they outlive the process that stored them\n"
+	"(the manifest, mode 0600, holds their claim tokens) and are lost only if the memory server\n"
+	"itself restarts. Resume claims them from any process; destroy discards them.\n"
 	"Output: one JSON object on stdout per command (stats and times in ms).\n";
 
 static void print_stats(FILE *out, const char *what, const char *name, const struct hib_stats *s)
@@ -121,6 +124,7 @@ int main(int argc, char **argv)
 		{ "window", required_argument, NULL, 'w' },  { "cpu-max", required_argument, NULL, 'c' },
 		{ "qga", required_argument, NULL, 'q' },     { "forbid", required_argument, NULL, 'f' },
 		{ "transient", no_argument, NULL, 'X' },     { "help", no_argument, NULL, 'h' },
+		{ "client-name", required_argument, NULL, 'n' },
 		{ 0 }
 	};
 	struct hib_opts o = { .pool_port = 7470 };
@@ -133,7 +137,6 @@ int main(int argc, char **argv)
 	struct ferry_err err = { 0 };
 	struct hib_stats s;
 	int c, rc = 0;
-	bool transient = false;
 
 	ferry_log_set_level(FERRY_LOG_WARN);
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -170,7 +173,8 @@ int main(int argc, char **argv)
 		case 'c': io.cpu_max_pct = atof(optarg); break;
 		case 'q': io.qga_path = optarg; break;
 		case 'f': forbid_list = optarg; break;
-		case 'X': transient = true; break;
+		case 'X': break;	/* the old opt-in to a session-bound image: every image is kept now */
+		case 'n': o.client_name = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
@@ -208,14 +212,6 @@ int main(int argc, char **argv)
 		rc = hib_start(h, name, &pid, &err);
 		if (!rc)
 			printf("{\"op\":\"start\",\"vm\":\"%s\",\"pid\":%d}\n", name, (int)pid);
-	} else if (strcmp(cmd, "hibernate") == 0 && !transient) {
-		/* The image would be released when this process exits: the VM could never come back. */
-		fprintf(stderr,
-			"ferry-hib hibernate: refused: the image lives only as long as the memory-server session "
-			"that stores it, and the session of this command ends when it exits (the VM could not be "
-			"resumed). Use ferry-hib shell (one session for several commands), or --transient to "
-			"do it anyway.\n");
-		rc = 2;
 	} else if (strcmp(cmd, "hibernate") == 0) {
 		rc = hib_hibernate(h, name, &s, &err);
 		if (!rc)

@@ -10,8 +10,9 @@
  * - The hibernation library (ctrl/hib.h) for real QEMU guests, when [ferryd] hib_state is set
  *   and the VM has no hook: the VM is the library's VM of the same name in that state dir
  *   (defined once with `ferry-hib define`). Every library call blocks for the whole operation
- *   (0.1-2 s), so one worker thread owns the struct hib — and with it the memory-server session
- *   that keeps the images (hib.h, "Pool lifetime") — for ferryd's lifetime. The loop hands it
+ *   (0.1-2 s), so one worker thread owns the struct hib (one memory-server session, client name
+ *   "ferryd-NODE") for ferryd's lifetime. Images are kept extents (hib.h): any node configured
+ *   with the same memory server resumes them, and they outlive a ferryd restart. The loop hands it
  *   jobs (one per VM at most: a VM has one op in flight) and reads their end through an eventfd
  *   (ferryd_hib_poll). hib_mode file stores the seed's full state file in hib_image_dir instead
  *   of the pool: any node that shares that directory and hib_state can resume it.
@@ -212,7 +213,7 @@ int ferryd_hib_init(struct ferryd *d, struct ferry_err *err)
 {
 	struct ferryd_hib *w;
 	struct hib_opts o = { 0 };
-	char host[FERRYD_ADDR_LEN], *colon;
+	char host[FERRYD_ADDR_LEN], client[16 + FERRYD_NAME_LEN], *colon;
 	int rc;
 
 	if (!d->cfg.hib_state[0])
@@ -231,6 +232,8 @@ int ferryd_hib_init(struct ferryd *d, struct ferry_err *err)
 	o.pool_port = colon ? (uint16_t)atoi(colon + 1) : 0;
 	o.secret_path = d->cfg.secret_file;
 	o.transport = FX_KIND_TCP;
+	snprintf(client, sizeof(client), "ferryd-%s", d->cfg.name);
+	o.client_name = client;
 	if (d->cfg.hib_mode == FERRYD_HIB_POOL && !o.pool_port) {
 		rc = ferry_err_set(err, EINVAL, "[ferryd] hib_pool (HOST:PORT of a ferry-memsrv) is needed with hib_mode pool");
 		goto fail;

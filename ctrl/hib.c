@@ -57,6 +57,7 @@ int hib_open(const struct hib_opts *o, struct hib **out, struct ferry_err *err)
 	h->qmp_timeout_ms = o->qmp_timeout_ms > 0 ? o->qmp_timeout_ms : 10000;
 	h->migrate_timeout_ms = o->migrate_timeout_ms > 0 ? o->migrate_timeout_ms : 60000;
 	h->no_verify = o->no_verify;
+	snprintf(h->client_name, sizeof(h->client_name), "%s", o->client_name ? o->client_name : "ferry-hib");
 	*out = h;
 	return 0;
 }
@@ -353,6 +354,10 @@ static int hib_hibernate_locked(struct hib *h, const char *name, struct hib_stat
 	rc = hib_pool_io(h, 1, (uint8_t *)ram, vm.ram_bytes, dev, &m, err);
 	if (rc)
 		goto out;
+	/* Out of our session: the image now outlives this process, named by the manifest's tokens. */
+	rc = hib_pool_keep(h, &m, err);
+	if (rc)
+		goto out;
 	rc = hib_manifest_save(&vm, &m, err);
 	if (rc)
 		goto out;
@@ -415,6 +420,40 @@ out:
 	return rc;
 }
 
+/*
+ * An image is on the memory server its manifest names, which another node's configuration may
+ * name differently: one operation on it (resume, destroy) talks to that server, then the struct
+ * hib goes back to its own (between operations our session holds no extents: images are kept).
+ */
+struct pool_saved {
+	char host[sizeof(((struct hib *)0)->pool_host)];
+	uint16_t port;
+};
+
+static int pool_follow(struct hib *h, const char *pool, struct pool_saved *saved, struct ferry_err *err)
+{
+	const char *colon = strrchr(pool, ':');
+	char *end = NULL;
+	unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+	size_t hlen = colon ? (size_t)(colon - pool) : 0;
+
+	if (!colon || hlen == 0 || hlen >= sizeof(h->pool_host) || !end || *end || port == 0 || port > 65535)
+		return ferry_err_set(err, EBADMSG, "the manifest names memory server '%s', not HOST:PORT", pool);
+	hib_pool_disconnect(h);
+	snprintf(saved->host, sizeof(saved->host), "%s", h->pool_host);
+	saved->port = h->pool_port;
+	snprintf(h->pool_host, sizeof(h->pool_host), "%.*s", (int)hlen, pool);
+	h->pool_port = (uint16_t)port;
+	return 0;
+}
+
+static void pool_unfollow(struct hib *h, const struct pool_saved *saved)
+{
+	hib_pool_disconnect(h);
+	snprintf(h->pool_host, sizeof(h->pool_host), "%s", saved->host);
+	h->pool_port = saved->port;
+}
+
 static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *st, struct ferry_err *err)
 {
 	struct hib_stats local = { 0 };
@@ -425,7 +464,8 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	uint64_t dev_len = 0;
 	int fd = -1, rc;
 	pid_t pid = 0;
-	bool ram_made = false;
+	bool ram_made = false, claimed = false, switched = false;
+	struct pool_saved saved = { 0 };
 	double t0 = hib_now_ms(), t;
 
 	if (!st)
@@ -446,8 +486,12 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 
 		snprintf(here, sizeof(here), "%s:%u", h->pool_host, h->pool_port);
 		if (strcmp(here, m.pool) != 0) {
-			rc = ferry_err_set(err, EXDEV, "the image is on memory server %s, not on %s", m.pool, here);
-			goto out;
+			rc = pool_follow(h, m.pool, &saved, err);
+			if (rc)
+				goto out;
+			LOG_INFO("hib: %s: the image is on memory server %s, not on the configured %s: resuming from "
+				 "there", name, m.pool, here);
+			switched = true;
 		}
 	}
 	st->ram_bytes = m.ram_bytes;
@@ -459,6 +503,12 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	/* RAM back from the pool into a new file: pages never written stay holes. */
 	t = hib_now_ms();
 	rc = hib_pool_connect(h, err);
+	if (rc)
+		goto out;
+	/* The image becomes ours (whoever stored it, whatever process or node we are); the tokens
+	 * are spent, so a failure below keeps it again under new ones (see out). */
+	claimed = true;
+	rc = hib_pool_claim(h, &m, err);
 	if (rc)
 		goto out;
 	fd = open(vm.ram_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -531,11 +581,20 @@ static int hib_resume_locked(struct hib *h, const char *name, struct hib_stats *
 	st->pid = pid;
 	pid = 0;
 	ram_made = false;
+	claimed = false;
 	/* Running again: the image is no longer needed. */
 	hib_pool_release(h, &m);
 	unlink(vm.manifest_path);
 	unlink(vm.dev_path);
 out:
+	if (claimed) {	/* failed after claiming: keep the image again, for a retry from anywhere */
+		struct ferry_err e2 = { 0 };
+
+		if (hib_pool_keep(h, &m, &e2) || hib_manifest_save(&vm, &m, &e2))
+			LOG_ERR("hib: %s: resume failed and the image could not be kept again: %s", name, e2.msg);
+	}
+	if (switched)
+		pool_unfollow(h, &saved);
 	if (pid) {	/* failed: no half-resumed QEMU stays behind, the VM stays hibernated */
 		kill_qemu(pid);
 		unlink(vm.dev_path);
@@ -577,7 +636,15 @@ static int hib_destroy_locked(struct hib *h, const char *name, struct ferry_err 
 		struct hib_manifest m;
 
 		if (hib_manifest_load(&vm, &m, NULL) == 0) {
-			hib_pool_release(h, &m);
+			struct pool_saved saved;
+			char here[sizeof(m.pool)];
+			bool follow;
+
+			snprintf(here, sizeof(here), "%s:%u", h->pool_host, h->pool_port);
+			follow = strcmp(here, m.pool) != 0 && pool_follow(h, m.pool, &saved, NULL) == 0;
+			hib_pool_release(h, &m);	/* the image's kept extents are discarded */
+			if (follow)
+				pool_unfollow(h, &saved);
 			hib_manifest_free(&m);
 		}
 		unlink(vm.manifest_path);

@@ -28,14 +28,19 @@
  * failure leaves the VM hibernated with its image in the pool (the resume can be retried), the
  * half-made RAM file and a half-started QEMU removed.
  *
- * Pool lifetime: extents belong to the memory-server session that allocated them, i.e. to the
- * struct hib that stored them. A process that did not store the image can read the manifest
- * but the pool refuses its reads: the resume fails with an error that says so, and the VM stays
- * hibernated. So the caller keeps one struct hib for as long as images must live: in ferryd,
- * a worker thread that owns it (every call blocks for the whole operation, ~0.1-1 s), not a
- * child process per operation (its image would go with the child). A resume on another node,
- * or after a ferryd restart, needs extents that outlive their session on the memory server
- * (not there yet: see docs/ARCHITECTURE.md, "A hibernation").
+ * Pool lifetime: once written, the image's extents are kept (ferry-memsrv KEEP, proto/page.h
+ * "Kept extents"): they leave the session that stored them and outlive it, and the manifest
+ * records their claim tokens. Any process on any node that has the cluster secret, the
+ * manifest and the same memory server configured resumes the VM: it claims the extents (they
+ * become its session's), reads the pages and frees them once the VM runs. A failed resume keeps
+ * them again under new tokens (the manifest is rewritten), so it can be retried from anywhere.
+ * The claim tokens are capabilities: the manifest is written 0600 and a token leak is an image
+ * leak. Kept images are lost if the memory server itself restarts (a memory pool; the resume
+ * then says the server no longer holds the image). The manifest names the memory server as the
+ * hibernating side reached it (host:port): a resume talks to that server for the one call,
+ * whatever this struct hib is configured with, so the hibernating side must use an address the
+ * other nodes can reach too (not 127.0.0.1 if another node is to resume). hib_destroy of a hibernated VM discards
+ * its image.
  *
  * Idle detection (hib_idle_*): packets on the VM's tap over a window (from the QEMU process's
  * network namespace: /proc/PID/net/dev, or /sys/class/net/TAP/statistics in ours), host CPU of
@@ -70,6 +75,7 @@ struct hib_opts {
 	int qmp_timeout_ms;          /**< per QMP command and for QEMU to come up (default 10000) */
 	int migrate_timeout_ms;      /**< device state out / in (default 60000) */
 	bool no_verify;              /**< skip the page checksum on resume (it is on by default) */
+	const char *client_name;     /**< our name at the memory server (default "ferry-hib") */
 };
 
 /** What a hibernate or resume did, for reports and benchmarks (times in ms). */
@@ -87,7 +93,7 @@ struct hib_stats {
 };
 
 int hib_open(const struct hib_opts *opts, struct hib **out, struct ferry_err *err);
-/** Closes the pool session too: images stored through it are released by the memory server. */
+/** Closes the pool session too (hibernated images stay in the pool: they are kept). */
 void hib_close(struct hib *h);
 
 /** Define (or redefine, when not running) VM @p name: QEMU argv (NULL-terminated), RAM bytes. */

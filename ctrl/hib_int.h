@@ -16,7 +16,8 @@
 
 #define HIB_PAGE 4096u
 #define HIB_SUM_LEN 32u                   /* page checksum: 4 x 64-bit lanes (hib_pool.c) */
-#define HIB_MANIFEST_FORMAT 1
+#define HIB_MANIFEST_FORMAT 2           /* 2: extents carry their claim tokens (kept extents) */
+#define HIB_TOKEN_LEN 32u                 /* a kept extent's claim token (pool_client.h) */
 
 struct pool_client;
 
@@ -31,6 +32,7 @@ struct hib {
 	bool no_verify;
 	struct fx_ctx *ctx;               /* the pool session (connected on first use) */
 	struct pool_client *pc;
+	char client_name[65];             /* our name at the memory server */
 };
 
 struct hib_vm {
@@ -47,6 +49,8 @@ struct hib_vm {
 struct hib_extent {
 	uint32_t id, rkey;
 	uint64_t base, length;
+	bool kept;                        /* out of every session, named by token (else ours: id/rkey/base) */
+	uint8_t token[HIB_TOKEN_LEN];     /* the claim token while kept: a capability, 0600 on disk */
 };
 
 /* Pages [page, page+count) of the RAM file are at byte off of extent ext. */
@@ -87,6 +91,8 @@ int hib_write_file_atomic(const char *path, const void *data, size_t len, struct
 
 /* hib_pool.c */
 int hib_pool_connect(struct hib *h, struct ferry_err *err);
+/* Close the pool session (our own extents go with it; kept ones stay). */
+void hib_pool_disconnect(struct hib *h);
 /* Allocate extents and plan runs for the used pages of ram[0..ram_bytes): fills m->ext, m->runs
  * and the page counters. Zero pages and holes (of fd) are left out. */
 int hib_pool_plan(struct hib *h, int fd, const uint8_t *ram, uint64_t ram_bytes, uint64_t dev_bytes,
@@ -94,7 +100,15 @@ int hib_pool_plan(struct hib *h, int fd, const uint8_t *ram, uint64_t ram_bytes,
 /* Move the planned runs and the device state: write = 1 stores (ram -> pool), 0 loads. */
 int hib_pool_io(struct hib *h, int write, uint8_t *ram, uint64_t ram_bytes, uint8_t *dev, const struct hib_manifest *m,
 		struct ferry_err *err);
-void hib_pool_release(struct hib *h, const struct hib_manifest *m);
+/* Give up the image: kept extents are discarded (by token), our own extents freed. */
+void hib_pool_release(struct hib *h, struct hib_manifest *m);
+/* Detach every extent of the image from our session (KEEP): it outlives this process; the
+ * manifest (saved after this) carries the claim tokens. On failure the kept ones stay marked
+ * kept (hib_pool_release discards them). */
+int hib_pool_keep(struct hib *h, struct hib_manifest *m, struct ferry_err *err);
+/* Take every kept extent of the image into our session (CLAIM): fills id/rkey/base. On failure
+ * the claimed ones are ours (not kept); hib_pool_keep gives them new tokens. */
+int hib_pool_claim(struct hib *h, struct hib_manifest *m, struct ferry_err *err);
 void hib_checksum(const uint8_t *ram, const uint8_t *dev, const struct hib_manifest *m, uint8_t out[HIB_SUM_LEN]);
 
 /* hib_qemu.c */

@@ -9,11 +9,18 @@
  * stretch of guest pages went. The transfers come straight from / go straight into the mapped
  * RAM file (it is registered with the transport), HIB_WR_BYTES per work request, HIB_WINDOW
  * requests in flight.
+ *
+ * An image must outlive the process that stored it (ferryd restarts, a resume on another node):
+ * once written, every extent is kept (KEEP) and leaves our session; the manifest records the
+ * claim tokens. A resume, from whatever process, claims them (CLAIM: they become that session's
+ * extents, with keys valid on its connection), reads the pages and frees them once the VM runs.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "ctrl/hib_int.h"
 #include "dataplane/common/auth.h"
@@ -24,11 +31,22 @@
 #define HIB_WR_BYTES (1u << 20)
 #define HIB_WINDOW 16
 
+void hib_pool_disconnect(struct hib *h)
+{
+	if (h->pc)
+		pool_client_close(h->pc);
+	if (h->ctx)
+		fx_ctx_destroy(h->ctx);
+	h->pc = NULL;
+	h->ctx = NULL;
+}
+
 int hib_pool_connect(struct hib *h, struct ferry_err *err)
 {
 	struct ferry_secret secret;
 	struct fx_ctx_opts co = { .op_timeout_ms = 3000, .connect_timeout_ms = 3000, .poll_spin_us = FX_POLL_SPIN_OFF };
-	struct pool_client_opts o = { .host = h->pool_host, .port = h->pool_port, .name = "ferry-hib", .timeout_ms = 5000 };
+	struct pool_client_opts o = { .host = h->pool_host, .port = h->pool_port, .name = h->client_name,
+				      .timeout_ms = 5000 };
 	int rc;
 
 	if (h->pc && fx_conn_state(pool_client_conn(h->pc)) == FX_CONN_CONNECTED)
@@ -198,7 +216,7 @@ int hib_pool_plan(struct hib *h, int fd, const uint8_t *ram, uint64_t ram_bytes,
 			return ferry_err_prefix(err, "memory server %s:%u: storing %llu bytes: ", h->pool_host,
 						h->pool_port, (unsigned long long)total);
 		}
-		m->ext[i] = (struct hib_extent){ pe.id, pe.rkey, pe.base, pe.length };
+		m->ext[i] = (struct hib_extent){ .id = pe.id, .rkey = pe.rkey, .base = pe.base, .length = pe.length };
 		left -= len;
 	}
 	snprintf(m->pool, sizeof(m->pool), "%s:%u", h->pool_host, h->pool_port);
@@ -250,8 +268,7 @@ static int post_window(struct hib *h, int write, struct io_req *r, unsigned n, u
 						     h->pool_port, write ? "WRITE" : "READ", m->ext[q->ext].id,
 						     fx_wc_status_str(wc[k].status),
 						     wc[k].status == FX_WC_REM_ACCESS_ERR
-							     ? " (the pool no longer holds this image: the session that "
-							       "stored it has ended)"
+							     ? " (the extent is not reachable from this session)"
 							     : "");
 			}
 			done++;
@@ -318,16 +335,80 @@ out:
 	return rc;
 }
 
-void hib_pool_release(struct hib *h, const struct hib_manifest *m)
+_Static_assert(HIB_TOKEN_LEN == POOL_SHARE_TOKEN_LEN, "a manifest token is a pool claim token");
+
+void hib_pool_release(struct hib *h, struct hib_manifest *m)
 {
+	bool any_kept = false;
+
+	for (size_t i = 0; i < m->next; i++)
+		any_kept |= m->ext[i].kept;
+	/* Kept extents need a session to be discarded; our own die with ours anyway. */
+	if (any_kept && hib_pool_connect(h, NULL) != 0) {
+		LOG_WARN("hib: %s: memory server %s unreachable: the image's kept extents stay there until it "
+			 "restarts", m->name, m->pool);
+		return;
+	}
 	if (!h->pc || fx_conn_state(pool_client_conn(h->pc)) != FX_CONN_CONNECTED)
 		return;
 	for (size_t i = 0; i < m->next; i++) {
 		struct ferry_err e = { 0 };
 
-		if (pool_client_free(h->pc, m->ext[i].id, &e))
+		if (m->ext[i].kept) {
+			if (pool_client_discard(h->pc, m->ext[i].token, &e) && pool_client_last_code(h->pc) != FERRY_E_BAD_TOKEN)
+				LOG_WARN("hib: %s: discarding kept extent %u: %s", m->name, m->ext[i].id, e.msg);
+			m->ext[i].kept = false;
+			sodium_memzero(m->ext[i].token, HIB_TOKEN_LEN);
+		} else if (pool_client_free(h->pc, m->ext[i].id, &e)) {
 			LOG_WARN("hib: %s: freeing extent %u: %s", m->name, m->ext[i].id, e.msg);
+		}
 	}
+}
+
+int hib_pool_keep(struct hib *h, struct hib_manifest *m, struct ferry_err *err)
+{
+	int rc = hib_pool_connect(h, err);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < m->next; i++) {
+		if (m->ext[i].kept)
+			continue;
+		rc = pool_client_keep(h->pc, m->ext[i].id, m->ext[i].token, err);
+		if (rc)
+			return ferry_err_prefix(err, "memory server %s:%u: keeping the image (extent %u): ", h->pool_host,
+						h->pool_port, m->ext[i].id);
+		m->ext[i].kept = true;
+	}
+	return 0;
+}
+
+int hib_pool_claim(struct hib *h, struct hib_manifest *m, struct ferry_err *err)
+{
+	int rc = hib_pool_connect(h, err);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < m->next; i++) {
+		struct pool_extent pe;
+
+		if (!m->ext[i].kept)
+			continue;
+		rc = pool_client_claim(h->pc, m->ext[i].token, &pe, err);
+		if (rc) {
+			if (rc == -EACCES)
+				ferry_err_prefix(err, "the memory server no longer holds this image (restarted, or "
+						      "the image was resumed or dropped elsewhere): ");
+			return ferry_err_prefix(err, "memory server %s:%u: claiming the image (extent %u): ",
+						h->pool_host, h->pool_port, m->ext[i].id);
+		}
+		if (pe.length != m->ext[i].length)
+			return ferry_err_set(err, EPROTO, "memory server %s:%u: claimed extent %u has %llu bytes, the "
+					     "manifest says %llu", h->pool_host, h->pool_port, pe.id,
+					     (unsigned long long)pe.length, (unsigned long long)m->ext[i].length);
+		m->ext[i] = (struct hib_extent){ .id = pe.id, .rkey = pe.rkey, .base = pe.base, .length = pe.length };
+	}
+	return 0;
 }
 
 /*

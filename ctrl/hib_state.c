@@ -229,11 +229,22 @@ static void body_sum(json_t *body, char out[2 * HIB_SUM_LEN + 1])
 int hib_manifest_save(const struct hib_vm *vm, const struct hib_manifest *m, struct ferry_err *err)
 {
 	json_t *ext = json_array(), *runs = json_array(), *body;
-	char sum[2 * HIB_SUM_LEN + 1], bsum[2 * HIB_SUM_LEN + 1];
+	char sum[2 * HIB_SUM_LEN + 1], bsum[2 * HIB_SUM_LEN + 1], tok[2 * HIB_TOKEN_LEN + 1];
 
-	for (size_t i = 0; ext && i < m->next; i++)
-		json_array_append_new(ext, json_pack("[I, I, I, I]", (json_int_t)m->ext[i].id, (json_int_t)m->ext[i].rkey,
-						     (json_int_t)m->ext[i].base, (json_int_t)m->ext[i].length));
+	/* Only kept extents are worth a manifest: one that names session-bound extents would not resume. */
+	for (size_t i = 0; i < m->next; i++)
+		if (!m->ext[i].kept) {
+			json_decref(ext);
+			json_decref(runs);
+			return ferry_err_set(err, EINVAL, "manifest of %s: extent %u is not kept", m->name, m->ext[i].id);
+		}
+	for (size_t i = 0; ext && i < m->next; i++) {
+		hex(m->ext[i].token, HIB_TOKEN_LEN, tok);
+		json_array_append_new(ext, json_pack("[I, I, I, I, s]", (json_int_t)m->ext[i].id,
+						     (json_int_t)m->ext[i].rkey, (json_int_t)m->ext[i].base,
+						     (json_int_t)m->ext[i].length, tok));
+		sodium_memzero(tok, sizeof(tok));
+	}
 	for (size_t i = 0; runs && i < m->nruns; i++)
 		json_array_append_new(runs, json_pack("[I, I, I, I]", (json_int_t)m->runs[i].page,
 						      (json_int_t)m->runs[i].count, (json_int_t)m->runs[i].ext,
@@ -309,12 +320,18 @@ int hib_manifest_load(const struct hib_vm *vm, struct hib_manifest *m, struct fe
 	}
 	for (size_t i = 0; i < m->next; i++) {
 		json_int_t id, rkey, base, len;
+		const char *tok = NULL;
 
-		if (json_unpack(json_array_get(ext, i), "[I, I, I, I]", &id, &rkey, &base, &len) || len <= 0) {
+		if (json_unpack(json_array_get(ext, i), "[I, I, I, I, s]", &id, &rkey, &base, &len, &tok) || len <= 0 ||
+		    unhex(tok, m->ext[i].token, HIB_TOKEN_LEN)) {
 			rc = ferry_err_set(err, EBADMSG, "manifest %s refused: extent %zu malformed", vm->manifest_path, i);
 			goto out;
 		}
-		m->ext[i] = (struct hib_extent){ (uint32_t)id, (uint32_t)rkey, (uint64_t)base, (uint64_t)len };
+		m->ext[i].id = (uint32_t)id;
+		m->ext[i].rkey = (uint32_t)rkey;
+		m->ext[i].base = (uint64_t)base;
+		m->ext[i].length = (uint64_t)len;
+		m->ext[i].kept = true;
 	}
 	/* Every run must lie inside the guest RAM and inside its extent: a manifest that passes
 	 * the checksum but lies (a bug elsewhere) still never makes us read out of bounds. */
@@ -353,6 +370,8 @@ out:
 void hib_manifest_free(struct hib_manifest *m)
 {
 	hib_argv_free(m->argv);
+	if (m->ext)
+		sodium_memzero(m->ext, m->next * sizeof(*m->ext));	/* claim tokens are capabilities */
 	free(m->ext);
 	free(m->runs);
 	memset(m, 0, sizeof(*m));

@@ -30,6 +30,11 @@
  *   DETACH     8        u32 attach_id, u32 reserved         (DETACH_OK alike)
  *   UNSHARE    8        u32 extent_id, u32 reserved
  *   UNSHARE_OK 8        u32 extent_id, u32 revoked
+ *   KEEP       8        u32 extent_id, u32 reserved
+ *   KEEP_OK    40       u32 extent_id, u32 reserved, token[32]
+ *   CLAIM      32       token[32]                           (DISCARD alike)
+ *   CLAIM_OK   24       ALLOC_OK's layout
+ *   DISCARD_OK 8        u64 length (a multiple of 4096, > 0)
  *
  * The header, HELLO, CHALLENGE, AUTH, STATS_OK and ERROR are shared with the
  * other codecs: frame.c does them, from the page_frame descriptor below.
@@ -61,7 +66,10 @@
 #define SHARE_OK_LEN     40u
 #define ATTACH_LEN       32u
 #define ATTACH_OK_LEN    32u
-#define ID_LEN           8u          /* DETACH(_OK), UNSHARE(_OK) */
+#define ID_LEN           8u          /* DETACH(_OK), UNSHARE(_OK), KEEP */
+#define KEEP_OK_LEN      40u
+#define CLAIM_LEN        32u         /* CLAIM, DISCARD */
+#define DISCARD_OK_LEN   8u
 
 /* Types that travel with FERRY_PAGE_F_REPLY set: every reply, nothing else. */
 #define REPLY_TYPES ((1u << FERRY_PAGE_CHALLENGE) | (1u << FERRY_PAGE_AUTH_OK) |      \
@@ -69,7 +77,9 @@
 		     (1u << FERRY_PAGE_READ_DATA) | (1u << FERRY_PAGE_WRITE_OK) |       \
 		     (1u << FERRY_PAGE_STATS_OK) | (1u << FERRY_PAGE_ERROR) |           \
 		     (1u << FERRY_PAGE_SHARE_OK) | (1u << FERRY_PAGE_ATTACH_OK) |       \
-		     (1u << FERRY_PAGE_DETACH_OK) | (1u << FERRY_PAGE_UNSHARE_OK))
+		     (1u << FERRY_PAGE_DETACH_OK) | (1u << FERRY_PAGE_UNSHARE_OK) |     \
+		     (1u << FERRY_PAGE_KEEP_OK) | (1u << FERRY_PAGE_CLAIM_OK) |         \
+		     (1u << FERRY_PAGE_DISCARD_OK))
 
 /* ---------------------------------------------------------------- rules */
 
@@ -385,6 +395,39 @@ static int decode_unshare(uint8_t type, const uint8_t *p, uint32_t n, struct fer
 	return FERRY_E_OK;
 }
 
+static int decode_keep(const uint8_t *p, uint32_t n, struct ferry_page_keep *m)
+{
+	if (n != ID_LEN || wire_get_u32(p + 4) != 0)
+		return FERRY_E_MALFORMED;
+	m->extent_id = wire_get_u32(p);
+	return FERRY_E_OK;
+}
+
+static int decode_keep_ok(const uint8_t *p, uint32_t n, struct ferry_page_keep *m)
+{
+	if (n != KEEP_OK_LEN || wire_get_u32(p + 4) != 0)
+		return FERRY_E_MALFORMED;
+	m->extent_id = wire_get_u32(p);
+	memcpy(m->token, p + 8, FERRY_PAGE_TOKEN_LEN);
+	return FERRY_E_OK;
+}
+
+static int decode_claim(const uint8_t *p, uint32_t n, struct ferry_page_claim *m)
+{
+	if (n != CLAIM_LEN)
+		return FERRY_E_MALFORMED;
+	memcpy(m->token, p, FERRY_PAGE_TOKEN_LEN);
+	return FERRY_E_OK;
+}
+
+static int decode_discard_ok(const uint8_t *p, uint32_t n, struct ferry_page_discard_ok *m)
+{
+	if (n != DISCARD_OK_LEN)
+		return FERRY_E_MALFORMED;
+	m->length = wire_get_u64(p);
+	return check_alloc_length(m->length);
+}
+
 static int decode_rw(uint8_t type, const uint8_t *p, uint32_t n, struct ferry_page_rw *rw)
 {
 	int rc = ferry_page_rw_decode(type, n, p, n, rw);
@@ -452,6 +495,17 @@ int ferry_page_decode(const uint8_t *buf, size_t len, struct ferry_page_msg *msg
 	case FERRY_PAGE_UNSHARE:
 	case FERRY_PAGE_UNSHARE_OK:
 		return decode_unshare(msg->hdr.type, p, n, &msg->u.unshare);
+	case FERRY_PAGE_KEEP:
+		return decode_keep(p, n, &msg->u.keep);
+	case FERRY_PAGE_KEEP_OK:
+		return decode_keep_ok(p, n, &msg->u.keep);
+	case FERRY_PAGE_CLAIM:
+	case FERRY_PAGE_DISCARD:
+		return decode_claim(p, n, &msg->u.claim);
+	case FERRY_PAGE_CLAIM_OK:
+		return decode_alloc_ok(p, n, &msg->u.claim_ok);
+	case FERRY_PAGE_DISCARD_OK:
+		return decode_discard_ok(p, n, &msg->u.discard_ok);
 	default:
 		return FERRY_E_UNKNOWN_TYPE; /* unreachable: the header check covers it */
 	}
@@ -604,13 +658,14 @@ int ferry_page_encode_alloc(uint64_t req, uint64_t length, uint32_t flags, uint8
 	return frame_total(ALLOC_LEN);
 }
 
-int ferry_page_encode_alloc_ok(uint64_t req, const struct ferry_page_extent *ext, uint8_t *buf, size_t cap)
+/* ALLOC_OK and CLAIM_OK: one extent. */
+static int encode_extent(uint8_t type, uint64_t req, const struct ferry_page_extent *ext, uint8_t *buf, size_t cap)
 {
 	int rc;
 
 	if (!ext || check_extent(ext->base, ext->length) != FERRY_E_OK)
 		return -FERRY_E_MALFORMED;
-	rc = begin(FERRY_PAGE_ALLOC_OK, req, ALLOC_OK_LEN, buf, cap);
+	rc = begin(type, req, ALLOC_OK_LEN, buf, cap);
 	if (rc < 0)
 		return rc;
 	buf += FERRY_PAGE_HDR_LEN;
@@ -619,6 +674,11 @@ int ferry_page_encode_alloc_ok(uint64_t req, const struct ferry_page_extent *ext
 	wire_put_u64(buf + 8, ext->base);
 	wire_put_u64(buf + 16, ext->length);
 	return frame_total(ALLOC_OK_LEN);
+}
+
+int ferry_page_encode_alloc_ok(uint64_t req, const struct ferry_page_extent *ext, uint8_t *buf, size_t cap)
+{
+	return encode_extent(FERRY_PAGE_ALLOC_OK, req, ext, buf, cap);
 }
 
 static int encode_free(uint8_t type, uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
@@ -770,6 +830,71 @@ int ferry_page_encode_unshare_ok(uint64_t req, uint32_t extent_id, uint32_t revo
 	return encode_two(FERRY_PAGE_UNSHARE_OK, req, extent_id, revoked, buf, cap);
 }
 
+int ferry_page_encode_keep(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap)
+{
+	return encode_two(FERRY_PAGE_KEEP, req, extent_id, 0, buf, cap);
+}
+
+int ferry_page_encode_keep_ok(uint64_t req, uint32_t extent_id, const uint8_t token[FERRY_PAGE_TOKEN_LEN],
+			      uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!token)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_KEEP_OK, req, KEEP_OK_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	buf += FERRY_PAGE_HDR_LEN;
+	wire_put_u32(buf, extent_id);
+	wire_put_u32(buf + 4, 0);
+	memcpy(buf + 8, token, FERRY_PAGE_TOKEN_LEN);
+	return frame_total(KEEP_OK_LEN);
+}
+
+/* CLAIM and DISCARD: the token alone. */
+static int encode_token(uint8_t type, uint64_t req, const uint8_t token[FERRY_PAGE_TOKEN_LEN], uint8_t *buf,
+			size_t cap)
+{
+	int rc;
+
+	if (!token)
+		return -FERRY_E_MALFORMED;
+	rc = begin(type, req, CLAIM_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	memcpy(buf + FERRY_PAGE_HDR_LEN, token, FERRY_PAGE_TOKEN_LEN);
+	return frame_total(CLAIM_LEN);
+}
+
+int ferry_page_encode_claim(uint64_t req, const uint8_t token[FERRY_PAGE_TOKEN_LEN], uint8_t *buf, size_t cap)
+{
+	return encode_token(FERRY_PAGE_CLAIM, req, token, buf, cap);
+}
+
+int ferry_page_encode_claim_ok(uint64_t req, const struct ferry_page_extent *ext, uint8_t *buf, size_t cap)
+{
+	return encode_extent(FERRY_PAGE_CLAIM_OK, req, ext, buf, cap);
+}
+
+int ferry_page_encode_discard(uint64_t req, const uint8_t token[FERRY_PAGE_TOKEN_LEN], uint8_t *buf, size_t cap)
+{
+	return encode_token(FERRY_PAGE_DISCARD, req, token, buf, cap);
+}
+
+int ferry_page_encode_discard_ok(uint64_t req, uint64_t length, uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (check_alloc_length(length) != FERRY_E_OK)
+		return -FERRY_E_MALFORMED;
+	rc = begin(FERRY_PAGE_DISCARD_OK, req, DISCARD_OK_LEN, buf, cap);
+	if (rc < 0)
+		return rc;
+	wire_put_u64(buf + FERRY_PAGE_HDR_LEN, length);
+	return frame_total(DISCARD_OK_LEN);
+}
+
 int ferry_page_encode_rw_prefix(uint8_t type, uint64_t req, const struct ferry_page_iov *iov, uint32_t count,
 				uint64_t data_len, uint8_t *buf, size_t cap)
 {
@@ -858,6 +983,12 @@ static const char *const type_names[FERRY_PAGE_TYPE_MAX + 1] = {
 	[FERRY_PAGE_DETACH_OK] = "DETACH_OK",
 	[FERRY_PAGE_UNSHARE] = "UNSHARE",
 	[FERRY_PAGE_UNSHARE_OK] = "UNSHARE_OK",
+	[FERRY_PAGE_KEEP] = "KEEP",
+	[FERRY_PAGE_KEEP_OK] = "KEEP_OK",
+	[FERRY_PAGE_CLAIM] = "CLAIM",
+	[FERRY_PAGE_CLAIM_OK] = "CLAIM_OK",
+	[FERRY_PAGE_DISCARD] = "DISCARD",
+	[FERRY_PAGE_DISCARD_OK] = "DISCARD_OK",
 };
 
 const char *ferry_page_type_name(uint8_t type)

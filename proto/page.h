@@ -38,6 +38,12 @@
  *     DETACH(_OK)  8  u32 attach_id, u32 reserved
  *     UNSHARE      8  u32 extent_id, u32 reserved
  *     UNSHARE_OK   8  u32 extent_id, u32 revoked (attachments revoked)
+ *     KEEP         8  u32 extent_id, u32 reserved
+ *     KEEP_OK     40  u32 extent_id, u32 reserved, token[32]
+ *     CLAIM       32  token[32]
+ *     CLAIM_OK    24  u32 extent_id, u32 rkey, u64 base, u64 length (ALLOC_OK's layout)
+ *     DISCARD     32  token[32]
+ *     DISCARD_OK   8  u64 length (bytes returned to the pool)
  *   rights is a non-empty subset of FERRY_PAGE_SHARE_READ|WRITE (other bits:
  *   FERRY_E_BAD_FLAGS, none: FERRY_E_MALFORMED).
  *   READ/WRITE/READ_DATA, STATS_OK and ERROR are described at their structs.
@@ -70,6 +76,31 @@
  * not one of this session's attachments is UNKNOWN_ATTACH; SHARE/UNSHARE of
  * an extent the session does not own is UNKNOWN_EXTENT; too many shares of
  * one extent or attachments of one session is LIMIT.
+ *
+ * Kept extents (types appended in the same version, after sharing):
+ *   keeper   C->S KEEP(extent_id)   S->C KEEP_OK(extent_id, claim token) | ERROR
+ *   claimer  C->S CLAIM(token)      S->C CLAIM_OK(extent_id, rkey, base, length) | ERROR
+ *   anyone   C->S DISCARD(token)    S->C DISCARD_OK(length) | ERROR
+ * KEEP detaches one of the sender's extents from its session so that it
+ * outlives it: the extent's shares are revoked, its window on the keeper's
+ * connection is unbound (the old rkey stops working at once), its bytes
+ * move from the keeper's quota to the server-wide kept-bytes limit, and the
+ * reply carries a claim token: 32 random bytes that are the only name of
+ * the kept extent. CLAIM presents the token from any authenticated session
+ * of the same server (another process, another node: whoever holds the
+ * cluster secret and the token). The extent becomes the claimer's own,
+ * counted against its quota, reachable through a new window bound to the
+ * claimer's connection only, with its bytes untouched; the token is spent.
+ * DISCARD frees a kept extent without claiming it (scrubbed, back to the
+ * pool) and spends the token too. Trust model: the cluster secret admits a
+ * client, the token is the capability (compared in constant time); a
+ * client that leaks a token leaks the extent. Kept extents live in the
+ * server's memory only: they are lost if ferry-memsrv itself stops or
+ * restarts. Errors: KEEP of an extent the session does not own is
+ * UNKNOWN_EXTENT; KEEP beyond the server's kept-bytes or kept-extents limit
+ * is LIMIT; CLAIM/DISCARD of a token that names no kept extent (forged,
+ * spent, discarded, another server's) is BAD_TOKEN; CLAIM beyond the
+ * claimer's quota is QUOTA (the extent stays kept, the token stays valid).
  *
  * Authentication is a mutual challenge-response over a cluster secret
  * (HMAC-SHA-256, see dataplane/common/auth.h):
@@ -138,7 +169,13 @@ enum ferry_page_type {
 	FERRY_PAGE_DETACH_OK    = 21,
 	FERRY_PAGE_UNSHARE      = 22,
 	FERRY_PAGE_UNSHARE_OK   = 23,
-	FERRY_PAGE_TYPE_MAX     = 23,
+	FERRY_PAGE_KEEP         = 24,
+	FERRY_PAGE_KEEP_OK      = 25,
+	FERRY_PAGE_CLAIM        = 26,
+	FERRY_PAGE_CLAIM_OK     = 27,
+	FERRY_PAGE_DISCARD      = 28,
+	FERRY_PAGE_DISCARD_OK   = 29,
+	FERRY_PAGE_TYPE_MAX     = 29,
 };
 
 /**
@@ -257,6 +294,22 @@ struct ferry_page_unshare {
 	uint32_t revoked;                 /**< UNSHARE_OK: attachments revoked */
 };
 
+/** KEEP (token unused) and KEEP_OK: the kept extent's claim token. */
+struct ferry_page_keep {
+	uint32_t extent_id;
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];   /**< KEEP_OK only */
+};
+
+/** CLAIM and DISCARD: the claim token. */
+struct ferry_page_claim {
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];
+};
+
+/** DISCARD_OK. */
+struct ferry_page_discard_ok {
+	uint64_t length;                  /**< bytes of the discarded extent */
+};
+
 /** One vector entry of READ/WRITE: `length` bytes at `offset` of the region keyed `key`. */
 struct ferry_page_iov {
 	uint32_t key;
@@ -323,6 +376,10 @@ struct ferry_page_msg {
 		struct ferry_page_attach_ok attach_ok;
 		struct ferry_page_detach detach;   /**< DETACH and DETACH_OK */
 		struct ferry_page_unshare unshare; /**< UNSHARE and UNSHARE_OK */
+		struct ferry_page_keep keep;       /**< KEEP and KEEP_OK */
+		struct ferry_page_claim claim;     /**< CLAIM and DISCARD */
+		struct ferry_page_extent claim_ok;
+		struct ferry_page_discard_ok discard_ok;
 	} u;                                   /**< STATS has an empty payload */
 };
 
@@ -397,6 +454,13 @@ int ferry_page_encode_detach(uint64_t req, uint32_t attach_id, uint8_t *buf, siz
 int ferry_page_encode_detach_ok(uint64_t req, uint32_t attach_id, uint8_t *buf, size_t cap);
 int ferry_page_encode_unshare(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap);
 int ferry_page_encode_unshare_ok(uint64_t req, uint32_t extent_id, uint32_t revoked, uint8_t *buf, size_t cap);
+int ferry_page_encode_keep(uint64_t req, uint32_t extent_id, uint8_t *buf, size_t cap);
+int ferry_page_encode_keep_ok(uint64_t req, uint32_t extent_id, const uint8_t token[FERRY_PAGE_TOKEN_LEN],
+			      uint8_t *buf, size_t cap);
+int ferry_page_encode_claim(uint64_t req, const uint8_t token[FERRY_PAGE_TOKEN_LEN], uint8_t *buf, size_t cap);
+int ferry_page_encode_claim_ok(uint64_t req, const struct ferry_page_extent *ext, uint8_t *buf, size_t cap);
+int ferry_page_encode_discard(uint64_t req, const uint8_t token[FERRY_PAGE_TOKEN_LEN], uint8_t *buf, size_t cap);
+int ferry_page_encode_discard_ok(uint64_t req, uint64_t length, uint8_t *buf, size_t cap);
 
 /**
  * Encode the header and vector of a READ or WRITE (type), *without* the data:

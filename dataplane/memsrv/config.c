@@ -29,6 +29,8 @@ void memsrv_config_defaults(struct memsrv_config *cfg)
 	cfg->hugepages = MEMSRV_HUGEPAGES_AUTO;
 	cfg->prefault = true;
 	cfg->log_level = -1;
+	cfg->kept_bytes = MEMSRV_KEPT_BYTES_UNSET;
+	cfg->kept_max = MEMSRV_DEFAULT_KEPT_MAX;
 }
 
 const char *memsrv_hugepages_name(enum memsrv_hugepages mode)
@@ -148,10 +150,26 @@ static int set_limits(struct memsrv_config *cfg, const char *section, const char
 		if (v == 0)
 			return BAD("a quota of 0 would refuse every allocation");
 		cfg->client_quota = v;
+	} else if (strcmp(key, "kept_bytes") == 0) {
+		/* 0 is allowed: it turns KEEP off. */
+		if (ferry_size_parse(value, &v))
+			return BAD("'%s' is not a size (a number with an optional K, M, G or T suffix)", value);
+		if (v == MEMSRV_KEPT_BYTES_UNSET)
+			return BAD("'%s' is too large", value);
+		cfg->kept_bytes = v;
+	} else if (strcmp(key, "kept_max") == 0) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(value, &end, 10);
+		if (errno || end == value || *end || value[0] == '-' || n > MEMSRV_KEPT_MAX_LIMIT)
+			return BAD("'%s' is not a number of extents 0..%u", value, MEMSRV_KEPT_MAX_LIMIT);
+		cfg->kept_max = (uint32_t)n;
 	} else if (strcmp(key, "log_level") == 0) {
 		return daemon_set_log_level(&cfg->log_level, value, origin, section, key, err);
 	} else {
-		return ferry_err_set(err, EINVAL, "%s: unknown key '%s' in section [limits] (known: client_quota, log_level)",
+		return ferry_err_set(err, EINVAL, "%s: unknown key '%s' in section [limits] (known: client_quota, kept_bytes, kept_max, log_level)",
 				     origin, key);
 	}
 	return 0;
@@ -205,6 +223,8 @@ int memsrv_config_validate(struct memsrv_config *cfg, struct ferry_err *err)
 				     from);
 	if (!cfg->client_quota)
 		cfg->client_quota = cfg->pool_size;
+	if (cfg->kept_bytes == MEMSRV_KEPT_BYTES_UNSET)
+		cfg->kept_bytes = cfg->pool_size;
 	return 0;
 }
 
@@ -223,6 +243,8 @@ static const struct daemon_flag flags[] = {
 	{ "prefault",     DAEMON_OPTS_LONG_ONLY + 3, "pool",   "prefault" },
 	{ "client-quota", 'q',              "limits", "client_quota" },
 	{ "log-level",    DAEMON_OPTS_LONG_ONLY + 4, "limits", "log_level" },
+	{ "kept-bytes",   DAEMON_OPTS_LONG_ONLY + 5, "limits", "kept_bytes" },
+	{ "kept-max",     DAEMON_OPTS_LONG_ONLY + 6, "limits", "kept_max" },
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -254,13 +276,18 @@ void memsrv_config_usage(FILE *out, const char *prog)
 		"  prefault         --prefault yes|no   touch the whole pool at start (default yes)\n"
 		"[limits]\n"
 		"  client_quota -q, --client-quota SIZE most one client may hold (default: the pool size)\n"
+		"  kept_bytes       --kept-bytes SIZE   most bytes of kept extents (KEEP), all clients\n"
+		"                                       together (default: the pool size; 0 = no KEEP)\n"
+		"  kept_max         --kept-max N        most kept extents (default %d)\n"
 		"  log_level        --log-level LEVEL   error, warn, info or debug (default info,\n"
 		"                                       or FERRY_LOG_LEVEL from the environment)\n"
 		"\n"
 		"Extents live as long as the client session that allocated them: when a client\n"
-		"disconnects, its extents are deregistered and returned to the pool.\n"
+		"disconnects, its extents are deregistered and returned to the pool. A kept\n"
+		"extent (KEEP) outlives its session until a client claims it with its token or\n"
+		"discards it; kept extents are lost when this server stops.\n"
 		"SIGTERM or SIGINT shut the server down cleanly (exit status 0).\n",
-		prog, MEMSRV_DEFAULT_PORT, MEMSRV_DEFAULT_MAX_CLIENTS, MEMSRV_MAX_CLIENTS_LIMIT);
+		prog, MEMSRV_DEFAULT_PORT, MEMSRV_DEFAULT_MAX_CLIENTS, MEMSRV_MAX_CLIENTS_LIMIT, MEMSRV_DEFAULT_KEPT_MAX);
 }
 
 static int load_cb(void *cfg, const char *path, struct ferry_err *err)
@@ -284,17 +311,18 @@ int memsrv_config_from_args(struct memsrv_config *cfg, int argc, char **argv, FI
 
 void memsrv_config_log(const struct memsrv_config *cfg)
 {
-	char pool[FERRY_SIZE_STR], quota[FERRY_SIZE_STR], node[16];
+	char pool[FERRY_SIZE_STR], quota[FERRY_SIZE_STR], kept[FERRY_SIZE_STR], node[16];
 
 	if (cfg->numa_node == MEMSRV_NUMA_AUTO)
 		snprintf(node, sizeof(node), "auto");
 	else
 		snprintf(node, sizeof(node), "%d", cfg->numa_node);
 	LOG_INFO("config: file=%s listen=%s port=%u transport=%s max_clients=%u pool=%s numa_node=%s "
-		 "hugepages=%s prefault=%s client_quota=%s ready_file=%s",
+		 "hugepages=%s prefault=%s client_quota=%s kept_bytes=%s kept_max=%u ready_file=%s",
 		 cfg->config_file[0] ? cfg->config_file : "-", cfg->listen, cfg->port,
 		 cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", cfg->max_clients,
 		 ferry_size_format(cfg->pool_size, pool, sizeof(pool)), node, memsrv_hugepages_name(cfg->hugepages),
 		 cfg->prefault ? "yes" : "no", ferry_size_format(cfg->client_quota, quota, sizeof(quota)),
+		 ferry_size_format(cfg->kept_bytes, kept, sizeof(kept)), cfg->kept_max,
 		 cfg->ready_file[0] ? cfg->ready_file : "-");
 }

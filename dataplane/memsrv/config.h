@@ -8,7 +8,7 @@
  * Keys (see memsrv_config_usage() and ferry-memsrv.conf.example):
  *   [server] listen, port, transport, secret_file, ready_file, max_clients
  *   [pool]   size, numa_node, hugepages, prefault
- *   [limits] client_quota, log_level
+ *   [limits] client_quota, kept_bytes, kept_max, log_level
  */
 #ifndef FERRY_MEMSRV_CONFIG_H
 #define FERRY_MEMSRV_CONFIG_H
@@ -26,6 +26,11 @@
 /** Bound on max_clients: the session table is sized from it up front. */
 #define MEMSRV_MAX_CLIENTS_LIMIT 4096
 #define MEMSRV_NUMA_AUTO (-1)
+/** Kept extents (KEEP) the server holds at most, by default and at most. */
+#define MEMSRV_DEFAULT_KEPT_MAX 1024
+#define MEMSRV_KEPT_MAX_LIMIT 65536
+/** kept_bytes not set: the pool size. */
+#define MEMSRV_KEPT_BYTES_UNSET UINT64_MAX
 
 enum memsrv_hugepages {
 	MEMSRV_HUGEPAGES_AUTO = 0,   /**< 2 MiB pages if reserved, else THP, else 4 KiB (logged) */
@@ -48,6 +53,8 @@ struct memsrv_config {
 	bool prefault;
 	/* [limits] */
 	uint64_t client_quota;       /**< bytes; 0 until validated, then the pool size if unset */
+	uint64_t kept_bytes;         /**< bytes of kept extents, server-wide; 0 = KEEP refused; default pool size */
+	uint32_t kept_max;           /**< kept extents, server-wide */
 	int log_level;               /**< enum ferry_log_level, or -1 = FERRY_LOG_LEVEL / info */
 
 	char config_file[PATH_MAX];  /**< file the values came from, "" if none */

@@ -417,6 +417,38 @@ int ea_free(struct extent_alloc *ea, struct ea_client *c, uint32_t id, struct fe
 	return 0;
 }
 
+int ea_transfer(struct extent_alloc *ea, struct ea_client *from, uint32_t id, struct ea_client *to,
+		struct ferry_err *err)
+{
+	char s1[FERRY_SIZE_STR], s2[FERRY_SIZE_STR], s3[FERRY_SIZE_STR];
+	struct ea_node *n = owned_node(ea, from, id);
+
+	if (!n)
+		return ferry_err_set(err, ENOENT, "unknown extent %u", id);
+	if (to->quota && (n->len > to->quota || to->bytes + n->len > to->quota))
+		return ferry_err_set(err, EDQUOT, "quota exceeded: %s to take over, %s held of a %s quota",
+				     ferry_size_format(n->len, s1, sizeof(s1)),
+				     ferry_size_format(to->bytes, s2, sizeof(s2)),
+				     ferry_size_format(to->quota, s3, sizeof(s3)));
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		from->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	from->bytes -= n->len;
+	from->nextents--;
+	n->owner = to;
+	n->prev = NULL;
+	n->next = to->head;
+	if (to->head)
+		to->head->prev = n;
+	to->head = n;
+	to->bytes += n->len;
+	to->nextents++;
+	return 0;
+}
+
 void ea_get_stats(const struct extent_alloc *ea, struct ea_stats *st)
 {
 	*st = (struct ea_stats){

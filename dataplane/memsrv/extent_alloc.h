@@ -90,6 +90,13 @@ int ea_lookup(const struct extent_alloc *ea, const struct ea_client *client, uin
 	      struct ferry_err *err);
 /** Free extent @p id of @p client; same -ENOENT rule as ea_lookup. */
 int ea_free(struct extent_alloc *ea, struct ea_client *client, uint32_t id, struct ferry_err *err);
+/**
+ * Move extent @p id from @p from to @p to, unchanged (same id, offset and
+ * bytes): how a kept extent changes hands. Checked against @p to's quota
+ * like an allocation (-EDQUOT, nothing moves); -ENOENT as ea_lookup.
+ */
+int ea_transfer(struct extent_alloc *ea, struct ea_client *from, uint32_t id, struct ea_client *to,
+		struct ferry_err *err);
 
 void ea_get_stats(const struct extent_alloc *ea, struct ea_stats *stats);
 

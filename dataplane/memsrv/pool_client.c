@@ -783,6 +783,67 @@ int pool_client_detach(struct pool_client *c, uint32_t attach_id, struct ferry_e
 	return 0;
 }
 
+int pool_client_keep(struct pool_client *c, uint32_t extent_id, uint8_t token[POOL_SHARE_TOKEN_LEN],
+		     struct ferry_err *err)
+{
+	struct ferry_page_msg m;
+	uint64_t req = c->next_req++;
+	int rc, len;
+
+	rc = begin_call(c, "keep", err);
+	if (rc)
+		return rc;
+	len = ferry_page_encode_keep(req, extent_id, send_buf(c), PC_BUF_LEN);
+	if (len < 0)
+		return ferry_err_set(err, EINVAL, "keep: cannot encode KEEP");
+	rc = call(c, len, req, FERRY_PAGE_KEEP_OK, &m, "keep", err);
+	if (rc)
+		return rc;
+	if (m.u.keep.extent_id != extent_id)
+		return ferry_err_set(err, EPROTO, "keep: memory server %s kept extent %u, not %u", c->where,
+				     m.u.keep.extent_id, extent_id);
+	memcpy(token, m.u.keep.token, POOL_SHARE_TOKEN_LEN);
+	return 0;
+}
+
+int pool_client_claim(struct pool_client *c, const uint8_t token[POOL_SHARE_TOKEN_LEN], struct pool_extent *ext,
+		      struct ferry_err *err)
+{
+	struct ferry_page_msg m;
+	uint64_t req = c->next_req++;
+	int rc, len;
+
+	rc = begin_call(c, "claim", err);
+	if (rc)
+		return rc;
+	len = ferry_page_encode_claim(req, token, send_buf(c), PC_BUF_LEN);
+	if (len < 0)
+		return ferry_err_set(err, EINVAL, "claim: no token");
+	rc = call(c, len, req, FERRY_PAGE_CLAIM_OK, &m, "claim", err);
+	if (rc)
+		return rc;
+	ext->id = m.u.claim_ok.extent_id;
+	ext->rkey = m.u.claim_ok.rkey;
+	ext->base = m.u.claim_ok.base;
+	ext->length = m.u.claim_ok.length;
+	return 0;
+}
+
+int pool_client_discard(struct pool_client *c, const uint8_t token[POOL_SHARE_TOKEN_LEN], struct ferry_err *err)
+{
+	struct ferry_page_msg m;
+	uint64_t req = c->next_req++;
+	int rc, len;
+
+	rc = begin_call(c, "discard", err);
+	if (rc)
+		return rc;
+	len = ferry_page_encode_discard(req, token, send_buf(c), PC_BUF_LEN);
+	if (len < 0)
+		return ferry_err_set(err, EINVAL, "discard: no token");
+	return call(c, len, req, FERRY_PAGE_DISCARD_OK, &m, "discard", err);
+}
+
 unsigned pool_client_last_attach_rights(const struct pool_client *c)
 {
 	return c->attach_rights;

@@ -91,6 +91,34 @@ int pool_client_detach(struct pool_client *c, uint32_t attach_id, struct ferry_e
 /** Rights of the last successful pool_client_attach (POOL_SHARE_*). */
 unsigned pool_client_last_attach_rights(const struct pool_client *c);
 
+/* ------------------------------------------------------------ kept extents */
+
+/**
+ * Keep one of this client's extents beyond this client's session: the
+ * extent leaves the session (its (rkey, base) stop working here at once,
+ * its shares are revoked, it no longer counts against this client's quota
+ * but against the server's kept-bytes limit) and survives this client's
+ * close, with its bytes, until someone claims or discards it with the
+ * claim @p token. The token is the capability: whoever holds it and the
+ * cluster secret can take the extent, so store it like a key (0600).
+ * Kept extents are lost if the memory server itself restarts.
+ * @return 0, -ENOENT not our extent, -EMLINK the server's kept limits.
+ */
+int pool_client_keep(struct pool_client *c, uint32_t extent_id, uint8_t token[POOL_SHARE_TOKEN_LEN],
+		     struct ferry_err *err);
+/**
+ * Claim a kept extent (from any client of the same server, e.g. another
+ * process or node): it becomes this client's extent, counted against our
+ * quota, with @p ext's (id, rkey, base, length) usable on this client's
+ * connection only and its bytes as they were kept. The token is spent.
+ * @return 0, -EACCES unknown/spent/forged token, -EDQUOT over our quota
+ * (the extent stays kept, the token still valid).
+ */
+int pool_client_claim(struct pool_client *c, const uint8_t token[POOL_SHARE_TOKEN_LEN], struct pool_extent *ext,
+		      struct ferry_err *err);
+/** Free a kept extent without claiming it (the token is spent). -EACCES: unknown token. */
+int pool_client_discard(struct pool_client *c, const uint8_t token[POOL_SHARE_TOKEN_LEN], struct ferry_err *err);
+
 /** Server's ERROR code of the last failed control call (FERRY_E_*), 0 if none. */
 uint32_t pool_client_last_code(const struct pool_client *client);
 /** Quota and data limit the server announced in AUTH_OK. */

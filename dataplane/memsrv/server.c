@@ -255,6 +255,9 @@ int memsrv_create(const struct memsrv_config *cfg, struct memsrv **out, struct f
 	rc = ea_create(cfg->pool_size, &srv->ea, err);
 	if (rc)
 		goto err_pool;
+	rc = kept_open(srv, err);
+	if (rc)
+		goto err_table;
 	srv->sess_cap = cfg->max_clients + SESS_REFUSE_SLACK;
 	srv->sessions = calloc(srv->sess_cap, sizeof(*srv->sessions));
 	srv->gens = calloc(srv->sess_cap, sizeof(*srv->gens));
@@ -521,6 +524,7 @@ void memsrv_destroy(struct memsrv *srv)
 		fx_listener_close(srv->listener);
 	/* Closed connections' flushes first, so the SRQ and the domain are free to go. */
 	poll_completions(srv, 0, &err);
+	kept_destroy_all(srv);
 	teardown_domain(srv);
 	fx_ctx_destroy(srv->ctx);
 	ea_destroy(srv->ea);

@@ -103,6 +103,16 @@ struct share {
 	struct attachment *atts;
 };
 
+/* A kept extent (kept.c): out of every session, named by its claim token. */
+struct kept {
+	struct kept *next;           /**< in memsrv->kept */
+	uint32_t extent_id;          /**< the allocator's id, in the server's kept account */
+	uint64_t offset, length;     /**< in the pool */
+	struct fx_mr *mr;            /**< the extent's registration, no remote rights, no window */
+	uint64_t from_sid;           /**< the session that kept it (logs) */
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];
+};
+
 struct sess_extent {
 	uint32_t id;
 	struct fx_mr *mr;    /**< exactly the extent, no remote rights, windows only */
@@ -153,6 +163,11 @@ struct memsrv_counters {
 	uint64_t detaches;
 	uint64_t revocations;        /**< attachments revoked by UNSHARE, FREE or the owner's end */
 	uint64_t shares_active, attachments_active;
+	uint64_t kept;               /**< KEEP granted */
+	uint64_t keep_refused;       /**< KEEP refused (not yours, limits) */
+	uint64_t claims;             /**< CLAIM granted */
+	uint64_t claim_refused;      /**< CLAIM / DISCARD refused (bad or spent token, quota) */
+	uint64_t discards;           /**< kept extents discarded */
 	uint64_t flood_refused;      /**< requests beyond a client's credit answered with BUSY */
 	uint64_t flood_closed;       /**< clients closed for flooding past that */
 };
@@ -191,6 +206,9 @@ struct memsrv {
 	uint64_t next_sid;
 
 	struct share *shares;        /**< every live share (share.c) */
+	struct kept *kept;           /**< every kept extent (kept.c) */
+	uint32_t nkept;
+	struct ea_client *kept_acct; /**< allocator account of kept extents: quota = kept_bytes */
 
 	struct memsrv_counters c;
 	bool stopping;
@@ -252,6 +270,26 @@ int share_detach(struct session *s, uint32_t attach_id);
 uint32_t share_revoke_extent(struct session *owner, uint32_t extent_id, uint32_t *failed);
 /** A session ends: revoke the shares it owns, drop the attachments it holds. */
 void share_session_closed(struct session *s);
+
+/* kept.c */
+/** Open the server's kept account (at create). */
+int kept_open(struct memsrv *srv, struct ferry_err *err);
+/**
+ * Keep @p s's extent @p extent_id whose window is already unbound and
+ * shares revoked: move it to the kept account, new random token in @p token.
+ * @return 0; -ENOENT not s's extent; -EMLINK kept_bytes/kept_max limit;
+ * -EPERM keeping disabled; -ENOMEM. Nothing changes on failure.
+ */
+int kept_add(struct memsrv *srv, struct session *s, uint32_t extent_id, struct fx_mr *mr,
+	     uint8_t token[FERRY_PAGE_TOKEN_LEN], struct ferry_err *err);
+/** The kept extent named by @p token (constant-time compare), or NULL; *@p link its list link. */
+struct kept *kept_find(struct memsrv *srv, const uint8_t token[FERRY_PAGE_TOKEN_LEN], struct kept ***link);
+/** Forget a kept extent whose memory changed hands (claimed): wipe its token, free the record. */
+void kept_unlink(struct memsrv *srv, struct kept **link);
+/** Deregister, scrub and free a kept extent. @return 0 (*@p length its bytes) or the deregistration error. */
+int kept_discard(struct memsrv *srv, struct kept **link, uint64_t *length);
+/** Server teardown: every kept extent is lost. */
+void kept_destroy_all(struct memsrv *srv);
 
 static inline uint64_t sess_wr_id(const struct session *s, unsigned kind, unsigned slot)
 {

@@ -3,6 +3,7 @@
  *
  *     NEW --HELLO--> CHALLENGED --AUTH(ok)--> READY --ALLOC/FREE/STATS--> READY
  *                                             READY --SHARE/ATTACH/DETACH/UNSHARE--> READY
+ *                                             READY --KEEP/CLAIM/DISCARD--> READY
  *
  * and its exits. Nothing that names pool memory (an extent, an rkey) is ever
  * sent before READY: before it, ALLOC/FREE/STATS get NOT_AUTHENTICATED and
@@ -12,7 +13,9 @@
  * windows are unbound, their memory is scrubbed and returned to the
  * pool, and the closed log line says how much was released. Before that,
  * the shares of its extents are revoked and the attachments it holds to
- * other clients' extents are dropped (share.c).
+ * other clients' extents are dropped (share.c). A kept extent (KEEP,
+ * kept.c) is no longer the session's: it survives the session's end until
+ * some session claims it (CLAIM) or it is discarded.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -363,6 +366,23 @@ static void on_auth(struct session *s, unsigned slot, const struct ferry_page_ms
 	reply(s, slot, ferry_page_encode_auth_ok(m->hdr.request_id, &ok, send_buf(s, slot), SESS_BUF_LEN));
 }
 
+/* Room for one more extent in the session's list. @return 0 or -ENOMEM. */
+static int ext_reserve(struct session *s)
+{
+	uint32_t cap;
+	struct sess_extent *ext;
+
+	if (s->next < s->ext_cap)
+		return 0;
+	cap = s->ext_cap ? s->ext_cap * 2 : 8;
+	ext = realloc(s->ext, cap * sizeof(*ext));
+	if (!ext)
+		return -ENOMEM;
+	s->ext = ext;
+	s->ext_cap = cap;
+	return 0;
+}
+
 static void on_alloc(struct session *s, unsigned slot, const struct ferry_page_msg *m)
 {
 	struct memsrv *srv = s->srv;
@@ -389,17 +409,10 @@ static void on_alloc(struct session *s, unsigned slot, const struct ferry_page_m
 		reply_error(s, slot, req, rc == -EINVAL ? FERRY_E_BAD_ALIGNMENT : FERRY_E_INTERNAL, "%s", err.msg);
 		return;
 	}
-	if (s->next == s->ext_cap) {
-		uint32_t cap = s->ext_cap ? s->ext_cap * 2 : 8;
-		struct sess_extent *ext = realloc(s->ext, cap * sizeof(*ext));
-
-		if (!ext) {
-			ea_free(srv->ea, s->acct, e.id, NULL);
-			reply_error(s, slot, req, FERRY_E_INTERNAL, "out of memory");
-			return;
-		}
-		s->ext = ext;
-		s->ext_cap = cap;
+	if (ext_reserve(s)) {
+		ea_free(srv->ea, s->acct, e.id, NULL);
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "out of memory");
+		return;
 	}
 	/*
 	 * The extent's own registration, without remote rights, and a window over
@@ -477,7 +490,7 @@ static void on_free(struct session *s, unsigned slot, const struct ferry_page_ms
 static void on_stats(struct session *s, unsigned slot, const struct ferry_page_msg *m)
 {
 	struct memsrv *srv = s->srv;
-	struct ferry_page_stat st[32];
+	struct ferry_page_stat st[FERRY_PAGE_MAX_STATS];
 	struct fx_ctx_stats fx;
 	struct ea_stats ea;
 	uint16_t n = 0;
@@ -512,6 +525,14 @@ static void on_stats(struct session *s, unsigned slot, const struct ferry_page_m
 	STAT("attachments_active", srv->c.attachments_active);
 	STAT("detaches", srv->c.detaches);
 	STAT("revocations", srv->c.revocations);
+	STAT("kept", srv->c.kept);
+	STAT("keep_refused", srv->c.keep_refused);
+	STAT("claims", srv->c.claims);
+	STAT("claim_refused", srv->c.claim_refused);
+	STAT("discards", srv->c.discards);
+	STAT("kept_active", srv->nkept);
+	STAT("kept_bytes", ea_client_bytes(srv->kept_acct));
+	STAT("kept_bytes_limit", srv->cfg->kept_bytes);
 	STAT("flood_refused", srv->c.flood_refused);
 	STAT("flood_closed", srv->c.flood_closed);
 	STAT("srq_posted", fx_srq_posted(srv->srq));
@@ -640,6 +661,132 @@ static void on_unshare(struct session *s, unsigned slot, const struct ferry_page
 	reply(s, slot, ferry_page_encode_unshare_ok(req, id, revoked, send_buf(s, slot), SESS_BUF_LEN));
 }
 
+/*
+ * KEEP: the extent leaves the session (kept.c). Accounting moves first
+ * (it is what can be refused), then every way in is closed: shares
+ * revoked, our window unbound. If a window will not go away, the move is
+ * undone and the extent stays ours.
+ */
+static void on_keep(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	uint32_t id = m->u.keep.extent_id, k, failed = 0, revoked;
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];
+	uint64_t req = m->hdr.request_id;
+	struct ferry_err err = { 0 };
+	struct kept **link;
+	struct ea_extent e;
+	int rc;
+
+	if (!own_extent(s, id, &e, &k)) {
+		srv->c.keep_refused++;
+		reply_error(s, slot, req, FERRY_E_UNKNOWN_EXTENT, "keep: unknown extent %u", id);
+		return;
+	}
+	rc = kept_add(srv, s, id, s->ext[k].mr, token, &err);
+	if (rc) {
+		srv->c.keep_refused++;
+		reply_error(s, slot, req, rc == -EMLINK || rc == -EPERM ? FERRY_E_LIMIT : FERRY_E_INTERNAL, "%s",
+			    err.msg);
+		return;
+	}
+	revoked = share_revoke_extent(s, id, &failed);
+	if (!failed)
+		rc = fx_mw_unbind(s->ext[k].mw);
+	if (failed || rc) {
+		/* Still reachable by someone: it must not change hands. Undo the move. */
+		kept_find(srv, token, &link);
+		kept_unlink(srv, link);
+		srv->c.kept--;
+		srv->c.keep_refused++;
+		ea_transfer(srv->ea, srv->kept_acct, id, s->acct, NULL);
+		sodium_memzero(token, sizeof(token));
+		LOG_ERR("client %llu: keep extent %u: its windows would not go away", (unsigned long long)s->sid, id);
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "keep: cannot revoke access to extent %u", id);
+		return;
+	}
+	s->ext[k] = s->ext[--s->next];
+	LOG_INFO("client %llu (%s): extent %u (%llu bytes) kept%s; %u kept now", (unsigned long long)s->sid, who(s),
+		 id, (unsigned long long)e.length, revoked ? ", its attachments revoked" : "", srv->nkept);
+	reply(s, slot, ferry_page_encode_keep_ok(req, id, token, send_buf(s, slot), SESS_BUF_LEN));
+	sodium_memzero(token, sizeof(token));
+}
+
+/* CLAIM: a kept extent becomes this session's, reachable from its connection only; the token is spent. */
+static void on_claim(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	uint64_t req = m->hdr.request_id;
+	struct ferry_err err = { 0 };
+	struct ferry_page_extent out;
+	struct kept **link, *kp = kept_find(srv, m->u.claim.token, &link);
+	struct fx_mw *mw;
+	int rc;
+
+	if (!kp) {
+		srv->c.claim_refused++;
+		LOG_INFO("client %llu (%s, name %s): claim refused: unknown claim token", (unsigned long long)s->sid,
+			 s->peer, who(s));
+		reply_error(s, slot, req, FERRY_E_BAD_TOKEN,
+			    "claim: unknown claim token (never issued here, already claimed or discarded)");
+		return;
+	}
+	if (ext_reserve(s)) {
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "claim: out of memory");
+		return;
+	}
+	rc = ea_transfer(srv->ea, srv->kept_acct, kp->extent_id, s->acct, &err);
+	if (rc) {
+		srv->c.claim_refused++;
+		reply_error(s, slot, req, rc == -EDQUOT ? FERRY_E_QUOTA : FERRY_E_INTERNAL, "claim: %s", err.msg);
+		return;
+	}
+	rc = fx_mw_bind(s->conn, kp->mr, kp->mr->addr, kp->mr->length, FX_ACCESS_REMOTE_READ | FX_ACCESS_REMOTE_WRITE,
+			&mw, &err);
+	if (rc) {
+		ea_transfer(srv->ea, s->acct, kp->extent_id, srv->kept_acct, NULL);
+		srv->c.claim_refused++;
+		LOG_ERR("client %llu: cannot make kept extent %u reachable: %s", (unsigned long long)s->sid,
+			kp->extent_id, err.msg);
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "claim: cannot make the extent reachable: %s", err.msg);
+		return;
+	}
+	s->ext[s->next++] = (struct sess_extent){ kp->extent_id, kp->mr, mw };
+	out = (struct ferry_page_extent){ .extent_id = kp->extent_id, .rkey = mw->rkey, .base = mw->remote_base,
+					  .length = kp->length };
+	LOG_INFO("client %llu (%s): claimed extent %u (%llu bytes) kept by client %llu", (unsigned long long)s->sid,
+		 who(s), kp->extent_id, (unsigned long long)kp->length, (unsigned long long)kp->from_sid);
+	kept_unlink(srv, link);
+	srv->c.claims++;
+	reply(s, slot, ferry_page_encode_claim_ok(req, &out, send_buf(s, slot), SESS_BUF_LEN));
+}
+
+static void on_discard(struct session *s, unsigned slot, const struct ferry_page_msg *m)
+{
+	struct memsrv *srv = s->srv;
+	uint64_t req = m->hdr.request_id, length = 0;
+	struct kept **link, *kp = kept_find(srv, m->u.claim.token, &link);
+	uint32_t id;
+	int rc;
+
+	if (!kp) {
+		srv->c.claim_refused++;
+		reply_error(s, slot, req, FERRY_E_BAD_TOKEN,
+			    "discard: unknown claim token (never issued here, already claimed or discarded)");
+		return;
+	}
+	id = kp->extent_id;
+	rc = kept_discard(srv, link, &length);
+	if (rc) {
+		reply_error(s, slot, req, FERRY_E_INTERNAL, "discard: cannot deregister kept extent %u: %s", id,
+			    strerror(-rc));
+		return;
+	}
+	LOG_INFO("client %llu (%s): kept extent %u (%llu bytes) discarded", (unsigned long long)s->sid, who(s), id,
+		 (unsigned long long)length);
+	reply(s, slot, ferry_page_encode_discard_ok(req, length, send_buf(s, slot), SESS_BUF_LEN));
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static void on_malformed(struct session *s, unsigned slot, const uint8_t *buf, uint32_t len, int code)
@@ -702,6 +849,9 @@ static void on_message(struct session *s, unsigned slot, const uint8_t *buf, uin
 	case FERRY_PAGE_ATTACH:
 	case FERRY_PAGE_DETACH:
 	case FERRY_PAGE_UNSHARE:
+	case FERRY_PAGE_KEEP:
+	case FERRY_PAGE_CLAIM:
+	case FERRY_PAGE_DISCARD:
 		if (s->state != SESS_READY) {
 			LOG_INFO("client %llu refused (%s): %s before authentication", (unsigned long long)s->sid,
 				 s->peer, ferry_page_type_name(m.hdr.type));
@@ -727,6 +877,15 @@ static void on_message(struct session *s, unsigned slot, const uint8_t *buf, uin
 			break;
 		case FERRY_PAGE_UNSHARE:
 			on_unshare(s, slot, &m);
+			break;
+		case FERRY_PAGE_KEEP:
+			on_keep(s, slot, &m);
+			break;
+		case FERRY_PAGE_CLAIM:
+			on_claim(s, slot, &m);
+			break;
+		case FERRY_PAGE_DISCARD:
+			on_discard(s, slot, &m);
 			break;
 		default:
 			on_stats(s, slot, &m);

@@ -107,6 +107,18 @@ static int encode(const struct ferry_page_msg *m)
 	case FERRY_PAGE_UNSHARE_OK:
 		return ferry_page_encode_unshare_ok(req, m->u.unshare.extent_id, m->u.unshare.revoked,
 						    out, sizeof(out));
+	case FERRY_PAGE_KEEP:
+		return ferry_page_encode_keep(req, m->u.keep.extent_id, out, sizeof(out));
+	case FERRY_PAGE_KEEP_OK:
+		return ferry_page_encode_keep_ok(req, m->u.keep.extent_id, m->u.keep.token, out, sizeof(out));
+	case FERRY_PAGE_CLAIM:
+		return ferry_page_encode_claim(req, m->u.claim.token, out, sizeof(out));
+	case FERRY_PAGE_CLAIM_OK:
+		return ferry_page_encode_claim_ok(req, &m->u.claim_ok, out, sizeof(out));
+	case FERRY_PAGE_DISCARD:
+		return ferry_page_encode_discard(req, m->u.claim.token, out, sizeof(out));
+	case FERRY_PAGE_DISCARD_OK:
+		return ferry_page_encode_discard_ok(req, m->u.discard_ok.length, out, sizeof(out));
 	default:
 		abort();
 	}
@@ -204,6 +216,25 @@ static void same_body(const struct ferry_page_msg *a, const struct ferry_page_ms
 	case FERRY_PAGE_UNSHARE_OK:
 		check(a->u.unshare.extent_id == b->u.unshare.extent_id &&
 		      a->u.unshare.revoked == b->u.unshare.revoked);
+		break;
+	case FERRY_PAGE_KEEP:
+		check(a->u.keep.extent_id == b->u.keep.extent_id);
+		break;
+	case FERRY_PAGE_KEEP_OK:
+		check(a->u.keep.extent_id == b->u.keep.extent_id &&
+		      memcmp(a->u.keep.token, b->u.keep.token, FERRY_PAGE_TOKEN_LEN) == 0);
+		break;
+	case FERRY_PAGE_CLAIM:
+	case FERRY_PAGE_DISCARD:
+		check(memcmp(a->u.claim.token, b->u.claim.token, FERRY_PAGE_TOKEN_LEN) == 0);
+		break;
+	case FERRY_PAGE_CLAIM_OK:
+		check(a->u.claim_ok.extent_id == b->u.claim_ok.extent_id &&
+		      a->u.claim_ok.rkey == b->u.claim_ok.rkey && a->u.claim_ok.base == b->u.claim_ok.base &&
+		      a->u.claim_ok.length == b->u.claim_ok.length);
+		break;
+	case FERRY_PAGE_DISCARD_OK:
+		check(a->u.discard_ok.length == b->u.discard_ok.length);
 		break;
 	default:
 		abort();

@@ -132,6 +132,16 @@ static void gen_messages(void)
 	emit("21-detach_ok.bin", buf, ferry_page_encode_detach_ok(12, 3, buf, sizeof(buf)));
 	emit("22-unshare.bin", buf, ferry_page_encode_unshare(13, 7, buf, sizeof(buf)));
 	emit("23-unshare_ok.bin", buf, ferry_page_encode_unshare_ok(13, 7, 2, buf, sizeof(buf)));
+
+	struct ferry_page_extent cok = { .extent_id = 7, .rkey = 0xcafe, .base = 0x7f0000400000ull,
+					 .length = 1u << 21 };
+
+	emit("24-keep.bin", buf, ferry_page_encode_keep(14, 7, buf, sizeof(buf)));
+	emit("25-keep_ok.bin", buf, ferry_page_encode_keep_ok(14, 7, nonce, buf, sizeof(buf)));
+	emit("26-claim.bin", buf, ferry_page_encode_claim(15, nonce, buf, sizeof(buf)));
+	emit("27-claim_ok.bin", buf, ferry_page_encode_claim_ok(15, &cok, buf, sizeof(buf)));
+	emit("28-discard.bin", buf, ferry_page_encode_discard(16, nonce, buf, sizeof(buf)));
+	emit("29-discard_ok.bin", buf, ferry_page_encode_discard_ok(16, 1u << 21, buf, sizeof(buf)));
 }
 
 /* fuzz_page_rw input: u8 type, u32 payload_len, then the payload's vector. */

@@ -68,7 +68,7 @@ static bool ready_port(void *arg)
 void msrv_start(struct msrv *m, const struct msrv_opts *o)
 {
 	static const struct msrv_opts defaults = { 0 };
-	char conf[1024], extra[256] = "";
+	char conf[1536], extra[512] = "";
 
 	if (!o)
 		o = &defaults;
@@ -82,6 +82,8 @@ void msrv_start(struct msrv *m, const struct msrv_opts *o)
 
 	if (o->client_quota)
 		snprintf(extra, sizeof(extra), "client_quota = %s\n", o->client_quota);
+	if (o->extra_limits)
+		snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "%s", o->extra_limits);
 	snprintf(conf, sizeof(conf),
 		 "[server]\nlisten = %s\nport = 0\ntransport = %s\nsecret_file = %s\nready_file = %s\n"
 		 "max_clients = %u\n"

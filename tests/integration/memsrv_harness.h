@@ -23,6 +23,7 @@ struct msrv_opts {
 	unsigned max_clients;        /**< 0 = default */
 	const char *log_level;       /**< NULL = info */
 	const char *hugepages;       /**< NULL = auto */
+	const char *extra_limits;    /**< more "key = value\n" lines for [limits], or NULL */
 };
 
 struct msrv {

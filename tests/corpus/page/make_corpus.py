@@ -27,9 +27,11 @@ F_REPLY = 0x0001
 
 (HELLO, CHALLENGE, AUTH, AUTH_OK, ALLOC, ALLOC_OK, FREE, FREE_OK, READ,
  READ_DATA, WRITE, WRITE_OK, STATS, STATS_OK, ERROR, SHARE, SHARE_OK, ATTACH,
- ATTACH_OK, DETACH, DETACH_OK, UNSHARE, UNSHARE_OK) = range(1, 24)
+ ATTACH_OK, DETACH, DETACH_OK, UNSHARE, UNSHARE_OK, KEEP, KEEP_OK, CLAIM,
+ CLAIM_OK, DISCARD, DISCARD_OK) = range(1, 30)
 REPLIES = {CHALLENGE, AUTH_OK, ALLOC_OK, FREE_OK, READ_DATA, WRITE_OK,
-           STATS_OK, ERROR, SHARE_OK, ATTACH_OK, DETACH_OK, UNSHARE_OK}
+           STATS_OK, ERROR, SHARE_OK, ATTACH_OK, DETACH_OK, UNSHARE_OK,
+           KEEP_OK, CLAIM_OK, DISCARD_OK}
 TOKEN = bytes(range(100, 132))
 
 E_OK, E_TRUNCATED, E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_BAD_FLAGS, \
@@ -174,7 +176,7 @@ def cases():
     c['wrong-version-2.E3'] = msg(STATS, b'', version=2)
     c['wrong-version-255.E3'] = msg(STATS, b'', version=255)
     c['unknown-type-0.E4'] = msg(0, b'')
-    c['unknown-type-24.E4'] = msg(24, b'')
+    c['unknown-type-30.E4'] = msg(30, b'')
     c['unknown-type-255.E4'] = msg(255, b'')
     c['unknown-flag-bit.E5'] = msg(STATS, b'', flags=0x0002)
     c['unknown-flag-high-bit.E5'] = msg(ERROR, error_body(), flags=0x8001)
@@ -316,6 +318,33 @@ def cases():
     c['unshare-reserved.E7'] = msg(UNSHARE, free_body(reserved=2))
     c['unshare-long.E7'] = msg(UNSHARE, free_body() + b'\0' * 8)
     c['unshare-ok-short.E7'] = msg(UNSHARE_OK, struct.pack('<I', 7))
+    # Kept extents.
+    c['valid-keep.E0'] = msg(KEEP, free_body())
+    c['valid-keep-ok.E0'] = msg(KEEP_OK, struct.pack('<II', 7, 0) + TOKEN)
+    c['valid-claim.E0'] = msg(CLAIM, TOKEN)
+    c['valid-claim-ok.E0'] = msg(CLAIM_OK, alloc_ok_body())
+    c['valid-discard.E0'] = msg(DISCARD, TOKEN)
+    c['valid-discard-ok.E0'] = msg(DISCARD_OK, struct.pack('<Q', 1 << 21))
+    c['keep-reserved.E7'] = msg(KEEP, free_body(reserved=1))
+    c['keep-short.E7'] = msg(KEEP, free_body()[:4])
+    c['keep-long.E7'] = msg(KEEP, free_body() + b'\0')
+    c['keep-reply-flag.E5'] = msg(KEEP, free_body(), flags=F_REPLY)
+    c['keep-ok-reserved.E7'] = msg(KEEP_OK, struct.pack('<II', 7, 3) + TOKEN)
+    c['keep-ok-token-short.E7'] = msg(KEEP_OK, struct.pack('<II', 7, 0) + TOKEN[:31])
+    c['keep-ok-no-reply-flag.E5'] = msg(KEEP_OK, struct.pack('<II', 7, 0) + TOKEN, flags=0)
+    c['claim-token-short.E7'] = msg(CLAIM, TOKEN[:31])
+    c['claim-token-long.E7'] = msg(CLAIM, TOKEN + b'\0')
+    c['claim-empty.E7'] = msg(CLAIM, b'')
+    c['claim-lying-payload-len.E1'] = hdr(CLAIM, 32) + TOKEN[:8]
+    c['claim-ok-length-zero.E7'] = msg(CLAIM_OK, alloc_ok_body(length=0))
+    c['claim-ok-length-unaligned.E19'] = msg(CLAIM_OK, alloc_ok_body(length=8191))
+    c['claim-ok-base-overflow.E7'] = msg(CLAIM_OK, alloc_ok_body(base=2**64 - 4096, length=8192))
+    c['claim-ok-short.E7'] = msg(CLAIM_OK, alloc_ok_body()[:20])
+    c['discard-token-short.E7'] = msg(DISCARD, TOKEN[:16])
+    c['discard-reply-flag.E5'] = msg(DISCARD, TOKEN, flags=F_REPLY)
+    c['discard-ok-length-zero.E7'] = msg(DISCARD_OK, struct.pack('<Q', 0))
+    c['discard-ok-length-unaligned.E19'] = msg(DISCARD_OK, struct.pack('<Q', 4095))
+    c['discard-ok-long.E7'] = msg(DISCARD_OK, struct.pack('<QI', 4096, 0))
     return c
 
 

@@ -7,10 +7,13 @@
 #   cycle    512 MiB guest: a TCP connection held open across hibernate/resume still echoes; a
 #            new connection after resume echoes; the RAM file is gone while hibernated; only
 #            used pages are in the pool (stored << guest size); 'mem N' data survives ('sum')
-#   restart  the manifest is persisted: a new process sees the VM hibernated and reads its
-#            manifest; the resume is refused with a clear error once the session that stored
-#            the image has ended (the memory server releases a session's extents), and nothing
-#            is left half-done (no QEMU, no RAM file, still hibernated)
+#   restart  nothing lost when the process that hibernated ends (as a ferryd restart would end
+#            it): the manifest (0600: it holds the claim tokens of the kept extents) is
+#            persisted, a new process sees the VM hibernated and resumes it, memory intact
+#            ('sum'); then a lone 'ferry-hib hibernate' and a resume by another process under
+#            another client name, configured with another pool ("another node": the manifest
+#            names the memory server): memory intact again, the image freed after;
+#            a spent manifest (an old copy) is refused with a clear error, nothing half-done
 #   bad      pool too small -> hibernate fails, VM runs on; a busy VM refuses a second operation;
 #            memory server dead during resume -> clear error, VM still hibernated; QEMU missing
 #            -> clear error, retry works; corrupt manifest -> refused, restored -> resumes
@@ -36,6 +39,9 @@ for b in "$HIB" "$MEMSRV" "$CLIENT"; do [ -x "$b" ] || { echo "FAIL: missing $b 
 "$RIG" prepare
 
 T=$(mktemp -d /tmp/ferry-vmrig.XXXXXX)
+# Guest RAM files in a tmpfs directory of this run: several suites may run the rig at once, and
+# a VM's RAM file is named after the VM (vm0).
+RAMD=$(mktemp -d /dev/shm/ferry-vmrig.XXXXXX)
 fails=0
 MEMSRV_PID=""
 SHELL_PID=""
@@ -44,10 +50,11 @@ cleanup() {
 	set +e
 	[ -n "$SHELL_PID" ] && { echo quit >&"${SH[1]}"; wait "$SHELL_PID"; } 2>/dev/null
 	for s in "$T"/state/*.vm.json; do
-		[ -e "$s" ] && "$HIB" --state "$T/state" --pool "127.0.0.1:$PORT" --secret "$T/secret" destroy "$(basename "$s" .vm.json)" 2>/dev/null
+		[ -e "$s" ] && "$HIB" --state "$T/state" --ram-dir "$RAMD" --pool "127.0.0.1:$PORT" --secret "$T/secret" destroy "$(basename "$s" .vm.json)" 2>/dev/null
 	done
 	[ -n "$MEMSRV_PID" ] && kill "$MEMSRV_PID" 2>/dev/null && wait "$MEMSRV_PID" 2>/dev/null
 	"$RIG" down
+	rm -rf "$RAMD"
 	if [ "$rc" = 0 ] && [ "$fails" = 0 ]; then rm -rf "$T"; else echo "kept: $T"; fi
 }
 trap cleanup EXIT
@@ -66,7 +73,7 @@ start_memsrv() {
 	for _ in $(seq 100); do [ -s "$T/memsrv.port" ] && return 0; sleep 0.05; done
 	echo "FAIL memory server did not start: $(tail -3 "$T/memsrv.log")"; exit 1
 }
-hib() { "$HIB" --state "$T/state" --pool "127.0.0.1:$PORT" --secret "$T/secret" "$@"; }
+hib() { "$HIB" --state "$T/state" --ram-dir "$RAMD" --pool "127.0.0.1:$PORT" --secret "$T/secret" "$@"; }
 
 # One ferry-hib session (as ferryd holds one): commands in, one reply line out.
 shell_start() { coproc SH { hib shell 2>>"$T/shell.err"; }; SHELL_PID=$SH_PID; }
@@ -88,7 +95,7 @@ vm_define_start() {	# name index ram
 }
 client() { ip netns exec "${P}client" "$CLIENT" "$@"; }
 qemu_pid() { hib status "$1" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
-ram_file() { echo "/dev/shm/$1.ferry-ram"; }
+ram_file() { echo "$RAMD/$1.ferry-ram"; }
 # Alive = exists and is not a zombie (a QEMU whose starter exited is reparented; a zombie holds
 # no memory and waits for its new parent to reap it).
 qemu_alive() { [ -r "/proc/$1/stat" ] && ! awk '{ s = $0; sub(/.*\) /, "", s); exit !(substr(s, 1, 1) == "Z") }' "/proc/$1/stat"; }
@@ -185,18 +192,57 @@ restart)
 	start_memsrv
 	vm_define_start vm0 0 128M
 	client "$GUEST_IP" "$GUEST_PORT" "mem 2" >/dev/null
+	sum0=$(client "$GUEST_IP" "$GUEST_PORT" sum 2>&1) || true
+	check "guest filled 2 MiB ($sum0)" grep -q '^sum [0-9a-f]\{16\} 2$' <<<"$sum0"
 	shell_start
 	sh_cmd "hibernate vm0"
 	check "hibernate (session A)" grep -q '^ok ' <<<"$REPLY"
 	shell_stop	# session A ends, as a ferryd restart would end it
 	out=$(hib status vm0)
 	check "a new process reads the persisted state: hibernated" grep -q '"state":"hibernated"' <<<"$out"
+	check "the manifest (claim tokens) is private: mode 600" \
+		test "$(stat -c %a "$T/state/vm0.manifest.json")" = 600
+	rc=0; out=$(hib resume vm0 2>&1) || rc=$?
+	echo "  new process: resume -> rc $rc: ${out:0:300}"
+	check "resume from a new process after the first one ended: succeeds" test "$rc" = 0
+	out=$(client -t 10 "$GUEST_IP" "$GUEST_PORT" after-restart sum 2>&1) || true
+	check "nothing lost: echo answers and memory is intact ($sum0)" \
+		bash -c "grep -qx after-restart <<<'$out' && grep -qx '$sum0' <<<'$out'"
+	# "Another node": a lone hibernate (its process exits at once), then a resume by another
+	# process with another client name at the memory server.
+	rc=0; out=$(hib --client-name node-a hibernate vm0 2>&1) || rc=$?
+	check "a lone 'ferry-hib hibernate' (process ends right after) succeeds" test "$rc" = 0
+	cp "$T/state/vm0.manifest.json" "$T/manifest.spent"
+	# node-b is configured with another memory server (nobody there): the manifest names the one
+	# that holds the image, and the resume goes there.
+	rc=0; out=$(hib --client-name node-b --pool "127.0.0.1:$((PORT + 7))" resume vm0 2>&1) || rc=$?
+	echo "  node-b: resume -> rc $rc: ${out:0:300}"
+	check "resume by another client (node-b, configured with another pool): succeeds" test "$rc" = 0
+	check "the memory server handed node-a's kept image to node-b" \
+		bash -c "grep -q '(node-a): extent .* kept' '$T/memsrv.log' && grep -q '(node-b): claimed extent' '$T/memsrv.log'"
+	out=$(client -t 10 "$GUEST_IP" "$GUEST_PORT" on-node-b sum 2>&1) || true
+	check "node-b: echo answers and memory is intact ($sum0)" \
+		bash -c "grep -qx on-node-b <<<'$out' && grep -qx '$sum0' <<<'$out'"
+	# Dropping a hibernated VM discards its image on the server the manifest names, too.
+	rc=0; out=$(hib hibernate vm0 2>&1) || rc=$?
+	n0=$(grep -c 'discarded' "$T/memsrv.log" || true)
+	rc2=0; hib --pool "127.0.0.1:$((PORT + 7))" destroy vm0 || rc2=$?
+	n1=$(grep -c 'discarded' "$T/memsrv.log" || true)
+	check "destroy of a hibernated VM (configured with another pool) discards its kept image ($n0 -> $n1)" \
+		bash -c "[ $rc = 0 ] && [ $rc2 = 0 ] && [ $n1 -gt $n0 ] && [ ! -e '$T/state/vm0.manifest.json' ]"
+	# The resume freed the image; its old manifest's tokens are spent.
+	cp "$T/state/vm0.vm.json" "$T/vm0.vm.json.stopped"
+	sed -i 's/"state": *"stopped"/"state": "hibernated"/' "$T/state/vm0.vm.json"
+	cp "$T/manifest.spent" "$T/state/vm0.manifest.json"
 	rc=0; err=$(hib resume vm0 2>&1) || rc=$?
-	echo "  new process: resume -> rc $rc: $err"
-	check "resume from a new process: clear error naming the pool" \
+	echo "  spent manifest: resume -> rc $rc: $err"
+	check "a spent manifest (image resumed already): clear error" \
 		bash -c "[ $rc = 1 ] && grep -q 'no longer holds this image' <<<'$err'"
 	check "after the refused resume: still hibernated, no RAM file, no QEMU" \
-		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '[n]ame ferry-vm0 ' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
+		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '$T/state/vm0[.]qmp' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
+	# The memory server says at shutdown how many kept extents it loses: none may be left over.
+	kill "$MEMSRV_PID"; wait "$MEMSRV_PID" 2>/dev/null || true; MEMSRV_PID=""
+	check "no kept extent left behind in the pool" bash -c "! grep -q 'kept extents lost' '$T/memsrv.log'"
 	;;
 bad)
 	"$RIG" up 1
@@ -207,10 +253,7 @@ bad)
 		>"$T/small.log" 2>&1 &
 	small=$!
 	for _ in $(seq 100); do [ -s "$T/small.port" ] && break; sleep 0.05; done
-	rc=0; err=$(hib hibernate vm0 2>&1) || rc=$?
-	check "a lone 'ferry-hib hibernate' is refused (its image would die with it); the VM runs on" \
-		bash -c "[ $rc = 2 ] && grep -q 'refused: the image lives only as long' <<<'$err' && \"$HIB\" --state '$T/state' status vm0 | grep -q running"
-	rc=0; err=$(hib --pool "127.0.0.1:$((PORT + 1))" --transient hibernate vm0 2>&1) || rc=$?
+	rc=0; err=$(hib --pool "127.0.0.1:$((PORT + 1))" hibernate vm0 2>&1) || rc=$?
 	kill "$small"; wait "$small" 2>/dev/null || true
 	echo "  small pool: rc $rc: $err"
 	check "pool too small: hibernate fails naming the memory server" \
@@ -222,7 +265,7 @@ bad)
 	flock "$T/state/vm0.lock" sleep 2 &
 	lk=$!
 	sleep 0.3
-	rc=0; err=$(hib --transient hibernate vm0 2>&1) || rc=$?
+	rc=0; err=$(hib hibernate vm0 2>&1) || rc=$?
 	wait "$lk" || true
 	check "a second operation on a busy VM is refused (EBUSY), not run" \
 		bash -c "[ $rc = 1 ] && grep -q 'busy' <<<'$err' && \"$HIB\" --state '$T/state' status vm0 | grep -q running"
@@ -234,7 +277,7 @@ bad)
 	check "memory server dead: resume fails with an error naming it" \
 		bash -c "grep -q '^error .*memory server 127.0.0.1:$PORT' <<<'$REPLY'"
 	check "memory server dead: VM still hibernated, no RAM file, no QEMU" \
-		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '[n]ame ferry-vm0 ' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
+		bash -c "[ ! -e '$(ram_file vm0)' ] && ! pgrep -f '$T/state/vm0[.]qmp' >/dev/null && \"$HIB\" --state '$T/state' status vm0 | grep -q hibernated"
 	shell_stop
 	# The image went with that server: start over.
 	start_memsrv

@@ -18,6 +18,8 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include <sys/stat.h>
+
 #include "ctrl/hib_int.h"
 
 static char dir[64];
@@ -27,7 +29,10 @@ static char *argv_q[] = { "qemu-system-x86_64", "-accel", "tcg", NULL };
 
 static void make_manifest(struct hib_manifest *m)
 {
-	static struct hib_extent ext[2] = { { 7, 0x1234, 0, 64ull << 20 }, { 8, 0x5678, 1ull << 30, 4096 * 10 } };
+	static struct hib_extent ext[2] = {
+		{ .id = 7, .rkey = 0x1234, .base = 0, .length = 64ull << 20, .kept = true, .token = { 0xa1, 0xb2 } },
+		{ .id = 8, .rkey = 0x5678, .base = 1ull << 30, .length = 4096 * 10, .kept = true, .token = { [31] = 0xff } },
+	};
 	static struct hib_run runs[3] = { { 0, 10, 0, 0 }, { 100, 5, 0, 40960 }, { 32767, 1, 1, 0 } };
 
 	memset(m, 0, sizeof(*m));
@@ -78,6 +83,20 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* A manifest that names an extent still bound to our session would not resume elsewhere: refused. */
+static void test_unkept_extent_refused(void **state)
+{
+	struct hib_manifest m;
+	struct ferry_err err = { 0 };
+
+	(void)state;
+	make_manifest(&m);
+	m.ext[1].kept = false;
+	assert_int_equal(hib_manifest_save(&vm, &m, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "extent 8 is not kept"));
+	m.ext[1].kept = true;
+}
+
 static void test_round_trip(void **state)
 {
 	struct hib_manifest m, r;
@@ -96,6 +115,16 @@ static void test_round_trip(void **state)
 	assert_int_equal(r.ext[1].id, 8);
 	assert_int_equal(r.ext[1].rkey, 0x5678);
 	assert_int_equal(r.ext[1].base, 1ull << 30);
+	/* The claim tokens come back exactly, and they are what makes the file a secret: 0600. */
+	assert_true(r.ext[0].kept && r.ext[1].kept);
+	assert_memory_equal(r.ext[0].token, m.ext[0].token, HIB_TOKEN_LEN);
+	assert_memory_equal(r.ext[1].token, m.ext[1].token, HIB_TOKEN_LEN);
+	{
+		struct stat sb;
+
+		assert_int_equal(stat(vm.manifest_path, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0600);
+	}
 	assert_int_equal(r.nruns, 3);
 	assert_int_equal(r.runs[1].page, 100);
 	assert_int_equal(r.runs[1].off, 40960);
@@ -158,6 +187,16 @@ static void other_ram(json_t *b) { json_object_set_new(b, "ram_bytes", json_inte
 static void dev_past_extent(json_t *b) { json_object_set_new(json_object_get(b, "device_state"), "bytes", json_integer(40000)); }
 static void no_argv(json_t *b) { json_object_del(b, "argv"); }
 static void bad_sum(json_t *b) { json_object_set_new(b, "pages_sum", json_string("zz")); }
+static void token_short(json_t *b) { json_array_set_new(json_array_get(json_object_get(b, "extents"), 0), 4, json_string("a1b2")); }
+static void token_not_hex(json_t *b)
+{
+	char s[65];
+
+	memset(s, 'z', 64);
+	s[64] = '\0';
+	json_array_set_new(json_array_get(json_object_get(b, "extents"), 0), 4, json_string(s));
+}
+static void token_missing(json_t *b) { json_array_remove(json_array_get(json_object_get(b, "extents"), 1), 4); }
 
 static void test_lying_manifests(void **state)
 {
@@ -167,6 +206,8 @@ static void test_lying_manifests(void **state)
 		{ run_not_array, "malformed" },      { count_lies, "does not match" },
 		{ other_vm, "does not match" },      { other_ram, "does not match" },
 		{ dev_past_extent, "does not match" }, { no_argv, NULL }, { bad_sum, NULL },
+		{ token_short, "extent 0 malformed" }, { token_not_hex, "extent 0 malformed" },
+		{ token_missing, "extent 1 malformed" },
 	};
 
 	(void)state;
@@ -252,23 +293,33 @@ static void test_names_and_definitions(void **state)
 	assert_non_null(strstr(err.msg, "not hibernated"));
 }
 
-/* An image stored on another memory server than the one this struct hib uses: refused before
- * anything is read or started. */
+/* An image on another memory server than the one this struct hib is configured with: the resume
+ * goes to the server the manifest names (here nobody listens: a clear error naming it), makes
+ * nothing, and leaves the configuration as it was. A manifest naming no HOST:PORT is refused. */
 static void test_image_on_another_server(void **state)
 {
 	struct hib_manifest m;
 	struct ferry_err err = { 0 };
 	char ram[PATH_MAX + 8];
+	int rc;
 
 	(void)state;
 	make_manifest(&m);
+	snprintf(m.pool, sizeof(m.pool), "127.0.0.1:1");
 	assert_int_equal(hib_manifest_save(&vm, &m, &err), 0);
 	vm.state = HIB_HIBERNATED;
 	assert_int_equal(hib_vm_save(&vm, &err), 0);
-	assert_int_equal(hib_resume(h, "vm0", NULL, &err), -EXDEV);
-	assert_non_null(strstr(err.msg, "on memory server 127.0.0.1:7470, not on 127.0.0.1:0"));
+	rc = hib_resume(h, "vm0", NULL, &err);
+	assert_true(rc < 0);
+	assert_non_null(strstr(err.msg, "memory server 127.0.0.1:1"));
+	assert_string_equal(h->pool_host, "127.0.0.1");
+	assert_int_equal(h->pool_port, 0);
 	snprintf(ram, sizeof(ram), "%s", vm.ram_path);
 	assert_int_equal(access(ram, F_OK), -1);	/* no RAM file made */
+	snprintf(m.pool, sizeof(m.pool), "no-port-here");
+	assert_int_equal(hib_manifest_save(&vm, &m, &err), 0);
+	assert_int_equal(hib_resume(h, "vm0", NULL, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "names memory server 'no-port-here', not HOST:PORT"));
 	vm.state = HIB_STOPPED;
 	assert_int_equal(hib_vm_save(&vm, &err), 0);
 }
@@ -277,6 +328,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_unkept_extent_refused),
 		cmocka_unit_test(test_lying_manifests),
 		cmocka_unit_test(test_damaged_files),
 		cmocka_unit_test(test_names_and_definitions),

@@ -148,9 +148,19 @@ static void test_defaults_and_required(void **state)
 	rc = run_args(&cfg, &err, NULL, "--secret-file", "/x/secret", "--pool-size", "1G", NULL);
 	assert_int_equal(rc, 0);
 	assert_int_equal(cfg.pool_size, 1ull << 30);
-	/* The quota defaults to the pool size. */
+	/* The quota and the kept-bytes limit default to the pool size. */
 	assert_int_equal(cfg.client_quota, 1ull << 30);
 	assert_string_equal(cfg.secret_file, "/x/secret");
+	assert_int_equal(cfg.kept_bytes, 1ull << 30);
+	assert_int_equal(cfg.kept_max, MEMSRV_DEFAULT_KEPT_MAX);
+	/* kept_bytes 0 (no KEEP) is a value, not "unset". */
+	rc = run_args(&cfg, &err, NULL, "-s", "/x", "-m", "1G", "--kept-bytes", "0", "--kept-max", "7", NULL);
+	assert_int_equal(rc, 0);
+	assert_int_equal(cfg.kept_bytes, 0);
+	assert_int_equal(cfg.kept_max, 7);
+	rc = run_args(&cfg, &err, NULL, "-s", "/x", "-m", "1G", "--kept-bytes", "256M", NULL);
+	assert_int_equal(rc, 0);
+	assert_int_equal(cfg.kept_bytes, 256ull << 20);
 }
 
 static void test_file_values(void **state)
@@ -268,6 +278,10 @@ static void test_bad_values(void **state)
 		{ "--client-quota", "0", "quota of 0" },
 		{ "--client-quota", "lots", "'lots' is not a size" },
 		{ "--log-level", "loud", "'loud' is not a log level" },
+		{ "--kept-bytes", "much", "'much' is not a size" },
+		{ "--kept-max", "-1", "not a number of extents" },
+		{ "--kept-max", "65537", "not a number of extents" },
+		{ "--kept-max", "3x", "not a number of extents" },
 		{ "--secret-file", "", "path empty" },
 	};
 	struct memsrv_config cfg;

@@ -248,6 +248,47 @@ static void test_quota(void **state)
 	ea_destroy(ea);   /* with clients and extents still open: no leak */
 }
 
+/* A kept extent changes hands: same id and bytes, the new owner's quota, the old owner loses it. */
+static void test_transfer(void **state)
+{
+	struct extent_alloc *ea = mk(16);
+	struct ea_client *a = client(ea, 0), *keeper = client(ea, 4 * PG), *b = client(ea, 2 * PG);
+	struct ferry_err err = { 0 };
+	struct ea_extent ext;
+	uint64_t bytes = 0;
+
+	(void)state;
+	uint32_t x = alloc_ok(ea, a, 3, 0), y = alloc_ok(ea, a, 2, 3);
+
+	assert_int_equal(ea_transfer(ea, a, x, keeper, &err), 0);
+	check(ea);
+	assert_int_equal(ea_client_bytes(a), 2 * PG);
+	assert_int_equal(ea_client_bytes(keeper), 3 * PG);
+	assert_int_equal(ea_lookup(ea, a, x, &ext, NULL), -ENOENT);
+	assert_int_equal(ea_lookup(ea, keeper, x, &ext, NULL), 0);
+	assert_int_equal(ext.offset, 0);
+	assert_int_equal(ext.length, 3 * PG);
+	/* The keeper's quota (the kept-bytes limit) refuses a second one; nothing moves. */
+	assert_int_equal(ea_transfer(ea, a, y, keeper, &err), -EDQUOT);
+	assert_string_equal(err.msg, "quota exceeded: 8 KiB to take over, 12 KiB held of a 16 KiB quota");
+	assert_int_equal(ea_lookup(ea, a, y, &ext, NULL), 0);
+	/* b's quota is too small for x: it stays kept. */
+	assert_int_equal(ea_transfer(ea, keeper, x, b, &err), -EDQUOT);
+	assert_int_equal(ea_lookup(ea, keeper, x, &ext, NULL), 0);
+	/* Only the owner's extents move. */
+	assert_int_equal(ea_transfer(ea, b, x, a, &err), -ENOENT);
+	assert_int_equal(ea_transfer(ea, keeper, 9999, a, &err), -ENOENT);
+	/* The old owner's end does not take the moved extent with it. */
+	assert_int_equal(ea_client_close(ea, a, &bytes), 1);
+	assert_int_equal(bytes, 2 * PG);
+	check(ea);
+	assert_int_equal(ea_lookup(ea, keeper, x, &ext, NULL), 0);
+	assert_int_equal(ea_free(ea, keeper, x, NULL), 0);
+	stats(ea, 1, 16, 16);
+	check(ea);
+	ea_destroy(ea);
+}
+
 static void test_client_close_releases_everything(void **state)
 {
 	struct extent_alloc *ea = mk(32);
@@ -495,6 +536,7 @@ int main(void)
 		cmocka_unit_test(test_fragmentation),
 		cmocka_unit_test(test_unknown_double_and_foreign_free),
 		cmocka_unit_test(test_quota),
+		cmocka_unit_test(test_transfer),
 		cmocka_unit_test(test_client_close_releases_everything),
 		cmocka_unit_test(test_many_extents_hash_growth),
 		cmocka_unit_test(test_random_against_bitmap_model),

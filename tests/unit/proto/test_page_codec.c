@@ -27,7 +27,8 @@ static int is_reply(uint8_t type)
 	return type == FERRY_PAGE_CHALLENGE || type == FERRY_PAGE_AUTH_OK || type == FERRY_PAGE_ALLOC_OK ||
 	       type == FERRY_PAGE_FREE_OK || type == FERRY_PAGE_READ_DATA || type == FERRY_PAGE_WRITE_OK ||
 	       type == FERRY_PAGE_STATS_OK || type == FERRY_PAGE_ERROR || type == FERRY_PAGE_SHARE_OK ||
-	       type == FERRY_PAGE_ATTACH_OK || type == FERRY_PAGE_DETACH_OK || type == FERRY_PAGE_UNSHARE_OK;
+	       type == FERRY_PAGE_ATTACH_OK || type == FERRY_PAGE_DETACH_OK || type == FERRY_PAGE_UNSHARE_OK ||
+	       type == FERRY_PAGE_KEEP_OK || type == FERRY_PAGE_CLAIM_OK || type == FERRY_PAGE_DISCARD_OK;
 }
 
 /* Hand-built message: a correct header for @type around @n payload bytes. */
@@ -786,6 +787,118 @@ static void test_share_roundtrip(void **state)
 	assert_int_equal(msg.u.unshare.revoked, 3);
 }
 
+/* ---------------------------------------------------------------- kept extents */
+
+static int enc_keep_ok(uint8_t *out, size_t cap)
+{
+	static const uint8_t token[FERRY_PAGE_TOKEN_LEN] = { 1, 2, 3 };
+
+	return ferry_page_encode_keep_ok(1, 5, token, out, cap);
+}
+
+static int enc_claim_ok(uint8_t *out, size_t cap)
+{
+	struct ferry_page_extent e = { .extent_id = 5, .rkey = 6, .base = 8192, .length = 4096 };
+
+	return ferry_page_encode_claim_ok(1, &e, out, cap);
+}
+
+static int enc_discard(uint8_t *out, size_t cap)
+{
+	static const uint8_t token[FERRY_PAGE_TOKEN_LEN] = { 9 };
+
+	return ferry_page_encode_discard(1, token, out, cap);
+}
+
+static void test_keep_roundtrip(void **state)
+{
+	struct ferry_page_extent e = { .extent_id = 0xabcdef01, .rkey = 0x7777, .base = 0x7f0000400000ull,
+				       .length = 3u << 20 };
+	uint8_t token[FERRY_PAGE_TOKEN_LEN];
+	int n;
+
+	(void)state;
+	for (unsigned i = 0; i < FERRY_PAGE_TOKEN_LEN; i++)
+		token[i] = (uint8_t)(0x30 + 7 * i);
+	n = ferry_page_encode_keep(3, 0xabcdef01, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 8);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_KEEP);
+	assert_int_equal(msg.hdr.flags, 0);
+	assert_int_equal(msg.u.keep.extent_id, 0xabcdef01);
+
+	n = ferry_page_encode_keep_ok(3, 0xabcdef01, token, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 40);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_KEEP_OK);
+	assert_int_equal(msg.hdr.flags, FERRY_PAGE_F_REPLY);
+	assert_int_equal(msg.u.keep.extent_id, 0xabcdef01);
+	assert_memory_equal(msg.u.keep.token, token, FERRY_PAGE_TOKEN_LEN);
+	check_caps(enc_keep_ok, FERRY_PAGE_HDR_LEN + 40);
+
+	n = ferry_page_encode_claim(4, token, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 32);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_CLAIM);
+	assert_memory_equal(msg.u.claim.token, token, FERRY_PAGE_TOKEN_LEN);
+
+	n = ferry_page_encode_claim_ok(4, &e, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 24);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_CLAIM_OK);
+	assert_int_equal(msg.hdr.flags, FERRY_PAGE_F_REPLY);
+	assert_int_equal(msg.u.claim_ok.extent_id, e.extent_id);
+	assert_int_equal(msg.u.claim_ok.rkey, e.rkey);
+	assert_int_equal(msg.u.claim_ok.base, e.base);
+	assert_int_equal(msg.u.claim_ok.length, e.length);
+	check_caps(enc_claim_ok, FERRY_PAGE_HDR_LEN + 24);
+
+	n = ferry_page_encode_discard(5, token, buf, sizeof(buf));
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_DISCARD);
+	assert_memory_equal(msg.u.claim.token, token, FERRY_PAGE_TOKEN_LEN);
+	check_caps(enc_discard, FERRY_PAGE_HDR_LEN + 32);
+
+	n = ferry_page_encode_discard_ok(5, 3u << 20, buf, sizeof(buf));
+	assert_int_equal(n, FERRY_PAGE_HDR_LEN + 8);
+	assert_int_equal(decode_exact(buf, (size_t)n, &msg), FERRY_E_OK);
+	assert_int_equal(msg.hdr.type, FERRY_PAGE_DISCARD_OK);
+	assert_int_equal(msg.u.discard_ok.length, 3u << 20);
+}
+
+static void test_keep_rejects(void **state)
+{
+	struct ferry_page_extent bad = { .extent_id = 1, .length = 4095 };
+	uint8_t p[40] = { 0 };
+
+	(void)state;
+	/* Encoders refuse missing tokens and impossible extents. */
+	assert_int_equal(ferry_page_encode_keep_ok(1, 1, NULL, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_claim(1, NULL, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_discard(1, NULL, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_claim_ok(1, &bad, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_claim_ok(1, NULL, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_discard_ok(1, 0, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	assert_int_equal(ferry_page_encode_discard_ok(1, 4097, buf, sizeof(buf)), -FERRY_E_MALFORMED);
+	/* Decoders: reserved words, exact sizes. */
+	wire_put_u32(p, 7);
+	wire_put_u32(p + 4, 1);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_KEEP, p, 8), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_KEEP_OK, p, 40), &msg), FERRY_E_MALFORMED);
+	wire_put_u32(p + 4, 0);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_KEEP, p, 8), &msg), FERRY_E_OK);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_KEEP, p, 12), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_KEEP_OK, p, 40), &msg), FERRY_E_OK);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_CLAIM, p, 31), &msg), FERRY_E_MALFORMED);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_DISCARD, p, 33), &msg), FERRY_E_MALFORMED);
+	wire_put_u64(p, 0);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_DISCARD_OK, p, 8), &msg), FERRY_E_MALFORMED);
+	wire_put_u64(p, 8192);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_DISCARD_OK, p, 8), &msg), FERRY_E_OK);
+	wire_put_u64(p, 8191);
+	assert_int_equal(decode_exact(buf, raw(buf, FERRY_PAGE_DISCARD_OK, p, 8), &msg), FERRY_E_BAD_ALIGNMENT);
+}
+
 static void test_share_rejects(void **state)
 {
 	struct ferry_page_share_ok sok = { .extent_id = 1, .rights = 0 };
@@ -1103,6 +1216,12 @@ static size_t valid_msg(uint8_t type, uint8_t *out, size_t cap)
 	case FERRY_PAGE_DETACH_OK: n = ferry_page_encode_detach_ok(1, 1, out, cap); break;
 	case FERRY_PAGE_UNSHARE: n = ferry_page_encode_unshare(1, 1, out, cap); break;
 	case FERRY_PAGE_UNSHARE_OK: n = ferry_page_encode_unshare_ok(1, 1, 0, out, cap); break;
+	case FERRY_PAGE_KEEP: n = ferry_page_encode_keep(1, 1, out, cap); break;
+	case FERRY_PAGE_KEEP_OK: n = ferry_page_encode_keep_ok(1, 1, sok.token, out, cap); break;
+	case FERRY_PAGE_CLAIM: n = ferry_page_encode_claim(1, sok.token, out, cap); break;
+	case FERRY_PAGE_CLAIM_OK: n = ferry_page_encode_claim_ok(1, &ext, out, cap); break;
+	case FERRY_PAGE_DISCARD: n = ferry_page_encode_discard(1, sok.token, out, cap); break;
+	case FERRY_PAGE_DISCARD_OK: n = ferry_page_encode_discard_ok(1, 4096, out, cap); break;
 	}
 	assert_true(n >= (int)FERRY_PAGE_HDR_LEN);
 	return (size_t)n;
@@ -1257,7 +1376,8 @@ static void test_names(void **state)
 	static const char *types[] = { "UNKNOWN", "HELLO", "CHALLENGE", "AUTH", "AUTH_OK", "ALLOC", "ALLOC_OK",
 				       "FREE", "FREE_OK", "READ", "READ_DATA", "WRITE", "WRITE_OK", "STATS",
 				       "STATS_OK", "ERROR", "SHARE", "SHARE_OK", "ATTACH", "ATTACH_OK", "DETACH",
-				       "DETACH_OK", "UNSHARE", "UNSHARE_OK" };
+				       "DETACH_OK", "UNSHARE", "UNSHARE_OK", "KEEP", "KEEP_OK", "CLAIM",
+				       "CLAIM_OK", "DISCARD", "DISCARD_OK" };
 
 	(void)state;
 	for (int t = 0; t <= FERRY_PAGE_TYPE_MAX; t++)
@@ -1299,6 +1419,8 @@ int main(void)
 		cmocka_unit_test(test_write_ok),
 		cmocka_unit_test(test_share_roundtrip),
 		cmocka_unit_test(test_share_rejects),
+		cmocka_unit_test(test_keep_roundtrip),
+		cmocka_unit_test(test_keep_rejects),
 		cmocka_unit_test(test_stats_roundtrip),
 		cmocka_unit_test(test_stats_rejects),
 		cmocka_unit_test(test_error_roundtrip),
