@@ -47,7 +47,7 @@ struct hib_slot {
 	struct hib_stats st;
 	/* Idle detection (worker only, but for the flags). */
 	bool watch;                        /* loop: running here, nothing in flight, idle_after_ms */
-	bool have_sample;
+	bool have_sample, sample_failed;
 	struct hib_idle_sample last;
 	double busy_at;                    /* last time it was not idle (monotonic s) */
 	bool idle;                         /* worker -> loop: idle long enough */
@@ -123,9 +123,13 @@ static void idle_step(struct ferryd_hib *w, unsigned int i)
 	double t = now_s();
 
 	if (hib_idle_sample(w->h, w->names[i], w->taps[i], &cur, &err)) {
+		if (!s->sample_failed)   /* said once per failing spell, not every idle_check_ms */
+			LOG_WARN("vm %s: idle sample: %s", w->names[i], err.msg);
+		s->sample_failed = true;
 		s->have_sample = false;
 		return;
 	}
+	s->sample_failed = false;
 	if (!s->have_sample) {
 		s->have_sample = true;
 		s->last = cur;
@@ -370,6 +374,8 @@ void ferryd_hib_poll(struct ferryd *d)
 		/* Watch the VMs that run here with nothing in flight. */
 		watch = vm->cfg->idle_after_ms && vm->op == OP_NONE && done == JOB_NONE &&
 			vm->v.state == FERRY_CTRL_VM_RUNNING && strcmp(vm->v.node, d->cfg.name) == 0 && uses_lib(d, vm);
+		if (watch && !s->watch)
+			pthread_cond_signal(&w->cv);   /* the worker may be waiting with nothing to watch */
 		s->watch = watch;
 		pthread_mutex_unlock(&w->mu);
 		if (done != JOB_NONE) {

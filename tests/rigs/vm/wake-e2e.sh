@@ -10,12 +10,12 @@
 #           echo with no error (and no SYN retransmission: printed, timed); a connection held
 #           open across hibernate/resume survives; a SYN flood to the hibernated VM -> one wake,
 #           stored SYNs bounded (16), ferry-wake's memory unchanged
-#   nodes   two nodes (two ferryds in two namespaces, each with its ferry-wake), images as the
-#           seed's state files in a directory both share: the accept role moves between them and
+#   nodes   two nodes (two ferryds in two namespaces, each with its ferry-wake), images kept in
+#           the pool (KEEP/CLAIM: any node claims them): the accept role moves between them and
 #           the bridge's forwarding table follows it; a resume asked of the old holder lands and
 #           the new holder's ferry-wake hears VM_RUNNING; the QEMU binary broken on the
 #           least-loaded node -> retried on the other, then (broken on both) FAILED with both
-#           reasons; ferryd restarted while the VM is hibernated -> the VM still wakes on access
+#           reasons; both ferryds restarted while the VM is hibernated -> the VM still wakes on access
 #   idle    a VM with idle_after_ms: ferryd hibernates it by itself once quiet; an access wakes it
 #   perf    measurements for `ferry-perf wake` (perf/wake.sh): ARP reply latency of ferry-wake for
 #           a hibernated VM beside the kernel's for a live address (same client, same bridge,
@@ -44,6 +44,7 @@ CLIENT=$BUILD/tests/rigs/vm/vm_client
 WRIG=$BUILD/tests/rigs/wake/wake_rig
 BASE_PORT=${FERRY_WAKE_E2E_PORT:-30000}
 VM_IP=10.97.0.20
+POOL=10.97.0.2:$((BASE_PORT + 100))	# ferry-memsrv in n1's namespace, reached by every node
 VM_MAC=52:54:00:97:00:20
 GUEST_PORT=7000
 
@@ -65,7 +66,7 @@ cleanup() {
 	set +e
 	for n in "${!FPID[@]}"; do kill -TERM "${FPID[$n]}" 2>/dev/null; wait "${FPID[$n]}" 2>/dev/null; done
 	for s in "$T"/state/*.vm.json; do
-		[ -e "$s" ] && "$HIB" --state "$T/state" --pool "127.0.0.1:$((BASE_PORT + 100))" --secret "$T/secret" \
+		[ -e "$s" ] && ip netns exec "${P}n1" "$HIB" --state "$T/state" --pool "$POOL" --secret "$T/secret" \
 			destroy "$(basename "$s" .vm.json)" >/dev/null 2>&1
 	done
 	[ -n "$MEMSRV_PID" ] && kill "$MEMSRV_PID" 2>/dev/null && wait "$MEMSRV_PID" 2>/dev/null
@@ -116,14 +117,14 @@ node_up() {	# n idx: eN 10.97.0.(1+idx) for ferryd, acc0 (no IP) for ferry-wake
 }
 node_addr() { echo "10.97.0.$((1 + ${1#n})):$((BASE_PORT + ${1#n}))"; }
 
-start_memsrv() {	# in n1's namespace: ferryd on n1 reaches it on 127.0.0.1
-	ip netns exec "${P}n1" "$MEMSRV" -p "$((BASE_PORT + 100))" -s "$T/secret" -m 1G --prefault no --hugepages off \
+start_memsrv() {	# in n1's namespace, on its bridge address: every node's ferryd reaches it
+	ip netns exec "${P}n1" "$MEMSRV" --listen 10.97.0.2 -p "$((BASE_PORT + 100))" -s "$T/secret" -m 1G --prefault no --hugepages off \
 		-r "$T/memsrv.port" --log-level warn >"$T/memsrv.log" 2>&1 &
 	MEMSRV_PID=$!
 	wait_for 5 test -s "$T/memsrv.port" || { echo "FAIL memory server did not start: $(tail -3 "$T/memsrv.log")"; exit 1; }
 }
 
-hib() { "$HIB" --state "$T/state" --pool "127.0.0.1:$((BASE_PORT + 100))" --secret "$T/secret" "$@"; }
+hib() { ip netns exec "${P}n1" "$HIB" --state "$T/state" --pool "$POOL" --secret "$T/secret" "$@"; }
 boot_vm() {	# name ram
 	local -a args
 	mapfile -t args < <("$RIG" qemu-args 0 "$T")
@@ -147,7 +148,7 @@ write_conf() {	# nodes mode vm-extra period
 		echo "hib_state = $T/state"
 		echo "hib_mode = $mode"
 		echo "hib_image_dir = $T/images"
-		echo "hib_pool = 127.0.0.1:$((BASE_PORT + 100))"
+		echo "hib_pool = $POOL"
 		echo "idle_cpu_pct = 60"
 		echo "idle_check_ms = 500"
 		echo "[cluster]"
@@ -307,13 +308,14 @@ wake)
 nodes)
 	node_up n1 1
 	node_up n2 2
+	start_memsrv
 	boot_vm vm0 128M
-	write_conf "n1 n2" file "" 5000
+	write_conf "n1 n2" pool "" 5000
 	start_ferryd n1
 	start_ferryd n2
 	check "both ferry-wakes up" wait_for 15 sh -c "grep -q 'ferry-wake up' '$T/ferryd-n1.log' '$T/n1/wake.log' 2>/dev/null; test -S '$T/n2/wake.sock'"
 	check "ferryctl hibernate vm0 asked on n2 (relayed to n1)" fctl n2 hibernate vm0
-	check "vm0 hibernated (state file in the shared directory)" bash -c "[ '$(vm_state n1)' = hibernated@n1 ] && [ -s '$T/images/vm0.state' ]"
+	check "vm0 hibernated (image kept in the pool, claimable from any node)" test "$(vm_state n1)" = hibernated@n1
 	# The role moves; the bridge follows.
 	wait_for 5 test -n "$(accept_node)" || true
 	a1=$(accept_node)
@@ -326,7 +328,7 @@ nodes)
 	# A resume asked of the old holder: it picks the node, the new holder's ferry-wake is told.
 	t0=$(date +%s%N)
 	check "ferryctl resume vm0 asked of the old holder $a1" fctl "$a1" resume vm0
-	echo "  resume (file mode, via $a1): $((($(date +%s%N) - t0) / 1000000)) ms"
+	echo "  resume (via $a1): $((($(date +%s%N) - t0) / 1000000)) ms"
 	check "the new holder's ferry-wake heard VM_RUNNING (vms 0)" \
 		wait_for 5 sh -c "'$WRIG' ctl '$T/n1/wake.sock' '$T/secret' expect-stat vms eq 0 >/dev/null 2>&1 && '$WRIG' ctl '$T/n2/wake.sock' '$T/secret' expect-stat vms eq 0 >/dev/null 2>&1"
 	check "vm0 answers" access nodes1
