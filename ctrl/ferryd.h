@@ -51,6 +51,11 @@
 #define FERRYD_ARGV_MAX        32
 #define FERRYD_DEFAULT_UNIX    "/run/ferry/ferryd.sock"
 
+/* [ferryd] hib_mode: images in the memory pool (hib_hibernate), or the seed's full state file on
+ * disk (hib_hibernate_file) that any node sharing the directory can read back. */
+#define FERRYD_HIB_POOL 0
+#define FERRYD_HIB_FILE 1
+
 /* ---------------------------------------------------------------- config */
 
 struct ferryd_node_cfg {
@@ -76,6 +81,10 @@ struct ferryd_vm_cfg {
 	char resume_cmd[FERRYD_CMD_MAX];
 	char launch_incoming[FERRYD_CMD_MAX]; /**< destination VM shell for a migration */
 	uint16_t announce_port;            /**< a resumed VM is running once ip:port accepts */
+	/* Hibernation library (ferryd_hib.c), used when the VM has no hook commands and [ferryd]
+	 * hib_state is set: the VM is the library's VM of the same name in that state dir. */
+	char tap[32];                      /**< idle detection: the VM's tap */
+	uint32_t idle_after_ms;            /**< hibernate after this long idle; 0 = never by itself */
 };
 
 struct ferryd_cfg {
@@ -87,6 +96,14 @@ struct ferryd_cfg {
 	char ready_file[PATH_MAX];
 	char wake_ctl[128];                /**< unix:/path or tcp:HOST:PORT of ferry-wake; "" none */
 	char migrate_socket[108];          /**< this node's ferry-pager migration control socket */
+	char state_dir[PATH_MAX];          /**< ferryd's own: the VM table (vms.json); "" none */
+	char hib_state[PATH_MAX];          /**< the hibernation library's state dir; "" = hooks only */
+	char hib_pool[FERRYD_ADDR_LEN];    /**< HOST:PORT of the ferry-memsrv that keeps images */
+	char hib_ram_dir[PATH_MAX];        /**< guests' RAM files (default /dev/shm) */
+	char hib_image_dir[PATH_MAX];      /**< hib_mode file: where the state files live */
+	uint8_t hib_mode;                  /**< FERRYD_HIB_POOL or FERRYD_HIB_FILE */
+	uint32_t idle_cpu_pct;             /**< idle only below this share of one CPU (5) */
+	uint32_t idle_check_ms;            /**< how often idle VMs are sampled (1000) */
 	uint32_t roles;                    /**< FERRY_CTRL_ROLE_SUB | MAIN | ACCEPT */
 	int64_t allowed_uid;               /**< besides root, on the Unix socket; -1 none */
 	int log_level;
@@ -117,7 +134,8 @@ const char *ferryd_roles_str(uint32_t roles, char *buf, size_t len);
 	X(conns_tcp) X(conns_unix) X(auth_ok) X(auth_failed) X(unauth_refused) X(uid_denied)       \
 	X(malformed) X(errors_sent) X(requests) X(registers) X(reports) X(nodes_down)               \
 	X(role_changes) X(reports_sent) X(report_failures) X(peer_failures) X(child_starts)         \
-	X(child_exits) X(hibernates) X(resumes) X(migrations) X(ops_failed) X(wake_msgs)
+	X(child_exits) X(hibernates) X(resumes) X(migrations) X(ops_failed) X(wake_msgs)    \
+	X(idle_hibernates) X(resume_retries)
 
 #define FERRYD_FIELD(n) uint64_t n;
 struct ferryd_counters { FERRYD_COUNTERS(FERRYD_FIELD) };
@@ -184,6 +202,13 @@ struct ferryd_vm {
 	const struct ferryd_vm_cfg *cfg;
 	enum ferryd_op op;                 /**< what is in flight for it here */
 	pid_t op_pid;
+	bool op_lib;                       /**< the op runs on the hibernation worker, not a hook */
+	char reason[FERRY_CTRL_ERRMSG_MAX];   /**< why the VM is FAILED (or the last failure) */
+	/* Resume with retries (the node that picked the target): nodes tried so far. */
+	bool retry;
+	bool picking;                      /**< a resume we relayed is in flight (we pick the next node) */
+	char tried[FERRYD_MAX_NODES][FERRYD_NAME_LEN];
+	unsigned int ntried;
 	uint8_t state_before;
 	uint64_t op_deadline_ms, op_started_ms, next_probe_ms;
 	unsigned int waiter;               /**< conn id to answer when the op ends */
@@ -253,6 +278,7 @@ struct ferryd {
 
 	struct ferryd_vm vms[FERRYD_MAX_VMS];
 	unsigned int nvms;
+	struct ferryd_hib *hib;            /**< the hibernation worker (ferryd_hib.c); NULL none */
 
 	/* Scratch: the loop is single-threaded. */
 	struct ferry_ctrl_msg in_msg, out_msg;
@@ -339,7 +365,8 @@ void ferryd_super_stop(struct ferryd *d);
 pid_t ferryd_spawn(char *const argv[], const char *shell_cmd, const char *log, char *const extra_env[]);
 
 /* ferryd_vms.c */
-void ferryd_vms_init(struct ferryd *d);
+/** The VM table from the config, then vms.json and the hibernation library (its worker starts here). */
+int ferryd_vms_init(struct ferryd *d, struct ferry_err *err);
 struct ferryd_vm *ferryd_vm_find(struct ferryd *d, const char *id);
 void ferryd_vms_tick(struct ferryd *d, uint64_t now);
 bool ferryd_vms_reaped(struct ferryd *d, pid_t pid, int status);
@@ -362,9 +389,26 @@ int ferryd_vm_resume_for(struct ferryd *d, unsigned int waiter, uint64_t req, co
 /** Change @p vm's state; tells the local ferry-wake what it must know when this node holds the accept role. */
 void ferryd_vm_set_state(struct ferryd *d, struct ferryd_vm *vm, uint8_t state);
 
-/* ferryd_hib.c: hibernation adapter. 0 and *pid of the running hook, or < 0 with @p err. */
+/*
+ * ferryd_hib.c: hibernation adapter. A VM with hook commands runs them (0 and *pid of the hook);
+ * otherwise, with [ferryd] hib_state, the job goes to the hibernation worker thread (0, *pid 0,
+ * vm->op_lib set) and its end is read by ferryd_hib_poll. < 0 with @p err otherwise.
+ */
+int ferryd_hib_init(struct ferryd *d, struct ferry_err *err);
+void ferryd_hib_close(struct ferryd *d);
 int ferryd_hib_hibernate(struct ferryd *d, struct ferryd_vm *vm, pid_t *pid, struct ferry_err *err);
 int ferryd_hib_resume(struct ferryd *d, struct ferryd_vm *vm, pid_t *pid, struct ferry_err *err);
+/** The worker's eventfd (readable when a job ended or a VM went idle); -1 without a worker. */
+int ferryd_hib_fd(const struct ferryd *d);
+/** Finished jobs: calls ferryd_vms_job_done for each; VMs found idle: ferryd_vms_idle. */
+void ferryd_hib_poll(struct ferryd *d);
+/** The library's view of VM @p id at start-up: FERRY_CTRL_VM_* or 0 when it does not know it. */
+uint8_t ferryd_hib_state(struct ferryd *d, const char *id);
+/* ferryd_vms.c, called from ferryd_hib_poll. */
+void ferryd_vms_job_done(struct ferryd *d, struct ferryd_vm *vm, int rc, const char *why);
+void ferryd_vms_idle(struct ferryd *d, struct ferryd_vm *vm, const char *why);
+/* ferryd_vms.c: the VM table in [ferryd] state_dir (vms.json). */
+void ferryd_vms_save(struct ferryd *d);
 
 /* ferryd_migrate.c: migration adapter. */
 bool ferryd_mig_available(void);

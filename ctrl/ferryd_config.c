@@ -34,6 +34,8 @@ void ferryd_config_defaults(struct ferryd_cfg *cfg)
 	cfg->accept_period_ms = 60000;
 	cfg->stop_timeout_ms = 5000;
 	cfg->peer_timeout_ms = 5000;
+	cfg->idle_cpu_pct = 5;
+	cfg->idle_check_ms = 1000;
 }
 
 static const char *const role_names[] = { "sub", "main", "accept" };
@@ -176,13 +178,41 @@ static int set_ferryd(struct ferryd_cfg *cfg, const char *section, const char *k
 		cfg->allowed_uid = (int64_t)v;
 		return 0;
 	}
+	if (strcmp(key, "state_dir") == 0)
+		return daemon_set_path(cfg->state_dir, sizeof(cfg->state_dir), value, origin, section, key, err);
+	if (strcmp(key, "hib_state") == 0)
+		return daemon_set_path(cfg->hib_state, sizeof(cfg->hib_state), value, origin, section, key, err);
+	if (strcmp(key, "hib_ram_dir") == 0)
+		return daemon_set_path(cfg->hib_ram_dir, sizeof(cfg->hib_ram_dir), value, origin, section, key, err);
+	if (strcmp(key, "hib_image_dir") == 0)
+		return daemon_set_path(cfg->hib_image_dir, sizeof(cfg->hib_image_dir), value, origin, section, key, err);
+	if (strcmp(key, "hib_pool") == 0)
+		return set_addr(cfg->hib_pool, value, origin, section, key, err);
+	if (strcmp(key, "hib_mode") == 0) {
+		if (strcmp(value, "pool") == 0)
+			cfg->hib_mode = FERRYD_HIB_POOL;
+		else if (strcmp(value, "file") == 0)
+			cfg->hib_mode = FERRYD_HIB_FILE;
+		else
+			return BAD("'%s' is not pool or file", value);
+		return 0;
+	}
+	if (strcmp(key, "idle_cpu_pct") == 0) {
+		if (daemon_parse_uint(value, 100, &v))
+			return BAD("'%s' is not a percentage (0..100)", value);
+		cfg->idle_cpu_pct = (uint32_t)v;
+		return 0;
+	}
+	if (strcmp(key, "idle_check_ms") == 0)
+		return set_ms(&cfg->idle_check_ms, value, origin, section, key, err);
 	if (strcmp(key, "log_level") == 0)
 		return daemon_set_log_level(&cfg->log_level, value, origin, section, key, err);
 	if (strcmp(key, "stop_timeout_ms") == 0)
 		return set_ms(&cfg->stop_timeout_ms, value, origin, section, key, err);
 	return ferry_err_set(err, EINVAL,
 			     "%s: unknown key '%s' in section [ferryd] (known: name, listen, unix_socket, "
-			     "secret_file, ready_file, wake_ctl, migrate_socket, roles, allowed_uid, log_level, stop_timeout_ms)",
+			     "secret_file, ready_file, wake_ctl, migrate_socket, roles, allowed_uid, log_level, stop_timeout_ms, "
+			     "state_dir, hib_state, hib_pool, hib_mode, hib_ram_dir, hib_image_dir, idle_cpu_pct, idle_check_ms)",
 			     origin, key);
 }
 
@@ -302,10 +332,16 @@ static int set_vm(struct ferryd_cfg *cfg, const char *section, const char *name,
 		if (daemon_parse_uint(value, 65535, &v) || v == 0)
 			return BAD("'%s' is not a port (1..65535)", value);
 		vm->announce_port = (uint16_t)v;
+	} else if (strcmp(key, "tap") == 0) {
+		if (!value[0] || strlen(value) >= sizeof(vm->tap))
+			return BAD("'%s' is not an interface name", value);
+		snprintf(vm->tap, sizeof(vm->tap), "%s", value);
+	} else if (strcmp(key, "idle_after_ms") == 0) {
+		return set_ms(&vm->idle_after_ms, value, origin, section, key, err);
 	} else {
 		return ferry_err_set(err, EINVAL,
 				     "%s: unknown key '%s' in section [%s] (known: ip, mac, node, state, "
-				     "hibernate_cmd, resume_cmd, launch_incoming, announce_port)",
+				     "hibernate_cmd, resume_cmd, launch_incoming, announce_port, tap, idle_after_ms)",
 				     origin, key, section);
 	}
 	return 0;
@@ -365,6 +401,10 @@ static const struct daemon_flag flags[] = {
 	{ "wake-ctl",           DAEMON_OPTS_LONG_ONLY + 2, "ferryd",  "wake_ctl" },
 	{ "migrate-socket",     DAEMON_OPTS_LONG_ONLY + 8, "ferryd",  "migrate_socket" },
 	{ "log-level",          DAEMON_OPTS_LONG_ONLY + 3, "ferryd",  "log_level" },
+	{ "state-dir",          DAEMON_OPTS_LONG_ONLY + 9, "ferryd",  "state_dir" },
+	{ "hib-state",          DAEMON_OPTS_LONG_ONLY + 10, "ferryd", "hib_state" },
+	{ "hib-pool",           DAEMON_OPTS_LONG_ONLY + 11, "ferryd", "hib_pool" },
+	{ "hib-mode",           DAEMON_OPTS_LONG_ONLY + 12, "ferryd", "hib_mode" },
 	{ "coordinator",        DAEMON_OPTS_LONG_ONLY + 4, "cluster", "coordinator" },
 	{ "report-interval-ms", DAEMON_OPTS_LONG_ONLY + 5, "cluster", "report_interval_ms" },
 	{ "down-after-ms",      DAEMON_OPTS_LONG_ONLY + 6, "cluster", "down_after_ms" },
@@ -391,6 +431,10 @@ static void usage(FILE *out, const char *prog)
 		"  roles            --roles LIST         sub,main,accept (what this host may do)\n"
 		"  allowed_uid      --allowed-uid UID    a non-root uid allowed on the Unix socket\n"
 		"  wake_ctl         --wake-ctl ADDR      ferry-wake's control socket (unix:/p, tcp:H:P)\n"
+		"  state_dir        --state-dir DIR      ferryd's own state (the VM table, vms.json)\n"
+		"  hib_state        --hib-state DIR      the hibernation library's state dir (QEMU guests)\n"
+		"  hib_pool         --hib-pool H:P       the ferry-memsrv that keeps hibernation images\n"
+		"  hib_mode         --hib-mode pool|file images in the pool, or the seed's state file on disk\n"
 		"  migrate_socket   --migrate-socket P   ferry-pager's migration control socket\n"
 		"  log_level        --log-level LEVEL    error, warn, info, debug\n"
 		"[cluster]\n"

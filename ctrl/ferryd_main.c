@@ -75,8 +75,8 @@ static void on_signals(struct ferryd *d)
 
 static int run(struct ferryd *d)
 {
-	struct pollfd pfd[FERRYD_MAX_CONNS + 4];
-	unsigned int ids[FERRYD_MAX_CONNS + 4];   /* 0: a listener, the signalfd or ferry-wake's session */
+	struct pollfd pfd[FERRYD_MAX_CONNS + 5];
+	unsigned int ids[FERRYD_MAX_CONNS + 5];   /* 0: a listener, the signalfd or ferry-wake's session */
 
 	while (!d->stopping) {
 		uint64_t now = ferryd_now_ms();
@@ -98,6 +98,9 @@ static int run(struct ferryd *d)
 		/* -1 when there is no ferry-wake session: poll ignores it. */
 		pfd[n] = (struct pollfd){ .fd = ferryd_wake_fd(d), .events = POLLIN };
 		ids[n++] = 0;
+		/* -1 without the hibernation worker. */
+		pfd[n] = (struct pollfd){ .fd = ferryd_hib_fd(d), .events = POLLIN };
+		ids[n++] = 0;
 		nconn = ferryd_conns_pollfds(d, pfd + n, ids + n, FERRYD_MAX_CONNS);
 		n += nconn;
 		rc = poll(pfd, (nfds_t)n, TICK_MS);
@@ -111,8 +114,10 @@ static int run(struct ferryd *d)
 			on_signals(d);
 		if (pfd[3].revents && pfd[3].fd >= 0)
 			ferryd_wake_readable(d);
+		if (pfd[4].revents && pfd[4].fd >= 0)
+			ferryd_hib_poll(d);
 		for (int i = 1; i < n && !d->stopping; i++)
-			if (i != 3 && pfd[i].revents)
+			if (i != 3 && i != 4 && pfd[i].revents)
 				ferryd_conns_event(d, &pfd[i], ids[i]);
 	}
 	return 0;
@@ -164,7 +169,12 @@ int main(int argc, char **argv)
 	}
 	ferryd_cluster_init(&d);
 	ferryd_super_init(&d);
-	ferryd_vms_init(&d);
+	if (ferryd_vms_init(&d, &err) < 0) {
+		LOG_ERR("%s", err.msg);
+		ferryd_super_stop(&d);
+		ferryd_conns_close(&d);
+		goto out_sig;
+	}
 	{
 		char roles[64];
 
@@ -178,6 +188,7 @@ int main(int argc, char **argv)
 	rc = run(&d);
 
 	ferryd_super_stop(&d);
+	ferryd_hib_close(&d);
 	ferryd_wake_close(&d);
 	ferryd_conns_close(&d);
 	LOG_INFO("stopped: %llu requests, %llu reports sent, %llu auth failures",

@@ -29,13 +29,125 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "dataplane/common/ferry_log.h"
 
 #define HOOK_TIMEOUT_MS     120000
 #define ANNOUNCE_TIMEOUT_MS 60000
 #define PROBE_EVERY_MS      200
 
-void ferryd_vms_init(struct ferryd *d)
+/* ---------------------------------------------------------------- persistence */
+
+/* What was last written to vms.json, to write again only on a change. */
+static struct { uint8_t state; char node[FERRYD_NAME_LEN]; } saved[FERRYD_MAX_VMS];
+static bool saved_once;
+
+/*
+ * [ferryd] state_dir/vms.json: every VM's state and node, written (atomically) whenever one
+ * changes, read back at start-up, so a restarted ferryd still knows which VMs are hibernated
+ * and where the others run. The library's own records (hib_state: NAME.vm.json and the
+ * manifests) say the last word for its VMs: a VM it holds hibernated is hibernated, whatever
+ * was in flight when ferryd stopped.
+ */
+void ferryd_vms_save(struct ferryd *d)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 24];
+	json_t *root, *arr;
+	bool changed = !saved_once;
+
+	if (!d->cfg.state_dir[0])
+		return;
+	for (unsigned int i = 0; i < d->nvms; i++)
+		if (saved[i].state != d->vms[i].v.state || strcmp(saved[i].node, d->vms[i].v.node) != 0)
+			changed = true;
+	if (!changed)
+		return;
+	root = json_object();
+	arr = json_array();
+	for (unsigned int i = 0; i < d->nvms; i++) {
+		const struct ferryd_vm *vm = &d->vms[i];
+
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "id", vm->v.id, "state",
+						     ferry_ctrl_vm_state_name(vm->v.state), "node", vm->v.node, "reason",
+						     vm->reason));
+		saved[i].state = vm->v.state;
+		snprintf(saved[i].node, sizeof(saved[i].node), "%s", vm->v.node);
+	}
+	json_object_set_new(root, "vms", arr);
+	snprintf(path, sizeof(path), "%s/vms.json", d->cfg.state_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (json_dump_file(root, tmp, JSON_INDENT(1)) != 0 || rename(tmp, path) != 0)
+		LOG_WARN("cannot write %s: %s", path, strerror(errno));
+	saved_once = true;
+	json_decref(root);
+}
+
+static uint8_t state_from_name(const char *s)
+{
+	for (uint8_t st = 1; st <= FERRY_CTRL_VM_STATE_MAX; st++)
+		if (strcmp(ferry_ctrl_vm_state_name(st), s) == 0)
+			return st;
+	return 0;
+}
+
+static int vms_load(struct ferryd *d, struct ferry_err *err)
+{
+	int rc;
+
+	char path[PATH_MAX + 16];
+	json_error_t jerr;
+	json_t *root = NULL, *arr, *e;
+	size_t k;
+
+	if (d->cfg.state_dir[0]) {
+		snprintf(path, sizeof(path), "%s/vms.json", d->cfg.state_dir);
+		root = json_load_file(path, 0, &jerr);
+		if (!root && access(path, F_OK) == 0)
+			LOG_WARN("%s: %s (line %d): starting from the config's VM table", path, jerr.text, jerr.line);
+	}
+	arr = root ? json_object_get(root, "vms") : NULL;
+	json_array_foreach(arr, k, e) {
+		const char *id = json_string_value(json_object_get(e, "id"));
+		const char *st = json_string_value(json_object_get(e, "state"));
+		const char *node = json_string_value(json_object_get(e, "node"));
+		const char *why = json_string_value(json_object_get(e, "reason"));
+		struct ferryd_vm *vm = id ? ferryd_vm_find(d, id) : NULL;
+		uint8_t state = st ? state_from_name(st) : 0;
+
+		if (!vm || !state || !node || strlen(node) >= sizeof(vm->v.node))
+			continue;
+		/* An op in flight when ferryd stopped did not finish: the library knows better. */
+		if (state == FERRY_CTRL_VM_RESUMING)
+			state = FERRY_CTRL_VM_HIBERNATED;
+		vm->v.state = state;
+		snprintf(vm->v.node, sizeof(vm->v.node), "%s", node);
+		snprintf(vm->reason, sizeof(vm->reason), "%s", why ? why : "");
+	}
+	json_decref(root);
+	rc = ferryd_hib_init(d, err);
+	if (rc)
+		return rc;
+	if (d->hib) {
+		for (unsigned int i = 0; i < d->nvms; i++) {
+			struct ferryd_vm *vm = &d->vms[i];
+			uint8_t lib = vm->cfg->hibernate_cmd[0] || vm->cfg->resume_cmd[0] ? 0 : ferryd_hib_state(d, vm->v.id);
+
+			if (lib == FERRY_CTRL_VM_HIBERNATED && vm->v.state != FERRY_CTRL_VM_HIBERNATED &&
+			    vm->v.state != FERRY_CTRL_VM_FAILED) {
+				LOG_INFO("vm %s: the hibernation library holds it hibernated", vm->v.id);
+				vm->v.state = FERRY_CTRL_VM_HIBERNATED;
+			}
+		}
+	}
+	for (unsigned int i = 0; i < d->nvms; i++)
+		LOG_INFO("vm %s: %s on %s", d->vms[i].v.id, ferry_ctrl_vm_state_name(d->vms[i].v.state),
+			 d->vms[i].v.node[0] ? d->vms[i].v.node : "-");
+	ferryd_vms_save(d);
+	return 0;
+}
+
+int ferryd_vms_init(struct ferryd *d, struct ferry_err *err)
 {
 	d->nvms = d->cfg.nvms;
 	for (unsigned int i = 0; i < d->nvms; i++) {
@@ -50,6 +162,7 @@ void ferryd_vms_init(struct ferryd *d)
 		memcpy(vm->v.mac, vc->mac, 6);
 		vm->v.state = vc->state;
 	}
+	return vms_load(d, err);
 }
 
 struct ferryd_vm *ferryd_vm_find(struct ferryd *d, const char *id)
@@ -93,6 +206,8 @@ void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v)
 	}
 	if (vm->op != OP_NONE && strcmp(vm->v.node, d->cfg.name) == 0 && strcmp(v->node, d->cfg.name) != 0)
 		return;   /* something is in flight here: ours is newer */
+	if (vm->v.state == FERRY_CTRL_VM_FAILED && v->state == FERRY_CTRL_VM_HIBERNATED)
+		return;   /* FAILED is hibernated plus "every resume failed": keep saying so */
 	if (vm->v.state != v->state || strcmp(vm->v.node, v->node) != 0)
 		LOG_INFO("vm %s: %s on %s -> %s on %s", v->id, ferry_ctrl_vm_state_name(vm->v.state), vm->v.node,
 			 ferry_ctrl_vm_state_name(v->state), v->node[0] ? v->node : "-");
@@ -179,6 +294,9 @@ void ferryd_vm_notify_placed(struct ferryd *d, const struct ferryd_vm *vm)
 		ferryd_forward_placed(d, d->accept, &vm->v);
 }
 
+static void resume_next(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter, uint64_t req);
+static void note_failure(struct ferryd_vm *vm, const char *node, const char *why);
+
 static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char *why)
 {
 	enum ferryd_op op = vm->op;
@@ -187,8 +305,21 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 
 	vm->op = OP_NONE;
 	vm->op_pid = 0;
+	if (!ok && (op == OP_RESUME || op == OP_ANNOUNCE) && vm->retry) {
+		/* We picked this node: the next least-loaded one gets its turn. */
+		d->ctr.ops_failed++;
+		LOG_WARN("vm %s: resume here failed after %llu ms: %s", vm->v.id, (unsigned long long)ms, why);
+		note_failure(vm, d->cfg.name, why);
+		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_HIBERNATED);
+		ferryd_vm_notify_placed(d, vm);
+		resume_next(d, vm, waiter, req);
+		return;
+	}
+	if (ok)
+		vm->retry = false;
 	if (!ok) {
 		d->ctr.ops_failed++;
+		snprintf(vm->reason, sizeof(vm->reason), "%s", why);
 		ferryd_vm_set_state(d, vm, op == OP_RESUME || op == OP_ANNOUNCE ? FERRY_CTRL_VM_HIBERNATED
 									: vm->state_before);
 		LOG_WARN("vm %s: %s failed after %llu ms: %s", vm->v.id, op == OP_HIBERNATE ? "hibernate" : "resume",
@@ -214,6 +345,20 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 
 /* ---------------------------------------------------------------- hooks */
 
+/* The hook or the library's job succeeded: a resumed VM still has to announce itself. */
+static void op_succeeded(struct ferryd *d, struct ferryd_vm *vm)
+{
+	if (vm->op == OP_RESUME && vm->cfg->announce_port) {
+		vm->op = OP_ANNOUNCE;
+		vm->op_deadline_ms = ferryd_now_ms() + ANNOUNCE_TIMEOUT_MS;
+		vm->next_probe_ms = 0;
+		LOG_INFO("vm %s: resumed (%s), waiting for it to announce itself on port %u", vm->v.id,
+			 vm->op_lib ? "library" : "hook", vm->cfg->announce_port);
+	} else {
+		op_done(d, vm, true, NULL);
+	}
+}
+
 bool ferryd_vms_reaped(struct ferryd *d, pid_t pid, int status)
 {
 	for (unsigned int i = 0; i < d->nvms; i++) {
@@ -238,18 +383,42 @@ bool ferryd_vms_reaped(struct ferryd *d, pid_t pid, int status)
 					 vm->op == OP_HIBERNATE ? "hibernate" : "resume",
 					 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 			op_done(d, vm, false, why);
-		} else if (vm->op == OP_RESUME && vm->cfg->announce_port) {
-			vm->op = OP_ANNOUNCE;
-			vm->op_deadline_ms = ferryd_now_ms() + ANNOUNCE_TIMEOUT_MS;
-			vm->next_probe_ms = 0;
-			LOG_INFO("vm %s: resume hook done, waiting for it to announce itself on port %u", vm->v.id,
-				 vm->cfg->announce_port);
 		} else {
-			op_done(d, vm, true, NULL);
+			op_succeeded(d, vm);
 		}
 		return true;
 	}
 	return false;
+}
+
+/* The hibernation worker finished vm's job (ferryd_hib_poll). */
+void ferryd_vms_job_done(struct ferryd *d, struct ferryd_vm *vm, int rc, const char *why)
+{
+	if (rc)
+		op_done(d, vm, false, why);
+	else
+		op_succeeded(d, vm);
+}
+
+/* The worker found vm idle for its idle_after_ms: hibernate it, nobody waiting. */
+void ferryd_vms_idle(struct ferryd *d, struct ferryd_vm *vm, const char *why)
+{
+	struct ferry_err err = { 0 };
+
+	if (vm->op != OP_NONE || vm->v.state != FERRY_CTRL_VM_RUNNING || strcmp(vm->v.node, d->cfg.name) != 0)
+		return;
+	LOG_INFO("vm %s: %s: hibernating it", vm->v.id, why);
+	if (ferryd_hib_hibernate(d, vm, &vm->op_pid, &err) < 0) {
+		LOG_WARN("vm %s: idle hibernation: %s", vm->v.id, err.msg);
+		return;
+	}
+	d->ctr.idle_hibernates++;
+	vm->op = OP_HIBERNATE;
+	vm->state_before = vm->v.state;
+	vm->op_started_ms = ferryd_now_ms();
+	vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
+	vm->waiter = 0;
+	vm->waiter_req = 0;
 }
 
 /* One non-blocking connect attempt to ip:port, 50 ms at most. */
@@ -278,6 +447,8 @@ static bool probe(const uint8_t ip[4], uint16_t port)
 
 void ferryd_vms_tick(struct ferryd *d, uint64_t now)
 {
+	ferryd_hib_poll(d);
+	ferryd_vms_save(d);
 	for (unsigned int i = 0; i < d->nvms; i++) {
 		struct ferryd_vm *vm = &d->vms[i];
 
@@ -287,7 +458,8 @@ void ferryd_vms_tick(struct ferryd *d, uint64_t now)
 			if (vm->op_pid > 0)
 				kill(-vm->op_pid, SIGKILL);   /* reaped later; its status no longer matters */
 			op_done(d, vm, false, vm->op == OP_ANNOUNCE ? "the VM did not announce itself in time"
-								    : "hook timed out");
+					      : vm->op_lib ? "the hibernation library did not finish in time"
+							   : "hook timed out");
 			continue;
 		}
 		if (vm->op == OP_ANNOUNCE && now >= vm->next_probe_ms) {
@@ -339,53 +511,206 @@ int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, c
 		return 0;                                                  \
 	} while (0)
 
+static bool tried(const struct ferryd_vm *vm, const char *node)
+{
+	for (unsigned int i = 0; i < vm->ntried; i++)
+		if (strcmp(vm->tried[i], node) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Every node tried failed to resume vm: FAILED (still hibernated: its image is where it was,
+ * and the next access or `ferryctl resume` tries again), with the reasons.
+ */
+static void resume_give_up(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter, uint64_t req)
+{
+	vm->retry = false;
+	vm->picking = false;
+	ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_FAILED);
+	LOG_WARN("vm %s: FAILED: %s", vm->v.id, vm->reason);
+	ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_FAILED, "VM %s failed to resume on %u node%s: %s", vm->v.id,
+			      vm->ntried, vm->ntried == 1 ? "" : "s", vm->reason);
+	ferryd_vm_notify_placed(d, vm);
+}
+
+static void note_failure(struct ferryd_vm *vm, const char *node, const char *why)
+{
+	size_t l = strlen(vm->reason);
+	int n;
+
+	/* Reasons of every node tried, cut at the buffer's end (an ERROR carries 256 bytes at most). */
+	n = snprintf(vm->reason + l, sizeof(vm->reason) - l, "%s%s: ", l ? "; " : "", node);
+	if (n > 0 && (size_t)n < sizeof(vm->reason) - l) {
+		l += (size_t)n;
+		strncat(vm->reason + l, why, sizeof(vm->reason) - l - 1);
+	}
+}
+
+static int resume_on(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter, uint64_t req, const char *target);
+
+/* The next least-loaded main node not tried yet, or give up. */
+static void resume_next(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter, uint64_t req)
+{
+	struct ferry_ctrl_nodes *view = &d->out_msg.u.nodes;
+	const struct ferry_ctrl_node *best;
+	char target[FERRYD_NAME_LEN];
+
+	ferryd_nodes_view(d, view);
+	for (unsigned int i = 0; i < view->count; i++)
+		if (tried(vm, view->node[i].name))
+			view->node[i].state = FERRY_CTRL_NODE_DOWN;   /* out of the running */
+	best = ferryd_least_loaded(view, FERRY_CTRL_ROLE_MAIN, NULL);
+	if (!best || vm->ntried >= FERRYD_MAX_NODES) {
+		if (vm->ntried == 0) {
+			vm->picking = false;
+			ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_NODE_DOWN,
+					      "VM %s: no up node with the main role to resume on", vm->v.id);
+			return;
+		}
+		resume_give_up(d, vm, waiter, req);
+		return;
+	}
+	snprintf(target, sizeof(target), "%s", best->name);
+	if (vm->ntried) {
+		d->ctr.resume_retries++;
+		LOG_INFO("vm %s: retrying the resume on %s (score %u)", vm->v.id, target, best->score);
+	} else {
+		LOG_INFO("vm %s: resuming on %s, the least-loaded node (score %u)", vm->v.id, target, best->score);
+	}
+	snprintf(vm->tried[vm->ntried++], FERRYD_NAME_LEN, "%s", target);
+	resume_on(d, vm, waiter, req, target);
+}
+
+/* What the node we sent a retried RESUME to answered. */
+static bool resume_reply(struct ferryd *d, struct ferryd_conn *c, const struct ferry_ctrl_msg *m, const char *why)
+{
+	struct ferryd_vm *vm = ferryd_vm_find(d, c->vm);
+	struct ferryd_conn *w = ferryd_conn_find(d, c->waiter);
+
+	if (!vm)
+		return false;
+	if (m && m->hdr.type == FERRY_CTRL_VMS_OK) {
+		vm->picking = false;
+		vm->retry = false;
+		vm->reason[0] = '\0';
+		if (m->u.vms.count == 1)
+			ferryd_vms_placed(d, &m->u.vms.vm[0]);
+		if (w) {
+			d->out_msg = *m;
+			d->out_msg.hdr.request_id = c->waiter_req;
+			ferryd_send_msg(d, w);
+		}
+		return false;
+	}
+	if (m && m->hdr.type == FERRY_CTRL_ERROR &&
+	    (m->u.error.code == FERRY_CTRL_E_BUSY || m->u.error.code == FERRY_CTRL_E_BAD_STATE)) {
+		/* Not a failure of that node: the VM is in someone else's hands. Pass it on. */
+		vm->picking = false;
+		ferryd_reply_error_to(d, c->waiter, c->waiter_req, m->u.error.code, "%s", m->u.error.msg);
+		return false;
+	}
+	if (!m)
+		d->ctr.peer_failures++;
+	note_failure(vm, c->name, m ? (m->hdr.type == FERRY_CTRL_ERROR ? m->u.error.msg : "unexpected answer")
+				    : (why ? why : "no answer"));
+	LOG_WARN("vm %s: resume on %s failed: %s", vm->v.id, c->name,
+		 m && m->hdr.type == FERRY_CTRL_ERROR ? m->u.error.msg : why ? why : "no answer");
+	ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_HIBERNATED);
+	resume_next(d, vm, c->waiter, c->waiter_req);
+	return false;
+}
+
+static int resume_on(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter, uint64_t req, const char *target)
+{
+	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_RESUME, .request_id = ++d->next_req } };
+	struct ferry_err err = { 0 };
+	struct ferryd_conn *c;
+
+	if (strcmp(target, d->cfg.name) == 0) {
+		if (!(d->cfg.roles & FERRY_CTRL_ROLE_MAIN)) {
+			note_failure(vm, target, "no main role: it runs no VMs");
+			resume_next(d, vm, waiter, req);
+			return 0;
+		}
+		if (ferryd_hib_resume(d, vm, &vm->op_pid, &err) < 0) {
+			note_failure(vm, target, err.msg);
+			if (!vm->retry) {
+				ferryd_reply_error_to(d, waiter, req, err.code == -ENOSYS ? FERRY_CTRL_E_NOT_AVAILABLE
+											 : FERRY_CTRL_E_FAILED,
+						      "VM %s: %s", vm->v.id, err.msg);
+				return 0;
+			}
+			resume_next(d, vm, waiter, req);
+			return 0;
+		}
+		vm->picking = false;
+		vm->op = OP_RESUME;
+		vm->state_before = vm->v.state;
+		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RESUMING);
+		snprintf(vm->v.node, sizeof(vm->v.node), "%s", d->cfg.name);
+		vm->op_started_ms = ferryd_now_ms();
+		vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
+		vm->waiter = waiter;
+		vm->waiter_req = req;
+		LOG_INFO("vm %s: resuming here (%s)", vm->v.id, vm->op_lib ? "hibernation library" : "hook");
+		ferryd_vm_notify_placed(d, vm);
+		return 0;
+	}
+	if (!vm->retry) {
+		/* --on NODE: that node and no other; its answer goes back as it is. */
+		m.hdr.request_id = req;
+		snprintf(m.u.vm_req.vm, sizeof(m.u.vm_req.vm), "%s", vm->v.id);
+		snprintf(m.u.vm_req.node, sizeof(m.u.vm_req.node), "%s", target);
+		ferryd_relay(d, waiter, req, target, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS);
+		return 0;
+	}
+	snprintf(m.u.vm_req.vm, sizeof(m.u.vm_req.vm), "%s", vm->v.id);
+	snprintf(m.u.vm_req.node, sizeof(m.u.vm_req.node), "%s", target);
+	vm->picking = true;
+	c = ferryd_request(d, target, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS, resume_reply, &err);
+	if (!c) {
+		note_failure(vm, target, err.msg);
+		resume_next(d, vm, waiter, req);
+		return 0;
+	}
+	c->waiter = waiter;
+	c->waiter_req = req;
+	snprintf(c->vm, sizeof(c->vm), "%s", vm->v.id);
+	LOG_INFO("RESUME of %s sent to %s for conn %u", vm->v.id, target, waiter);
+	return 0;
+}
+
 int ferryd_vm_resume_for(struct ferryd *d, unsigned int waiter, uint64_t req, const struct ferry_ctrl_vm_req *r)
 {
 	struct ferryd_vm *vm = ferryd_vm_find(d, r->vm);
-	struct ferry_ctrl_msg m = { .hdr = { .type = FERRY_CTRL_RESUME, .request_id = req } };
-	struct ferry_err err = { 0 };
-	const char *target = r->node;
 
 	if (!vm)
 		REFUSE(FERRY_CTRL_E_UNKNOWN_VM, "unknown VM %s", r->vm);
-	if (vm->op != OP_NONE)
+	if (vm->op != OP_NONE || vm->picking)
 		REFUSE(FERRY_CTRL_E_BUSY, "VM %s: an operation is in flight", r->vm);
-	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED)
+	/*
+	 * A node that picked us after its own attempt failed may not have told us yet that the VM is
+	 * hibernated again (its VM_PLACED travels on another connection): RESUMING elsewhere, with
+	 * nothing in flight here, is fine when the request names this node. The library's per-VM
+	 * lock and state refuse a VM that really runs.
+	 */
+	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED && vm->v.state != FERRY_CTRL_VM_FAILED &&
+	    !(vm->v.state == FERRY_CTRL_VM_RESUMING && strcmp(r->node, d->cfg.name) == 0 &&
+	      strcmp(vm->v.node, d->cfg.name) != 0))
 		REFUSE(FERRY_CTRL_E_BAD_STATE, "VM %s is %s, not hibernated", r->vm, ferry_ctrl_vm_state_name(vm->v.state));
-	if (!target[0]) {
-		struct ferry_ctrl_nodes *view = &d->out_msg.u.nodes;
-		const struct ferry_ctrl_node *best;
-
-		ferryd_nodes_view(d, view);
-		best = ferryd_least_loaded(view, FERRY_CTRL_ROLE_MAIN, NULL);
-		if (!best)
-			REFUSE(FERRY_CTRL_E_NODE_DOWN, "VM %s: no up node with the main role to resume on", r->vm);
-		target = best->name;
-		LOG_INFO("vm %s: resuming on %s, the least-loaded node (score %u)", r->vm, best->name, best->score);
-	} else if (!ferryd_config_node(&d->cfg, target)) {
-		REFUSE(FERRY_CTRL_E_UNKNOWN_NODE, "node %s is not in the cluster", target);
-	}
-	if (strcmp(target, d->cfg.name) != 0) {
-		m.u.vm_req = *r;
-		snprintf(m.u.vm_req.node, sizeof(m.u.vm_req.node), "%s", target);
-		ferryd_relay(d, waiter, req, m.u.vm_req.node, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS);
+	vm->reason[0] = '\0';
+	vm->ntried = 0;
+	if (!r->node[0]) {
+		/* Seed 004: the least-loaded node; a node that fails is followed by the next one. */
+		vm->retry = true;
+		resume_next(d, vm, waiter, req);
 		return 0;
 	}
-	if (!(d->cfg.roles & FERRY_CTRL_ROLE_MAIN))
-		REFUSE(FERRY_CTRL_E_UNEXPECTED, "%s has no main role: it runs no VMs", d->cfg.name);
-	if (ferryd_hib_resume(d, vm, &vm->op_pid, &err) < 0)
-		REFUSE(err.code == -ENOSYS ? FERRY_CTRL_E_NOT_AVAILABLE : FERRY_CTRL_E_FAILED, "VM %s: %s", r->vm, err.msg);
-	vm->op = OP_RESUME;
-	vm->state_before = vm->v.state;
-	ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RESUMING);
-	snprintf(vm->v.node, sizeof(vm->v.node), "%s", d->cfg.name);
-	vm->op_started_ms = ferryd_now_ms();
-	vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
-	vm->waiter = waiter;
-	vm->waiter_req = req;
-	LOG_INFO("vm %s: resuming here (hook pid %d)", vm->v.id, (int)vm->op_pid);
-	ferryd_vm_notify_placed(d, vm);
-	return 0;
+	if (!ferryd_config_node(&d->cfg, r->node))
+		REFUSE(FERRY_CTRL_E_UNKNOWN_NODE, "node %s is not in the cluster", r->node);
+	vm->retry = false;
+	return resume_on(d, vm, waiter, req, r->node);
 }
 #undef REFUSE
 

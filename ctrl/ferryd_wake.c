@@ -248,7 +248,9 @@ int ferryd_wake_role(struct ferryd *d, bool take, uint64_t epoch)
 	for (unsigned int i = 0; i < d->nvms; i++) {
 		const struct ferry_ctrl_vm *v = &d->vms[i].v;
 
-		if (v->state != FERRY_CTRL_VM_HIBERNATED || ferry_wake_check_ip(v->ip) || ferry_wake_check_mac(v->mac))
+		/* FAILED: hibernated, every resume so far failed; an access still tries again. */
+		if ((v->state != FERRY_CTRL_VM_HIBERNATED && v->state != FERRY_CTRL_VM_FAILED) ||
+		    ferry_wake_check_ip(v->ip) || ferry_wake_check_mac(v->mac))
 			continue;
 		memcpy(vms[n].ip, v->ip, 4);
 		memcpy(vms[n].mac, v->mac, 6);
@@ -330,7 +332,8 @@ static void on_wake_request(struct ferryd *d, const struct ferry_wake_request *w
 		LOG_WARN("ferry-wake asks to wake %s, which is not in the cluster config", wr->id);
 		return;
 	}
-	if (vm->v.state != FERRY_CTRL_VM_HIBERNATED || vm->op != OP_NONE) {
+	if ((vm->v.state != FERRY_CTRL_VM_HIBERNATED && vm->v.state != FERRY_CTRL_VM_FAILED) || vm->op != OP_NONE ||
+	    vm->picking) {
 		LOG_DEBUG("wake request #%u for %s: already %s", wr->attempt, wr->id,
 			  ferry_ctrl_vm_state_name(vm->v.state));
 		return;

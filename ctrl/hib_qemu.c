@@ -115,7 +115,11 @@ int hib_qemu_spawn(struct hib *h, struct hib_vm *vm, bool incoming, pid_t *pid, 
 	}
 	if (p == 0) {
 		int nul = open("/dev/null", O_RDONLY);
+		sigset_t none;
 
+		/* A caller that blocks signals for a signalfd (ferryd) must not pass that on to QEMU. */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		setsid();	/* its own session: a terminal's signals and our exit do not reach it */
 		dup2(nul, 0);
 		dup2(logfd, 1);

@@ -8,6 +8,7 @@
 
 #include "perf/fault.h"
 #include "perf/migrate.h"
+#include "perf/wake.h"
 #include "perf/perf.h"
 #include "perf/plan.h"
 
@@ -31,6 +32,8 @@ static const struct perf_subcmd subcmds[] = {
 	  perf_plan_main, perf_plan_usage },
 	{ "migrate", "one split migration between two pagers, timed from both ends (pages, bytes, downtime)",
 	  perf_migrate_main, perf_migrate_usage },
+	{ "wake", "hibernated QEMU guests through ferry-wake + ferryd: ARP latency, SYN to first byte, memory freed",
+	  perf_wake_main, perf_wake_usage },
 };
 
 #define NSUBCMDS (sizeof(subcmds) / sizeof(subcmds[0]))

@@ -1027,7 +1027,7 @@ const char *ferry_ctrl_errcode_str(uint32_t code)
 
 const char *ferry_ctrl_vm_state_name(uint8_t state)
 {
-	static const char *const n[] = { "?", "running", "hibernated", "resuming", "migrating", "stopped" };
+	static const char *const n[] = { "?", "running", "hibernated", "resuming", "migrating", "stopped", "failed" };
 
 	return state <= FERRY_CTRL_VM_STATE_MAX ? n[state] : "?";
 }

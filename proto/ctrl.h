@@ -176,7 +176,8 @@ enum ferry_ctrl_vm_state {
 	FERRY_CTRL_VM_RESUMING   = 3,
 	FERRY_CTRL_VM_MIGRATING  = 4,
 	FERRY_CTRL_VM_STOPPED    = 5,
-	FERRY_CTRL_VM_STATE_MAX  = 5,
+	FERRY_CTRL_VM_FAILED     = 6,   /**< a resume failed on every node tried; still hibernated */
+	FERRY_CTRL_VM_STATE_MAX  = 6,
 };
 
 enum ferry_ctrl_child_state {

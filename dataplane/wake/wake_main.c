@@ -248,6 +248,17 @@ static void do_pending(struct wake_lcore *lc)
 				struct rte_mbuf *m = frame_mbuf(vm->syn[i].frame, vm->syn[i].len);
 
 				if (m) {
+					/*
+					 * The Ethernet source becomes this port's MAC: sent with the
+					 * client's, the frame would teach the switch that the client sits
+					 * behind this port, and the VM's SYN-ACK would come here instead
+					 * of reaching the client (seen on a Linux bridge: the client had
+					 * to retransmit its SYN a second later). The VM answers by IP (its
+					 * ARP cache), not by the frame's source; IP and TCP are unchanged.
+					 */
+					struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+					rte_eth_macaddr_get(app.port, &eh->src_addr);
 					tx_queue(lc, m);
 					replayed++;
 				}
