@@ -156,16 +156,34 @@ void pg_vm_drain_events(struct pg_vm *vm)
 	static struct pg_fault faults[MAX_MSGS];
 	unsigned nf = 0, room = MAX_MSGS - vm->npending;
 
-	/* Faults read here wait in vm->pending (retried by the loop); with no room
-	 * left nothing is read: an event behind them stays unread. */
-	if (room == 0)
+	/* Faults read here wait in vm->pending (retried by the loop). With no room
+	 * left, an event behind them would stay unread and the caller's ioctl would
+	 * keep failing with EAGAIN: serve the pending faults first, unless a
+	 * migration holds them (then they wait in the kernel and room comes back
+	 * when the hold ends). */
+	if (room == 0) {
+		static bool serving;   /* never re-entered from the fault path it calls */
+
+		if (!mig_hold_faults(vm) && !serving) {
+			serving = true;
+			pg_vm_uffd_ready(vm);
+			serving = false;
+		}
 		return;
+	}
 	if (!read_events(vm, faults, &nf, room)) {
 		pg_vm_teardown(vm, false, "its userfaultfd failed");
 		return;
 	}
-	for (unsigned k = 0; k < nf; k++)
-		vm->pending[vm->npending++] = faults[k];
+	for (unsigned k = 0; k < nf; k++) {
+		bool known = false;
+
+		/* A thread blocked on a page faults once; a second copy is a re-read, not a new fault. */
+		for (unsigned j = 0; j < vm->npending && !known; j++)
+			known = vm->pending[j].addr == faults[k].addr;
+		if (!known)
+			vm->pending[vm->npending++] = faults[k];
+	}
 }
 
 void pg_vm_uffd_ready(struct pg_vm *vm)
