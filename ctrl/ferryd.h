@@ -85,7 +85,14 @@ struct ferryd_vm_cfg {
 	 * hib_state is set: the VM is the library's VM of the same name in that state dir. */
 	char tap[32];                      /**< idle detection: the VM's tap */
 	uint32_t idle_after_ms;            /**< hibernate after this long idle; 0 = never by itself */
+	char qga_socket[108];              /**< the VM's QEMU guest agent socket ("" = none) */
+	/** Guest processes that forbid hibernation, comma-separated (read through qga_socket;
+	 *  a VM whose agent does not answer is judged on its tap and CPU alone). */
+	char forbid_procs[256];
 };
+
+/** Max names in a [vm] forbid_procs list. */
+#define FERRYD_FORBID_MAX 16
 
 struct ferryd_cfg {
 	char config_file[PATH_MAX];

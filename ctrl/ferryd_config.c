@@ -338,10 +338,23 @@ static int set_vm(struct ferryd_cfg *cfg, const char *section, const char *name,
 		snprintf(vm->tap, sizeof(vm->tap), "%s", value);
 	} else if (strcmp(key, "idle_after_ms") == 0) {
 		return set_ms(&vm->idle_after_ms, value, origin, section, key, err);
+	} else if (strcmp(key, "qga_socket") == 0) {
+		if (value[0] != '/' || strlen(value) >= sizeof(vm->qga_socket))
+			return BAD("'%s' is not an absolute socket path (< %zu bytes)", value, sizeof(vm->qga_socket));
+		snprintf(vm->qga_socket, sizeof(vm->qga_socket), "%s", value);
+	} else if (strcmp(key, "forbid_procs") == 0) {
+		unsigned int n = 1;
+
+		for (const char *c = value; *c; c++)
+			n += *c == ',';
+		if (!value[0] || strlen(value) >= sizeof(vm->forbid_procs) || n > FERRYD_FORBID_MAX)
+			return BAD("'%s' is not a list of at most %d process names", value, FERRYD_FORBID_MAX);
+		snprintf(vm->forbid_procs, sizeof(vm->forbid_procs), "%s", value);
 	} else {
 		return ferry_err_set(err, EINVAL,
 				     "%s: unknown key '%s' in section [%s] (known: ip, mac, node, state, "
-				     "hibernate_cmd, resume_cmd, launch_incoming, announce_port, tap, idle_after_ms)",
+				     "hibernate_cmd, resume_cmd, launch_incoming, announce_port, tap, idle_after_ms, "
+				     "qga_socket, forbid_procs)",
 				     origin, key, section);
 	}
 	return 0;

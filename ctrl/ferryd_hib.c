@@ -69,8 +69,29 @@ struct ferryd_hib {
 	char names[FERRYD_MAX_VMS][FERRYD_NAME_LEN];
 	char taps[FERRYD_MAX_VMS][32];
 	uint32_t idle_after_ms[FERRYD_MAX_VMS];
+	char qga[FERRYD_MAX_VMS][108];
+	char forbid_buf[FERRYD_MAX_VMS][256];          /* forbid_procs, cut at the commas */
+	const char *forbid[FERRYD_MAX_VMS][FERRYD_FORBID_MAX + 1];
 	struct hib_slot slot[FERRYD_MAX_VMS];
 };
+
+/* "a, b,c" -> {"a", "b", "c", NULL} in @p buf (the config checked the count and length). */
+static void split_forbid(const char *list, char buf[256], const char *out[FERRYD_FORBID_MAX + 1])
+{
+	unsigned int n = 0;
+	char *save = NULL;
+
+	snprintf(buf, 256, "%s", list);
+	for (char *tok = strtok_r(buf, ",", &save); tok && n < FERRYD_FORBID_MAX; tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		for (char *end = tok + strlen(tok); end > tok && end[-1] == ' '; end--)
+			end[-1] = '\0';
+		if (*tok)
+			out[n++] = tok;
+	}
+	out[n] = NULL;
+}
 
 static double now_s(void)
 {
@@ -116,7 +137,8 @@ static void run_job(struct ferryd_hib *w, unsigned int i, enum job_kind kind)
 static void idle_step(struct ferryd_hib *w, unsigned int i)
 {
 	struct hib_slot *s = &w->slot[i];
-	struct hib_idle_opts o = { .tap = w->taps[i], .cpu_max_pct = w->idle_cpu_pct };
+	struct hib_idle_opts o = { .tap = w->taps[i], .cpu_max_pct = w->idle_cpu_pct,
+				   .qga_path = w->qga[i][0] ? w->qga[i] : NULL, .forbid = w->forbid[i] };
 	struct hib_idle_result r;
 	struct hib_idle_sample cur;
 	struct ferry_err err = { 0 };
@@ -255,6 +277,8 @@ int ferryd_hib_init(struct ferryd *d, struct ferry_err *err)
 		snprintf(w->names[i], sizeof(w->names[i]), "%s", d->vms[i].v.id);
 		snprintf(w->taps[i], sizeof(w->taps[i]), "%s", d->vms[i].cfg->tap);
 		w->idle_after_ms[i] = d->vms[i].cfg->idle_after_ms;
+		snprintf(w->qga[i], sizeof(w->qga[i]), "%s", d->vms[i].cfg->qga_socket);
+		split_forbid(d->vms[i].cfg->forbid_procs, w->forbid_buf[i], w->forbid[i]);
 	}
 	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->efd < 0) {

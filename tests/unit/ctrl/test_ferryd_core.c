@@ -67,7 +67,8 @@ static void test_config_ok(void **state)
 	(void)state;
 	assert_int_equal(load(CLUSTER "[child memsrv]\nnodes = h2\nexec = /bin/ferry-memsrv -c /etc/m.conf\n"
 				      "[vm web-1]\nip = 10.0.0.50\nmac = 02:00:00:00:00:50\nnode = h2\nstate = hibernated\n"
-				      "resume_cmd = /bin/true\nannounce_port = 22\n",
+				      "resume_cmd = /bin/true\nannounce_port = 22\n"
+				      "qga_socket = /run/qga-web-1.sock\nforbid_procs = backup, rsync\n",
 			      "h2", &err),
 			 0);
 	assert_string_equal(cfg.name, "h2");
@@ -85,6 +86,8 @@ static void test_config_ok(void **state)
 	assert_int_equal(cfg.vm[0].ip[3], 50);
 	assert_int_equal(cfg.vm[0].mac[5], 0x50);
 	assert_int_equal(cfg.vm[0].announce_port, 22);
+	assert_string_equal(cfg.vm[0].qga_socket, "/run/qga-web-1.sock");
+	assert_string_equal(cfg.vm[0].forbid_procs, "backup, rsync");
 	assert_int_equal(ferryd_parse_roles("accept, main", &roles), 0);
 	assert_int_equal(roles, FERRY_CTRL_ROLE_ACCEPT | FERRY_CTRL_ROLE_MAIN);
 	assert_int_equal(ferryd_parse_roles("main,boss", &roles), -1);
@@ -110,6 +113,8 @@ static void test_config_errors(void **state)
 		{ CLUSTER "[child c]\nlog = /tmp/c.log\n", "h1", "[child c] has no exec" },
 		{ CLUSTER "[cluster]\nreport_interval_ms = soon\n", "h1", "is not a time in ms" },
 		{ CLUSTER "[node h3]\nmemsrv = 10.0.0.3:7401\n", "h1", "[node h3] has no address" },
+		{ CLUSTER "[vm v]\nqga_socket = qga.sock\n", "h1", "is not an absolute socket path" },
+		{ CLUSTER "[vm v]\nforbid_procs = a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\n", "h1", "at most 16 process names" },
 	};
 	struct ferry_err err;
 
