@@ -47,6 +47,10 @@
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/migrate/migrate.h"
 
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)   /* Linux 6.4; Debian 12's headers predate it */
+#endif
+
 #define MAX_ITEMS (64u + PAGER_MAX_PREFETCH)
 
 enum kind { K_ZERO, K_LOCAL_MISSING, K_SNAP, K_FETCH, K_PREFETCH, K_MIG /* still at a migration source */ };
@@ -189,6 +193,38 @@ static void handle_wp(struct pg_vm *vm, uint64_t idx, uint64_t addr)
 	pg_wake(vm, addr);
 }
 
+/*
+ * A MINOR fault nobody samples: the page is in the memory file and only the
+ * VMM's PTE is gone (it dropped it itself, or a sampler stopped between its
+ * drop and the fault). Map it back, keeping Ferry's write-protection; left
+ * unanswered, the vCPU would wait forever.
+ */
+static void handle_minor(struct pg_vm *vm, uint64_t idx, uint64_t addr)
+{
+	bool keep_wp = pm_get(&vm->pm, idx)->flags & PM_F_WP;
+	struct uffdio_continue c = { .range = { .start = addr, .len = PG_PAGE },
+				     .mode = keep_wp ? UFFDIO_CONTINUE_MODE_WP : 0 };
+
+	vm->c.minor_faults++;
+	if (ioctl(vm->uffd, UFFDIO_CONTINUE, &c) == 0)
+		return;
+	if (keep_wp && errno == EINVAL) {
+		/* No CONTINUE_MODE_WP in this kernel: map without waking, protect, then wake. */
+		struct uffdio_writeprotect wp = { .range = c.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+
+		c.mode = UFFDIO_CONTINUE_MODE_DONTWAKE;
+		if (ioctl(vm->uffd, UFFDIO_CONTINUE, &c) == 0 && ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp) == 0) {
+			pg_wake(vm, addr);
+			return;
+		}
+	}
+	/* EEXIST: mapped meanwhile; EAGAIN: events pending. Either way the woken vCPU
+	 * touches the page again and, if it is still missing, faults once more. */
+	if (errno != EEXIST && errno != EAGAIN)
+		LOG_DEBUG("vm %s: continue 0x%llx: %s", vm->id, (unsigned long long)addr, strerror(errno));
+	pg_wake(vm, addr);
+}
+
 unsigned pg_fault_batch(struct pg_vm *vm, const struct pg_fault *f, unsigned n, struct pg_fault *retry)
 {
 	static struct item items[MAX_ITEMS];
@@ -215,6 +251,10 @@ unsigned pg_fault_batch(struct pg_vm *vm, const struct pg_fault *f, unsigned n, 
 		idx = r->first_page + (addr - r->hva) / PG_PAGE;
 		if ((vm->mig_src || vm->plan) && mig_sample_fault(vm, idx, &f[i]))
 			continue;   /* a planned migration's access sampler took it */
+		if (f[i].flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+			handle_minor(vm, idx, addr);
+			continue;
+		}
 		if (f[i].flags & UFFD_PAGEFAULT_FLAG_WP) {
 			handle_wp(vm, idx, addr);
 			continue;

@@ -40,6 +40,7 @@
 	X(snapshot_faults)        /* MISSING faults served from the snapshot file */                       \
 	X(local_missing_faults)   /* MISSING on a LOCAL page: the VMM dropped it itself -> zero page */    \
 	X(wp_faults)              /* write-protect faults (page-out race) */                               \
+	X(minor_faults)           /* MINOR faults no sampler took: mapped back from the memory file */     \
 	X(coalesced_faults)       /* faults on a page already being resolved in the same batch */          \
 	X(eexist)                 /* UFFDIO_COPY/ZEROPAGE found the page present: woken */                 \
 	X(eagain_retries)         /* ioctls refused while events were pending: retried */                  \

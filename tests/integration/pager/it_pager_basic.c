@@ -309,6 +309,39 @@ static void test_remove_storm(void **state)
 	tvm_destroy(&v);
 }
 
+static bool all(size_t i)
+{
+	(void)i;
+	return true;
+}
+
+/*
+ * A VMM that registered MINOR mode drops its own PTEs (DONTNEED on its shared
+ * memfd mapping keeps the data); with no sampler running, the pager must map
+ * the pages back on their MINOR faults, or the next access would wait forever.
+ */
+static void test_minor_unsampled(void **state)
+{
+	struct tvm v;
+	size_t n = 128;
+
+	(void)state;
+	tvm_create(&v, P.sock, "vm-minor", n, TVM_MINOR | TVM_WP, all);
+	assert_int_equal(madvise(v.ram, n * PAGE, MADV_DONTNEED), 0);
+	sleep_ms(100);   /* the pager re-checks the file after the REMOVE events: data kept */
+	assert_int_equal(tvm_stat(&v, "pages_local"), n);
+	for (size_t i = 0; i < n; i++)
+		assert_true(tvm_verify(&v, i));
+	assert_true(tvm_stat(&v, "minor_faults") > 0);
+	for (size_t i = 0; i < n; i += 3)
+		tvm_write(&v, i);
+	for (size_t i = 0; i < n; i++)
+		assert_true(tvm_verify(&v, i));
+	assert_int_equal(tvm_stat(&v, "fault_errors"), 0);
+	assert_int_equal(ferry_vmm_unregister(v.c), 0);
+	tvm_destroy(&v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +352,7 @@ int main(void)
 		cmocka_unit_test(test_two_vms_same_id),
 		cmocka_unit_test(test_remove_storm),
 		cmocka_unit_test(test_events),
+		cmocka_unit_test(test_minor_unsampled),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -158,12 +158,15 @@ void tvm_create(struct tvm *v, const char *sock, const char *id, size_t pages, i
 	uint64_t features = FERRY_VMM_UFFD_F_EVENT_REMOVE | FERRY_VMM_UFFD_F_MISSING_SHMEM |
 			    FERRY_VMM_UFFD_F_WP_HUGETLBFS_SHMEM | FERRY_VMM_UFFD_F_WP_UNPOPULATED;
 	size_t size = pages * PAGE;
+	unsigned modes;
 
 	memset(v, 0, sizeof(*v));
 	if (flags & TVM_POISON)
 		features |= FERRY_VMM_UFFD_F_POISON;
 	if (flags & TVM_EVENTS)
 		features |= FERRY_VMM_UFFD_F_EVENT_UNMAP | FERRY_VMM_UFFD_F_EVENT_REMAP | FERRY_VMM_UFFD_F_EVENT_FORK;
+	if (flags & TVM_MINOR)
+		features |= FERRY_VMM_UFFD_F_MINOR_SHMEM;
 	v->pages = pages;
 	v->version = calloc(pages, sizeof(uint32_t));
 	assert_non_null(v->version);
@@ -186,8 +189,9 @@ void tvm_create(struct tvm *v, const char *sock, const char *id, size_t pages, i
 	v->uffd = ferry_vmm_uffd_create(O_CLOEXEC | O_NONBLOCK | FERRY_VMM_UFFD_BEST_EFFORT, features, &err);
 	if (v->uffd < 0)
 		fail_msg("uffd: %s", err.msg);
-	if (ferry_vmm_uffd_register_range(v->uffd, v->ram, size,
-					  FERRY_VMM_MODE_MISSING | ((flags & TVM_WP) ? FERRY_VMM_MODE_WP : 0), &err))
+	modes = FERRY_VMM_MODE_MISSING | ((flags & TVM_WP) ? FERRY_VMM_MODE_WP : 0) |
+		((flags & TVM_MINOR) ? FERRY_VMM_MODE_MINOR : 0);
+	if (ferry_vmm_uffd_register_range(v->uffd, v->ram, size, modes, &err))
 		fail_msg("register range: %s", err.msg);
 	if (flags & TVM_NO_REGISTER)
 		return;
@@ -195,7 +199,7 @@ void tvm_create(struct tvm *v, const char *sock, const char *id, size_t pages, i
 	assert_non_null(v->c);
 	struct ferry_vmm_region r = {
 		.gpa = 0, .size = size, .hva = (uintptr_t)v->ram, .offset = 0, .page_size = PAGE,
-		.modes = FERRY_VMM_MODE_MISSING | ((flags & TVM_WP) ? FERRY_VMM_MODE_WP : 0),
+		.modes = (uint8_t)modes,
 	};
 	if (ferry_vmm_register(v->c, id, &r, 1, v->uffd, v->memfd) < 0)
 		fail_msg("register %s: %s", id, ferry_vmm_errmsg(v->c));

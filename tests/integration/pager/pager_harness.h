@@ -58,7 +58,8 @@ struct tvm {
 };
 
 enum { TVM_ANON = 1, TVM_WP = 2, TVM_NO_REGISTER = 4, TVM_POISON = 8 /* ask for UFFD_FEATURE_POISON */,
-       TVM_EVENTS = 16 /* ask for UNMAP, REMAP and FORK events */ };
+       TVM_EVENTS = 16 /* ask for UNMAP, REMAP and FORK events */,
+       TVM_MINOR = 32 /* register MINOR mode too (memfd RAM only) */ };
 
 /**
  * Guest RAM of @p pages pages; pages for which @p stamped(i) is true are
