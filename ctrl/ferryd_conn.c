@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/unix_listen.h"
 
 #define LABEL_C "ferry-ctrl-c"
 #define LABEL_S "ferry-ctrl-s"
@@ -92,33 +93,15 @@ static int listen_tcp(struct ferryd *d, struct ferry_err *err)
 
 static int listen_unix(struct ferryd *d, struct ferry_err *err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *path = d->cfg.unix_path;
-	struct stat st;
-	int fd, rc;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return ferry_err_set(err, ENAMETOOLONG, "unix socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
-	/* Replace a stale socket file, never anything else. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return ferry_err_set(err, EEXIST, "unix socket %s: exists and is not a socket", path);
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return ferry_err_set(err, errno, "socket: %s", strerror(errno));
 	/*
 	 * 0666: the kernel's SO_PEERCRED check on every connection is the
 	 * access control (root or allowed_uid), so a refused user gets a
 	 * clear ERROR(DENIED) instead of a bare EACCES.
 	 */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 || listen(fd, 16) < 0) {
-		rc = errno;
-		close(fd);
-		return ferry_err_set(err, rc, "unix socket %s: %s", path, strerror(rc));
-	}
+	int fd = ferry_unix_listen(d->cfg.unix_path, 0666, 16, err);
+
+	if (fd < 0)
+		return fd;
 	d->unix_fd = fd;
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/unix_listen.h"
 #include "dataplane/pager/vmm_requests.h"
 #include "dataplane/vmm/vmm_io.h"
 #include "dataplane/migrate/mig_plan.h"
@@ -294,7 +295,7 @@ int mig_engine_init(struct pager *pg, struct ferry_err *err)
 		close(fd);
 		return ferry_err_set(err, errno, "epoll: %s", strerror(errno));
 	}
-	fd = pg_unix_listen(pg->cfg->mig_socket, err);
+	fd = ferry_unix_listen(pg->cfg->mig_socket, 0666, 64, err);
 	if (fd < 0)
 		return fd;
 	if (mig_evh_add(pg, &eng->ctl_l, fd, ctl_accept)) {

@@ -26,11 +26,12 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/unix_listen.h"
 #include "dataplane/vmm/vmm_io.h"
 
 int pg_fc_listen(struct pager *pg, struct ferry_err *err)
 {
-	int fd = pg_unix_listen(pg->cfg->fc_socket, err);
+	int fd = ferry_unix_listen(pg->cfg->fc_socket, 0666, 64, err);
 
 	if (fd < 0)
 		return fd;

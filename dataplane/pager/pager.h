@@ -305,7 +305,5 @@ struct pg_conn *pg_conn_new(struct pager *pg, int fd, enum pg_conn_kind kind);
 void pg_conn_close(struct pg_conn *c, const char *why);
 void pg_conn_free_dead(struct pager *pg);
 void pg_conn_close_all(struct pager *pg);
-/** Unix socket listener at @p path ("@name" = abstract). */
-int pg_unix_listen(const char *path, struct ferry_err *err);
 
 #endif /* FERRY_PAGER_H */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/unix_listen.h"
 #include "dataplane/vmm/vmm_io.h"
 
 #define SEND_DEADLINE_MS 2000
@@ -105,44 +106,10 @@ static void srq_bad_answer(struct pg_conn *c, uint64_t id);
 static bool srq_is_timer(struct pg_conn *c, uint32_t events);
 static void srq_shutdown(struct pager *pg);
 
-int pg_unix_listen(const char *path, struct ferry_err *err)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	socklen_t alen;
-	size_t len = strlen(path);
-	int fd;
-
-	if (len == 0 || len >= sizeof(a.sun_path))
-		return ferry_err_set(err, ENAMETOOLONG, "socket path '%s' empty or too long", path);
-	memcpy(a.sun_path, path, len);
-	if (path[0] == '@')
-		a.sun_path[0] = '\0';
-	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return ferry_err_set(err, errno, "socket: %s", strerror(errno));
-	if (path[0] != '@') {
-		struct stat st;
-
-		/* A stale socket from an earlier run; never remove anything else. */
-		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(path);
-	}
-	if (bind(fd, (struct sockaddr *)&a, alen) < 0 || listen(fd, 64) < 0) {
-		int e = errno;
-
-		close(fd);
-		return ferry_err_set(err, e, "listen on %s: %s", path, strerror(e));
-	}
-	/* Access control is the SO_PEERCRED allow-list, not file modes. */
-	if (path[0] != '@')
-		chmod(path, 0666);
-	return fd;
-}
-
 int pg_vmm_listen(struct pager *pg, struct ferry_err *err)
 {
-	int fd = pg_unix_listen(pg->cfg->socket, err);
+	/* Access control is the SO_PEERCRED allow-list, not file modes. */
+	int fd = ferry_unix_listen(pg->cfg->socket, 0666, 64, err);
 
 	if (fd < 0)
 		return fd;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/unix_listen.h"
 
 #define LABEL_C "ferry-wake-c"
 /* A peer that has not authenticated within this long is dropped (it holds a slot). */
@@ -99,27 +100,11 @@ static void fmt_ip(const uint8_t ip[4], char *s, size_t n)
 
 static int listen_unix(struct wake_ctl *ctl, const char *path, struct ferry_err *err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, rc;
+	/* 0600: only root's ferryd drives the accept node; it also proves the cluster secret. */
+	int fd = ferry_unix_listen(path, 0600, 16, err);
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return ferry_err_set(err, ENAMETOOLONG, "control socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
-	/* Replace a stale socket file, never anything else. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return ferry_err_set(err, EEXIST, "control socket %s: exists and is not a socket", path);
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return ferry_err_set(err, errno, "socket: %s", strerror(errno));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
-		rc = errno;
-		close(fd);
-		return ferry_err_set(err, rc, "control socket %s: %s", path, strerror(rc));
-	}
+		return fd;
 	ctl->listen_fd = fd;
 	snprintf(ctl->unix_path, sizeof(ctl->unix_path), "%s", path);
 	snprintf(ctl->listen_desc, sizeof(ctl->listen_desc), "unix:%s", path);
