@@ -109,6 +109,7 @@ struct gs_ctl {
 
 struct lp_state {
 	uint64_t nb, k, i, j, p;
+	uint64_t generated;    /* pages of the matrix written by the generation pass so far */
 	int phase;             /* 0 panel, 1 update */
 	int sub;               /* update: 0 read L, 1 read U, 2 write A */
 };
@@ -781,16 +782,24 @@ static inline uint64_t lp_page(const struct gs *g, uint64_t bi, uint64_t bj, uin
 }
 
 /*
- * Blocked right-looking LU factorisation: for step k, the panel (column k,
- * rows k..nb-1) is read-mostly (10% writes: pivoting and scaling); then every
- * block of the trailing matrix A(i,j), i,j > k, is updated from L(i,k) and
- * U(k,j): read, read, write, page by page. The active region shrinks toward
- * the end of memory as k grows; after the last step it starts over.
+ * Blocked right-looking LU factorisation, as LINPACK runs it: first the
+ * matrix is generated (every page written once, in memory order, as HPL's
+ * matgen fills A); then for step k, the panel (column k, rows k..nb-1) is
+ * read-mostly (10% writes: pivoting and scaling); then every block of the
+ * trailing matrix A(i,j), i,j > k, is updated from L(i,k) and U(k,j): read,
+ * read, write, page by page. The active region shrinks toward the end of
+ * memory as k grows; after the last step it starts over (a new solve on the
+ * same matrix memory, not generated again).
  */
 static void lp_next(struct gs *g, uint64_t *page, bool *write)
 {
 	struct lp_state *l = &g->lp;
 
+	if (l->generated < l->nb * l->nb * LP_BLOCK) {
+		*page = l->generated++;
+		*write = true;
+		return;
+	}
 	for (;;) {
 		if (l->phase == 0) {
 			if (l->i < l->nb) {
