@@ -27,6 +27,7 @@ void pager_config_defaults(struct pager_config *cfg)
 	cfg->transport = FX_KIND_TCP;
 	cfg->extent_size = PAGER_DEFAULT_EXTENT;
 	cfg->prefetch = PAGER_DEFAULT_PREFETCH;
+	cfg->poll_us = PAGER_DEFAULT_POLL_US;
 	cfg->pageout_batch = PAGER_DEFAULT_PAGEOUT_BATCH;
 	snprintf(cfg->mig_listen, sizeof(cfg->mig_listen), "0.0.0.0");
 	cfg->plan_period_ms = 500;
@@ -97,10 +98,16 @@ static int set_pager(struct pager_config *cfg, const char *section, const char *
 		snprintf(cfg->allow_text, sizeof(cfg->allow_text), "%s", value);
 	} else if (strcmp(key, "log_level") == 0) {
 		return daemon_set_log_level(&cfg->log_level, value, origin, section, key, err);
+	} else if (strcmp(key, "poll_us") == 0) {
+		uint64_t v;
+
+		if (daemon_parse_uint(value, PAGER_MAX_POLL_US, &v))
+			return BAD("'%s' is not a time in microseconds (0..%d)", value, PAGER_MAX_POLL_US);
+		cfg->poll_us = (uint32_t)v;
 	} else {
 		return ferry_err_set(err, EINVAL,
 				     "%s: unknown key '%s' in section [pager] "
-				     "(known: socket, fc_socket, snapshot_file, allow, log_level)", origin, key);
+				     "(known: socket, fc_socket, snapshot_file, allow, log_level, poll_us)", origin, key);
 	}
 	return 0;
 }
@@ -279,6 +286,7 @@ static const struct daemon_flag flags[] = {
 	{ "snapshot-file", DAEMON_OPTS_LONG_ONLY + 0, "pager",  "snapshot_file" },
 	{ "allow",         'a',              "pager",  "allow" },
 	{ "log-level",     DAEMON_OPTS_LONG_ONLY + 1, "pager",  "log_level" },
+	{ "poll-us",       DAEMON_OPTS_LONG_ONLY + 15, "pager",  "poll_us" },
 	{ "servers",       'm',              "pool",   "servers" },
 	{ "secret-file",   's',              "pool",   "secret_file" },
 	{ "transport",     't',              "pool",   "transport" },
@@ -324,6 +332,9 @@ void pager_config_usage(FILE *out, const char *prog)
 		"  allow         -a, --allow LIST          who may connect: \"uid:N, gid:M, ...\" checked\n"
 		"                                          against SO_PEERCRED (required; root is not implied)\n"
 		"  log_level         --log-level LEVEL     error, warn, info or debug (default info)\n"
+		"  poll_us           --poll-us N           keep polling this long after an event before\n"
+		"                                          sleeping: a vCPU waits on every fault, and a\n"
+		"                                          sleeping loop is slow to wake (default %d, 0 = off)\n"
 		"[pool]\n"
 		"  servers       -m, --servers LIST        memory servers \"host:port,host:port\" (default:\n"
 		"                                          none = no page-out)\n"
@@ -360,7 +371,7 @@ void pager_config_usage(FILE *out, const char *prog)
 		"for that VM (logged, counter pageout_refused). Per-VM counters: STATS request.\n"
 		"SIGTERM or SIGINT shut the pager down cleanly (exit 0; remote pages are returned to\n"
 		"their VMs first); SIGUSR1 logs the counters. Exit 1 = failure, 2 = bad config.\n",
-		prog, PAGER_DEFAULT_SOCKET, PAGER_DEFAULT_PREFETCH, PAGER_MAX_PREFETCH, PAGER_DEFAULT_PAGEOUT_BATCH,
+		prog, PAGER_DEFAULT_SOCKET, PAGER_DEFAULT_POLL_US, PAGER_DEFAULT_PREFETCH, PAGER_MAX_PREFETCH, PAGER_DEFAULT_PAGEOUT_BATCH,
 		PAGER_MAX_PAGEOUT_BATCH);
 }
 
@@ -391,10 +402,10 @@ void pager_config_log(const struct pager_config *cfg)
 		off += (size_t)snprintf(servers + off, sizeof(servers) - off, "%s%s:%u", i ? "," : "",
 					cfg->servers[i].host, cfg->servers[i].port);
 	LOG_INFO("config: file=%s socket=%s fc_socket=%s snapshot_file=%s allow=\"%s\" servers=%s transport=%s "
-		 "extent_size=%s vm_budget=%s prefetch=%u pageout_batch=%u",
+		 "extent_size=%s vm_budget=%s prefetch=%u pageout_batch=%u poll_us=%u",
 		 cfg->config_file[0] ? cfg->config_file : "-", cfg->socket, cfg->fc_socket[0] ? cfg->fc_socket : "-",
 		 cfg->snapshot_file[0] ? cfg->snapshot_file : "-", cfg->allow_text, servers[0] ? servers : "-",
 		 cfg->transport == FX_KIND_RDMA ? "rdma" : "tcp", ferry_size_format(cfg->extent_size, ext, sizeof(ext)),
 		 cfg->vm_budget ? ferry_size_format(cfg->vm_budget, budget, sizeof(budget)) : "unlimited",
-		 cfg->prefetch, cfg->pageout_batch);
+		 cfg->prefetch, cfg->pageout_batch, cfg->poll_us);
 }

@@ -6,7 +6,7 @@
  * or "--vm-budget: ...").
  *
  * Keys (pager_config_usage() is the reference; the CLI is stable):
- *   [pager]  socket, fc_socket, snapshot_file, allow, log_level
+ *   [pager]  socket, fc_socket, snapshot_file, allow, log_level, poll_us
  *   [pool]   servers, secret_file, transport, extent_size
  *   [paging] vm_budget, prefetch, pageout_batch
  *   [migrate] socket, listen, advertise, port (split migration, issue 5),
@@ -27,6 +27,8 @@
 #define PAGER_MAX_SERVERS 16
 #define PAGER_DEFAULT_SOCKET "/run/ferry/pager.sock"
 #define PAGER_DEFAULT_PREFETCH 8
+#define PAGER_DEFAULT_POLL_US 100
+#define PAGER_MAX_POLL_US 100000
 #define PAGER_MAX_PREFETCH 256
 #define PAGER_DEFAULT_PAGEOUT_BATCH 64
 #define PAGER_MAX_PAGEOUT_BATCH 256
@@ -45,6 +47,7 @@ struct pager_config {
 	struct ferry_vmmp_allow allow;
 	char allow_text[256];
 	int log_level;               /**< -1 = FERRY_LOG_LEVEL / info */
+	uint32_t poll_us;            /**< busy-poll this long after an event before sleeping, 0 = never */
 	/* [pool] */
 	struct pager_server_addr servers[PAGER_MAX_SERVERS];
 	unsigned nservers;

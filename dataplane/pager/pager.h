@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "dataplane/common/ferry_err.h"
 #include "dataplane/pagemap/pagemap.h"
@@ -39,7 +40,8 @@
 	X(remote_faults)          /* MISSING faults that fetched from the pool */                          \
 	X(snapshot_faults)        /* MISSING faults served from the snapshot file */                       \
 	X(local_missing_faults)   /* MISSING on a LOCAL page: the VMM dropped it itself -> zero page */    \
-	X(wp_faults)              /* write-protect faults (page-out race) */                               \
+	X(wp_faults)              /* write-protect faults (page-out race, migration write tracking) */      \
+	X(writes_served_in_copy)  /* of those, served while the migration waited for its copy to land */    \
 	X(minor_faults)           /* MINOR faults no sampler took: mapped back from the memory file */     \
 	X(coalesced_faults)       /* faults on a page already being resolved in the same batch */          \
 	X(eexist)                 /* UFFDIO_COPY/ZEROPAGE found the page present: woken */                 \
@@ -212,6 +214,15 @@ struct pg_ev {
 	uint16_t server;
 };
 
+/** CLOCK_MONOTONIC in ns (the pager's timing: rechecks, poll mode). */
+static inline uint64_t pg_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* uffd_loop.c */
 int pg_create(struct pager_config *cfg, struct pager **pg, struct ferry_err *err);
 int pg_run(struct pager *pg, struct ferry_err *err);
@@ -226,6 +237,14 @@ void pg_vm_uffd_ready(struct pg_vm *vm);
  * migration engine's write-protection), also while the VM's faults are held.
  */
 void pg_vm_drain_events(struct pg_vm *vm);
+/**
+ * Serve the VM's write faults now, from inside a long wait of the migration
+ * engine (its copy to the destination): a write fault needs no I/O (note the
+ * write, un-protect, wake), and a vCPU that waited for the copy would stall
+ * the guest for the whole transfer. Every other fault and event is queued for
+ * the loop as pg_vm_drain_events() does. Nothing here tears the VM down.
+ */
+void pg_vm_serve_writes(struct pg_vm *vm);
 
 /* vm.c */
 struct pg_vm *pg_vm_find(struct pager *pg, const char *id);

@@ -151,6 +151,19 @@ static bool read_events(struct pg_vm *vm, struct pg_fault *faults, unsigned *nf,
 	return true;
 }
 
+/* Keep faults for the loop's retry; a thread blocked on a page faults once, so a second copy is a re-read. */
+static void queue_pending(struct pg_vm *vm, const struct pg_fault *f, unsigned n)
+{
+	for (unsigned k = 0; k < n && vm->npending < MAX_MSGS; k++) {
+		bool known = false;
+
+		for (unsigned j = 0; j < vm->npending && !known; j++)
+			known = vm->pending[j].addr == f[k].addr;
+		if (!known)
+			vm->pending[vm->npending++] = f[k];
+	}
+}
+
 void pg_vm_drain_events(struct pg_vm *vm)
 {
 	static struct pg_fault faults[MAX_MSGS];
@@ -175,15 +188,31 @@ void pg_vm_drain_events(struct pg_vm *vm)
 		pg_vm_teardown(vm, false, "its userfaultfd failed");
 		return;
 	}
-	for (unsigned k = 0; k < nf; k++) {
-		bool known = false;
+	queue_pending(vm, faults, nf);
+}
 
-		/* A thread blocked on a page faults once; a second copy is a re-read, not a new fault. */
-		for (unsigned j = 0; j < vm->npending && !known; j++)
-			known = vm->pending[j].addr == faults[k].addr;
-		if (!known)
-			vm->pending[vm->npending++] = faults[k];
+void pg_vm_serve_writes(struct pg_vm *vm)
+{
+	static struct pg_fault faults[MAX_MSGS], writes[MAX_MSGS], retry[MAX_MSGS];
+	unsigned nf = 0, nw = 0, nr;
+
+	if (vm->dead || vm->uffd < 0 || vm->npending >= MAX_MSGS || mig_hold_faults(vm))
+		return;
+	/* A dead uffd is left for the loop's next read, which tears the VM down: not from here. */
+	if (!read_events(vm, faults, &nf, MAX_MSGS - vm->npending))
+		return;
+	for (unsigned k = 0; k < nf; k++) {
+		if ((faults[k].flags & UFFD_PAGEFAULT_FLAG_WP) && !(faults[k].flags & UFFD_PAGEFAULT_FLAG_MINOR))
+			writes[nw++] = faults[k];
+		else
+			queue_pending(vm, &faults[k], 1);
 	}
+	if (nw == 0)
+		return;
+	vm->c.writes_served_in_copy += nw;
+	/* Write faults do no I/O in the fault path (handle_wp: note, un-protect, wake). */
+	nr = pg_fault_batch(vm, writes, nw, retry);
+	queue_pending(vm, retry, nr);
 }
 
 void pg_vm_uffd_ready(struct pg_vm *vm)
@@ -368,8 +397,16 @@ int pg_run(struct pager *pg, struct ferry_err *err)
 
 	LOG_INFO("ready: VMM socket %s%s%s", pg->cfg->socket, pg->cfg->fc_socket[0] ? ", Firecracker socket " : "",
 		 pg->cfg->fc_socket);
+	uint64_t last_event = 0;
+
 	while (!pg->stop) {
-		int n = epoll_wait(pg->epfd, ev, 32, mig_engine_busy(pg) ? 0 : 50);
+		/* Poll mode while events come fast: a vCPU waits on every fault, and waking
+		 * a sleeping loop costs more than the fault's whole service. */
+		bool spin = pg->cfg->poll_us && pg_now_ns() - last_event < (uint64_t)pg->cfg->poll_us * 1000u;
+		int n = epoll_wait(pg->epfd, ev, 32, spin || mig_engine_busy(pg) ? 0 : 50);
+
+		if (n > 0)
+			last_event = pg_now_ns();
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -188,21 +188,13 @@ uint64_t pg_unused_range(struct pg_vm *vm, uint64_t first_page, uint64_t npages,
 	return changed;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void queue_recheck(struct pg_vm *vm, uint64_t first, uint64_t n)
 {
 	/* The madvise goes on (and punches, for MADV_REMOVE) only after we read the
 	 * event: look at the file a little later. If the VMM's thread is slower than
 	 * that, the page stays LOCAL over a hole: a later fault gets a zero page
 	 * (local_missing_faults), which is still the right content. */
-	vm->recheck_after = mono_ns() + PG_RECHECK_DELAY_NS;
+	vm->recheck_after = pg_now_ns() + PG_RECHECK_DELAY_NS;
 	if (vm->nrecheck == PG_RECHECK_MAX) {
 		vm->recheck_all = true;
 		return;
@@ -238,7 +230,7 @@ static void recheck_range(struct pg_vm *vm, uint64_t first, uint64_t n)
 
 void pg_unused_recheck(struct pg_vm *vm)
 {
-	if (mono_ns() < vm->recheck_after)
+	if (pg_now_ns() < vm->recheck_after)
 		return;
 	if (vm->recheck_all) {
 		recheck_range(vm, 0, vm->pm.npages);
