@@ -18,7 +18,7 @@
 #define MIG_IO_TIMEOUT_MS 5000
 #define MIG_ERROR_SEND_MS 200     /* a failing side's last ERROR to its peer */
 #define MIG_BATCH 256u             /* pages per WRITE batch + PAGE_MAP */
-#define MIG_TICK_PAGES 2048u       /* pages a source sends per loop iteration */
+#define MIG_TICK_PAGES 512u        /* pages a source sends per loop iteration (other faults wait this long) */
 #define MIG_MAX_ROUNDS 10u
 #define MIG_STOP_PAGES 256u        /* dirty pages small enough to stop */
 #define MIG_PULL_PAGES 64u

@@ -25,6 +25,7 @@
 #include "dataplane/migrate/mig_int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <linux/userfaultfd.h>
@@ -620,63 +621,86 @@ static bool sub_slot(struct mig_src *s, uint32_t *ext, uint32_t *slot)
 	return false;
 }
 
-/* Wait until @p want signalled completions arrived on @p ctx (or pc). @return 0 or -EIO. */
-static int wait_wc(struct fx_ctx *ctx, struct pool_client *pc, unsigned want, char *why, size_t why_len)
+/* Signalled WRITEs posted on one connection, and what is still awaited of them. */
+struct wr_wait {
+	struct fx_ctx *ctx;
+	struct pool_client *pc;   /* a sub-host: its completions come through the pool client */
+	unsigned want;
+	int sub;                  /* -1: the destination, else the sub-host index (for the error) */
+};
+
+/*
+ * Wait until every @p w[k].want signalled completion arrived. Meanwhile the
+ * VM's write faults are served (pg_vm_serve_writes()): a vCPU that writes a
+ * write-protected page must not wait for the copy of a whole batch, or the
+ * guest crawls through the migration (and, crawling, dirties nothing: pre-copy
+ * would look better than it is). @return 0, or -EIO with @p failed the index
+ * of the connection that failed and @p why filled.
+ */
+static int wait_writes(struct mig_src *s, struct wr_wait *w, unsigned nw, unsigned *failed, char *why,
+		       size_t why_len)
 {
-	struct fx_wc wc[16];
 	uint64_t deadline = mig_now_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
+	struct pollfd pfd[MIGP_SUBS_MAX + 2];
 
-	while (want) {
-		int n = pc ? pool_client_poll(pc, wc, 16, 100) : fx_poll(ctx, wc, 16, 100);
+	for (;;) {
+		unsigned npfd = 0, left = 0;
 
-		if (n < 0) {
-			snprintf(why, why_len, "poll: %s", strerror(-n));
-			return -EIO;
-		}
-		for (int i = 0; i < n; i++) {
-			if (wc[i].status != FX_WC_SUCCESS) {
-				snprintf(why, why_len, "%s", fx_wc_status_str(wc[i].status));
+		for (unsigned k = 0; k < nw; k++) {
+			struct fx_wc wc[16];
+			int n;
+
+			if (!w[k].want)
+				continue;
+			n = w[k].pc ? pool_client_poll(w[k].pc, wc, 16, 0) : fx_poll(w[k].ctx, wc, 16, 0);
+			if (n < 0) {
+				*failed = k;
+				snprintf(why, why_len, "poll: %s", strerror(-n));
 				return -EIO;
 			}
-			if (want)
-				want--;
+			for (int i = 0; i < n; i++) {
+				if (wc[i].status != FX_WC_SUCCESS) {
+					*failed = k;
+					snprintf(why, why_len, "%s", fx_wc_status_str(wc[i].status));
+					return -EIO;
+				}
+				if (w[k].want)
+					w[k].want--;
+			}
+			if (w[k].want) {
+				left++;
+				pfd[npfd++] = (struct pollfd){ .fd = fx_ctx_fd(w[k].ctx), .events = POLLIN };
+			}
 		}
-		if (want && mig_now_ns() > deadline) {
+		if (!left)
+			return 0;
+		if (mig_now_ns() > deadline) {
+			for (*failed = 0; !w[*failed].want; (*failed)++)
+				;
 			snprintf(why, why_len, "no completion within %d ms", MIG_IO_TIMEOUT_MS);
 			return -EIO;
 		}
+		if (s && s->vm && !s->vm->dead && s->vm->uffd >= 0)
+			pfd[npfd++] = (struct pollfd){ .fd = s->vm->uffd, .events = POLLIN };
+		/* Bounded: a transport whose descriptor misses an edge still gets polled. */
+		if (poll(pfd, npfd, 5) > 0 && s && s->vm && !s->vm->dead && s->vm->uffd >= 0 &&
+		    (pfd[npfd - 1].revents & POLLIN))
+			pg_vm_serve_writes(s->vm);
 	}
-	return 0;
 }
 
-/* Post @p n WRITEs (the last one signalled) and wait for them. */
-static int post_writes(struct fx_conn *conn, struct fx_ctx *ctx, struct pool_client *pc, struct fx_send_wr *wr,
-		       unsigned n, char *why, size_t why_len)
+/* Post @p n <= MIG_BATCH WRITEs on @p conn, the last one signalled. @return 0 or -EIO (why filled). */
+static int post_writes(struct fx_conn *conn, struct fx_send_wr *wr, unsigned n, char *why, size_t why_len)
 {
-	unsigned done = 0;
+	int perr = 0, got;
 
-	while (done < n) {
-		unsigned chunk = n - done, signalled;
-		int perr = 0, got;
-
-		if (chunk > MIG_BATCH)
-			chunk = MIG_BATCH;
-		for (unsigned i = 0; i < chunk; i++)
-			wr[done + i].flags = i + 1 == chunk ? FX_WR_SIGNALED : 0;
-		got = fx_post_send(conn, wr + done, (int)chunk, &perr);
-		if (got <= 0) {
-			snprintf(why, why_len, "posting WRITEs: %s", strerror(perr ? -perr : EIO));
-			return -EIO;
-		}
-		/* A partial post leaves its last posted request unsignalled: signal-wait by completing it. */
-		signalled = (unsigned)got == chunk ? 1u : 0u;
-		if (!signalled) {
-			snprintf(why, why_len, "posting WRITEs: %s", strerror(perr ? -perr : EAGAIN));
-			return -EIO;
-		}
-		if (wait_wc(ctx, pc, 1, why, why_len))
-			return -EIO;
-		done += chunk;
+	for (unsigned i = 0; i < n; i++)
+		wr[i].flags = i + 1 == n ? FX_WR_SIGNALED : 0;
+	got = fx_post_send(conn, wr, (int)n, &perr);
+	if (got < 0 || (unsigned)got != n) {
+		/* A partial post leaves its signalled request unposted: nothing would complete. */
+		snprintf(why, why_len, "posting WRITEs: %s", strerror(perr ? -perr : got < 0 ? -got : EAGAIN));
+		return -EIO;
 	}
 	return 0;
 }
@@ -775,7 +799,10 @@ static void serve_fetch(struct mig_src *s, const struct migp_fetch *f)
 		s->map[k] = (struct migp_map_entry){ .page = i, .generation = pm_get(&vm->pm, i)->version,
 						     .where = MIGP_W_DEST, .slot = f->first_slot + k };
 	}
-	if (post_writes(s->conn, s->ctx, NULL, wr, f->count, why, sizeof(why))) {
+	struct wr_wait w = { .ctx = s->ctx, .want = 1, .sub = -1 };
+	unsigned failed;
+
+	if (post_writes(s->conn, wr, f->count, why, sizeof(why)) || wait_writes(s, &w, 1, &failed, why, sizeof(why))) {
 		FAIL(s, MIG_E_PEER_LOST, "writing post-copy pages to the destination: %s", why);
 		return;
 	}
@@ -787,6 +814,36 @@ static void serve_fetch(struct mig_src *s, const struct migp_fetch *f)
 	}
 	s->prog.bytes_sent += (uint64_t)f->count * PG_PAGE;
 	s->prog.pages_sent += f->count;
+}
+
+/*
+ * PLANNED, before the stop: does page @p i (last placed @p prev) stay at the
+ * source for post-copy? The pages the planner deferred, and pushed pages
+ * written since (their data would cross again anyway), are announced as
+ * SOURCE while the VM still runs, so the downtime carries neither their data
+ * nor their map entries; the destination pulls them after the switch-over.
+ */
+static bool planned_post(const struct mig_src *s, uint64_t i, uint8_t prev)
+{
+	if (s->mode != MIG_MODE_PLANNED || !s->defer)
+		return false;
+	return prev == W_DEST || (prev == W_NONE && bit_get(s->defer, i));
+}
+
+/*
+ * PLANNED, after its first pass: must dirty page @p i go in another round
+ * before the stop? A written page whose home is a sub-host (or a page first
+ * used since the pass that the main host has no room for) would otherwise be
+ * re-sent in the downtime, since post-copy only pulls into the main host; and
+ * a pushed page written since is announced as SOURCE (planned_post()).
+ */
+static bool planned_presend(const struct mig_src *s, uint64_t i)
+{
+	if (s->where[i] == W_SUB || s->where[i] == W_DEST)
+		return true;
+	if (s->where[i] != W_NONE)
+		return false;
+	return (s->defer && bit_get(s->defer, i)) || s->dst_used + s->reserve >= s->dst_pages;
 }
 
 /*
@@ -802,7 +859,8 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 	static struct fx_send_wr dwr[MIG_BATCH], swr[MIGP_SUBS_MAX][MIG_BATCH];
 	static struct rs_op ops[MIG_BATCH];
 	static unsigned opk[MIG_BATCH];
-	unsigned nd = 0, ns[MIGP_SUBS_MAX] = { 0 }, nops = 0;
+	unsigned nd = 0, ns[MIGP_SUBS_MAX] = { 0 }, nops = 0, nw = 0, failed = 0;
+	struct wr_wait wait[MIGP_SUBS_MAX + 1];
 	struct pg_vm *vm = s->vm;
 	struct pagemap *pm = &vm->pm;
 	char why[128] = "";
@@ -825,13 +883,10 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			s->where[i] = W_UNUSED;
 			continue;
 		}
-		if (e->state == PM_LOCAL && !(e->flags & PM_F_WP) && (rc = wp_page(vm, i)) < 0) {
-			FAIL(s, MIG_E_INTERNAL, "write-protecting page %llu: %s", (unsigned long long)i, strerror(-rc));
-			return -EIO;
-		}
 		/* Post-copy keeps a resident page at the source only if the main host will hold it
-		 * (it is pulled there); a page beyond the budget goes to its sub-host slot now. */
-		if (at_source && e->state == PM_LOCAL && prev != W_SUB &&
+		 * (it is pulled there); a page beyond the budget goes to its sub-host slot now. Such a
+		 * page needs no write-protection: its data moves only once the VM is frozen. */
+		if ((at_source || planned_post(s, i, prev)) && e->state == PM_LOCAL && prev != W_SUB &&
 		    (prev == W_DEST || prev == W_SOURCE || s->dst_used < s->dst_pages)) {
 			if (prev != W_DEST && prev != W_SOURCE) {
 				s->dst_used++;
@@ -845,6 +900,10 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 			me->where = MIGP_W_SOURCE;
 			s->where[i] = W_SOURCE;
 			continue;
+		}
+		if (e->state == PM_LOCAL && !(e->flags & PM_F_WP) && (rc = wp_page(vm, i)) < 0) {
+			FAIL(s, MIG_E_INTERNAL, "write-protecting page %llu: %s", (unsigned long long)i, strerror(-rc));
+			return -EIO;
 		}
 		/* Where the data comes from: always through the registered send buffer. */
 		sge[k] = (struct fx_sge){ s->stage + (uint64_t)k * PG_PAGE, PG_PAGE, 0 };
@@ -912,19 +971,33 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 		for (unsigned o = 0; o < nops; o++)
 			memcpy(s->stage + (uint64_t)opk[o] * PG_PAGE, rs_bounce(s->eng->pg->rs, ops[o].buf), PG_PAGE);
 	}
-	if (nd && post_writes(s->conn, s->ctx, NULL, dwr, nd, why, sizeof(why))) {
-		FAIL(s, MIG_E_PEER_LOST, "writing pages to the destination: %s", why);
-		return -EIO;
+	/* Every connection's WRITEs go out before any is awaited: the links work in parallel. */
+	if (nd) {
+		if (post_writes(s->conn, dwr, nd, why, sizeof(why))) {
+			FAIL(s, MIG_E_PEER_LOST, "writing pages to the destination: %s", why);
+			return -EIO;
+		}
+		wait[nw++] = (struct wr_wait){ .ctx = s->ctx, .want = 1, .sub = -1 };
 	}
 	s->ring_head = (s->ring_head + nd) % s->ring_slots;
 	s->credits -= nd;
 	for (unsigned u = 0; u < s->nsubs; u++) {
-		if (ns[u] && post_writes(pool_client_conn(s->subs[u].pc), NULL, s->subs[u].pc, swr[u], ns[u], why,
-					 sizeof(why))) {
+		if (!ns[u])
+			continue;
+		if (post_writes(pool_client_conn(s->subs[u].pc), swr[u], ns[u], why, sizeof(why))) {
 			FAIL(s, MIG_E_PEER_LOST, "writing pages to sub-host %s:%u: %s", s->subs[u].host, s->subs[u].port,
 			     why);
 			return -EIO;
 		}
+		wait[nw++] = (struct wr_wait){ .ctx = s->subs[u].ctx, .pc = s->subs[u].pc, .want = 1, .sub = (int)u };
+	}
+	if (nw && wait_writes(at_source ? NULL : s, wait, nw, &failed, why, sizeof(why))) {
+		if (wait[failed].sub < 0)
+			FAIL(s, MIG_E_PEER_LOST, "writing pages to the destination: %s", why);
+		else
+			FAIL(s, MIG_E_PEER_LOST, "writing pages to sub-host %s:%u: %s", s->subs[wait[failed].sub].host,
+			     s->subs[wait[failed].sub].port, why);
+		return -EIO;
 	}
 	for (unsigned k = 0; k < n;) {
 		unsigned c = n - k > MIGP_MAP_MAX ? MIGP_MAP_MAX : n - k;
@@ -945,7 +1018,7 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 	return 0;
 }
 
-/* Up to @p max pages of the send set from the cursor. PLANNED skips deferred pages before the stop. */
+/* Up to @p max pages of the send set from the cursor (@p all: the stop's, everything left). */
 static unsigned collect(struct mig_src *s, uint64_t *idx, unsigned max, bool all)
 {
 	uint64_t np = s->vm->pm.npages;
@@ -962,7 +1035,9 @@ static unsigned collect(struct mig_src *s, uint64_t *idx, unsigned max, bool all
 		if (s->cursor >= np)
 			break;
 		if (all) {
-			idx[n++] = s->cursor;
+			/* Already announced at the source and still resident there: nothing to tell. */
+			if (s->where[s->cursor] != W_SOURCE || pm_get(&s->vm->pm, s->cursor)->state != PM_LOCAL)
+				idx[n++] = s->cursor;
 		} else if (s->mode == MIG_MODE_POSTCOPY) {
 			/* Only the pages the main host cannot hold, coldest first: they go to the
 			 * sub-hosts while the VM runs; the rest waits for post-copy. */
@@ -971,8 +1046,11 @@ static unsigned collect(struct mig_src *s, uint64_t *idx, unsigned max, bool all
 				idx[n++] = s->cursor;
 				s->overflow--;
 			}
-		} else if (!s->defer || !bit_get(s->defer, s->cursor)) {
-			idx[n++] = s->cursor;
+		} else if (s->mode == MIG_MODE_PLANNED && s->prog.round > 0) {
+			if (planned_presend(s, s->cursor))
+				idx[n++] = s->cursor;
+		} else {
+			idx[n++] = s->cursor;   /* PLANNED's first pass: deferred pages are announced (planned_post()) */
 		}
 		s->cursor++;
 	}
@@ -1067,8 +1145,14 @@ static void pause_done(struct pg_vm *vm, int status, void *ctx)
 
 static void round_end(struct mig_src *s)
 {
-	uint64_t dirty = bits_count(s->dirty, s->vm->pm.npages);
+	uint64_t dirty = bits_count(s->dirty, s->vm->pm.npages), presend = 0;
 	int rc;
+
+	if (s->mode == MIG_MODE_PLANNED) {
+		for (uint64_t i = 0; i < s->vm->pm.npages; i++)
+			if (bit_get(s->dirty, i) && planned_presend(s, i))
+				presend++;
+	}
 
 	s->prog.round++;
 	rc = mig_send_msg(s->fd, s->eng->buf, migp_encode_round_end(++s->req, s->prog.round, dirty, s->eng->buf,
@@ -1084,8 +1168,12 @@ static void round_end(struct mig_src *s)
 		s->cold_pass = false;   /* not enough cold pages: any page not yet sent */
 		return;
 	}
-	/* One pass only for FULL (the baseline) and PLANNED (the planner deferred what will be written). */
-	if (s->mode != MIG_MODE_PRECOPY || dirty <= MIG_STOP_PAGES || s->prog.round >= MIG_MAX_ROUNDS)
+	/* One pass only for FULL (the baseline); PLANNED goes round again only for the written pages
+	 * post-copy cannot carry (planned_presend()); PRECOPY until the dirty set is small. */
+	if (s->mode == MIG_MODE_PLANNED)
+		dirty = presend;
+	if (s->mode == MIG_MODE_FULL || s->mode == MIG_MODE_POSTCOPY || dirty <= MIG_STOP_PAGES ||
+	    s->prog.round >= MIG_MAX_ROUNDS)
 		start_stop(s);
 }
 
