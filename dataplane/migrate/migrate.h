@@ -40,12 +40,19 @@
  *            main host's budget cannot hold, coldest (not referenced) first,
  *            which go to the sub-hosts; PLANNED: after sampling the VM's
  *            reads and writes for a few periods (the access sampler on the
- *            pager's uffd, DROP_PTES to the VMM: mig_plan.h), every page the planner does not defer, and deferred ones beyond
- *            the main host's budget), each one write-protected
- *            (sync uffd-wp) just before it is copied; writes fault, the
- *            fault marks the page dirty again (and un-protects it), installs
- *            and REMOVEs mark it too. ROUND_END after each round. Rounds end
- *            when few pages are dirty or after max rounds -> STOP.
+ *            pager's uffd, DROP_PTES to the VMM: mig_plan.h), every page
+ *            the planner does not defer, while the deferred ones (within the
+ *            main host's budget) are only announced SOURCE; later rounds
+ *            re-send the written pages homed at sub-hosts and announce the
+ *            written pushed ones SOURCE, so the stop carries neither), each
+ *            one write-protected (sync uffd-wp) just before it is copied;
+ *            writes fault, the fault marks the page dirty again (and
+ *            un-protects it), installs and REMOVEs mark it too. Write faults
+ *            are served while a batch's WRITEs are on the wire
+ *            (pg_vm_serve_writes()), so the guest runs on during the copy.
+ *            ROUND_END after each round. Rounds end when few pages are dirty
+ *            (PLANNED: few that post-copy cannot carry) or after max rounds
+ *            -> STOP.
  *   STOP:    the VMM is paused (PAUSE + device state when the VMM supports
  *            server requests); independently of that the pager stops
  *            answering the VM's faults (held), so memory is frozen: every

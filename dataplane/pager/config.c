@@ -34,7 +34,7 @@ void pager_config_defaults(struct pager_config *cfg)
 	cfg->plan_block_pages = 16;
 	cfg->plan_window = 1;
 	cfg->plan_periods = 4;
-	cfg->plan_history = 1;
+	cfg->plan_history = 4;
 	cfg->mig_stage_bytes = UINT64_C(64) << 20;
 }
 
@@ -359,7 +359,8 @@ void pager_config_usage(FILE *out, const char *prog)
 		"  plan_block_pages  --plan-block-pages N  pages per planner block (16)\n"
 		"  plan_window       --plan-window N       sample periods per prediction window (1)\n"
 		"  plan_periods      --plan-periods N      periods sampled before the push (4)\n"
-		"  plan_history      --plan-history N      periods the predictor looks back (1)\n"
+		"  plan_history      --plan-history N      periods the predictor looks back (4: every\n"
+		"                                          sampled one; 1 = the seed's predictor)\n"
 		"  plan_continuous   --plan-continuous 0|1 sample every VM all the time; a planned\n"
 		"                                          migration then plans at its next period end (0)\n"
 		"  stage_size        --migrate-stage-size S staging ring an incoming migration registers\n"

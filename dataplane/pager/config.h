@@ -68,7 +68,7 @@ struct pager_config {
 	uint32_t plan_block_pages;   /**< pages per planner block (default 16) */
 	uint32_t plan_window;        /**< sample periods per window (default 1) */
 	uint32_t plan_periods;       /**< periods sampled at a planned migration's start (default 4) */
-	uint32_t plan_history;       /**< periods the predictor looks back (default 1 = the seed's) */
+	uint32_t plan_history;       /**< periods the predictor looks back (default 4 = every sampled one; 1 = the seed's) */
 	bool plan_continuous;        /**< sample every VM all the time, not only at a planned migration's start */
 	uint64_t mig_stage_bytes;    /**< staging ring an incoming migration registers (default 64M) */
 

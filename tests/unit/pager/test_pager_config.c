@@ -104,7 +104,7 @@ static void test_plan(void **state)
 	struct ferry_err err = { 0 };
 	const char *defaults[] = { "ferry-pager", "-a", "uid:0", NULL };
 	const char *flags[] = { "ferry-pager", "-a", "uid:0", "--plan-period-ms", "100", "--plan-block-pages", "8",
-				"--plan-window", "2", "--plan-periods", "10", "--plan-history", "4", NULL };
+				"--plan-window", "2", "--plan-periods", "10", "--plan-history", "2", NULL };
 	const char *zero[] = { "ferry-pager", "-a", "uid:0", "--plan-periods", "0", NULL };
 	const char *big[] = { "ferry-pager", "-a", "uid:0", "--plan-window", "65", NULL };
 
@@ -114,13 +114,13 @@ static void test_plan(void **state)
 	assert_int_equal(cfg.plan_block_pages, 16);
 	assert_int_equal(cfg.plan_window, 1);
 	assert_int_equal(cfg.plan_periods, 4);
-	assert_int_equal(cfg.plan_history, 1);
+	assert_int_equal(cfg.plan_history, 4);
 	assert_int_equal(run(&cfg, &err, 13, flags), 0);
 	assert_int_equal(cfg.plan_period_ms, 100);
 	assert_int_equal(cfg.plan_block_pages, 8);
 	assert_int_equal(cfg.plan_window, 2);
 	assert_int_equal(cfg.plan_periods, 10);
-	assert_int_equal(cfg.plan_history, 4);
+	assert_int_equal(cfg.plan_history, 2);
 	assert_true(run(&cfg, &err, 5, zero) < 0);
 	assert_non_null(strstr(err.msg, "plan_periods"));
 	assert_true(run(&cfg, &err, 5, big) < 0);
