@@ -1,6 +1,6 @@
 # ferry-perf plan: misprediction rates and re-sent bytes vs window size (gnuplot perf/results/issue5/plan-table/plan.gp)
 set terminal pngcairo size 1200,500
-set output 'perf/results/issue5/plan-table/plan'
+set output 'plan.png'
 $d0 << EOD
 # periods A(w|c) A(w|r) A(c|w) A(r|w) precopy_resent_MiB planned_resent_MiB
 1 0.259264 0.301372 0.940951 0.000355 97392.062 91675.375
