@@ -294,10 +294,16 @@ static int protect_regions(struct pg_vm *vm, struct ferry_err *err)
 		int tries = 0;
 
 		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
-			/* A guest that frees memory fast keeps REMOVE events coming: several rounds */
-			if (errno != EAGAIN || ++tries > 64)
+			/* A guest that frees memory fast keeps REMOVE events coming, and a VMM still in
+			 * its MADV_DONTNEED (a sampler's DROP_PTES) keeps the range changing until the
+			 * call returns: read the events, give it a moment, up to about half a second. */
+			struct timespec pause = { 0, 100000 };
+
+			if (errno != EAGAIN || ++tries > 4096)
 				return ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
 			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
+			if (tries > 16)
+				nanosleep(&pause, NULL);
 		}
 	}
 	return 0;
