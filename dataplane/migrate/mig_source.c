@@ -637,13 +637,14 @@ struct wr_wait {
 
 /*
  * Wait until every @p w[k].want signalled completion arrived. Meanwhile the
- * VM's write faults are served (pg_vm_serve_writes()): a vCPU that writes a
- * write-protected page must not wait for the copy of a whole batch, or the
- * guest crawls through the migration (and, crawling, dirties nothing: pre-copy
- * would look better than it is). @return 0, or -EIO with @p failed the index
- * of the connection that failed and @p why filled.
+ * write faults of @p serve (NULL: none, its faults are held) are served
+ * (pg_vm_serve_writes()): a vCPU that writes a write-protected page must not
+ * wait for the copy of a whole batch, or the guest crawls through the
+ * migration (and, crawling, dirties nothing: pre-copy would look better than
+ * it is). @return 0, or -EIO with @p failed the index of the connection that
+ * failed and @p why filled.
  */
-static int wait_writes(struct mig_src *s, struct wr_wait *w, unsigned nw, unsigned *failed, char *why,
+static int wait_writes(struct pg_vm *serve, struct wr_wait *w, unsigned nw, unsigned *failed, char *why,
 		       size_t why_len)
 {
 	uint64_t deadline = mig_now_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
@@ -686,12 +687,13 @@ static int wait_writes(struct mig_src *s, struct wr_wait *w, unsigned nw, unsign
 			snprintf(why, why_len, "no completion within %d ms", MIG_IO_TIMEOUT_MS);
 			return -EIO;
 		}
-		if (s && s->vm && !s->vm->dead && s->vm->uffd >= 0)
-			pfd[npfd++] = (struct pollfd){ .fd = s->vm->uffd, .events = POLLIN };
+		bool watch = serve && !serve->dead && serve->uffd >= 0;
+
+		if (watch)
+			pfd[npfd++] = (struct pollfd){ .fd = serve->uffd, .events = POLLIN };
 		/* Bounded: a transport whose descriptor misses an edge still gets polled. */
-		if (poll(pfd, npfd, 5) > 0 && s && s->vm && !s->vm->dead && s->vm->uffd >= 0 &&
-		    (pfd[npfd - 1].revents & POLLIN))
-			pg_vm_serve_writes(s->vm);
+		if (poll(pfd, npfd, 5) > 0 && watch && (pfd[npfd - 1].revents & POLLIN))
+			pg_vm_serve_writes(serve);
 	}
 }
 
@@ -808,7 +810,8 @@ static void serve_fetch(struct mig_src *s, const struct migp_fetch *f)
 	struct wr_wait w = { .ctx = s->ctx, .want = 1, .sub = -1 };
 	unsigned failed;
 
-	if (post_writes(s->conn, wr, f->count, why, sizeof(why)) || wait_writes(s, &w, 1, &failed, why, sizeof(why))) {
+	/* The VM is frozen here (post-copy): its faults stay held, its uffd is not watched. */
+	if (post_writes(s->conn, wr, f->count, why, sizeof(why)) || wait_writes(NULL, &w, 1, &failed, why, sizeof(why))) {
 		FAIL(s, MIG_E_PEER_LOST, "writing post-copy pages to the destination: %s", why);
 		return;
 	}
@@ -997,7 +1000,7 @@ static int send_batch(struct mig_src *s, const uint64_t *idx, unsigned n, bool a
 		}
 		wait[nw++] = (struct wr_wait){ .ctx = s->subs[u].ctx, .pc = s->subs[u].pc, .want = 1, .sub = (int)u };
 	}
-	if (nw && wait_writes(at_source ? NULL : s, wait, nw, &failed, why, sizeof(why))) {
+	if (nw && wait_writes(at_source ? NULL : vm, wait, nw, &failed, why, sizeof(why))) {
 		if (wait[failed].sub < 0)
 			FAIL(s, MIG_E_PEER_LOST, "writing pages to the destination: %s", why);
 		else
