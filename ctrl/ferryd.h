@@ -38,6 +38,7 @@
 
 #include "dataplane/common/auth.h"
 #include "dataplane/common/ferry_err.h"
+#include "dataplane/common/mono_time.h"
 #include "proto/ctrl.h"
 
 #define FERRYD_VERSION         "0.1.0"
@@ -291,8 +292,6 @@ struct ferryd {
 	struct ferry_ctrl_msg in_msg, out_msg;
 	uint8_t out_buf[FERRY_CTRL_MAX_MSG];
 };
-
-uint64_t ferryd_now_ms(void);
 
 /* ferryd_conn.c */
 int ferryd_listen(struct ferryd *d, struct ferry_err *err);

@@ -118,12 +118,12 @@ void ferryd_cluster_init(struct ferryd *d)
 		n->info.mem_total = 0;
 	}
 	d->next_report_ms = 0;
-	d->next_rotate_ms = ferryd_now_ms() + d->cfg.accept_period_ms;
+	d->next_rotate_ms = ferry_mono_ms() + d->cfg.accept_period_ms;
 }
 
 void ferryd_nodes_view(struct ferryd *d, struct ferry_ctrl_nodes *out)
 {
-	uint64_t now = ferryd_now_ms();
+	uint64_t now = ferry_mono_ms();
 
 	if (!d->is_coord) {
 		*out = d->view;
@@ -166,7 +166,7 @@ int ferryd_coord_register(struct ferryd *d, const char *peer, const struct ferry
 	if (n->info.mem_free > n->info.mem_total)
 		n->info.mem_free = n->info.mem_total;
 	snprintf(n->info.addr, sizeof(n->info.addr), "%s", r->addr);
-	n->last_report_ms = ferryd_now_ms();
+	n->last_report_ms = ferry_mono_ms();
 	n->info.state = FERRY_CTRL_NODE_UP;
 	d->ctr.registers++;
 	ferryd_scores(&n->info);
@@ -194,7 +194,7 @@ int ferryd_coord_report(struct ferryd *d, const char *peer, const struct ferry_c
 	n->info.mem_total = r->mem_total;
 	n->info.mem_free = r->mem_free;
 	n->info.vms_running = r->vms_running;
-	n->last_report_ms = ferryd_now_ms();
+	n->last_report_ms = ferry_mono_ms();
 	ferryd_scores(&n->info);
 	d->ctr.reports++;
 	/*

@@ -293,7 +293,7 @@ static void accept_tcp(struct ferryd *d)
 			continue;
 		}
 		c->state = CS_NEW;
-		c->deadline_ms = ferryd_now_ms() + AUTH_DEADLINE_MS;
+		c->deadline_ms = ferry_mono_ms() + AUTH_DEADLINE_MS;
 		d->ctr.conns_tcp++;
 		LOG_DEBUG("conn %u: tcp connection", c->id);
 	}
@@ -384,7 +384,7 @@ static int out_send_pending(struct ferryd *d, struct ferryd_conn *c)
 	c->pending = NULL;
 	c->pending_len = 0;
 	c->state = CS_READY;
-	c->deadline_ms = ferryd_now_ms() + c->timeout_ms;
+	c->deadline_ms = ferry_mono_ms() + c->timeout_ms;
 	return rc;
 }
 
@@ -432,7 +432,7 @@ static int out_message(struct ferryd *d, struct ferryd_conn *c, const struct fer
 		/* Kept: a stream continues, or the callback queued another request. */
 		if (c->pending)
 			return out_send_pending(d, c);
-		c->deadline_ms = ferryd_now_ms() + c->timeout_ms;
+		c->deadline_ms = ferry_mono_ms() + c->timeout_ms;
 		return 0;
 	}
 	c->on_reply = NULL;
@@ -509,7 +509,7 @@ struct ferryd_conn *ferryd_request(struct ferryd *d, const char *node, const str
 	snprintf(c->name, sizeof(c->name), "%s", node);
 	c->state = CS_CONNECTING;
 	c->timeout_ms = timeout_ms ? timeout_ms : d->cfg.peer_timeout_ms;
-	c->deadline_ms = ferryd_now_ms() + d->cfg.peer_timeout_ms;
+	c->deadline_ms = ferry_mono_ms() + d->cfg.peer_timeout_ms;
 	c->on_reply = on_reply;
 	return c;
 }

@@ -22,14 +22,6 @@
 
 #define TICK_MS 50
 
-uint64_t ferryd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int write_ready(const char *path, const char *listen_desc)
 {
 	char tmp[PATH_MAX + 8];
@@ -79,7 +71,7 @@ static int run(struct ferryd *d)
 	unsigned int ids[FERRYD_MAX_CONNS + 5];   /* 0: a listener, the signalfd or ferry-wake's session */
 
 	while (!d->stopping) {
-		uint64_t now = ferryd_now_ms();
+		uint64_t now = ferry_mono_ms();
 		int n = 0, nconn, rc;
 
 		ferryd_cluster_tick(d, now);
@@ -145,7 +137,7 @@ int main(int argc, char **argv)
 	if (level >= 0)
 		ferry_log_set_level((enum ferry_log_level)level);
 	d.listen_fd = d.unix_fd = d.sig_fd = d.wake_fd = -1;
-	d.start_ms = ferryd_now_ms();
+	d.start_ms = ferry_mono_ms();
 
 	if (ferry_auth_init(&err) < 0 || ferry_secret_load(d.cfg.secret_file, &d.secret, &err) < 0) {
 		LOG_ERR("%s", err.msg);

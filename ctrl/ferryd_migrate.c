@@ -200,7 +200,7 @@ static void send_progress(struct ferryd *d, struct ferryd_vm *vm, uint8_t phase,
 		pr->pages_total = p->pages_total;
 		pr->bytes_sent = p->bytes_sent;
 	}
-	pr->elapsed_ms = ferryd_now_ms() - vm->op_started_ms;
+	pr->elapsed_ms = ferry_mono_ms() - vm->op_started_ms;
 	snprintf(pr->vm, sizeof(pr->vm), "%s", vm->v.id);
 	ferryd_send_msg(d, c);
 }
@@ -307,7 +307,7 @@ int ferryd_mig_start(struct ferryd *d, struct ferryd_conn *c, uint64_t req, cons
 	vm->v.state = FERRY_CTRL_VM_MIGRATING;
 	vm->mig_mode = m->mode;
 	snprintf(vm->mig_main, sizeof(vm->mig_main), "%s", m->main);
-	vm->op_started_ms = ferryd_now_ms();
+	vm->op_started_ms = ferry_mono_ms();
 	vm->waiter = c->id;
 	vm->waiter_req = req;
 	send_progress(d, vm, FERRY_CTRL_PHASE_PREPARING, NULL);
@@ -433,7 +433,7 @@ int ferryd_mig_prepare(struct ferryd *d, struct ferryd_conn *c, uint64_t req, co
 	*vm->prep = *m;
 	vm->prep_waiter = c->id;
 	vm->prep_req = req;
-	vm->prep_deadline_ms = ferryd_now_ms() + SHELL_READY_MS;
+	vm->prep_deadline_ms = ferry_mono_ms() + SHELL_READY_MS;
 	return 0;
 }
 

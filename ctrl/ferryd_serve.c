@@ -23,7 +23,7 @@ static int do_status(struct ferryd *d, struct ferryd_conn *c, uint64_t req)
 	memset(&d->out_msg, 0, sizeof(d->out_msg.hdr) + sizeof(*s));
 	d->out_msg.hdr.type = FERRY_CTRL_STATUS_OK;
 	d->out_msg.hdr.request_id = req;
-	s->uptime_ms = ferryd_now_ms() - d->start_ms;
+	s->uptime_ms = ferry_mono_ms() - d->start_ms;
 	s->roles = d->cfg.roles | (d->is_coord ? FERRY_CTRL_ROLE_COORD : 0);
 	s->coordinator = d->is_coord;
 	snprintf(s->name, sizeof(s->name), "%s", d->cfg.name);

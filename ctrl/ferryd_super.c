@@ -160,7 +160,7 @@ static void describe_status(int status, char *buf, size_t len)
 
 bool ferryd_super_reaped(struct ferryd *d, pid_t pid, int status)
 {
-	uint64_t now = ferryd_now_ms();
+	uint64_t now = ferry_mono_ms();
 	char how[64];
 
 	for (unsigned int i = 0; i < d->nchildren; i++) {
@@ -193,7 +193,7 @@ bool ferryd_super_reaped(struct ferryd *d, pid_t pid, int status)
 
 void ferryd_super_stop(struct ferryd *d)
 {
-	uint64_t deadline = ferryd_now_ms() + d->cfg.stop_timeout_ms;
+	uint64_t deadline = ferry_mono_ms() + d->cfg.stop_timeout_ms;
 	unsigned int left = 0;
 
 	for (unsigned int i = 0; i < d->nchildren; i++) {
@@ -206,7 +206,7 @@ void ferryd_super_stop(struct ferryd *d)
 			ch->state = FERRY_CTRL_CHILD_STOPPED;
 		}
 	}
-	while (left && ferryd_now_ms() < deadline) {
+	while (left && ferry_mono_ms() < deadline) {
 		int status;
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 

@@ -301,7 +301,7 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 {
 	enum ferryd_op op = vm->op;
 	unsigned int waiter = vm->waiter;
-	uint64_t req = vm->waiter_req, ms = ferryd_now_ms() - vm->op_started_ms;
+	uint64_t req = vm->waiter_req, ms = ferry_mono_ms() - vm->op_started_ms;
 
 	vm->op = OP_NONE;
 	vm->op_pid = 0;
@@ -350,7 +350,7 @@ static void op_succeeded(struct ferryd *d, struct ferryd_vm *vm)
 {
 	if (vm->op == OP_RESUME && vm->cfg->announce_port) {
 		vm->op = OP_ANNOUNCE;
-		vm->op_deadline_ms = ferryd_now_ms() + ANNOUNCE_TIMEOUT_MS;
+		vm->op_deadline_ms = ferry_mono_ms() + ANNOUNCE_TIMEOUT_MS;
 		vm->next_probe_ms = 0;
 		LOG_INFO("vm %s: resumed (%s), waiting for it to announce itself on port %u", vm->v.id,
 			 vm->op_lib ? "library" : "hook", vm->cfg->announce_port);
@@ -415,7 +415,7 @@ void ferryd_vms_idle(struct ferryd *d, struct ferryd_vm *vm, const char *why)
 	d->ctr.idle_hibernates++;
 	vm->op = OP_HIBERNATE;
 	vm->state_before = vm->v.state;
-	vm->op_started_ms = ferryd_now_ms();
+	vm->op_started_ms = ferry_mono_ms();
 	vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
 	vm->waiter = 0;
 	vm->waiter_req = 0;
@@ -495,7 +495,7 @@ int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, c
 					 "VM %s: %s", r->vm, err.msg);
 	vm->op = OP_HIBERNATE;
 	vm->state_before = vm->v.state;
-	vm->op_started_ms = ferryd_now_ms();
+	vm->op_started_ms = ferry_mono_ms();
 	vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
 	vm->waiter = c->id;
 	vm->waiter_req = req;
@@ -649,7 +649,7 @@ static int resume_on(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter
 		vm->state_before = vm->v.state;
 		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RESUMING);
 		snprintf(vm->v.node, sizeof(vm->v.node), "%s", d->cfg.name);
-		vm->op_started_ms = ferryd_now_ms();
+		vm->op_started_ms = ferry_mono_ms();
 		vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
 		vm->waiter = waiter;
 		vm->waiter_req = req;

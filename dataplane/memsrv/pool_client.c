@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/mono_time.h"
 
 /* Control receives kept posted: one reply per request, plus an unsolicited notice. */
 #define PC_RECV 4u
@@ -143,14 +144,6 @@ static int stash_push(struct pc_shared *sh, const struct fx_wc *wc)
 	sh->stash[(sh->head + sh->count) % sh->cap] = *wc;
 	sh->count++;
 	return 0;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ------------------------------------------------------------ control path */
@@ -283,7 +276,7 @@ static int progress(struct pool_client *c, int timeout_ms)
 
 static int remaining_ms(uint64_t deadline)
 {
-	uint64_t now = now_ms();
+	uint64_t now = ferry_mono_ms();
 
 	return now >= deadline ? 0 : (int)(deadline - now);
 }
@@ -336,7 +329,7 @@ static int failed_err(struct pool_client *c, const char *what, struct ferry_err 
  */
 static int begin_call(struct pool_client *c, const char *what, struct ferry_err *err)
 {
-	uint64_t deadline = now_ms() + c->timeout_ms;
+	uint64_t deadline = ferry_mono_ms() + c->timeout_ms;
 
 	c->last_code = 0;
 	while (c->send_busy && !c->failed) {
@@ -370,7 +363,7 @@ static int call(struct pool_client *c, int len, uint64_t req, uint8_t expect, st
 		.sg_list = &sge,
 		.num_sge = 1,
 	};
-	uint64_t deadline = now_ms() + c->timeout_ms;
+	uint64_t deadline = ferry_mono_ms() + c->timeout_ms;
 	int rc, perr;
 
 	c->last_code = 0;
@@ -877,7 +870,7 @@ struct fx_pd *pool_client_pd(struct pool_client *c)
 int pool_client_poll(struct pool_client *c, struct fx_wc *wc, int max, int timeout_ms)
 {
 	struct pc_shared *sh = c->shared;
-	uint64_t deadline = timeout_ms > 0 ? now_ms() + (uint64_t)timeout_ms : 0;
+	uint64_t deadline = timeout_ms > 0 ? ferry_mono_ms() + (uint64_t)timeout_ms : 0;
 	int n = 0;
 
 	if (max < 0 || (max > 0 && !wc) || timeout_ms < -1)

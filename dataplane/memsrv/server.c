@@ -33,14 +33,6 @@ enum { EV_LISTEN = 1, EV_CTX, EV_SIGNAL, EV_TIMER };
 #define TICK_MS 250
 #define POLL_BATCH 64
 
-uint64_t memsrv_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 uint16_t memsrv_port(const struct memsrv *srv)
 {
 	return srv->port;
@@ -424,7 +416,7 @@ static void close_failed_sessions(struct memsrv *srv)
 
 static void tick(struct memsrv *srv)
 {
-	uint64_t now = memsrv_now_ms(), expirations;
+	uint64_t now = ferry_mono_ms(), expirations;
 
 	if (read(srv->timerfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
 		LOG_WARN("timerfd read: %s", strerror(errno));
@@ -446,7 +438,7 @@ static void begin_shutdown(struct memsrv *srv)
 		return;
 	LOG_INFO("shutting down on %s: %u clients connected", sig, srv->nclients);
 	srv->stopping = true;
-	srv->stop_deadline_ms = memsrv_now_ms() + SRV_SHUTDOWN_LINGER_MS;
+	srv->stop_deadline_ms = ferry_mono_ms() + SRV_SHUTDOWN_LINGER_MS;
 	/* No new clients from here on. */
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fx_listener_fd(srv->listener), NULL);
 	fx_listener_close(srv->listener);
@@ -466,7 +458,7 @@ int memsrv_run(struct memsrv *srv, struct ferry_err *err)
 		int timeout = -1;
 
 		if (srv->stopping) {
-			uint64_t now = memsrv_now_ms();
+			uint64_t now = ferry_mono_ms();
 
 			if (srv->nsessions == 0 || now >= srv->stop_deadline_ms)
 				return 0;
@@ -513,8 +505,8 @@ void memsrv_destroy(struct memsrv *srv)
 		if (srv->sessions[i])
 			session_close(srv->sessions[i], "server shutting down");
 	/* Reap the flushes of what was closed, briefly; then free whatever is left regardless. */
-	until = memsrv_now_ms() + 200;
-	while (srv->nsessions > 0 && memsrv_now_ms() < until)
+	until = ferry_mono_ms() + 200;
+	while (srv->nsessions > 0 && ferry_mono_ms() < until)
 		if (poll_completions(srv, 10, &err))
 			break;
 	for (uint32_t i = 0; i < srv->sess_cap; i++)

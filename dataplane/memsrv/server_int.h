@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "dataplane/common/auth.h"
+#include "dataplane/common/mono_time.h"
 #include "dataplane/memsrv/config.h"
 #include "dataplane/memsrv/extent_alloc.h"
 #include "dataplane/memsrv/pool.h"
@@ -222,7 +223,6 @@ struct memsrv {
 };
 
 /* server.c */
-uint64_t memsrv_now_ms(void);
 /** A session is gone for good: free its table slot (and accept again if we had stopped). */
 void memsrv_session_gone(struct memsrv *srv, struct session *s);
 

@@ -131,7 +131,7 @@ static void reply_error_close(struct session *s, unsigned slot, uint64_t req, ui
 	}
 	s->state = SESS_CLOSING;
 	s->final_slot = (int)slot;
-	s->deadline_ms = memsrv_now_ms() + SESS_LINGER_MS;
+	s->deadline_ms = ferry_mono_ms() + SESS_LINGER_MS;
 }
 
 /* ------------------------------------------------------------ start and close */
@@ -164,7 +164,7 @@ int session_start(struct memsrv *srv, uint32_t idx, struct fx_conn *conn, const 
 	s->conn = conn;
 	s->final_slot = -1;
 	s->state = refuse ? SESS_REFUSING : SESS_NEW;
-	s->deadline_ms = memsrv_now_ms() + SESS_AUTH_TIMEOUT_MS;
+	s->deadline_ms = ferry_mono_ms() + SESS_AUTH_TIMEOUT_MS;
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	/* Messages from the SRQ find their session through this (cleared when the session closes). */
 	fx_conn_set_user(conn, s);
@@ -263,7 +263,7 @@ void session_close(struct session *s, const char *reason_in)
 	LOG_INFO("client %llu closed (%s, name %s): %s; released %u extents (%s)", (unsigned long long)s->sid,
 		 s->peer, who(s), reason, count, ferry_size_format(bytes, sz, sizeof(sz)));
 	s->state = SESS_ZOMBIE;
-	s->deadline_ms = memsrv_now_ms() + SESS_ZOMBIE_MAX_MS;
+	s->deadline_ms = ferry_mono_ms() + SESS_ZOMBIE_MAX_MS;
 	if (s->outstanding == 0)
 		session_destroy(s);
 }
@@ -311,7 +311,7 @@ void session_shutdown(struct session *s)
 	}
 	s->state = SESS_CLOSING;
 	s->final_slot = SESS_NOTICE_SLOT;
-	s->deadline_ms = memsrv_now_ms() + SRV_SHUTDOWN_LINGER_MS;
+	s->deadline_ms = ferry_mono_ms() + SRV_SHUTDOWN_LINGER_MS;
 }
 
 /* ------------------------------------------------------------ handlers */

@@ -197,7 +197,7 @@ static void d_finish(struct mig_dst *d, enum mig_phase ph, uint32_t code, const 
 	}
 	d->st = D_OVER;
 	d->prog.phase = ph;
-	d->prog.total_ns = mig_now_ns() - d->t0;
+	d->prog.total_ns = ferry_mono_ns() - d->t0;
 	mig_set_progress_error(d->prog.error, sizeof(d->prog.error), "%s", msg);
 	if (ph == MIG_PH_DONE) {
 		d->eng->c.succeeded++;
@@ -274,7 +274,7 @@ int mig_dst_prepare(struct mig_engine *eng, const struct migp_prepare *p, struct
 	ferry_auth_nonce(d->token);   /* 32 random bytes */
 	d->st = D_PREPARED;
 	d->prog.phase = MIG_PH_SETUP;
-	d->t0 = mig_now_ns();
+	d->t0 = ferry_mono_ns();
 	d->prog.started_ns = mig_wall_ns();
 	d->next = eng->dsts;
 	eng->dsts = d;
@@ -680,7 +680,7 @@ static void send_resumed(struct mig_dst *d)
 {
 	int rc;
 
-	d->prog.downtime_ns = mig_now_ns() - d->t_switch;
+	d->prog.downtime_ns = ferry_mono_ns() - d->t_switch;
 	rc = mig_send_msg(d->fd, d->eng->buf, migp_encode_resumed(++d->req, d->prog.downtime_ns, d->eng->buf,
 								  MIGP_MAX_MSG));
 	if (rc) {
@@ -712,7 +712,7 @@ static void on_switchover(struct mig_dst *d, const struct migp_switchover *so)
 {
 	struct pg_vm *vm = d->vm;
 
-	d->t_switch = mig_now_ns();
+	d->t_switch = ferry_mono_ns();
 	d->prog.phase = MIG_PH_SWITCHOVER;
 	d->prog.pages_remaining = so->pages_at_source;
 	if (d->state_have && vm->state && d->state_have == vm->state_total)
@@ -840,7 +840,7 @@ static void dst_stream_event(struct mig_evh *h, uint32_t events)
  */
 static int fetch_pages(struct mig_dst *d, const uint64_t *idx, unsigned n)
 {
-	uint64_t deadline = mig_now_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
+	uint64_t deadline = ferry_mono_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
 	struct migp_msg m;
 	struct fx_wc wc[16];
 	int code, rc;
@@ -853,7 +853,7 @@ static int fetch_pages(struct mig_dst *d, const uint64_t *idx, unsigned n)
 	for (;;) {
 		struct pollfd p[2] = { { .fd = d->fd, .events = POLLIN },
 				       { .fd = fx_ctx_fd(d->ctx), .events = POLLIN } };
-		uint64_t now = mig_now_ns();
+		uint64_t now = ferry_mono_ns();
 
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -992,7 +992,7 @@ void mig_dst_progress(const struct mig_dst *d, struct mig_progress *p)
 {
 	*p = d->prog;
 	if (d_active(d))
-		p->total_ns = mig_now_ns() - d->t0;
+		p->total_ns = ferry_mono_ns() - d->t0;
 }
 
 int mig_dst_abort(struct mig_dst *d, struct ferry_err *err)

@@ -358,7 +358,7 @@ void mig_engine_fini(struct pager *pg)
 /* [migrate] plan_continuous: every VM that runs here and takes part in no migration is sampled. */
 static void tick_continuous(struct pager *pg)
 {
-	uint64_t now = mig_now_ns();
+	uint64_t now = ferry_mono_ns();
 
 	for (struct pg_vm *vm = pg->vms; vm; vm = vm->next) {
 		struct ferry_err err = { 0 };

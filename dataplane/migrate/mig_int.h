@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "dataplane/common/auth.h"
+#include "dataplane/common/mono_time.h"
 #include "dataplane/migrate/migrate.h"
 #include "dataplane/pager/pager.h"
 #include "dataplane/transport/transport.h"
@@ -68,7 +69,6 @@ struct mig_engine {
 };
 
 /* ---------------------------------------------------------------- mig_io.c */
-uint64_t mig_now_ns(void);       /* CLOCK_MONOTONIC */
 uint64_t mig_wall_ns(void);      /* CLOCK_REALTIME */
 int mig_set_nonblock(int fd);
 /* Write all of @p buf within @p timeout_ms. 0 or -errno. */

@@ -21,14 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t mig_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t mig_wall_ns(void)
 {
 	struct timespec ts;
@@ -49,7 +41,7 @@ int mig_set_nonblock(int fd)
 static int wait_fd(int fd, short ev, uint64_t deadline)
 {
 	for (;;) {
-		uint64_t now = mig_now_ns();
+		uint64_t now = ferry_mono_ns();
 		struct pollfd p = { .fd = fd, .events = ev };
 		int rc;
 
@@ -68,7 +60,7 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 int mig_send_all(int fd, const void *buf, size_t len, int timeout_ms)
 {
 	const uint8_t *p = buf;
-	uint64_t deadline = mig_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t deadline = ferry_mono_ns() + (uint64_t)timeout_ms * 1000000u;
 
 	while (len) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
@@ -116,7 +108,7 @@ static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
 
 int mig_recv_msg(int fd, uint8_t *rx, struct migp_msg *m, int timeout_ms, int *code)
 {
-	uint64_t deadline = mig_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t deadline = ferry_mono_ns() + (uint64_t)timeout_ms * 1000000u;
 	struct migp_hdr h;
 	int rc;
 
@@ -197,7 +189,7 @@ int mig_tcp_connect(const char *host, uint16_t port, int timeout_ms, struct ferr
 		rc = ferry_err_set(err, errno, "connect %s:%u: %s", host, port, strerror(errno));
 		goto out;
 	}
-	rc = wait_fd(fd, POLLOUT, mig_now_ns() + (uint64_t)timeout_ms * 1000000u);
+	rc = wait_fd(fd, POLLOUT, ferry_mono_ns() + (uint64_t)timeout_ms * 1000000u);
 	if (rc) {
 		rc = ferry_err_set(err, -rc, "connect %s:%u: %s", host, port, strerror(-rc));
 		goto out;

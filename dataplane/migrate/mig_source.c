@@ -238,7 +238,7 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 			(void)mig_send_all(s->fd, s->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
 	}
 	s->prog.phase = ph;
-	s->prog.total_ns = mig_now_ns() - s->t0;
+	s->prog.total_ns = ferry_mono_ns() - s->t0;
 	mig_set_progress_error(s->prog.error, sizeof(s->prog.error), "%s", msg);
 	close_data(s);
 	if (ph == MIG_PH_DONE) {
@@ -470,7 +470,7 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	s->fd = -1;
 	s->mode = (enum mig_mode)st->mode;
 	snprintf(s->id, sizeof(s->id), "%s", st->id);
-	s->t0 = mig_now_ns();
+	s->t0 = ferry_mono_ns();
 	s->prog.started_ns = mig_wall_ns();
 	s->prog.phase = MIG_PH_SETUP;
 	s->prog.pages_total = vm->pm.npages;
@@ -647,7 +647,7 @@ struct wr_wait {
 static int wait_writes(struct pg_vm *serve, struct wr_wait *w, unsigned nw, unsigned *failed, char *why,
 		       size_t why_len)
 {
-	uint64_t deadline = mig_now_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
+	uint64_t deadline = ferry_mono_ns() + (uint64_t)MIG_IO_TIMEOUT_MS * 1000000u;
 	struct pollfd pfd[MIGP_SUBS_MAX + 2];
 
 	for (;;) {
@@ -681,7 +681,7 @@ static int wait_writes(struct pg_vm *serve, struct wr_wait *w, unsigned nw, unsi
 		}
 		if (!left)
 			return 0;
-		if (mig_now_ns() > deadline) {
+		if (ferry_mono_ns() > deadline) {
 			for (*failed = 0; !w[*failed].want; (*failed)++)
 				;
 			snprintf(why, why_len, "no completion within %d ms", MIG_IO_TIMEOUT_MS);
@@ -1116,7 +1116,7 @@ static void finish_stop(struct mig_src *s)
 static void start_stop(struct mig_src *s)
 {
 	s->prog.phase = MIG_PH_STOP;
-	s->t_stop = mig_now_ns();
+	s->t_stop = ferry_mono_ns();
 	/* The VMM pauses first (its vCPUs must reach a boundary, so their faults are still
 	 * served meanwhile), then the pager freezes the VM: no fault of it is answered from
 	 * now on, and with every page write-protected or sent, memory cannot change behind
@@ -1200,7 +1200,7 @@ void mig_src_tick(struct mig_src *s)
 	if (s->plan && s->observing) {
 		uint64_t deferred = 0;
 
-		if (!mig_plan_tick(s->plan, mig_now_ns()))
+		if (!mig_plan_tick(s->plan, ferry_mono_ns()))
 			return;   /* sampling the VM's accesses (mig_plan.h) */
 		s->observing = false;
 		/* Sampling is over: protect everything again (as the other modes do from the start),
@@ -1272,7 +1272,7 @@ static void src_stream_event(struct mig_evh *h, uint32_t events)
 	case MIGP_RESUMED:
 		if (s->prog.phase != MIG_PH_SWITCHOVER)
 			break;
-		s->prog.downtime_ns = mig_now_ns() - s->t_stop;
+		s->prog.downtime_ns = ferry_mono_ns() - s->t_stop;
 		s->prog.phase = MIG_PH_POSTCOPY;
 		LOG_INFO("migration of %s: the VM runs at the destination (downtime %.3f ms)", s->id,
 			 s->prog.downtime_ns / 1e6);
@@ -1327,7 +1327,7 @@ void mig_src_progress(const struct mig_src *s, struct mig_progress *p)
 {
 	*p = s->prog;
 	if (active(s))
-		p->total_ns = mig_now_ns() - s->t0;
+		p->total_ns = ferry_mono_ns() - s->t0;
 }
 
 int mig_src_abort(struct mig_src *s, struct ferry_err *err)

@@ -19,9 +19,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <time.h>
 
 #include "dataplane/common/ferry_err.h"
+#include "dataplane/common/mono_time.h"
 #include "dataplane/pagemap/pagemap.h"
 #include "dataplane/pager/config.h"
 #include "dataplane/pager/remote_store.h"
@@ -213,15 +213,6 @@ struct pg_ev {
 	void *obj;
 	uint16_t server;
 };
-
-/** CLOCK_MONOTONIC in ns (the pager's timing: rechecks, poll mode). */
-static inline uint64_t pg_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* uffd_loop.c */
 int pg_create(struct pager_config *cfg, struct pager **pg, struct ferry_err *err);

@@ -402,11 +402,11 @@ int pg_run(struct pager *pg, struct ferry_err *err)
 	while (!pg->stop) {
 		/* Poll mode while events come fast: a vCPU waits on every fault, and waking
 		 * a sleeping loop costs more than the fault's whole service. */
-		bool spin = pg->cfg->poll_us && pg_now_ns() - last_event < (uint64_t)pg->cfg->poll_us * 1000u;
+		bool spin = pg->cfg->poll_us && ferry_mono_ns() - last_event < (uint64_t)pg->cfg->poll_us * 1000u;
 		int n = epoll_wait(pg->epfd, ev, 32, spin || mig_engine_busy(pg) ? 0 : 50);
 
 		if (n > 0)
-			last_event = pg_now_ns();
+			last_event = ferry_mono_ns();
 
 		if (n < 0) {
 			if (errno == EINTR)

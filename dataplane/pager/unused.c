@@ -194,7 +194,7 @@ static void queue_recheck(struct pg_vm *vm, uint64_t first, uint64_t n)
 	 * event: look at the file a little later. If the VMM's thread is slower than
 	 * that, the page stays LOCAL over a hole: a later fault gets a zero page
 	 * (local_missing_faults), which is still the right content. */
-	vm->recheck_after = pg_now_ns() + PG_RECHECK_DELAY_NS;
+	vm->recheck_after = ferry_mono_ns() + PG_RECHECK_DELAY_NS;
 	if (vm->nrecheck == PG_RECHECK_MAX) {
 		vm->recheck_all = true;
 		return;
@@ -230,7 +230,7 @@ static void recheck_range(struct pg_vm *vm, uint64_t first, uint64_t n)
 
 void pg_unused_recheck(struct pg_vm *vm)
 {
-	if (pg_now_ns() < vm->recheck_after)
+	if (ferry_mono_ns() < vm->recheck_after)
 		return;
 	if (vm->recheck_all) {
 		recheck_range(vm, 0, vm->pm.npages);

@@ -46,14 +46,6 @@ struct wake_conn {
 static uint8_t out_buf[FERRY_WAKE_MAX_MSG];
 static struct ferry_wake_msg in_msg;
 
-uint64_t wake_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int wake_shared_init(struct wake_shared *sh, uint32_t max_vms, struct ferry_err *err)
 {
 	int rc;
@@ -322,7 +314,7 @@ static int do_vm_ref(struct wake_ctl *ctl, struct wake_conn *c, const struct fer
 	if (vm && running) {
 		value = vm->nsyn;
 		if (vm->wake_wanted)
-			wake_ms = (double)(wake_now_ns() - vm->wake_first_ns) / 1e6;
+			wake_ms = (double)(ferry_mono_ns() - vm->wake_first_ns) / 1e6;
 		if (vm->nsyn) {
 			/* The burst loop sends the frames, then removes the VM. */
 			vm->replay_pending = true;
@@ -609,7 +601,7 @@ static void accept_conns(struct wake_ctl *ctl)
 		}
 		ctl->conns[slot]->fd = fd;
 		ctl->conns[slot]->id = ++next_id;
-		ctl->conns[slot]->auth_deadline_ns = wake_now_ns() + AUTH_DEADLINE_NS;
+		ctl->conns[slot]->auth_deadline_ns = ferry_mono_ns() + AUTH_DEADLINE_NS;
 		WAKE_INC(ctl->sh->ctl.ctl_connections, 1);
 		LOG_INFO("control %u: connected", next_id);
 	}
@@ -627,7 +619,7 @@ static int send_due_wakes(struct wake_ctl *ctl)
 {
 	static struct due_wake due[64];
 	struct wake_shared *sh = ctl->sh;
-	uint64_t now = wake_now_ns(), next = UINT64_MAX;
+	uint64_t now = ferry_mono_ns(), next = UINT64_MAX;
 	int ndue = 0, nauthed = 0;
 	uint32_t pos = 0;
 	struct wake_vm *vm;
@@ -689,7 +681,7 @@ static int send_due_wakes(struct wake_ctl *ctl)
 	}
 	if (next == UINT64_MAX)
 		return -1;
-	now = wake_now_ns();
+	now = ferry_mono_ns();
 	return next <= now ? 0 : (int)((next - now) / 1000000u) + 1;
 }
 
@@ -707,7 +699,7 @@ void wake_ctl_run(struct wake_ctl *ctl)
 		timeout = 100;   /* also the bound on noticing sh->stop and auth deadlines */
 		for (int i = 0; i < WAKE_CTL_MAX_CONNS; i++) {
 			if (ctl->conns[i] && ctl->conns[i]->state != CONN_AUTHED &&
-			    wake_now_ns() > ctl->conns[i]->auth_deadline_ns) {
+			    ferry_mono_ns() > ctl->conns[i]->auth_deadline_ns) {
 				WAKE_INC(sh->ctl.ctl_unauth_refused, 1);
 				conn_close(ctl, i, "not authenticated within 5 s");
 			}

@@ -23,6 +23,7 @@
 
 #include "dataplane/common/auth.h"
 #include "dataplane/common/ferry_err.h"
+#include "dataplane/common/mono_time.h"
 #include "dataplane/wake/wake_table.h"
 
 /* Counters of the burst loop (one writer). Order = STATS_OK order. */
@@ -68,7 +69,6 @@ void wake_shared_fini(struct wake_shared *sh);
 /** Burst loop: a VM became due for waking; wake the control thread. */
 void wake_shared_kick(struct wake_shared *sh);
 
-uint64_t wake_now_ns(void);
 
 #define WAKE_CTL_MAX_CONNS 16
 

@@ -150,7 +150,7 @@ static void handle_arp(struct wake_lcore *lc, struct rte_mbuf *m, uint8_t *f, co
 		ours = true;
 		memcpy(mac, vm->mac, 6);
 		if (sh->wake_on_arp)
-			kick = wake_vm_note_access(vm, p, wake_now_ns());
+			kick = wake_vm_note_access(vm, p, ferry_mono_ns());
 	}
 	pthread_mutex_unlock(&sh->lock);
 	if (kick)
@@ -187,7 +187,7 @@ static void handle_syn(struct rte_mbuf *m, uint8_t *f, size_t len, const struct 
 		/* Replayed as captured, a SYN with a partial (offloaded) checksum is dropped by the VM. */
 		fixed = wake_pkt_fix_checksums(f, p);
 		res = wake_vm_store_syn(vm, f, len, p);
-		kick = wake_vm_note_access(vm, p, wake_now_ns());
+		kick = wake_vm_note_access(vm, p, ferry_mono_ns());
 		memcpy(id, vm->id, sizeof(id));
 	}
 	pthread_mutex_unlock(&sh->lock);

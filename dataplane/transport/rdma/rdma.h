@@ -72,9 +72,10 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
+#include "dataplane/common/mono_time.h"
+#include "dataplane/transport/fx_list.h"
 #include "dataplane/transport/transport.h"
 #include "dataplane/transport/transport_backend.h"
-#include "dataplane/transport/fx_list.h"
 
 #define RDMA_CQ_BATCH 64
 /* While spinning, look at the CM / async / completion-channel fds this often. */
@@ -231,7 +232,6 @@ static inline struct rdma_rwr *rdma_rcv_slot(const struct rdma_conn *c, uint64_t
 enum { RDMA_EV_COMP = 1, RDMA_EV_CM = 2, RDMA_EV_ASYNC = 3, RDMA_EV_KICK = 4 };
 
 /* rdma_ctx.c */
-uint64_t rdma_now_ns(void);
 bool rdma_conn_has_completion(const struct rdma_conn *c);
 void rdma_kick(struct rdma_ctx *ctx);
 void rdma_mark_ready(struct rdma_conn *c);

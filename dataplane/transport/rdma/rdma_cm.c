@@ -259,7 +259,7 @@ static int wait_event(struct rdma_event_channel *ch, uint64_t deadline, enum rdm
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return -errno;
 
-		uint64_t now = rdma_now_ns();
+		uint64_t now = ferry_mono_ns();
 
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -283,7 +283,7 @@ int rdma_connect_(struct fx_ctx *b, struct fx_pd *pd, const char *host, uint16_t
 {
 	struct rdma_ctx *ctx = rdma_ctx_of(b);
 	uint32_t tmo = b->opts.connect_timeout_ms;
-	uint64_t deadline = rdma_now_ns() + (uint64_t)tmo * 1000000ull;
+	uint64_t deadline = ferry_mono_ns() + (uint64_t)tmo * 1000000ull;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
 	struct rdma_event_channel *ch = NULL;
@@ -329,7 +329,7 @@ int rdma_connect_(struct fx_ctx *b, struct fx_pd *pd, const char *host, uint16_t
 		goto fail;
 	}
 	{
-		uint64_t now = rdma_now_ns();
+		uint64_t now = ferry_mono_ns();
 		int ms = deadline > now ? (int)((deadline - now) / 1000000) : 1;
 
 		if (rdma_resolve_route(id, ms > 0 ? ms : 1)) {

@@ -24,14 +24,6 @@
 #include "dataplane/common/ferry_log.h"
 #include "dataplane/transport/rdma/rdma.h"
 
-uint64_t rdma_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void rdma_kick(struct rdma_ctx *ctx)
 {
 	uint64_t one = 1;

@@ -310,7 +310,7 @@ static void check_events(struct rdma_ctx *ctx, uint64_t now)
 int rdma_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 {
 	struct rdma_ctx *ctx = rdma_ctx_of(b);
-	uint64_t start = rdma_now_ns(), now;
+	uint64_t start = ferry_mono_ns(), now;
 	uint64_t user_deadline = timeout_ms > 0 ? start + (uint64_t)timeout_ms * 1000000ull : UINT64_MAX;
 	uint64_t spin_end = start + (uint64_t)ctx->base.opts.poll_spin_us * 1000ull;
 	int n = 0;
@@ -327,7 +327,7 @@ int rdma_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 	}
 	for (;;) {
 		drain_cq(ctx);
-		now = rdma_now_ns();
+		now = ferry_mono_ns();
 		if (now >= ctx->next_evcheck_ns)
 			check_events(ctx, now);
 		if (now >= ctx->next_check_ns)
@@ -359,7 +359,7 @@ int rdma_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 		struct epoll_event ev[4];
 		int k = epoll_wait(ctx->epfd, ev, 4, wait_ms);
 
-		now = rdma_now_ns();
+		now = ferry_mono_ns();
 		ctx->next_evcheck_ns = now + RDMA_EVCHECK_NS;
 		handle_ready(ctx, ev, k);
 	}

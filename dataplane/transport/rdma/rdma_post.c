@@ -64,7 +64,7 @@ int rdma_post_send(struct fx_conn *conn, const struct fx_send_wr *wr, int n, int
 		return 0;
 	}
 	room = c->base.opts.max_send_wr - (uint32_t)(c->sq_head - c->sq_tail);
-	now = rdma_now_ns();
+	now = ferry_mono_ns();
 	for (i = 0; i < n; i++) {
 		const struct fx_send_wr *w = &wr[i];
 		struct ibv_send_wr *h = &ctx->swr[i];
@@ -297,7 +297,7 @@ int rdma_mw_bind(struct fx_conn *conn, struct fx_mr *mr, void *addr, size_t leng
 	wr.bind_mw.bind_info.mw_access_flags = (unsigned)acc;
 	s->seq = seq;
 	s->wr_id = 0;
-	s->post_ns = rdma_now_ns();
+	s->post_ns = ferry_mono_ns();
 	s->byte_len = 0;
 	s->opcode = RDMA_OP_BIND;
 	s->signaled = 0;

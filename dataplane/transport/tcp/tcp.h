@@ -60,9 +60,10 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "dataplane/common/mono_time.h"
+#include "dataplane/transport/fx_list.h"
 #include "dataplane/transport/transport.h"
 #include "dataplane/transport/transport_backend.h"
-#include "dataplane/transport/fx_list.h"
 #include "proto/page.h"
 
 #define TCP_REQID_TAG        (1ULL << 63)
@@ -331,7 +332,6 @@ static inline struct tcp_srq *tcp_srq_of(struct fx_srq *b)
 
 /* ---------------------------------------------------------------- tcp_ctx.c */
 
-uint64_t tcp_now_ns(void);
 /** Connection has I/O to make progress on (read or write). */
 void tcp_mark_work(struct tcp_conn *c);
 /** Connection has completions to reap (if its queue heads say so). */

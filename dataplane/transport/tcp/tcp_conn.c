@@ -311,7 +311,7 @@ void tcp_conn_fail(struct tcp_conn *c, enum fx_wc_status oldest_status, bool lin
 	 * completions we just produced: then the ERROR reply is not sent. */
 	if (linger && c->out_appmem == 0 && c->fd >= 0) {
 		c->linger = true;
-		c->linger_deadline = tcp_now_ns() + c->ctx->op_timeout_ns;
+		c->linger_deadline = ferry_mono_ns() + c->ctx->op_timeout_ns;
 		tcp_arm_timer(c->ctx, c->linger_deadline);
 		if (c->wr_ready && tcp_out_flush(c) < 0) {
 			tcp_conn_end_linger(c);
@@ -488,7 +488,7 @@ static int connect_one(const struct addrinfo *ai, uint64_t deadline, uint32_t ti
 			return -e;
 		}
 		for (;;) {
-			uint64_t now = tcp_now_ns();
+			uint64_t now = ferry_mono_ns();
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
 
 			if (now >= deadline) {
@@ -530,7 +530,7 @@ int tcp_connect(struct fx_ctx *bctx, struct fx_pd *pd, const char *host, uint16_
 {
 	struct tcp_ctx *ctx = tcp_ctx_of(bctx);
 	uint32_t tmo = bctx->opts.connect_timeout_ms;
-	uint64_t deadline = tcp_now_ns() + (uint64_t)tmo * 1000000ull;
+	uint64_t deadline = ferry_mono_ns() + (uint64_t)tmo * 1000000ull;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res = NULL, *ai;

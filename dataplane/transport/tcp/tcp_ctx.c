@@ -22,14 +22,6 @@
 
 #define TCP_EPOLL_EVENTS 64
 
-uint64_t tcp_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void tcp_kick(struct tcp_ctx *ctx)
 {
 	uint64_t one = 1;
@@ -271,7 +263,7 @@ static void check_timeouts(struct tcp_ctx *ctx, uint64_t now)
 static int tcp_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 {
 	struct tcp_ctx *ctx = tcp_ctx_of(b);
-	uint64_t start = tcp_now_ns(), now = start;
+	uint64_t start = ferry_mono_ns(), now = start;
 	uint64_t user_deadline = timeout_ms > 0 ? start + (uint64_t)timeout_ms * 1000000ull : UINT64_MAX;
 	uint64_t spin_end = start + (uint64_t)ctx->base.opts.poll_spin_us * 1000ull;
 	int n = 0, wait_ms = 0;
@@ -289,7 +281,7 @@ static int tcp_poll(struct fx_ctx *b, struct fx_wc *wc, int max, int timeout_ms)
 	for (;;) {
 		handle_events(ctx, wait_ms);
 		progress(ctx);
-		now = tcp_now_ns();
+		now = ferry_mono_ns();
 		if (now >= ctx->next_check_ns)
 			check_timeouts(ctx, now);
 		n += reap(ctx, wc + n, max - n);

@@ -330,7 +330,7 @@ int tcp_post_send(struct fx_conn *conn, const struct fx_send_wr *wr, int n, int 
 {
 	struct tcp_conn *c = tcp_conn_of(conn);
 	struct fx_ctx_stats *st = &c->ctx->base.stats;
-	uint64_t now = tcp_now_ns();
+	uint64_t now = ferry_mono_ns();
 	int i = 0, perr = 0;
 
 	while (i < n) {

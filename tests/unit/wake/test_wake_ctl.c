@@ -254,7 +254,7 @@ static void simulate_syn(const uint8_t ip[4], uint16_t sport)
 	vm = wake_table_find_ip(&sh.table, ip);
 	assert_non_null(vm);
 	wake_vm_store_syn(vm, frame, sizeof(frame), &p);
-	first = wake_vm_note_access(vm, &p, wake_now_ns());
+	first = wake_vm_note_access(vm, &p, ferry_mono_ns());
 	pthread_mutex_unlock(&sh.lock);
 	if (first)
 		wake_shared_kick(&sh);
