@@ -143,7 +143,7 @@ const char *ferryd_roles_str(uint32_t roles, char *buf, size_t len);
 	X(malformed) X(errors_sent) X(requests) X(registers) X(reports) X(nodes_down)               \
 	X(role_changes) X(reports_sent) X(report_failures) X(peer_failures) X(child_starts)         \
 	X(child_exits) X(hibernates) X(resumes) X(migrations) X(ops_failed) X(wake_msgs)    \
-	X(idle_hibernates) X(resume_retries)
+	X(idle_hibernates) X(resume_retries) X(stale_placements)
 
 #define FERRYD_FIELD(n) uint64_t n;
 struct ferryd_counters { FERRYD_COUNTERS(FERRYD_FIELD) };
@@ -252,6 +252,7 @@ struct ferryd {
 	unsigned int next_conn_id;
 	uint64_t next_req;
 	uint64_t start_ms;
+	uint64_t last_stamp;               /**< the last ferry_ctrl_vm.gen this node gave (ferryd_vm_stamp) */
 	bool stopping;
 	struct ferryd_counters ctr;
 
@@ -392,8 +393,17 @@ int ferryd_vm_hibernate(struct ferryd *d, struct ferryd_conn *c, uint64_t req, c
 int ferryd_vm_resume(struct ferryd *d, struct ferryd_conn *c, uint64_t req, const struct ferry_ctrl_vm_req *r);
 /** RESUME on behalf of conn @p waiter (0: nobody waits, e.g. ferry-wake's WAKE_REQUEST). */
 int ferryd_vm_resume_for(struct ferryd *d, unsigned int waiter, uint64_t req, const struct ferry_ctrl_vm_req *r);
-/** Change @p vm's state; tells the local ferry-wake what it must know when this node holds the accept role. */
+/**
+ * Change @p vm's state and stamp it (ferryd_vm_stamp); tells the local ferry-wake what it must know when this
+ * node holds the accept role.
+ */
 void ferryd_vm_set_state(struct ferryd *d, struct ferryd_vm *vm, uint8_t state);
+/**
+ * The stamp (ferry_ctrl_vm.gen) of a change to @p vm made here: rising, from the wall clock, when @p vm is
+ * placed on this node; 0 otherwise (only a VM's own node stamps, so stamps of different clocks are never
+ * compared).
+ */
+uint64_t ferryd_vm_stamp(struct ferryd *d, const struct ferryd_vm *vm);
 
 /*
  * ferryd_hib.c: hibernation adapter. A VM with hook commands runs them (0 and *pid of the hook);

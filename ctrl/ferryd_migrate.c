@@ -217,7 +217,9 @@ static void mig_end(struct ferryd *d, struct ferryd_vm *vm, bool moved)
 	if (moved) {
 		snprintf(vm->v.node, sizeof(vm->v.node), "%s", vm->mig_main);
 		d->ctr.migrations++;
-	} else {
+	}
+	vm->v.gen = ferryd_vm_stamp(d, vm);   /* 0 once handed over: the main host stamps from now on */
+	if (!moved) {
 		d->ctr.ops_failed++;
 		/* The main host runs a shell waiting for this VM: it is not coming. */
 		if (vm->mig_endpoint)

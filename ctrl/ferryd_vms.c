@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -208,11 +209,23 @@ void ferryd_vms_placed(struct ferryd *d, const struct ferry_ctrl_vm *v)
 		return;   /* something is in flight here: ours is newer */
 	if (vm->v.state == FERRY_CTRL_VM_FAILED && v->state == FERRY_CTRL_VM_HIBERNATED)
 		return;   /* FAILED is hibernated plus "every resume failed": keep saying so */
+	if (v->gen && vm->v.gen && v->gen < vm->v.gen && strcmp(vm->v.node, v->node) == 0) {
+		/*
+		 * Older news from the same node: a report built while the VM was
+		 * still resuming there, overtaken by the resume's answer.
+		 */
+		d->ctr.stale_placements++;
+		LOG_DEBUG("vm %s: stale placement from %s (%s, stamp %llu < %llu) ignored", v->id, v->node,
+			  ferry_ctrl_vm_state_name(v->state), (unsigned long long)v->gen,
+			  (unsigned long long)vm->v.gen);
+		return;
+	}
 	if (vm->v.state != v->state || strcmp(vm->v.node, v->node) != 0)
 		LOG_INFO("vm %s: %s on %s -> %s on %s", v->id, ferry_ctrl_vm_state_name(vm->v.state), vm->v.node,
 			 ferry_ctrl_vm_state_name(v->state), v->node[0] ? v->node : "-");
 	snprintf(vm->v.node, sizeof(vm->v.node), "%s", v->node);
 	ferryd_vm_set_state(d, vm, v->state);
+	vm->v.gen = v->gen;   /* the placing node's stamp, not ours */
 }
 
 void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs)
@@ -230,6 +243,24 @@ void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs)
 }
 
 /*
+ * Only the node a VM is placed on stamps its changes, so that stamps of one
+ * node are compared only with each other (no clock agreement needed between
+ * nodes). The wall clock keeps them rising across a restart of this ferryd.
+ */
+uint64_t ferryd_vm_stamp(struct ferryd *d, const struct ferryd_vm *vm)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (strcmp(vm->v.node, d->cfg.name) != 0)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	d->last_stamp = now > d->last_stamp ? now : d->last_stamp + 1;
+	return d->last_stamp;
+}
+
+/*
  * Every state change goes through here: the accept node's ferry-wake must
  * know which VMs are hibernated, and hear VM_RUNNING only once a resumed VM
  * runs (a RUNNING placement is published only after the VM announced
@@ -240,6 +271,7 @@ void ferryd_vm_set_state(struct ferryd *d, struct ferryd_vm *vm, uint8_t state)
 	uint8_t old = vm->v.state;
 
 	vm->v.state = state;
+	vm->v.gen = ferryd_vm_stamp(d, vm);
 	if (old == state || !d->role_held)
 		return;
 	if (state == FERRY_CTRL_VM_HIBERNATED)
@@ -647,8 +679,8 @@ static int resume_on(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter
 		vm->picking = false;
 		vm->op = OP_RESUME;
 		vm->state_before = vm->v.state;
-		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RESUMING);
 		snprintf(vm->v.node, sizeof(vm->v.node), "%s", d->cfg.name);
+		ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_RESUMING);
 		vm->op_started_ms = ferry_mono_ms();
 		vm->op_deadline_ms = vm->op_started_ms + HOOK_TIMEOUT_MS;
 		vm->waiter = waiter;

@@ -333,6 +333,7 @@ static void rd_vm(struct rd *r, struct ferry_ctrl_vm *vm)
 		memcpy(vm->ip, q, 4);
 		memcpy(vm->mac, q + 4, 6);
 	}
+	vm->gen = rd_u64(r);
 	rd_str(r, vm->id, STR_NAME, false);
 	rd_str(r, vm->node, STR_NAME, true);
 }
@@ -348,6 +349,7 @@ static void wr_vm(struct wr *w, const struct ferry_ctrl_vm *vm)
 		memcpy(q, vm->ip, 4);
 		memcpy(q + 4, vm->mac, 6);
 	}
+	wr_u64(w, vm->gen);
 	wr_str(w, vm->id, STR_NAME, false);
 	wr_str(w, vm->node, STR_NAME, true);
 }

@@ -29,7 +29,7 @@
  *                           (per mille), u32 age_ms, str name, str addr?
  *     VMS                0                                      -> VMS_OK
  *     VMS_OK            8+  u16 count (<= 256), u16 reserved, u32 reserved, count x vm (reply)
- *         vm           12+  u8 state, u8 reserved, ip[4], mac[6], str id, str node?
+ *         vm           20+  u8 state, u8 reserved, ip[4], mac[6], u64 gen, str id, str node?
  *     MIGRATE          16+  u64 budget (bytes, 0 none), u8 mode, u8 sub_count (1..16),
  *                           u16 reserved, u32 reserved, str vm, str main, sub_count x str
  *                                                     -> PROGRESS ... PROGRESS(final) | ERROR
@@ -74,7 +74,7 @@
 #include <stdint.h>
 
 #define FERRY_CTRL_MAGIC          0x4C544346u  /* "FCTL" */
-#define FERRY_CTRL_VERSION        1u
+#define FERRY_CTRL_VERSION        2u
 #define FERRY_CTRL_HDR_LEN        24u
 #define FERRY_CTRL_NONCE_LEN      32u
 #define FERRY_CTRL_MAC_LEN        32u
@@ -274,6 +274,15 @@ struct ferry_ctrl_vm {
 	uint8_t mac[6];                          /**< all zero: unknown */
 	char id[FERRY_CTRL_NAME_MAX + 1];
 	char node[FERRY_CTRL_NAME_MAX + 1];      /**< "" when unknown */
+	/**
+	 * Stamp of the node the VM is placed on (`node`), raised at each change
+	 * it makes; 0 when the change was made elsewhere (the coordinator's
+	 * FAILED, a migration's source handing the VM over) or is unknown.
+	 * Placements from one node can arrive out of order (every request is
+	 * its own connection): a receiver drops one whose non-zero stamp is
+	 * below the non-zero stamp it holds for the same node.
+	 */
+	uint64_t gen;
 };
 
 struct ferry_ctrl_vms {

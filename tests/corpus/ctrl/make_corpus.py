@@ -18,7 +18,7 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 MAGIC = 0x4C544346
-VERSION = 1
+VERSION = 2
 F_REPLY = 1
 SMALL = 4096
 BIG = 65536
@@ -52,13 +52,13 @@ def s(b, n=None):
     return bytes([len(b) if n is None else n]) + b
 
 
-def hello(name=b'ferryctl', vmin=1, vmax=1):
+def hello(name=b'ferryctl', vmin=2, vmax=2):
     return struct.pack('<BBBBI', vmin, vmax, len(name), 0, 0) + name
 
 
 def vm(vid=b'vm-1', node=b'h1', state=1, ip=bytes([10, 77, 0, 50]),
-       mac=bytes([2, 0x77, 0, 0, 0, 0x50]), reserved=0):
-    return bytes([state, reserved]) + ip + mac + s(vid) + s(node)
+       mac=bytes([2, 0x77, 0, 0, 0, 0x50]), reserved=0, gen=1795337073580470000):
+    return bytes([state, reserved]) + ip + mac + struct.pack('<Q', gen) + s(vid) + s(node)
 
 
 def node(name=b'h1', addr=b'10.77.0.1:22001', roles=0xb, state=1, cpus=2,
@@ -168,7 +168,8 @@ CASES = {
     'header-short': (hdr(STATUS, 0)[:23], E_TRUNCATED),
     'bad-magic-wake-protocol': (msg(STATUS, b'', magic=0x4B415746), E_BAD_MAGIC),
     'bad-magic-http': (b'GET / HTTP/1.1\r\nHost: x\r\n\r\n', E_BAD_MAGIC),
-    'version-2': (msg(STATUS, b'', version=2), E_VERSION),
+    'version-1': (msg(STATUS, b'', version=1), E_VERSION),
+    'version-3': (msg(STATUS, b'', version=3), E_VERSION),
     'version-0': (msg(STATUS, b'', version=0), E_VERSION),
     'type-zero': (hdr(0, 0, flags=0), E_UNKNOWN_TYPE),
     'type-26': (hdr(26, 0, flags=0), E_UNKNOWN_TYPE),
@@ -187,7 +188,7 @@ CASES = {
 
     # Handshake.
     'hello-name-empty': (msg(HELLO, hello(b'')), E_MALFORMED),
-    'hello-version-inverted': (msg(HELLO, hello(vmin=2, vmax=1)), E_MALFORMED),
+    'hello-version-inverted': (msg(HELLO, hello(vmin=3, vmax=2)), E_MALFORMED),
     'auth-short': (msg(AUTH, NONCE), E_MALFORMED),
     'auth-ok-long': (msg(AUTH_OK, HMAC + b'\0'), E_MALFORMED),
 

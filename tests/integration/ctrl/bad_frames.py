@@ -22,6 +22,7 @@ import struct
 import sys
 
 MAGIC = 0x4C544346
+VERSION = 2   # FERRY_CTRL_VERSION
 T_STATUS, T_STATUS_OK, T_ERROR = 5, 6, 25
 failed = 0
 
@@ -75,11 +76,11 @@ def corpus(d, name):
 
 
 def status_msg():
-    return struct.pack('<IBBHQII', MAGIC, 1, T_STATUS, 0, 99, 0, 0)
+    return struct.pack('<IBBHQII', MAGIC, VERSION, T_STATUS, 0, 99, 0, 0)
 
 
 def tcp(host, port, cdir):
-    cases = ['bad-magic-http', 'version-2', 'type-26', 'lying-payload-len', 'hello-name-empty',
+    cases = ['bad-magic-http', 'version-3', 'type-26', 'lying-payload-len', 'hello-name-empty',
              'vm-id-space', 'ok-status']
     for name in cases:
         data, code = corpus(cdir, name)
@@ -133,7 +134,7 @@ E_UNKNOWN_NODE, E_DENIED = 13, 22
 
 
 def frame(mtype, payload, req=7):
-    return struct.pack('<IBBHQII', MAGIC, 1, mtype, 0, req, len(payload), 0) + payload
+    return struct.pack('<IBBHQII', MAGIC, VERSION, mtype, 0, req, len(payload), 0) + payload
 
 
 def sstr(b):
@@ -144,7 +145,7 @@ def login(host, port, secret_path, name):
     """The frame.h handshake as peer NAME; both MACs checked (auth.h: key = SHA-256(file))."""
     key = hashlib.sha256(open(secret_path, 'rb').read()[:1024].rstrip(b'\r\n')).digest()
     s = socket.create_connection((host, port), timeout=3)
-    s.sendall(frame(T_HELLO, struct.pack('<BBBBI', 1, 1, len(name), 0, 0) + name))
+    s.sendall(frame(T_HELLO, struct.pack('<BBBBI', VERSION, VERSION, len(name), 0, 0) + name))
     mtype, pay = recv_msg(s)
     assert mtype == T_CHALLENGE, 'no CHALLENGE: %d' % mtype
     nonce_s, nonce_c = pay[4:36], os.urandom(32)
@@ -156,8 +157,51 @@ def login(host, port, secret_path, name):
     return s
 
 
+T_VMS, T_VMS_OK, T_VM_PLACED, T_OK = 9, 10, 20, 24
+
+
+def vms(s):
+    """VMS -> {id: (state, node, gen)} (proto/ctrl.h: VMS_OK, vm)."""
+    s.sendall(frame(T_VMS, b''))
+    mtype, pay = recv_msg(s)
+    assert mtype == T_VMS_OK, 'VMS answered %d' % mtype
+    count, out, off = struct.unpack('<H', pay[:2])[0], {}, 8
+    for _ in range(count):
+        state, gen = pay[off], struct.unpack('<Q', pay[off + 12:off + 20])[0]
+        off += 20
+        vid = pay[off + 1:off + 1 + pay[off]]
+        off += 1 + pay[off]
+        node = pay[off + 1:off + 1 + pay[off]]
+        off += 1 + pay[off]
+        out[vid.decode()] = (state, node.decode(), gen)
+    return out
+
+
+def placed(s, vid, state, node, gen):
+    body = bytes([state, 0]) + bytes(10) + struct.pack('<Q', gen) + sstr(vid.encode()) + sstr(node.encode())
+    s.sendall(frame(T_VM_PLACED, body))
+    r = recv_msg(s)
+    return r is not None and r[0] == T_OK
+
+
+def stale_placement(s, name, vid):
+    """
+    A placement from NAME stamped below the one the coordinator holds (a report
+    overtaken by the resume's answer) is dropped; one stamped above is taken.
+    """
+    state, node, gen = vms(s)[vid]
+    check(node == name and gen > 0, 'peer %s: %s placed on it, stamped (%d)' % (name, vid, gen))
+    check(placed(s, vid, 2, name, gen - 1), 'peer %s: a stale VM_PLACED is answered OK' % name)
+    check(vms(s)[vid] == (state, node, gen), 'peer %s: ... and ignored: %s still %d@%s' % (name, vid, state, node))
+    check(placed(s, vid, state, name, gen + 1), 'peer %s: a newer VM_PLACED is answered OK' % name)
+    check(vms(s)[vid] == (state, node, gen + 1), 'peer %s: ... and taken (stamp %d)' % (name, gen + 1))
+
+
 def peer(host, port, secret_path, name, case):
     s = login(host, port, secret_path, name.encode())
+    if case.startswith('stale-placement:'):
+        stale_placement(s, name, case.split(':', 1)[1])
+        return
     if case == 'report-for-other':      # NODE_REPORT naming another node
         body = struct.pack('<IIIHHQQII', 100, 100, 100, 2, 0, 1000, 500, 0, 0) + sstr(b'h3')
         s.sendall(frame(T_NODE_REPORT, body))

@@ -212,6 +212,10 @@ check "... and the VM is running there" test "$(echo "$rj" | jq -r .vms[0].state
 check "the resume hook ran on $where" test -e "$dir/resumed-on-$where"
 check "every ferryd learns the new placement" \
 	wait_for 3 sh -c "[ \$('$ferryctl' -s '$dir/h3.sock' vms --json | jq -r '.vms[0].node') = $where ] && [ \$('$ferryctl' -s '$dir/h2.sock' vms --json | jq -r '.vms[0].node') = $where ]"
+st0=$(stat h1 stale_placements)
+check "a placement from $where older than the one h1 holds is ignored, a newer one taken" \
+	peer "$where" 10.77.0.1 "$where" stale-placement:vm-1
+check "h1 counted the stale one" test "$(stat h1 stale_placements)" -gt "$st0"
 check "unknown VM: clear error" sh -c "'$ferryctl' -s '$dir/h1.sock' resume vm-9 2>&1 | grep -q 'unknown VM vm-9'"
 
 # -- migration without an engine here: a clear NOT_AVAILABLE (it_ctrl_migrate migrates for real) --

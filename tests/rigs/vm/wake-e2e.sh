@@ -338,7 +338,8 @@ nodes)
 	touch "$T/break-n1"
 	out=$(fctl n1 resume vm0 --json 2>&1) || true
 	echo "  resume with n1 broken: $out"
-	check "retried: vm0 running on n2" test "$(vm_state n1)" = running@n2
+	st=$(vm_state n1)
+	check "retried: vm0 running on n2 (n1 says $st)" test "$st" = running@n2
 	check "n1's failure was logged, the retry counted" bash -c "grep -q 'retrying the resume on n2' '$T/ferryd-n1.log'"
 	check "vm0 answers after the retry" access nodes2
 	# Broken on both: FAILED with both reasons, still hibernated underneath.
