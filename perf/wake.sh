@@ -74,7 +74,7 @@ echo "ferry-perf wake: ARP (reply latency at the client, $narp requests each)"
 column -s, -t <"$out/arp.csv"
 echo
 echo "ferry-perf wake: access to a hibernated VM through ferry-wake + ferryd (client SYN -> first echoed byte)"
-printf '%-5s %6s %5s %4s %10s %14s %16s %12s %9s\n' mode guest used reps stored_MiB resume->run_ms SYN->1st_byte_ms connect_ms retrans
+printf '%-5s %6s %5s %4s %10s %14s %16s %12s %9s\n' mode guest used reps stored_MiB 'resume->run_ms' 'SYN->1st_byte_ms' connect_ms retrans
 awk -F, 'NR > 1 { k = $1 FS $2 FS $3; if (!(k in n)) o[++m] = k; n[k]++; f[k, n[k]] = $10; c[k, n[k]] = $6; r[k, n[k]] = $5; if ($8 > 0) x[k]++; s[k] = $9 }
 	function med(a, k, m,   i, j, t, v) { for (i = 1; i <= m; i++) v[i] = a[k, i]
 		for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
