@@ -31,6 +31,8 @@ struct access_sampler {
 	uint64_t nblocks;
 	unsigned block_pages;
 	struct planner *pl;
+	uint64_t first_page;  /* planner page of the range's first page */
+	bool part;            /* one of several on pl: the owner ends the planner's periods */
 	access_sampler_drop_fn *drop;
 	void *drop_ctx;
 	access_sampler_hold_fn *held;
@@ -98,6 +100,21 @@ nomem_s:
 nomem:
 	ferry_err_set(err, ENOMEM, "access sampler: no memory");
 	return NULL;
+}
+
+int access_sampler_set_part(struct access_sampler *s, uint64_t first_page, struct ferry_err *err)
+{
+	uint64_t covered = planner_nblocks(s->pl) * planner_block_pages(s->pl);
+
+	if (s->active || s->st.periods || s->stopped)
+		return ferry_err_set(err, EBUSY, "access sampler: already armed");
+	if (first_page > covered || covered - first_page < s->npages)
+		return ferry_err_set(err, EINVAL, "access sampler: pages [%llu, +%llu) outside the planner's %llu",
+				     (unsigned long long)first_page, (unsigned long long)s->npages,
+				     (unsigned long long)covered);
+	s->first_page = first_page;
+	s->part = true;
+	return 0;
 }
 
 void access_sampler_destroy(struct access_sampler *s)
@@ -245,7 +262,7 @@ static int handle_minor(struct access_sampler *s, uintptr_t addr, uint64_t page,
 	if (write)
 		s->st.minor_write_faults++;
 	if (s->active) {
-		planner_note(s->pl, page, write ? PLAN_WRITE : PLAN_READ);
+		planner_note(s->pl, s->first_page + page, write ? PLAN_WRITE : PLAN_READ);
 		if (now < was)
 			now = was;
 		s->state[block] = now;
@@ -277,7 +294,7 @@ static int handle_wp(struct access_sampler *s, uintptr_t addr, uint64_t page)
 
 	s->st.wp_faults++;
 	if (s->active) {
-		planner_note(s->pl, page, PLAN_WRITE);
+		planner_note(s->pl, s->first_page + page, PLAN_WRITE);
 		s->state[block] = PLAN_WRITE;
 	} else {
 		s->st.unsampled_faults++;
@@ -353,7 +370,8 @@ void access_sampler_period_end(struct access_sampler *s)
 {
 	if (!s->active)
 		return;
-	planner_sample_end(s->pl);
+	if (!s->part)
+		planner_sample_end(s->pl);
 	s->st.periods++;
 	s->active = false;
 }

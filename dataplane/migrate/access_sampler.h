@@ -117,6 +117,15 @@ struct access_sampler_stats {
  */
 struct access_sampler *access_sampler_create(int uffd, void *base, size_t len, struct planner *pl,
 					     access_sampler_drop_fn *drop, void *drop_ctx, struct ferry_err *err);
+/**
+ * Make @p s one of several samplers feeding its planner (a VM with several
+ * memory regions): its range's first page is planner page @p first_page, and
+ * arm / period_end / stop no longer close the planner's period. The owner
+ * ends every part's period (access_sampler_period_end()), then calls
+ * planner_sample_end() once, then arms the parts again. Before the first arm;
+ * -EINVAL when the planner does not cover the range at that place.
+ */
+int access_sampler_set_part(struct access_sampler *s, uint64_t first_page, struct ferry_err *err);
 /** Stop (if not stopped) and free. */
 void access_sampler_destroy(struct access_sampler *s);
 

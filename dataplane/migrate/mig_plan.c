@@ -20,17 +20,25 @@
 extern int pg_vmm_request_drop_ptes(struct pg_vm *vm, const struct ferry_vmmp_range *r, size_t n,
 				    pg_vmm_done_fn *done, void *ctx) __attribute__((weak));
 
+/* The sampler of one memory region: regions' pages follow each other in the planner as in the pagemap. */
+struct plan_part {
+	struct mig_plan *p;
+	const struct pg_region *r;
+	struct access_sampler *as;
+};
+
 struct mig_plan {
 	struct pg_vm *vm;
 	struct planner *pl;
-	struct access_sampler *as;   /* NULL: writes seen by the pager only (mig_plan_note_write) */
-	const struct pg_region *r;   /* the sampled region (region 0) */
+	struct plan_part part[FERRY_VMMP_MAX_REGIONS];
+	unsigned nparts;             /* 0: writes seen by the pager only (mig_plan_note_write) */
+	bool period_open;            /* the parts are armed: the planner's period runs */
 	uint64_t period_ns, next_ns;
 	unsigned periods_left;
 	bool continuous;             /* periods_left does not count down */
 	bool sampling, started;
 	uint64_t drops_sent;
-	struct access_sampler_stats last;   /* counters already added to vm->c */
+	struct access_sampler_stats last;   /* counters (summed over the parts) already added to vm->c */
 };
 
 static void drop_done(struct pg_vm *vm, int status, void *ctx)
@@ -44,8 +52,9 @@ static void drop_done(struct pg_vm *vm, int status, void *ctx)
  * reading the uffd, the VMM's madvise waits until its REMOVE events are read). */
 static int drop_via_vmm(void *ctx, void *addr, size_t len, struct ferry_err *err)
 {
-	struct mig_plan *p = ctx;
-	struct ferry_vmmp_range range = { .gpa = p->r->gpa + ((uint64_t)(uintptr_t)addr - p->r->hva), .len = len };
+	struct plan_part *part = ctx;
+	struct mig_plan *p = part->p;
+	struct ferry_vmmp_range range = { .gpa = part->r->gpa + ((uint64_t)(uintptr_t)addr - part->r->hva), .len = len };
 	int rc;
 
 	rc = pg_vmm_request_drop_ptes(p->vm, &range, 1, drop_done, NULL);
@@ -58,25 +67,78 @@ static int drop_via_vmm(void *ctx, void *addr, size_t len, struct ferry_err *err
 
 static bool held_by_pager(void *ctx, uint64_t page)
 {
-	struct mig_plan *p = ctx;
+	struct plan_part *part = ctx;
+	struct pg_vm *vm = part->p->vm;
 
-	return page < p->vm->pm.npages && (pm_get(&p->vm->pm, p->r->first_page + page)->flags & PM_F_WP);
+	page += part->r->first_page;
+	return page < vm->pm.npages && (pm_get(&vm->pm, page)->flags & PM_F_WP);
+}
+
+/* A sampler for region @p r, or a warning why it has none (its pages are then seen clean). */
+static void add_part(struct mig_plan *p, const struct pg_region *r, bool reads)
+{
+	struct plan_part *part = &p->part[p->nparts];
+	struct ferry_err why = { 0 };
+	struct pg_vm *vm = p->vm;
+
+	if (r->memfd < 0 || !(r->modes & FERRY_VMMP_MODE_WP)) {
+		LOG_WARN("vm %s: region at gpa 0x%llx not sampled (%s): the planner sees only the writes the pager "
+			 "handles itself there", vm->id, (unsigned long long)r->gpa,
+			 r->memfd < 0 ? "anonymous memory" : "not registered WP");
+		return;
+	}
+	part->p = p;
+	part->r = r;
+	part->as = access_sampler_create(vm->uffd, (void *)(uintptr_t)r->hva, r->size, p->pl,
+					 reads ? drop_via_vmm : NULL, part, &why);
+	if (part->as && access_sampler_set_part(part->as, r->first_page, &why) < 0) {
+		access_sampler_destroy(part->as);
+		part->as = NULL;
+	}
+	if (!part->as) {
+		LOG_WARN("vm %s: region at gpa 0x%llx not sampled: %s", vm->id, (unsigned long long)r->gpa, why.msg);
+		return;
+	}
+	access_sampler_set_hold(part->as, held_by_pager, part);
+	p->nparts++;
+}
+
+/* Close the period under way (if any) in every part and then once in the planner. */
+static void parts_period_end(struct mig_plan *p)
+{
+	if (!p->period_open)
+		return;
+	for (unsigned i = 0; i < p->nparts; i++)
+		access_sampler_period_end(p->part[i].as);
+	planner_sample_end(p->pl);
+	p->period_open = false;
+}
+
+/* Close the period under way and open the next: every part protected and dropped again. */
+static void parts_arm(struct mig_plan *p)
+{
+	struct ferry_err err = { 0 };
+
+	parts_period_end(p);
+	pg_vm_drain_events(p->vm);   /* an unread REMOVE makes UFFDIO_WRITEPROTECT fail */
+	for (unsigned i = 0; i < p->nparts; i++)
+		if (access_sampler_arm(p->part[i].as, &err) < 0)
+			LOG_WARN("vm %s: %s", p->vm->id, err.msg);
+	p->period_open = true;
 }
 
 struct mig_plan *mig_plan_start(struct pg_vm *vm, bool continuous, struct ferry_err *err)
 {
 	const struct pager_config *cfg = vm->pg->cfg;
 	struct mig_plan *p = calloc(1, sizeof(*p));
-	struct ferry_err why = { 0 };
-	const struct pg_region *r = &vm->regions[0];
-	bool reads;
+	uint64_t sampled = 0;
+	bool reads, with_reads = false;
 
 	if (!p) {
 		ferry_err_set(err, ENOMEM, "planner: no memory");
 		return NULL;
 	}
 	p->vm = vm;
-	p->r = r;
 	p->pl = planner_create(vm->pm.npages, cfg->plan_block_pages, cfg->plan_window, err);
 	if (!p->pl)
 		goto fail;
@@ -86,25 +148,33 @@ struct mig_plan *mig_plan_start(struct pg_vm *vm, bool continuous, struct ferry_
 	p->periods_left = cfg->plan_periods;
 	p->continuous = continuous;
 	p->sampling = true;
-	/* The sampler: region 0 in a memory file, registered WP (and MINOR for the reads). */
-	reads = (r->modes & FERRY_VMMP_MODE_MINOR) && pg_vmm_request_drop_ptes && vm->kind == PG_VM_VMMP;
-	if (vm->nregions == 0 || r->memfd < 0 || !(r->modes & FERRY_VMMP_MODE_WP) || r->first_page != 0) {
-		LOG_WARN("vm %s: planned migration without the access sampler (region 0 not a WP-registered memory "
+	/*
+	 * A sampler per region in a memory file registered WP (and MINOR for the reads): a VMM
+	 * such as QEMU registers RAM below and above the PCI hole as two regions.
+	 */
+	reads = pg_vmm_request_drop_ptes && vm->kind == PG_VM_VMMP;
+	for (unsigned i = 0; i < vm->nregions; i++) {
+		bool minor = reads && (vm->regions[i].modes & FERRY_VMMP_MODE_MINOR);
+		unsigned had = p->nparts;
+
+		add_part(p, &vm->regions[i], minor);
+		if (p->nparts > had) {
+			sampled += vm->regions[i].size / PG_PAGE;
+			with_reads |= minor;
+		}
+	}
+	if (p->nparts == 0) {
+		LOG_WARN("vm %s: planned migration without the access sampler (no region is a WP-registered memory "
 			 "file): the planner sees only the writes the pager handles itself", vm->id);
 		return p;
 	}
-	p->as = access_sampler_create(vm->uffd, (void *)(uintptr_t)r->hva, r->size, p->pl, reads ? drop_via_vmm : NULL,
-				      p, &why);
-	if (!p->as) {
-		LOG_WARN("vm %s: planned migration without the access sampler: %s", vm->id, why.msg);
-		return p;
-	}
-	access_sampler_set_hold(p->as, held_by_pager, p);
-	LOG_INFO("vm %s: access sampler on region 0 (%llu pages): %s, %u periods of %u ms, blocks of %u pages, "
-		 "windows of %u periods, history %u", vm->id, (unsigned long long)(r->size / PG_PAGE),
-		 reads ? "reads (DROP_PTES + MINOR faults) and writes (uffd-wp)" : "writes only (uffd-wp; no MINOR "
-		 "registration or no VMM server requests)", continuous ? 0 : cfg->plan_periods, cfg->plan_period_ms,
-		 cfg->plan_block_pages, cfg->plan_window, cfg->plan_history);
+	LOG_INFO("vm %s: access sampler on %u of %u regions (%llu of %llu pages): %s, %u periods of %u ms, blocks "
+		 "of %u pages, windows of %u periods, history %u", vm->id, p->nparts, vm->nregions,
+		 (unsigned long long)sampled, (unsigned long long)vm->pm.npages,
+		 with_reads ? "reads (DROP_PTES + MINOR faults) and writes (uffd-wp)"
+			 : "writes only (uffd-wp; no MINOR registration or no VMM server requests)",
+		 continuous ? 0 : cfg->plan_periods, cfg->plan_period_ms, cfg->plan_block_pages, cfg->plan_window,
+		 cfg->plan_history);
 	return p;
 
 fail:
@@ -115,12 +185,18 @@ fail:
 
 static void sync_counters(struct mig_plan *p)
 {
-	struct access_sampler_stats st;
+	struct access_sampler_stats st = { 0 }, one;
 	struct pg_counters *c = &p->vm->c;
 
-	if (!p->as)
+	if (!p->nparts)
 		return;
-	access_sampler_stats(p->as, &st);
+	for (unsigned i = 0; i < p->nparts; i++) {
+		access_sampler_stats(p->part[i].as, &one);
+		st.minor_faults += one.minor_faults;
+		st.minor_write_faults += one.minor_write_faults;
+		st.wp_faults += one.wp_faults;
+	}
+	st.periods = planner_samples(p->pl);
 	c->sampler_periods += st.periods - p->last.periods;
 	c->sampler_read_faults += (st.minor_faults - st.minor_write_faults) -
 				  (p->last.minor_faults - p->last.minor_write_faults);
@@ -135,9 +211,11 @@ static void finish_sampling(struct mig_plan *p)
 	struct pg_vm *vm = p->vm;
 
 	p->sampling = false;
-	if (p->as) {
-		if (access_sampler_stop(p->as, &err) < 0)
-			LOG_WARN("vm %s: stopping the access sampler: %s", vm->id, err.msg);
+	if (p->nparts) {
+		parts_period_end(p);
+		for (unsigned i = 0; i < p->nparts; i++)
+			if (access_sampler_stop(p->part[i].as, &err) < 0)
+				LOG_WARN("vm %s: stopping the access sampler: %s", vm->id, err.msg);
 		/* stop un-protected the whole range: protect again what the pager holds */
 		for (uint64_t i = 0; i < vm->pm.npages; i++) {
 			if (pm_get(&vm->pm, i)->flags & PM_F_WP) {
@@ -172,18 +250,13 @@ static void finish_sampling(struct mig_plan *p)
 
 bool mig_plan_tick(struct mig_plan *p, uint64_t now_ns)
 {
-	struct ferry_err err = { 0 };
-
 	if (!p->sampling)
 		return true;
 	if (!p->started) {
 		p->started = true;
 		p->next_ns = now_ns + p->period_ns;
-		if (p->as) {
-			pg_vm_drain_events(p->vm);   /* an unread REMOVE makes UFFDIO_WRITEPROTECT fail */
-			if (access_sampler_arm(p->as, &err) < 0)
-				LOG_WARN("vm %s: %s", p->vm->id, err.msg);
-		}
+		if (p->nparts)
+			parts_arm(p);
 		return false;
 	}
 	if (now_ns < p->next_ns)
@@ -195,10 +268,8 @@ bool mig_plan_tick(struct mig_plan *p, uint64_t now_ns)
 	p->next_ns += p->period_ns;
 	if (p->next_ns < now_ns)
 		p->next_ns = now_ns + p->period_ns;
-	if (p->as) {
-		pg_vm_drain_events(p->vm);
-		if (access_sampler_arm(p->as, &err) < 0)   /* closes the period, opens the next */
-			LOG_WARN("vm %s: %s", p->vm->id, err.msg);
+	if (p->nparts) {
+		parts_arm(p);
 		sync_counters(p);
 	} else {
 		planner_sample_end(p->pl);
@@ -219,7 +290,7 @@ void mig_plan_finish_soon(struct mig_plan *p)
 
 bool mig_plan_has_sampler(const struct mig_plan *p)
 {
-	return p && p->as && p->sampling;
+	return p && p->nparts && p->sampling;
 }
 
 int mig_plan_fault(struct mig_plan *p, uint64_t idx, const struct pg_fault *f)
@@ -227,7 +298,7 @@ int mig_plan_fault(struct mig_plan *p, uint64_t idx, const struct pg_fault *f)
 	struct uffd_msg m = { .event = UFFD_EVENT_PAGEFAULT };
 	int rc;
 
-	if (!p->as)
+	if (!p->nparts)
 		return 0;
 	/* MINOR faults are only ever the sampler's (also after it stopped: a fault queued before the
 	 * stop maps its page back); WP faults while it samples, unless the pager holds the page. */
@@ -237,10 +308,17 @@ int mig_plan_fault(struct mig_plan *p, uint64_t idx, const struct pg_fault *f)
 	}
 	m.arg.pagefault.address = f->addr;
 	m.arg.pagefault.flags = f->flags;
-	rc = access_sampler_handle(p->as, &m);
-	if (rc < 0)
-		p->vm->c.fault_errors++;   /* the sampler woke the thread; it faults again */
-	return rc != 0;
+	for (unsigned i = 0; i < p->nparts; i++) {
+		const struct pg_region *r = p->part[i].r;
+
+		if (f->addr < r->hva || f->addr - r->hva >= r->size)
+			continue;
+		rc = access_sampler_handle(p->part[i].as, &m);
+		if (rc < 0)
+			p->vm->c.fault_errors++;   /* the sampler woke the thread; it faults again */
+		return rc != 0;
+	}
+	return 0;
 }
 
 void mig_plan_note_write(struct mig_plan *p, uint64_t idx)
@@ -254,11 +332,17 @@ bool mig_plan_defer(const struct mig_plan *p, uint64_t idx)
 	return planner_defer(p->pl, idx);
 }
 
+uint32_t mig_plan_write_age(const struct mig_plan *p, uint64_t idx)
+{
+	return planner_write_age(p->pl, idx);
+}
+
 void mig_plan_destroy(struct mig_plan *p)
 {
 	if (!p)
 		return;
-	access_sampler_destroy(p->as);
+	for (unsigned i = 0; i < p->nparts; i++)
+		access_sampler_destroy(p->part[i].as);
 	planner_destroy(p->pl);
 	free(p);
 }

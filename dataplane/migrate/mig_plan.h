@@ -19,14 +19,16 @@
  *    UFFD_EVENT_REMOVE, which the pager skips while the drop is outstanding
  *    (pg_vmm_dropping(), uffd_loop.c): the data stays in the memfd, it is not
  *    a guest free;
+ *  - one sampler per region (access_sampler_set_part()), all feeding the one
+ *    planner, whose pages are the VM's pagemap indices; the plan ends each
+ *    period in every part, then once in the planner;
  *  - needs: the VM registered over the VMM protocol with server requests,
- *    its first region backed by a memory file and registered MINOR + WP on a
+ *    its regions backed by a memory file and registered MINOR + WP on a
  *    uffd with UFFD_FEATURE_MINOR_SHMEM (guestsim --uffd-modes
- *    missing,wp,minor). Without the reads part (no MINOR, no server requests)
- *    the sampler runs on writes only; without WP on shmem, the planner sees
- *    only the writes the pager's own WP faults and installs report
- *    (mig_plan_note_write()). Only region 0 is sampled; pages of other
- *    regions are seen clean (pushed pre-copy).
+ *    missing,wp,minor). A region without MINOR (or a VM without server
+ *    requests) is sampled for writes only; a region that is anonymous or not
+ *    registered WP is not sampled: there the planner sees only the writes
+ *    the pager's own WP faults and installs report (mig_plan_note_write()).
  * With `[migrate] plan_continuous = 1` the engine samples every registered,
  * not parked VM all the time (vm->plan); a planned migration takes that
  * sampler over and plans at its current period's end (the history of every
@@ -70,5 +72,7 @@ int mig_plan_fault(struct mig_plan *p, uint64_t idx, const struct pg_fault *f);
 void mig_plan_note_write(struct mig_plan *p, uint64_t idx);
 /** True: page @p idx is predicted written in the current window (send it post-copy). */
 bool mig_plan_defer(const struct mig_plan *p, uint64_t idx);
+/** Periods since page @p idx's block was last written (planner_write_age()): 0 = the last one. */
+uint32_t mig_plan_write_age(const struct mig_plan *p, uint64_t idx);
 
 #endif /* FERRY_MIGRATE_MIG_PLAN_H */

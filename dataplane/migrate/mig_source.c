@@ -825,6 +825,60 @@ static void serve_fetch(struct mig_src *s, const struct migp_fetch *f)
 	s->prog.pages_sent += f->count;
 }
 
+#define MIG_AGE_BUCKETS 64u   /* write ages told apart when choosing deferrals; older ones share the last */
+
+static unsigned age_bucket(const struct mig_src *s, uint64_t i)
+{
+	uint32_t age = mig_plan_write_age(s->plan, i);
+
+	return age < MIG_AGE_BUCKETS - 1 ? age : MIG_AGE_BUCKETS - 1;
+}
+
+/*
+ * PLANNED: mark the pages that go post-copy in s->defer, @return how many.
+ * The pages predicted written, as many as the main host can hold (room is
+ * kept for them); when more are predicted, the most recently written blocks
+ * first (the likeliest to be written again before the stop). The rest go
+ * pre-copy to the sub-hosts: possible re-sends, but no downtime.
+ */
+static uint64_t plan_deferrals(struct mig_src *s)
+{
+	uint64_t per_age[MIG_AGE_BUCKETS] = { 0 }, deferred = 0, room = s->dst_pages, npages = s->vm->pm.npages;
+	unsigned cut = MIG_AGE_BUCKETS;
+
+	s->defer = calloc((npages + 63) / 64, sizeof(uint64_t));
+	if (!s->defer)
+		return 0;   /* no memory: everything goes pre-copy, which is still correct */
+	for (uint64_t i = 0; i < npages; i++)
+		if (bit_get(s->dirty, i) && mig_plan_defer(s->plan, i))
+			per_age[age_bucket(s, i)]++;
+	/* The first age that does not fit whole: the younger ones go whole, it goes in part. */
+	for (unsigned a = 0; a < MIG_AGE_BUCKETS; a++) {
+		if (per_age[a] > room) {
+			cut = a;
+			break;
+		}
+		room -= per_age[a];
+	}
+	for (uint64_t i = 0; i < npages; i++) {
+		unsigned a;
+
+		if (!bit_get(s->dirty, i) || !mig_plan_defer(s->plan, i))
+			continue;
+		a = age_bucket(s, i);
+		if (a > cut || (a == cut && room == 0))
+			continue;
+		if (a == cut)
+			room--;
+		bit_set(s->defer, i);
+		deferred++;
+	}
+	if (cut < MIG_AGE_BUCKETS)
+		LOG_INFO("migration of %s: more pages predicted written than the main host holds (%llu): the blocks "
+			 "written %u or fewer periods ago first", s->id, (unsigned long long)s->dst_pages, cut);
+	return deferred;
+}
+
 /*
  * PLANNED, before the stop: does page @p i (last placed @p prev) stay at the
  * source for post-copy? The pages the planner deferred, and pushed pages
@@ -1214,16 +1268,7 @@ void mig_src_tick(struct mig_src *s)
 		for (uint64_t i = pm_next(&s->vm->pm, PM_LOCAL, 0); i < s->vm->pm.npages;
 		     i = pm_next(&s->vm->pm, PM_LOCAL, i + 1))
 			pm_flags_set(&s->vm->pm, i, PM_F_WP);
-		/* The pages predicted written go post-copy, as many as the main host can hold (room is
-		 * kept for them); predicted-written pages beyond that go pre-copy to the sub-hosts,
-		 * which costs possible re-sends but no downtime. */
-		s->defer = calloc((s->vm->pm.npages + 63) / 64, sizeof(uint64_t));
-		for (uint64_t i = 0; s->defer && i < s->vm->pm.npages && deferred < s->dst_pages; i++) {
-			if (bit_get(s->dirty, i) && mig_plan_defer(s->plan, i)) {
-				bit_set(s->defer, i);
-				deferred++;
-			}
-		}
+		deferred = plan_deferrals(s);
 		s->reserve = deferred;
 		s->vm->c.plan_deferred_pages += deferred;
 		LOG_INFO("migration of %s: the planner defers %llu pages to post-copy", s->id, (unsigned long long)deferred);

@@ -221,6 +221,17 @@ bool planner_defer(const struct planner *p, uint64_t page)
 	return page < p->npages && p->pred[page / p->block_pages] == PLAN_WRITE;
 }
 
+uint32_t planner_write_age(const struct planner *p, uint64_t page)
+{
+	uint64_t b = page / p->block_pages;
+
+	if (page >= p->npages)
+		return UINT32_MAX;
+	if (!p->last_w)
+		return p->pred[b] == PLAN_WRITE ? 0 : UINT32_MAX;
+	return p->last_w[b] ? (uint32_t)p->samples - p->last_w[b] : UINT32_MAX;
+}
+
 enum plan_access planner_current(const struct planner *p, uint64_t block)
 {
 	return block < p->nblocks ? (enum plan_access)p->cur[block] : PLAN_CLEAN;

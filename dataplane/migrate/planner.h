@@ -125,6 +125,14 @@ enum plan_access planner_predict(const struct planner *p, uint64_t block);
 /** True: the page's block is predicted written in this window -> send it post-copy. */
 bool planner_defer(const struct planner *p, uint64_t page);
 /**
+ * Sample periods closed since @p page's block was last seen written: 0 = in
+ * the last one; UINT32_MAX = never (or out of range). With history 1 only the
+ * current prediction is known: 0 for a block predicted written, else
+ * UINT32_MAX. Orders deferrals when more pages are predicted written than
+ * post-copy can take: the most recently written first.
+ */
+uint32_t planner_write_age(const struct planner *p, uint64_t page);
+/**
  * Predict from the last @p periods periods (>= 1; 1 = the seed's predictor,
  * the default). Takes effect at the next window start. -EINVAL / -ENOMEM.
  */

@@ -30,6 +30,7 @@
 #define NPAGES 120u   /* 8 blocks of 16 pages, the last one 8 pages */
 #define NBLK   8u
 #define HELD_PAGE 96u
+#define PART_SPLIT 64u   /* parts mode: where the second sampler's range begins */
 
 enum { C = PLAN_CLEAN, R = PLAN_READ, W = PLAN_WRITE };
 
@@ -40,6 +41,9 @@ struct rig {
 	struct planner *pl;
 	struct plan_trace trace;
 	struct access_sampler *s;
+	/* parts mode: s covers pages [0, PART_SPLIT), s2 the rest, one planner (access_sampler_set_part) */
+	struct access_sampler *s2;
+	bool period_open;
 	pthread_t thread;
 	int cmd[2], ack[2];
 	/* written by the fault thread, read by the test thread after an ack */
@@ -122,6 +126,32 @@ static void resolve_missing(struct rig *r, uintptr_t addr)
 		r->handle_errors++;
 }
 
+/* Parts mode, as the pager's plan does it: each part's period closed, then the planner's once. */
+static int parts_command(struct rig *r, char c)
+{
+	int rc = 0;
+
+	if (c != 'A' && c != 'E' && c != 'S')
+		return 0;
+	if (r->period_open) {
+		access_sampler_period_end(r->s);
+		access_sampler_period_end(r->s2);
+		planner_sample_end(r->pl);
+		r->period_open = false;
+	}
+	if (c == 'A') {
+		rc = access_sampler_arm(r->s, NULL);
+		if (rc == 0)
+			rc = access_sampler_arm(r->s2, NULL);
+		r->period_open = rc == 0;
+	} else if (c == 'S') {
+		rc = access_sampler_stop(r->s, NULL);
+		if (rc == 0)
+			rc = access_sampler_stop(r->s2, NULL);
+	}
+	return rc;
+}
+
 static void *fault_thread(void *arg)
 {
 	struct rig *r = arg;
@@ -136,6 +166,8 @@ static void *fault_thread(void *arg)
 			while (read(r->uffd, &msg, sizeof(msg)) == sizeof(msg)) {
 				int rc = access_sampler_handle(r->s, &msg);
 
+				if (rc == 0 && r->s2)
+					rc = access_sampler_handle(r->s2, &msg);
 				if (rc < 0)
 					r->handle_errors++;
 				else if (rc == 0 && msg.event == UFFD_EVENT_PAGEFAULT &&
@@ -153,7 +185,9 @@ static void *fault_thread(void *arg)
 
 			if (read(r->cmd[0], &c, 1) != 1)
 				continue;
-			if (c == 'A')
+			if (r->s2)
+				rc = parts_command(r, c);
+			else if (c == 'A')
 				rc = access_sampler_arm(r->s, NULL);
 			else if (c == 'E')
 				access_sampler_period_end(r->s);
@@ -179,7 +213,7 @@ static int command(struct rig *r, char c)
 }
 
 /* @return 0, or 77 when this machine cannot run the test. */
-static int rig_up(struct rig *r, bool remove_events)
+static int rig_up(struct rig *r, bool remove_events, bool parts)
 {
 	struct ferry_err err;
 	uint64_t feats = FERRY_VMM_UFFD_F_MISSING_SHMEM | FERRY_VMM_UFFD_F_MINOR_SHMEM |
@@ -211,12 +245,22 @@ static int rig_up(struct rig *r, bool remove_events)
 	assert_non_null(r->pl);
 	assert_int_equal(plan_trace_init(&r->trace, NPAGES, 16, NULL), 0);
 	assert_int_equal(planner_record(r->pl, &r->trace, NULL), 0);
-	r->s = access_sampler_create(r->uffd, r->mem, NPAGES * PAGE, r->pl,
+	r->s = access_sampler_create(r->uffd, r->mem, (parts ? PART_SPLIT : NPAGES) * PAGE, r->pl,
 				     r->async_drop ? drop_async : access_sampler_drop_madvise, r, &err);
 	if (!r->s)
 		fprintf(stderr, "access_sampler_create: %s\n", err.msg);
 	assert_non_null(r->s);
 	access_sampler_set_hold(r->s, held, r);
+	if (parts) {
+		/* the second part alone: its pages are planner pages PART_SPLIT.. */
+		r->s2 = access_sampler_create(r->uffd, r->mem + PART_SPLIT * PAGE, (NPAGES - PART_SPLIT) * PAGE, r->pl,
+					      access_sampler_drop_madvise, r, &err);
+		assert_non_null(r->s2);
+		/* a place the planner does not cover is refused */
+		assert_int_equal(access_sampler_set_part(r->s2, NPAGES, &err), -EINVAL);
+		assert_int_equal(access_sampler_set_part(r->s, 0, &err), 0);
+		assert_int_equal(access_sampler_set_part(r->s2, PART_SPLIT, &err), 0);
+	}
 	assert_int_equal(pipe2(r->cmd, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(r->ack, O_CLOEXEC), 0);
 	assert_int_equal(pthread_create(&r->thread, NULL, fault_thread, r), 0);
@@ -243,6 +287,7 @@ static void rig_down(struct rig *r)
 	command(r, 'Q');
 	pthread_join(r->thread, NULL);
 	access_sampler_destroy(r->s);
+	access_sampler_destroy(r->s2);
 	planner_destroy(r->pl);
 	plan_trace_fini(&r->trace);
 	munmap(r->mem, NPAGES * PAGE);
@@ -318,7 +363,7 @@ static void run_script(bool no_continue_wp)
 	struct rig r;
 	uint8_t *file;
 
-	if (rig_up(&r, false) == 77)
+	if (rig_up(&r, false, false) == 77)
 		skip();
 	if (no_continue_wp)
 		access_sampler_no_continue_wp(r.s);
@@ -440,7 +485,7 @@ static void test_remove_events(void **state)
 	struct rig r;
 
 	(void)state;
-	if (rig_up(&r, true) == 77)
+	if (rig_up(&r, true, false) == 77)
 		skip();
 	for (unsigned period = 0; period < 3; period++) {
 		assert_int_equal(command(&r, 'A'), 0);
@@ -473,6 +518,52 @@ static void test_remove_events(void **state)
 	memset(r.shadow + 80 * PAGE, 0, PAGE);
 	assert_memory_equal(r.mem, r.shadow, NPAGES * PAGE);
 	assert_int_equal(r.missing, 1);
+	rig_down(&r);
+}
+
+/*
+ * Two samplers on one planner, as for a VM with two memory regions: the
+ * second one's accesses land on the planner's blocks after the first one's,
+ * and the planner counts one period per period, not one per part.
+ */
+static void test_parts(void **state)
+{
+	static const uint8_t expect[2][NBLK] = {
+		{ C, R, C, C, W, C, C, R },
+		{ W, C, C, C, C, R, W, C },
+	};
+	struct rig r;
+
+	(void)state;
+	if (rig_up(&r, false, true) == 77)
+		skip();
+	assert_int_equal(command(&r, 'A'), 0);
+	rd_block(&r, 1);
+	rd_page(&r, 70);          /* a MINOR read maps block 4 protected ... */
+	wr_page(&r, 71, 0xe1);    /* ... so this write is a WP fault */
+	rd_page(&r, NPAGES - 1);
+	command(&r, 'E');
+	assert_int_equal(command(&r, 'A'), 0);
+	wr_page(&r, 5, 0xe2);
+	rd_block(&r, 5);
+	wr_page(&r, 100, 0xe3);   /* a MINOR write fault in the second part */
+	command(&r, 'E');
+	assert_int_equal(r.trace.nsamples, 2);
+	assert_int_equal(planner_samples(r.pl), 2);
+	for (unsigned p = 0; p < 2; p++)
+		for (unsigned b = 0; b < NBLK; b++)
+			if (plan_trace_at(&r.trace, p, b) != expect[p][b])
+				fail_msg("period %u block %u: class %d, expected %d", p, b, plan_trace_at(&r.trace, p, b),
+					 expect[p][b]);
+	/* both parts stopped: nothing faults any more, every byte intact */
+	assert_int_equal(command(&r, 'S'), 0);
+	for (unsigned pg = 0; pg < NPAGES; pg++) {
+		rd_page(&r, pg);
+		wr_page(&r, pg, (uint8_t)(pg + 1));
+	}
+	assert_int_equal(r.handle_errors, 0);
+	assert_int_equal(r.unexpected, 0);
+	assert_memory_equal(r.mem, r.shadow, NPAGES * PAGE);
 	rig_down(&r);
 }
 
@@ -520,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_sampler),
 		cmocka_unit_test(test_sampler_without_continue_wp),
 		cmocka_unit_test(test_remove_events),
+		cmocka_unit_test(test_parts),
 		cmocka_unit_test(test_refusals),
 	};
 

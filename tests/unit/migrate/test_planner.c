@@ -277,6 +277,41 @@ static void test_history(void **state)
 	plan_trace_fini(&t);
 }
 
+/* How long ago each block was last written, with a history and with the seed's predictor. */
+static void test_write_age(void **state)
+{
+	struct planner *p = planner_create(NPAGES, 16, 1, NULL), *seed = planner_create(NPAGES, 16, 1, NULL);
+
+	(void)state;
+	assert_non_null(p);
+	assert_non_null(seed);
+	assert_int_equal(planner_set_history(p, 4, NULL), 0);
+	/* block 0 written in period 0, block 2 in periods 0 and 2, block 1 only read */
+	for (int s = 0; s < 3; s++) {
+		if (s == 0) {
+			planner_note(p, 3, PLAN_WRITE);
+			planner_note(seed, 3, PLAN_WRITE);
+		}
+		if (s != 1) {
+			planner_note(p, 33, PLAN_WRITE);
+			planner_note(seed, 33, PLAN_WRITE);
+		}
+		planner_note(p, 17, PLAN_READ);
+		planner_sample_end(p);
+		planner_sample_end(seed);
+	}
+	assert_int_equal(planner_write_age(p, 0), 2);
+	assert_int_equal(planner_write_age(p, 15), 2);
+	assert_int_equal(planner_write_age(p, 16), UINT32_MAX);
+	assert_int_equal(planner_write_age(p, 39), 0);
+	assert_int_equal(planner_write_age(p, NPAGES), UINT32_MAX);
+	/* history 1 knows only the prediction (from the last period: block 2) */
+	assert_int_equal(planner_write_age(seed, 0), UINT32_MAX);
+	assert_int_equal(planner_write_age(seed, 39), 0);
+	planner_destroy(p);
+	planner_destroy(seed);
+}
+
 static void test_bad_input(void **state)
 {
 	struct ferry_err err;
@@ -322,6 +357,7 @@ int main(void)
 		cmocka_unit_test(test_online_matches_offline),
 		cmocka_unit_test(test_trend),
 		cmocka_unit_test(test_history),
+		cmocka_unit_test(test_write_age),
 		cmocka_unit_test(test_bad_input),
 	};
 
