@@ -191,8 +191,19 @@ migrate_ok() {   # mode [vm id]
 	fi
 }
 
-# A failure mid-migration: $1 = name, $2 = function that breaks something, $3 = phase expected
+# The source's link at RATE (tc syntax); the rig's class 1:10 carries all of h1's traffic.
+source_rate() {
+	"$rig" exec h1 tc class change dev eth0 parent 1: classid 1:10 htb rate "$1" ceil "$1"
+}
+# A failure mid-migration: $1 = name, $2 = function that breaks something, $3 = phase expected.
+# The source's link is slowed meanwhile (MIG_BROKEN_RATE): the whole copy takes seconds, so
+# the break lands inside it however fast the engine and this machine are.
 migrate_broken() {
+	source_rate "${MIG_BROKEN_RATE:-200mbit}"
+	migrate_broken_at_rate "$@"
+	source_rate "${MIG_TEST_RATE:-2gbit}"
+}
+migrate_broken_at_rate() {
 	local name=$1 breaker=$2 want=${3:-failed} id=vm-$1 ep host port token
 	start_guest "$id" --duration 6 --check
 	sleep 1
