@@ -285,26 +285,39 @@ static void src_ctx_event(struct mig_evh *h, uint32_t events);
 
 /* ---------------------------------------------------------------- setup */
 
+/*
+ * UFFDIO_WRITEPROTECT [start, start+len) of @p vm. EAGAIN means the range is
+ * changing: a guest that frees memory fast keeps REMOVE events coming (the
+ * kernel refuses while one is unread, and the guest's next MADV_REMOVE starts
+ * as soon as the last one is read), and a VMM still in its MADV_DONTNEED (a
+ * sampler's DROP_PTES) keeps it changing until that call returns: read the
+ * events, give it a moment, up to about half a second. @return 0 or -errno.
+ */
+static int wp_range(struct pg_vm *vm, uint64_t start, uint64_t len)
+{
+	struct uffdio_writeprotect w = { .range = { .start = start, .len = len }, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	int tries = 0;
+
+	while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
+		struct timespec pause = { 0, 100000 };
+
+		if (errno != EAGAIN || ++tries > 4096 || vm->dead)
+			return -errno;
+		pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
+		if (tries > 16)
+			nanosleep(&pause, NULL);
+	}
+	return 0;
+}
+
 /* Write-protect every region of @p vm, one call each. */
 static int protect_regions(struct pg_vm *vm, struct ferry_err *err)
 {
 	for (unsigned i = 0; i < vm->nregions; i++) {
-		struct uffdio_writeprotect w = { .range = { .start = vm->regions[i].hva, .len = vm->regions[i].size },
-						 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
-		int tries = 0;
+		int rc = wp_range(vm, vm->regions[i].hva, vm->regions[i].size);
 
-		while (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0) {
-			/* A guest that frees memory fast keeps REMOVE events coming, and a VMM still in
-			 * its MADV_DONTNEED (a sampler's DROP_PTES) keeps the range changing until the
-			 * call returns: read the events, give it a moment, up to about half a second. */
-			struct timespec pause = { 0, 100000 };
-
-			if (errno != EAGAIN || ++tries > 4096)
-				return ferry_err_set(err, errno, "write-protecting region %u: %s", i, strerror(errno));
-			pg_vm_drain_events(vm);   /* an unread REMOVE makes the kernel refuse: read it first */
-			if (tries > 16)
-				nanosleep(&pause, NULL);
-		}
+		if (rc < 0)
+			return ferry_err_set(err, -rc, "write-protecting region %u: %s", i, strerror(-rc));
 	}
 	return 0;
 }
@@ -598,17 +611,11 @@ fail:
 
 static int wp_page(struct pg_vm *vm, uint64_t idx)
 {
-	struct uffdio_writeprotect w = { .range = { .start = pg_page_hva(vm, idx), .len = PG_PAGE },
-					 .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	int rc = wp_range(vm, pg_page_hva(vm, idx), PG_PAGE);
 
-	for (int tries = 0; ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0; tries++) {
-		/* EAGAIN: an event (a REMOVE of the guest) is unread; read it, then retry. */
-		if (errno != EAGAIN || tries == 8 || vm->dead)
-			return -errno;
-		pg_vm_drain_events(vm);
-	}
-	pm_flags_set(&vm->pm, idx, PM_F_WP);
-	return 0;
+	if (rc == 0)
+		pm_flags_set(&vm->pm, idx, PM_F_WP);
+	return rc;
 }
 
 /* A free slot in the sub-host extents: (extent, slot), or false when they are full. */

@@ -17,6 +17,15 @@
  * page reporting does (FREE_HINT through libferry-vmm, or madvise) and
  * expects zeros afterwards. --check reads all of memory at the end.
  *
+ * With --regions N the one memfd mapping is registered as N regions, the way
+ * QEMU registers RAM below and above 4 GiB: region k is slice k of the
+ * mapping (hva mem + k*slice, file offset k*slice) at guest-physical address
+ * k*slice + k*GS_REGION_GAP, so that there is a hole in guest-physical space
+ * between regions and a gpa is never the file offset (past region 0). Pages
+ * are numbered 0..npages-1 in mapping order (stamps, vCPU slices, device
+ * state); page_gpa() turns a page number into its gpa for FREE_HINTs, and
+ * libferry-vmm maps DROP_PTES gpa ranges back through the registered regions.
+ *
  * Exit status: 0 ok, 1 error, 2 usage, 3 verification failed (first mismatch
  * printed), 4 --timeout expired (a fault was never served).
  */
@@ -59,6 +68,10 @@
 #define FREE_RANGE   16u          /* pages per freed range (64 KiB, aligned) */
 #define BOOT_RUN     16u          /* boot-like: touched memory comes in runs of this many pages */
 
+#define GS_MAX_REGIONS   8u
+#define GS_REGION_GAP    (512ull << 20)  /* guest-physical hole after each region (like QEMU's PCI hole) */
+#define GS_REGION_MIN    (2ull << 20)    /* smallest region --regions accepts */
+
 enum pattern { PAT_SEQ, PAT_UNIFORM, PAT_ZIPF, PAT_LINPACK, PAT_BOOT };
 static const char *const pattern_names[] = { "sequential", "uniform", "zipf", "linpack", "boot" };
 
@@ -89,6 +102,13 @@ struct opts {
 	unsigned vcpus;
 	uint64_t incoming;     /* --incoming MIGID: destination shell of that migration */
 	double run_after;      /* --run-after SEC: at the destination, run SEC more after the switch-over */
+	unsigned regions;      /* --regions N: guest RAM registered as N regions */
+};
+
+/* One registered region of guest RAM: pages first_page.. of the mapping at gpa. */
+struct gs_region {
+	uint64_t first_page, npages;
+	uint64_t gpa;
 };
 
 /*
@@ -136,6 +156,8 @@ struct gs {
 	struct ferry_vmm_conn *conn;
 	int fc_sock;
 	uint64_t modes;        /* uffd registration modes */
+	struct gs_region regions[GS_MAX_REGIONS];  /* the layout (--regions), in page order */
+	unsigned nregions;
 
 	uint64_t *gen;         /* expected generation per page (private) */
 	uint8_t *touched;      /* 1 once accessed */
@@ -240,6 +262,11 @@ static void usage(FILE *out)
 "  --mem SIZE           guest RAM (K/M/G suffixes; default 64M)\n"
 "  --uffd-modes LIST    registration modes: missing,wp,minor (default missing,wp on a memfd:\n"
 "                       the pager pages out only WP-registered memory; missing with --anon)\n"
+"  --regions N          register the memfd as N regions (1..8, default 1) of equal size (the last\n"
+"                       takes the remainder; each at least 2 MiB), like QEMU's RAM below and above\n"
+"                       4 GiB: region k is at file offset k*slice and gpa k*slice + k*512M (a\n"
+"                       guest-physical hole between regions). Not with --anon / --fc-socket. A\n"
+"                       migration destination (--incoming) needs the source's --regions\n"
 "\n"
 "What the guest does:\n"
 "  --pattern P          sequential, uniform (default), zipf, linpack, boot\n"
@@ -290,6 +317,7 @@ enum {
 	OPT_STANDALONE = 256, OPT_PAGER, OPT_VM_ID, OPT_ANON, OPT_FC, OPT_MEM, OPT_PATTERN, OPT_ZIPF_S,
 	OPT_TOUCHED, OPT_WRITE_PCT, OPT_OPS, OPT_DURATION, OPT_SEED, OPT_CHECK, OPT_FREE, OPT_FREE_VIA,
 	OPT_FREE_EVERY, OPT_JSON, OPT_INJECT, OPT_TIMEOUT, OPT_MODES, OPT_VCPUS, OPT_INCOMING, OPT_RUN_AFTER,
+	OPT_REGIONS,
 };
 
 static const struct option long_opts[] = {
@@ -317,6 +345,7 @@ static const struct option long_opts[] = {
 	{ "vcpus", required_argument, NULL, OPT_VCPUS },
 	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "run-after", required_argument, NULL, OPT_RUN_AFTER },
+	{ "regions", required_argument, NULL, OPT_REGIONS },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -357,6 +386,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->write_pct = 30;
 	o->free_every = 20000;
 	o->vcpus = 1;
+	o->regions = 1;
 	o->seed = now_ns() ^ ((uint64_t)getpid() << 32);
 
 	while ((c = getopt_long(argc, argv, "qh", long_opts, NULL)) != -1) {
@@ -472,6 +502,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return usage_error("empty --uffd-modes", optarg);
 			break;
 		}
+		case OPT_REGIONS: {
+			uint64_t v;
+
+			if (parse_u64(optarg, &v) < 0 || v < 1 || v > GS_MAX_REGIONS)
+				return usage_error("--regions needs 1..8, not", optarg);
+			o->regions = (unsigned)v;
+			break;
+		}
 		case OPT_RUN_AFTER:
 			if (parse_double(optarg, 0.001, 1e6, &o->run_after) < 0)
 				return usage_error("--run-after needs seconds, not", optarg);
@@ -500,6 +538,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		return usage_error("--run-after is for an --incoming destination", NULL);
 	if (o->incoming && o->inject)
 		return usage_error("--incoming and --inject-corruption exclude each other", NULL);
+	if (o->regions > 1 && o->anon)
+		return usage_error("--regions needs a memfd (regions are slices of one memory file at their offsets): "
+				   "not with --anon or --fc-socket", NULL);
+	if (o->regions > 1 && (o->mem / GS_PAGE / o->regions) * GS_PAGE < GS_REGION_MIN) {
+		char m[96];
+
+		snprintf(m, sizeof(m), "--regions %u with --mem %" PRIu64 "K makes regions smaller than 2 MiB",
+			 o->regions, o->mem >> 10);
+		return usage_error(m, NULL);
+	}
 	if (!free_via_set)
 		o->free_hint = o->mode == MODE_PAGER && !o->anon;
 	if (o->free_pct > 0 && o->free_hint && o->anon)
@@ -585,12 +633,50 @@ static int fc_handshake(struct gs *g)
 	return 0;
 }
 
+/*
+ * --regions: N slices of the mapping, page aligned, the last taking the
+ * remainder; region k starts at gpa first_page*4K + k*GS_REGION_GAP.
+ */
+static void layout_regions(struct gs *g)
+{
+	unsigned n = g->o.regions ? g->o.regions : 1;
+	uint64_t slice = g->npages / n;
+
+	g->nregions = n;
+	for (unsigned k = 0; k < n; k++) {
+		struct gs_region *r = &g->regions[k];
+
+		r->first_page = k * slice;
+		r->npages = k + 1 == n ? g->npages - r->first_page : slice;
+		r->gpa = r->first_page * GS_PAGE + k * GS_REGION_GAP;
+	}
+}
+
+/* The region holding page @page (a page number of guest RAM, 0..npages-1). */
+static const struct gs_region *page_region(const struct gs *g, uint64_t page)
+{
+	unsigned k = g->nregions - 1;
+
+	while (k > 0 && page < g->regions[k].first_page)
+		k--;
+	return &g->regions[k];
+}
+
+/* Guest-physical address of page @page of guest RAM. */
+static uint64_t page_gpa(const struct gs *g, uint64_t page)
+{
+	const struct gs_region *r = page_region(g, page);
+
+	return r->gpa + (page - r->first_page) * GS_PAGE;
+}
+
 static int setup_memory(struct gs *g)
 {
 	const struct opts *o = &g->o;
 	struct ferry_err err = { 0 };
 
 	g->npages = o->mem / GS_PAGE;
+	layout_regions(g);
 	g->memfd = -1;
 	g->uffd = -1;
 	g->fc_sock = -1;
@@ -651,16 +737,24 @@ static int setup_memory(struct gs *g)
 		fprintf(stderr, "guestsim: connect to pager %s: %s\n", o->pager, strerror(errno));
 		return -1;
 	}
-	struct ferry_vmm_region r = {
-		.gpa = 0, .size = o->mem, .hva = (uintptr_t)g->mem, .offset = 0, .page_size = GS_PAGE,
-		.modes = (uint32_t)g->modes, .mem_fd = g->memfd,
-	};
+	/* One mapping, one memory file, nregions regions at their own gpa and file offset. */
+	struct ferry_vmm_region r[GS_MAX_REGIONS];
+
+	for (unsigned k = 0; k < g->nregions; k++) {
+		const struct gs_region *gr = &g->regions[k];
+
+		r[k] = (struct ferry_vmm_region){
+			.gpa = gr->gpa, .size = gr->npages * GS_PAGE,
+			.hva = (uintptr_t)(g->mem + gr->first_page * GS_PAGE), .offset = gr->first_page * GS_PAGE,
+			.page_size = GS_PAGE, .modes = (uint32_t)g->modes, .mem_fd = g->memfd,
+		};
+	}
 	/* Always offer to serve the pager's requests: pause, resume, migration. */
 	struct ferry_vmm_reg_opts ro = {
 		.flags = FERRY_VMM_REG_SERVER_REQUESTS | (o->incoming ? FERRY_VMM_REG_INCOMING : 0),
 		.migration_id = o->incoming,
 	};
-	int rc = ferry_vmm_register_opts(g->conn, id, &r, 1, g->uffd, g->memfd, &ro);
+	int rc = ferry_vmm_register_opts(g->conn, id, r, g->nregions, g->uffd, g->memfd, &ro);
 
 	if (rc < 0) {
 		fprintf(stderr, "guestsim: register %s with the pager: %s\n", id, ferry_vmm_errmsg(g->conn));
@@ -919,6 +1013,38 @@ static bool do_read(struct gs *g, uint64_t page)
 	return false;
 }
 
+/*
+ * Append the FREE_HINT ranges of pages [first, first+n) of guest RAM: one per
+ * region the pages lie in, each at that region's gpa (regions are page
+ * aligned, so a 64 KiB free range may straddle two, with a gpa hole between).
+ */
+static int add_hints(const struct gs *g, uint64_t first, uint64_t n, struct ferry_vmm_range **hints, size_t *nh,
+		     size_t *cap)
+{
+	while (n > 0) {
+		const struct gs_region *r = page_region(g, first);
+		uint64_t here = r->first_page + r->npages - first;
+
+		if (here > n)
+			here = n;
+		if (*nh == *cap) {
+			size_t ncap = *cap ? *cap * 2 : 64;
+			struct ferry_vmm_range *v = realloc(*hints, ncap * sizeof(*v));
+
+			if (!v)
+				return -1;
+			*hints = v;
+			*cap = ncap;
+		}
+		(*hints)[*nh].gpa = page_gpa(g, first);
+		(*hints)[*nh].len = here * GS_PAGE;
+		(*nh)++;
+		first += here;
+		n -= here;
+	}
+	return 0;
+}
+
 /* Forget whole 64 KiB ranges holding about free_pct% of the written pages. */
 static int free_round(struct gs *g)
 {
@@ -946,21 +1072,11 @@ static int free_round(struct gs *g)
 		g->free_ranges++;
 		g->free_pages += FREE_RANGE;
 		if (g->o.free_hint) {
-			if (nh == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				struct ferry_vmm_range *n = realloc(hints, ncap * sizeof(*n));
-
-				if (!n) {
-					free(hints);
-					fprintf(stderr, "guestsim: out of memory\n");
-					return -1;
-				}
-				hints = n;
-				cap = ncap;
+			if (add_hints(g, g->base_page + first, FREE_RANGE, &hints, &nh, &cap) < 0) {
+				free(hints);
+				fprintf(stderr, "guestsim: out of memory\n");
+				return -1;
 			}
-			hints[nh].gpa = (g->base_page + first) * GS_PAGE;
-			hints[nh].len = FREE_RANGE * GS_PAGE;
-			nh++;
 		} else {
 			int adv = g->o.anon ? MADV_DONTNEED : MADV_REMOVE;
 
@@ -1583,6 +1699,12 @@ static void summary(const struct gs *g, int status)
 		g->ops, g->reads, g->stamped_reads, g->zero_reads, g->writes, g->seconds,
 		g->seconds > 0 ? (double)g->ops / g->seconds : 0, g->pages_touched, g->npages,
 		100.0 * (double)g->pages_touched / (double)g->npages, g->nwritten);
+	if (g->nregions > 1) {
+		fprintf(stderr, "  %u regions (gpa/size MiB):", g->nregions);
+		for (unsigned k = 0; k < g->nregions; k++)
+			fprintf(stderr, " 0x%" PRIx64 "/%" PRIu64, g->regions[k].gpa, (g->regions[k].npages * GS_PAGE) >> 20);
+		fputc('\n', stderr);
+	}
 	if (g->resident_known)
 		fprintf(stderr, "  resident after the run %" PRIu64 " pages (%.1f%%)\n", g->resident_pages,
 			100.0 * (double)g->resident_pages / (double)g->npages);
@@ -1615,6 +1737,7 @@ static int write_json(const struct gs *g, int status, const struct ferry_vmm_sta
 	json_object_set_new(root, "pages", json_integer((json_int_t)g->npages));
 	json_object_set_new(root, "pattern", json_string(pattern_names[o->pattern]));
 	json_object_set_new(root, "vcpus", json_integer(o->vcpus));
+	json_object_set_new(root, "regions", json_integer(g->nregions));
 	if (o->pattern == PAT_ZIPF)
 		json_object_set_new(root, "zipf_s", json_real(o->zipf_s));
 	if (o->pattern == PAT_BOOT)

@@ -6,6 +6,7 @@
 #   1. memfd guest via libferry-vmm, uniform, free page reporting by FREE_HINT
 #   2. memfd guest, LINPACK-like pattern, freeing by madvise(MADV_REMOVE)
 #   3. memfd guest, zipf, 4 vCPUs faulting concurrently, FREE_HINTs
+#   3b. memfd guest registered as 2 regions (gpa != file offset), FREE_HINTs
 #   4. anonymous guest via libferry-vmm, FREE_HINTs (no page-out: no memory file)
 #   5. anonymous guest through the Firecracker handshake, madvise frees
 #   6. three memfd guests at once (sequential, boot-like, uniform with 2 vCPUs)
@@ -126,6 +127,10 @@ want_remote=1 run linpack-madvise --pager "$dir/pager.sock" --vm-id it-linpack -
 	--free-report 10 --free-every 5000 --free-via madvise || fails=$((fails + 1))
 want_remote=1 run zipf-4vcpu --pager "$dir/pager.sock" --vm-id it-zipf --pattern zipf --vcpus 4 \
 	--free-report 5 --free-every 5000 --free-via hint || fails=$((fails + 1))
+# Two regions of one memfd (--regions 2): the second at file offset 32M but gpa 32M + 512M, so
+# page-out, page-in and FREE_HINTs (gpa ranges) only work if the pager keeps gpa and offset apart.
+want_remote=1 run regions-hint --pager "$dir/pager.sock" --vm-id it-regions --regions 2 --pattern uniform \
+	--free-report 10 --free-every 5000 --free-via hint || fails=$((fails + 1))
 want_remote=0 run anon-madvise --pager "$dir/pager.sock" --vm-id it-anon --anon --pattern uniform \
 	--free-report 10 --free-every 5000 --free-via madvise || fails=$((fails + 1))
 want_remote=0 run firecracker --anon --fc-socket "$dir/fc.sock" --pattern uniform \

@@ -18,7 +18,8 @@
  *   parked VM                -> "parked VM 0|1"
  *   unpark VM                -> "unpark VM RC"
  *   copy SRC DST             -> "copy SRC DST RC bytes=N": what a migration moves, on one host:
- *                               the device state blob and every byte of the memory file
+ *                               the device state blob and every byte of every region's memory
+ *                               file (SRC and DST must have the same regions: gpa and size)
  * STATUS is 0 or an errno name. A test-only stand-in for the migration engine:
  * "copy" reads the source's memfd and writes the destination's directly.
  */
@@ -105,25 +106,14 @@ static int on_incoming(struct pg_vm *vm, uint64_t migration_id, void *ctx)
 	return FERRY_VMMP_E_OK;
 }
 
-/* Device state and memory file contents from @src to @dst (same layout: one region each). */
-static int copy_vm(struct pg_vm *src, struct pg_vm *dst, uint64_t *bytes)
+/* One region's bytes from @s's memory file to @d's (same size), holes left as holes. */
+static int copy_region(const struct pg_region *s, const struct pg_region *d, uint64_t *bytes)
 {
 	static uint8_t buf[1 << 20];
 
-	if (src->nregions != 1 || dst->nregions != 1 || src->regions[0].size != dst->regions[0].size ||
-	    src->regions[0].memfd < 0 || dst->regions[0].memfd < 0 || !src->state_valid)
-		return -EINVAL;
-	free(dst->state);
-	dst->state = malloc(src->state_total ? src->state_total : 1);
-	if (!dst->state)
-		return -ENOMEM;
-	memcpy(dst->state, src->state, src->state_total);
-	dst->state_total = dst->state_have = src->state_total;
-	dst->state_valid = true;
-	*bytes = 0;
-	for (uint64_t off = 0; off < src->regions[0].size; off += sizeof(buf)) {
-		uint64_t n = src->regions[0].size - off < sizeof(buf) ? src->regions[0].size - off : sizeof(buf);
-		ssize_t r = pread(src->regions[0].memfd, buf, n, (off_t)(src->regions[0].offset + off));
+	for (uint64_t off = 0; off < s->size; off += sizeof(buf)) {
+		uint64_t n = s->size - off < sizeof(buf) ? s->size - off : sizeof(buf);
+		ssize_t r = pread(s->memfd, buf, n, (off_t)(s->offset + off));
 
 		if (r != (ssize_t)n)
 			return r < 0 ? -errno : -EIO;
@@ -134,9 +124,39 @@ static int copy_vm(struct pg_vm *src, struct pg_vm *dst, uint64_t *bytes)
 			zero = *(const uint64_t *)(buf + i) == 0;
 		if (zero)
 			continue;
-		if (pwrite(dst->regions[0].memfd, buf, n, (off_t)(dst->regions[0].offset + off)) != (ssize_t)n)
+		if (pwrite(d->memfd, buf, n, (off_t)(d->offset + off)) != (ssize_t)n)
 			return -errno;
 		*bytes += n;
+	}
+	return 0;
+}
+
+/*
+ * Device state and memory file contents from @src to @dst. Both must have
+ * the same layout: as many regions, each at the same gpa with the same size,
+ * each in a memory file (its offset in that file may differ).
+ */
+static int copy_vm(struct pg_vm *src, struct pg_vm *dst, uint64_t *bytes)
+{
+	if (src->nregions != dst->nregions || !src->state_valid)
+		return -EINVAL;
+	for (unsigned k = 0; k < src->nregions; k++)
+		if (src->regions[k].gpa != dst->regions[k].gpa || src->regions[k].size != dst->regions[k].size ||
+		    src->regions[k].memfd < 0 || dst->regions[k].memfd < 0)
+			return -EINVAL;
+	free(dst->state);
+	dst->state = malloc(src->state_total ? src->state_total : 1);
+	if (!dst->state)
+		return -ENOMEM;
+	memcpy(dst->state, src->state, src->state_total);
+	dst->state_total = dst->state_have = src->state_total;
+	dst->state_valid = true;
+	*bytes = 0;
+	for (unsigned k = 0; k < src->nregions; k++) {
+		int rc = copy_region(&src->regions[k], &dst->regions[k], bytes);
+
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

@@ -76,6 +76,12 @@ fi
 run usage-nomode 2 --mem 16M
 run usage-hint 2 --standalone --free-report 10 --free-via hint
 run usage-anon-hint 2 --anon --pager /nonexistent.sock --free-report 10 --free-via hint
+run usage-regions-anon 2 --anon --pager /nonexistent.sock --regions 2
+run usage-regions-small 2 --standalone --mem 8M --regions 8
+run usage-regions-range 2 --standalone --regions 9
+# --regions only changes the registration and the gpa of hints: standalone runs and verifies as before
+run regions-3 0 --standalone --mem 32M --regions 3 --vcpus 2 --ops 60000 --free-report 25 --free-every 5000 \
+	--free-via madvise --check
 
 # Boot-like, 5% touched: ~5% of the memfd resident afterwards (mincore), and only that.
 run boot5 0 --standalone --mem 64M --pattern boot --touched 5 --ops 200000 --json "$tmp/boot.json"

@@ -13,6 +13,9 @@
 #      device state and memory file are copied, the source gets the
 #      migrated-away NOTICE and exits 0, the shell is unparked and resumed
 #      with the state and verifies every page with --check (2 vCPUs, zipf).
+#      Both guests register their RAM as 2 regions (--regions 2: the second at
+#      file offset 32M, gpa 32M + 512M): a DROP_PTES in the second region is
+#      served, one in the guest-physical hole between them is refused.
 #   3. failures: an incoming shell without an engine is refused; a stopped
 #      VMM (SIGSTOP) makes PAUSE time out (counted), its late answer is
 #      counted as a bad reply and it can still be resumed; a VMM killed while
@@ -134,12 +137,12 @@ fi
 
 # ---- 2. a one-host migration into an incoming shell
 ask "incoming accept" "ok"
-"$gs" "${common[@]}" "$dir/s.json" --vm-id gsS --duration 3 --pattern zipf --vcpus 2 --seed 5 \
+"$gs" "${common[@]}" "$dir/s.json" --vm-id gsS --duration 3 --pattern zipf --vcpus 2 --seed 5 --regions 2 \
 	>"$dir/s.out" 2>"$dir/s.log" &
 s_pid=$!
 pids+=($s_pid)
 registered gsS || fail "gsS never registered"
-"$gs" "${common[@]}" "$dir/d.json" --vm-id gsD --duration 3 --pattern zipf --vcpus 2 --seed 5 --incoming 42 \
+"$gs" "${common[@]}" "$dir/d.json" --vm-id gsD --duration 3 --pattern zipf --vcpus 2 --seed 5 --regions 2 --incoming 42 \
 	>"$dir/d.out" 2>"$dir/d.log" &
 d_pid=$!
 pids+=($d_pid)
@@ -147,6 +150,11 @@ expect "incoming gsD"
 [ "$line" = "incoming gsD 42" ] || fail "incoming hook: $line"
 ask "parked gsD" "parked gsD"
 [ "$line" = "parked gsD 1" ] || fail "gsD not parked: $line"
+# gpa 0x22000000 = 32M + 512M: the second region; [32M, 32M + 512M) is the hole between them
+ask "drop gsS 0x22000000 0x2000000" "done drop gsS"
+[ "$line" = "done drop gsS 0" ] || fail "drop in the second region: $line"
+ask "drop gsS 0x2000000 0x1000" "done drop gsS"
+[ "$line" = "done drop gsS ERANGE" ] || fail "drop in the hole between the regions: $line"
 sleep 1
 ask "pause gsS" "done pause gsS"
 [[ $line == "done pause gsS 0 state="* ]] || fail "pause gsS: $line"
@@ -166,7 +174,7 @@ rc=$?
 if [ $rc -ne 0 ] || ! verified d || [ "$(jbool "$dir/d.json" migrated_in)" != true ]; then
 	fail "destination: exit $rc, $(grep -E '"(migrated_in|passed|checked_all|first_error)"' "$dir/d.json" | tr -d '\n')"
 else
-	echo "ok 2: one-host migration, $(jnum "$dir/d.json" ops) ops in total, every page verified at the destination"
+	echo "ok 2: one-host migration of a 2-region guest, $(jnum "$dir/d.json" ops) ops in total, every page verified at the destination"
 fi
 
 # ---- 3. failures
@@ -206,7 +214,8 @@ wait $k_pid 2>/dev/null
 
 ask "counters" "counters"
 echo "$line"
-for want in timeouts=1 bad_replies=1 incoming=1 incoming_refused=1 refused=1; do
+# refused: the DROP_PTES beyond guest RAM (1) and the one in the hole between the regions (2)
+for want in timeouts=1 bad_replies=1 incoming=1 incoming_refused=1 refused=2; do
 	[[ " $line " == *" $want "* ]] || fail "counters: want $want"
 done
 [ $fails -eq 0 ] && echo "ok 3: refused incoming shell, timeout, late answer, VMM death"

@@ -3,7 +3,9 @@
 #   h1 source  : ferry-pager + guestsim (the running VM, memfd RAM)
 #   h2 main    : ferry-pager with a budget below the VM's size + migtool shell (destination VM)
 #   h3, h4     : ferry-memsrv sub-hosts (the main host's pool)
-# For each mode (precopy, postcopy, planned, planned-continuous, full): guestsim runs on the source,
+# For each mode (precopy, postcopy, planned, planned-continuous, full, and regions: planned and
+# precopy of a VM whose RAM is two regions of one memfd with a guest-physical hole between them,
+# guestsim --regions 2, gpa != file offset): guestsim runs on the source,
 # the VM is migrated while it writes (paused through the VMM protocol, its
 # device state - the expected generation of every page - shipped), and
 # guestsim --incoming at the destination resumes the same workload there,
@@ -110,12 +112,15 @@ start_src() {   # extra pager flags
 start_src || { echo "source pager did not start"; cat "$run/src.log"; exit 1; }
 
 # guestsim on the source; $1 = VM id, $2... extra flags. The destination shell
-# (guestsim --incoming) must be given the same workload options.
+# (guestsim --incoming) must be given the same workload options. EXTRA_WORKLOAD
+# (e.g. --regions 2) goes to the source and to the destination of migrate_ok.
 WORKLOAD=(--mem "${MEM}M" --pattern boot --touched 70 --write-pct 30 --seed 7)
+EXTRA_WORKLOAD=()
 start_guest() {
 	local id=$1
 	shift
-	"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" "${WORKLOAD[@]}" "$@" >"$run/$id.guest.log" 2>&1 &
+	"$rig" exec h1 "$guestsim" --pager "$run/src.sock" --vm-id "$id" "${WORKLOAD[@]}" "${EXTRA_WORKLOAD[@]}" "$@" \
+		>"$run/$id.guest.log" 2>&1 &
 	guest_pid=$!
 	pids+=($!)
 }
@@ -133,8 +138,8 @@ migrate_ok() {   # mode [vm id]
 	sleep 1.5
 	# the destination VM: same workload, empty memory, resumed by the pager with the
 	# source's device state (its expected page generations), then --check of every page
-	"$rig" exec h2 "$guestsim" --pager "$run/main.sock" --vm-id "$id" "${WORKLOAD[@]}" "${extra[@]}" \
-		--incoming 1 --duration 2 --check --timeout 60 >"$run/$id.dest.log" 2>&1 &
+	"$rig" exec h2 "$guestsim" --pager "$run/main.sock" --vm-id "$id" "${WORKLOAD[@]}" "${EXTRA_WORKLOAD[@]}" \
+		"${extra[@]}" --incoming 1 --duration 2 --check --timeout 60 >"$run/$id.dest.log" 2>&1 &
 	local dest=$!
 	pids+=($!)
 	sleep 0.3
@@ -183,10 +188,10 @@ migrate_ok() {   # mode [vm id]
 			[ "$(pv drops)" -gt 0 ] 2>/dev/null; }; then
 			fail "$mode: the access sampler did not run as it should (reads, writes, drops, windows > 0, rates): '$plan'"
 		else
-			pass "$mode: the VM runs on at the destination and every page verifies there (guestsim --check; sent $sent, $sub to sub-hosts); the source VMM was told and exited${served:+; $served write faults served during the copy}${plan:+; the access sampler recorded reads and writes and the planner reported its rates}"
+			pass "$mode${EXTRA_WORKLOAD[*]:+ (${EXTRA_WORKLOAD[*]})}: the VM runs on at the destination and every page verifies there (guestsim --check; sent $sent, $sub to sub-hosts); the source VMM was told and exited${served:+; $served write faults served during the copy}${plan:+; the access sampler recorded reads and writes and the planner reported its rates}"
 		fi
 	else
-		fail "$mode: migration rc=$rc source guestsim rc=$grc destination guestsim rc=$drc"
+		fail "$mode${EXTRA_WORKLOAD[*]:+ (${EXTRA_WORKLOAD[*]})}: migration rc=$rc source guestsim rc=$grc destination guestsim rc=$drc"
 		tail -n 5 "$run/$id.guest.log" "$run/$id.dest.log"
 	fi
 }
@@ -261,6 +266,17 @@ abort_src() { sleep 0.1; "$migtool" abort "$run/src-mig.sock" "vm-abort"; }
 for m in $modes; do
 	case $m in
 	precopy|postcopy|planned|full) migrate_ok "$m" ;;
+	regions)
+		# guest RAM as two regions of one memfd, the second at file offset MEM/2 but gpa
+		# MEM/2 + 512M (QEMU's RAM below and above 4 GiB): the pagers and the engine must keep
+		# gpa, file offset and page index apart; every page verified at the destination
+		# (MIG_TEST_REGIONS=N and MIG_TEST_REGION_MODES="..." to try other counts and modes)
+		EXTRA_WORKLOAD=(--regions "${MIG_TEST_REGIONS:-2}")
+		for rm in ${MIG_TEST_REGION_MODES:-planned precopy}; do
+			migrate_ok "$rm" "vm-regions-$rm"
+		done
+		EXTRA_WORKLOAD=()
+		;;
 	planned-continuous)
 		# [migrate] plan_continuous: the source samples the VM from its registration on and the
 		# planned migration takes that sampler over
