@@ -279,6 +279,17 @@ static int handle_minor(struct access_sampler *s, uintptr_t addr, uint64_t page,
 		return 1;
 	if (rc == 0)   /* another fault (or the owner) mapped it first: just wake the waiter */
 		return wake(s, addr, PAGE) == 0 ? 1 : -EIO;
+	if (rc == -EAGAIN) {
+		/*
+		 * A non-cooperative event (the REMOVE of a drop still under way) is
+		 * queued behind this fault and the kernel refuses until the owner
+		 * reads it. Wake the thread: it faults again, after that event, and
+		 * the block is mapped then.
+		 */
+		s->st.mm_changing++;
+		s->state[block] = was;
+		return wake(s, addr, PAGE) == 0 ? 1 : -EIO;
+	}
 	s->st.ioctl_errors++;
 	LOG_WARN("access sampler: UFFDIO_CONTINUE at 0x%llx: %s", (unsigned long long)addr, strerror(-rc));
 	(void)wake(s, addr, PAGE);

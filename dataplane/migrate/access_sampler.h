@@ -105,6 +105,7 @@ struct access_sampler_stats {
 	uint64_t eexist;            /**< CONTINUE found the page mapped already (woken instead) */
 	uint64_t drop_errors;       /**< arm's drop callback failed (that period samples writes only) */
 	uint64_t ioctl_errors;      /**< CONTINUE/WRITEPROTECT/WAKE failed */
+	uint64_t mm_changing;       /**< CONTINUE refused (EAGAIN: an event unread): woken to fault again */
 	bool continue_wp;           /**< the kernel has UFFDIO_CONTINUE_MODE_WP (known after the first read) */
 };
 

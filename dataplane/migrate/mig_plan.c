@@ -38,6 +38,9 @@ struct mig_plan {
 	bool continuous;             /* periods_left does not count down */
 	bool sampling, started;
 	uint64_t drops_sent;
+	/* This period's drops, one per part, gathered into one DROP_PTES (drop_flush). */
+	struct ferry_vmmp_range drops[FERRY_VMMP_MAX_REGIONS];
+	unsigned ndrops;
 	struct access_sampler_stats last;   /* counters (summed over the parts) already added to vm->c */
 };
 
@@ -48,21 +51,43 @@ static void drop_done(struct pg_vm *vm, int status, void *ctx)
 		LOG_DEBUG("vm %s: sampler DROP_PTES: %s", vm->id, strerror(-status));
 }
 
-/* access_sampler_drop_fn: the VMM owns the mapping; ask it (asynchronously: the loop must keep
- * reading the uffd, the VMM's madvise waits until its REMOVE events are read). */
+/*
+ * access_sampler_drop_fn: the VMM owns the mapping. Each part's range is
+ * gathered and drop_flush() asks the VMM once for all of them: one
+ * madvise pass per period, not one per region (while the VMM's madvise
+ * runs, the kernel refuses UFFDIO_CONTINUE with EAGAIN, so back-to-back
+ * drops make the read faults of the other regions spin).
+ */
 static int drop_via_vmm(void *ctx, void *addr, size_t len, struct ferry_err *err)
 {
 	struct plan_part *part = ctx;
 	struct mig_plan *p = part->p;
-	struct ferry_vmmp_range range = { .gpa = part->r->gpa + ((uint64_t)(uintptr_t)addr - part->r->hva), .len = len };
+
+	if (p->ndrops == FERRY_VMMP_MAX_REGIONS)
+		return ferry_err_set(err, ENOSPC, "DROP_PTES: more than %u ranges", FERRY_VMMP_MAX_REGIONS);
+	p->drops[p->ndrops].gpa = part->r->gpa + ((uint64_t)(uintptr_t)addr - part->r->hva);
+	p->drops[p->ndrops].len = len;
+	p->ndrops++;
+	return 0;
+}
+
+/* Ask the VMM for this period's drops (asynchronously: the loop must keep reading the uffd, the
+ * VMM's madvise waits until its REMOVE events are read). A refusal leaves the period writes only. */
+static void drop_flush(struct mig_plan *p)
+{
 	int rc;
 
-	rc = pg_vmm_request_drop_ptes(p->vm, &range, 1, drop_done, NULL);
-	if (rc < 0)
-		return ferry_err_set(err, -rc, "DROP_PTES to the VMM: %s", strerror(-rc));
-	p->drops_sent++;
-	p->vm->c.sampler_drops++;
-	return 0;
+	if (!p->ndrops)
+		return;
+	rc = pg_vmm_request_drop_ptes(p->vm, p->drops, p->ndrops, drop_done, NULL);
+	if (rc < 0) {
+		LOG_WARN("vm %s: sampler DROP_PTES of %u ranges: %s (this period sees writes only)", p->vm->id,
+			 p->ndrops, strerror(-rc));
+	} else {
+		p->drops_sent++;
+		p->vm->c.sampler_drops++;
+	}
+	p->ndrops = 0;
 }
 
 static bool held_by_pager(void *ctx, uint64_t page)
@@ -124,6 +149,7 @@ static void parts_arm(struct mig_plan *p)
 	for (unsigned i = 0; i < p->nparts; i++)
 		if (access_sampler_arm(p->part[i].as, &err) < 0)
 			LOG_WARN("vm %s: %s", p->vm->id, err.msg);
+	drop_flush(p);
 	p->period_open = true;
 }
 

@@ -47,7 +47,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	"$rig" down >/dev/null 2>&1
-	if [ "$fails" -eq 0 ]; then rm -rf "$run"; else echo "logs kept in $run"; fi
+	if [ "$fails" -eq 0 ] && [ -z "${MIG_KEEP_LOGS:-}" ]; then rm -rf "$run"; else echo "logs kept in $run"; fi
 }
 trap cleanup EXIT
 trap "exit 1" TERM INT
@@ -274,6 +274,14 @@ for m in $modes; do
 		EXTRA_WORKLOAD=(--regions "${MIG_TEST_REGIONS:-2}")
 		for rm in ${MIG_TEST_REGION_MODES:-planned precopy}; do
 			migrate_ok "$rm" "vm-regions-$rm"
+			[ "$rm" = planned ] || continue
+			# the planner's access sampler ran on every region, not only the first
+			nr=${MIG_TEST_REGIONS:-2}
+			if grep -q "vm vm-regions-planned: access sampler on $nr of $nr regions" "$run/src.log"; then
+				pass "regions: the access sampler covered all $nr regions"
+			else
+				fail "regions: the access sampler did not cover all $nr regions: $(grep -o 'vm vm-regions-planned: access sampler on [^(]*' "$run/src.log")"
+			fi
 		done
 		EXTRA_WORKLOAD=()
 		;;
