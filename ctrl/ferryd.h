@@ -82,6 +82,7 @@ struct ferryd_vm_cfg {
 	char resume_cmd[FERRYD_CMD_MAX];
 	char launch_incoming[FERRYD_CMD_MAX]; /**< destination VM shell for a migration */
 	uint16_t announce_port;            /**< a resumed VM is running once ip:port accepts */
+	uint32_t announce_timeout_ms;      /**< ... within this long, else it is hibernated again (60 s) */
 	/* Hibernation library (ferryd_hib.c), used when the VM has no hook commands and [ferryd]
 	 * hib_state is set: the VM is the library's VM of the same name in that state dir. */
 	char tap[32];                      /**< idle detection: the VM's tap */
@@ -143,7 +144,7 @@ const char *ferryd_roles_str(uint32_t roles, char *buf, size_t len);
 	X(malformed) X(errors_sent) X(requests) X(registers) X(reports) X(nodes_down)               \
 	X(role_changes) X(reports_sent) X(report_failures) X(peer_failures) X(child_starts)         \
 	X(child_exits) X(hibernates) X(resumes) X(migrations) X(ops_failed) X(wake_msgs)    \
-	X(idle_hibernates) X(resume_retries) X(stale_placements)
+	X(idle_hibernates) X(resume_retries) X(stale_placements) X(unresumes)
 
 #define FERRYD_FIELD(n) uint64_t n;
 struct ferryd_counters { FERRYD_COUNTERS(FERRYD_FIELD) };
@@ -203,7 +204,12 @@ struct ferryd_child {
 	uint64_t started_ms, next_start_ms, backoff_ms;
 };
 
-enum ferryd_op { OP_NONE, OP_HIBERNATE, OP_RESUME, OP_ANNOUNCE, OP_MIGRATE };
+/*
+ * OP_UNRESUME: a resumed VM that did not announce itself in time is being
+ * hibernated again, so that no copy of it keeps running where nobody counts it
+ * while the resume is retried elsewhere.
+ */
+enum ferryd_op { OP_NONE, OP_HIBERNATE, OP_RESUME, OP_ANNOUNCE, OP_UNRESUME, OP_MIGRATE };
 
 struct ferryd_vm {
 	struct ferry_ctrl_vm v;            /**< id, state, node, ip, mac */
@@ -212,6 +218,7 @@ struct ferryd_vm {
 	pid_t op_pid;
 	bool op_lib;                       /**< the op runs on the hibernation worker, not a hook */
 	char reason[FERRY_CTRL_ERRMSG_MAX];   /**< why the VM is FAILED (or the last failure) */
+	char unresume_why[128];            /**< OP_UNRESUME: why the resume is being taken back */
 	/* Resume with retries (the node that picked the target): nodes tried so far. */
 	bool retry;
 	bool picking;                      /**< a resume we relayed is in flight (we pick the next node) */

@@ -332,6 +332,8 @@ static int set_vm(struct ferryd_cfg *cfg, const char *section, const char *name,
 		if (daemon_parse_uint(value, 65535, &v) || v == 0)
 			return BAD("'%s' is not a port (1..65535)", value);
 		vm->announce_port = (uint16_t)v;
+	} else if (strcmp(key, "announce_timeout_ms") == 0) {
+		return set_ms(&vm->announce_timeout_ms, value, origin, section, key, err);
 	} else if (strcmp(key, "tap") == 0) {
 		if (!value[0] || strlen(value) >= sizeof(vm->tap))
 			return BAD("'%s' is not an interface name", value);
@@ -353,7 +355,7 @@ static int set_vm(struct ferryd_cfg *cfg, const char *section, const char *name,
 	} else {
 		return ferry_err_set(err, EINVAL,
 				     "%s: unknown key '%s' in section [%s] (known: ip, mac, node, state, "
-				     "hibernate_cmd, resume_cmd, launch_incoming, announce_port, tap, idle_after_ms, "
+				     "hibernate_cmd, resume_cmd, launch_incoming, announce_port, announce_timeout_ms, tap, idle_after_ms, "
 				     "qga_socket, forbid_procs)",
 				     origin, key, section);
 	}
@@ -528,6 +530,8 @@ int ferryd_config_validate(struct ferryd_cfg *cfg, struct ferry_err *err)
 					     vm->node);
 		if (!vm->state)
 			vm->state = FERRY_CTRL_VM_RUNNING;
+		if (!vm->announce_timeout_ms)
+			vm->announce_timeout_ms = 60000;
 	}
 	return 0;
 }

@@ -407,7 +407,7 @@ void ferryd_hib_poll(struct ferryd *d)
 				LOG_INFO("vm %s: %s by the library in %.0f ms (%llu pages stored, %.1f MiB)", vm->v.id,
 					 done == JOB_HIBERNATE ? "hibernated" : "resumed", st.t_total,
 					 (unsigned long long)st.stored_pages, (double)st.stored_bytes / 1048576.0);
-			if (vm->op_lib && (vm->op == OP_HIBERNATE || vm->op == OP_RESUME))
+			if (vm->op_lib && (vm->op == OP_HIBERNATE || vm->op == OP_RESUME || vm->op == OP_UNRESUME))
 				ferryd_vms_job_done(d, vm, rc, why);
 			else
 				LOG_WARN("vm %s: a library job ended with nobody waiting (%s)", vm->v.id, rc ? why : "ok");

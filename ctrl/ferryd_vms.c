@@ -35,7 +35,6 @@
 #include "dataplane/common/ferry_log.h"
 
 #define HOOK_TIMEOUT_MS     120000
-#define ANNOUNCE_TIMEOUT_MS 60000
 #define PROBE_EVERY_MS      200
 
 /* ---------------------------------------------------------------- persistence */
@@ -337,7 +336,7 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 
 	vm->op = OP_NONE;
 	vm->op_pid = 0;
-	if (!ok && (op == OP_RESUME || op == OP_ANNOUNCE) && vm->retry) {
+	if (!ok && (op == OP_RESUME || op == OP_ANNOUNCE || op == OP_UNRESUME) && vm->retry) {
 		/* We picked this node: the next least-loaded one gets its turn. */
 		d->ctr.ops_failed++;
 		LOG_WARN("vm %s: resume here failed after %llu ms: %s", vm->v.id, (unsigned long long)ms, why);
@@ -352,8 +351,9 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 	if (!ok) {
 		d->ctr.ops_failed++;
 		snprintf(vm->reason, sizeof(vm->reason), "%s", why);
-		ferryd_vm_set_state(d, vm, op == OP_RESUME || op == OP_ANNOUNCE ? FERRY_CTRL_VM_HIBERNATED
-									: vm->state_before);
+		ferryd_vm_set_state(d, vm, op == OP_RESUME || op == OP_ANNOUNCE || op == OP_UNRESUME
+						   ? FERRY_CTRL_VM_HIBERNATED
+						   : vm->state_before);
 		LOG_WARN("vm %s: %s failed after %llu ms: %s", vm->v.id, op == OP_HIBERNATE ? "hibernate" : "resume",
 			 (unsigned long long)ms, why);
 		ferryd_reply_error_to(d, waiter, req, FERRY_CTRL_E_FAILED, "VM %s: %s", vm->v.id, why);
@@ -377,12 +377,62 @@ static void op_done(struct ferryd *d, struct ferryd_vm *vm, bool ok, const char 
 
 /* ---------------------------------------------------------------- hooks */
 
+/*
+ * Hibernating a VM that did not announce itself failed too: it may still run
+ * here, so the resume is not tried elsewhere (two copies of one VM on the
+ * network); FAILED, with both reasons.
+ */
+static void unresume_failed(struct ferryd *d, struct ferryd_vm *vm, const char *why)
+{
+	vm->op = OP_NONE;
+	vm->op_pid = 0;
+	vm->retry = false;
+	vm->picking = false;
+	d->ctr.ops_failed++;
+	snprintf(vm->reason, sizeof(vm->reason), "%.100s; hibernating it again failed: %.80s (it may still run there)",
+		 vm->unresume_why, why);
+	ferryd_vm_set_state(d, vm, FERRY_CTRL_VM_FAILED);
+	LOG_WARN("vm %s: FAILED: %s", vm->v.id, vm->reason);
+	/* BAD_STATE, not FAILED: a node that picked this one passes it on instead of trying the next. */
+	ferryd_reply_error_to(d, vm->waiter, vm->waiter_req, FERRY_CTRL_E_BAD_STATE, "VM %s: %s", vm->v.id,
+			      vm->reason);
+	ferryd_vm_notify_placed(d, vm);
+}
+
+/*
+ * A resumed VM did not announce itself in time: it runs (or hangs) but does
+ * not answer. Hibernate it again (hook or library) before the resume counts
+ * as failed, so that a retry on another node does not start a second copy.
+ */
+static void unresume(struct ferryd *d, struct ferryd_vm *vm)
+{
+	struct ferry_err err = { 0 };
+
+	snprintf(vm->unresume_why, sizeof(vm->unresume_why),
+		 "the VM did not announce itself on port %u within %u ms", vm->cfg->announce_port,
+		 vm->cfg->announce_timeout_ms);
+	d->ctr.unresumes++;
+	if (ferryd_hib_hibernate(d, vm, &vm->op_pid, &err) < 0) {
+		vm->op = OP_UNRESUME;
+		unresume_failed(d, vm, err.msg);
+		return;
+	}
+	vm->op = OP_UNRESUME;
+	vm->op_deadline_ms = ferry_mono_ms() + HOOK_TIMEOUT_MS;
+	LOG_WARN("vm %s: %s: hibernating it again", vm->v.id, vm->unresume_why);
+}
+
 /* The hook or the library's job succeeded: a resumed VM still has to announce itself. */
 static void op_succeeded(struct ferryd *d, struct ferryd_vm *vm)
 {
+	if (vm->op == OP_UNRESUME) {
+		/* Hibernated again: the resume failed, its image is back (the next node may try). */
+		op_done(d, vm, false, vm->unresume_why);
+		return;
+	}
 	if (vm->op == OP_RESUME && vm->cfg->announce_port) {
 		vm->op = OP_ANNOUNCE;
-		vm->op_deadline_ms = ferry_mono_ms() + ANNOUNCE_TIMEOUT_MS;
+		vm->op_deadline_ms = ferry_mono_ms() + vm->cfg->announce_timeout_ms;
 		vm->next_probe_ms = 0;
 		LOG_INFO("vm %s: resumed (%s), waiting for it to announce itself on port %u", vm->v.id,
 			 vm->op_lib ? "library" : "hook", vm->cfg->announce_port);
@@ -403,18 +453,21 @@ bool ferryd_vms_reaped(struct ferryd *d, pid_t pid, int status)
 				 status);
 			return true;
 		}
-		if (vm->op_pid != pid || (vm->op != OP_HIBERNATE && vm->op != OP_RESUME))
+		if (vm->op_pid != pid || (vm->op != OP_HIBERNATE && vm->op != OP_RESUME && vm->op != OP_UNRESUME))
 			continue;
 		vm->op_pid = 0;
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			if (WIFEXITED(status))
 				snprintf(why, sizeof(why), "%s hook exited %d",
-					 vm->op == OP_HIBERNATE ? "hibernate" : "resume", WEXITSTATUS(status));
+					 vm->op == OP_RESUME ? "resume" : "hibernate", WEXITSTATUS(status));
 			else
 				snprintf(why, sizeof(why), "%s hook killed by signal %d",
-					 vm->op == OP_HIBERNATE ? "hibernate" : "resume",
+					 vm->op == OP_RESUME ? "resume" : "hibernate",
 					 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-			op_done(d, vm, false, why);
+			if (vm->op == OP_UNRESUME)
+				unresume_failed(d, vm, why);
+			else
+				op_done(d, vm, false, why);
 		} else {
 			op_succeeded(d, vm);
 		}
@@ -426,7 +479,9 @@ bool ferryd_vms_reaped(struct ferryd *d, pid_t pid, int status)
 /* The hibernation worker finished vm's job (ferryd_hib_poll). */
 void ferryd_vms_job_done(struct ferryd *d, struct ferryd_vm *vm, int rc, const char *why)
 {
-	if (rc)
+	if (rc && vm->op == OP_UNRESUME)
+		unresume_failed(d, vm, why);
+	else if (rc)
 		op_done(d, vm, false, why);
 	else
 		op_succeeded(d, vm);
@@ -487,11 +542,19 @@ void ferryd_vms_tick(struct ferryd *d, uint64_t now)
 		if (vm->op == OP_NONE || vm->op == OP_MIGRATE)
 			continue;
 		if (now >= vm->op_deadline_ms) {
+			const char *why = vm->op_lib ? "the hibernation library did not finish in time" : "hook timed out";
+
+			if (vm->op == OP_ANNOUNCE) {
+				unresume(d, vm);
+				continue;
+			}
 			if (vm->op_pid > 0)
 				kill(-vm->op_pid, SIGKILL);   /* reaped later; its status no longer matters */
-			op_done(d, vm, false, vm->op == OP_ANNOUNCE ? "the VM did not announce itself in time"
-					      : vm->op_lib ? "the hibernation library did not finish in time"
-							   : "hook timed out");
+			vm->op_pid = 0;
+			if (vm->op == OP_UNRESUME)
+				unresume_failed(d, vm, why);
+			else
+				op_done(d, vm, false, why);
 			continue;
 		}
 		if (vm->op == OP_ANNOUNCE && now >= vm->next_probe_ms) {
@@ -694,13 +757,14 @@ static int resume_on(struct ferryd *d, struct ferryd_vm *vm, unsigned int waiter
 		m.hdr.request_id = req;
 		snprintf(m.u.vm_req.vm, sizeof(m.u.vm_req.vm), "%s", vm->v.id);
 		snprintf(m.u.vm_req.node, sizeof(m.u.vm_req.node), "%s", target);
-		ferryd_relay(d, waiter, req, target, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS);
+		ferryd_relay(d, waiter, req, target, &m, 2 * HOOK_TIMEOUT_MS + vm->cfg->announce_timeout_ms);
 		return 0;
 	}
 	snprintf(m.u.vm_req.vm, sizeof(m.u.vm_req.vm), "%s", vm->v.id);
 	snprintf(m.u.vm_req.node, sizeof(m.u.vm_req.node), "%s", target);
 	vm->picking = true;
-	c = ferryd_request(d, target, &m, HOOK_TIMEOUT_MS + ANNOUNCE_TIMEOUT_MS, resume_reply, &err);
+	/* resume, announce, and perhaps hibernating it again there */
+	c = ferryd_request(d, target, &m, 2 * HOOK_TIMEOUT_MS + vm->cfg->announce_timeout_ms, resume_reply, &err);
 	if (!c) {
 		note_failure(vm, target, err.msg);
 		resume_next(d, vm, waiter, req);

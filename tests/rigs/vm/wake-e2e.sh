@@ -166,7 +166,7 @@ write_conf() {	# nodes mode vm-extra period
 		echo "mac = $VM_MAC"
 		echo "node = n1"
 		echo "state = running"
-		echo "announce_port = $GUEST_PORT"
+		echo "announce_port = ${ANNOUNCE_PORT:-$GUEST_PORT}"
 		printf '%b\n' "$vmx"
 	} >"$T/ferryd.conf"
 	# ferry-wake: its control socket beside the node's ferryd socket (FERRY_NODE_DIR per node).
@@ -214,6 +214,7 @@ access() {	# -> prints the client's timing line; succeeds if the echo came back
 fdb_is() { test "$(fdb_port)" = "$1"; }
 accept_is() { test "$(accept_node)" = "$1"; }
 state_is() { test "$(vm_state "$1")" = "$2"; }
+qemu_count() { pgrep -fc 'vm0[.]ferry-ram' || true; }   # QEMUs of vm0 (its RAM file in argv)
 syn_retrans() { sed -n 's/.*syn_retrans=\([0-9]*\).*/\1/p' <<<"$1"; }
 
 check_offload() {	# the bridge ports facing ferry-wake keep TX checksum offload on
@@ -361,6 +362,40 @@ nodes)
 	check "an accept node's ferry-wake holds the VM again" wait_for 10 bash -c "for n in n1 n2; do '$WRIG' ctl '$T/'\$n'/wake.sock' '$T/secret' expect-stat role eq 1 expect-stat vms eq 1 >/dev/null 2>&1 && exit 0; done; exit 1"
 	check "after the restart, an access wakes vm0 and gets its echo" access restarted
 	check "vm0 running" bash -c "case \$('$FERRYCTL' -s '$T/n1/ferryd.sock' vms --json | jq -r '.vms[0].state') in running) true;; *) false;; esac"
+	finish
+	;;
+noannounce)
+	# A resumed VM that never announces itself (announce_port where the guest does not listen):
+	# each node that resumed it hibernates it again before the next one tries, so no second copy
+	# of the VM ever runs; then FAILED, and the image taken back still resumes once the port is right.
+	node_up n1 1
+	node_up n2 2
+	start_memsrv
+	boot_vm vm0 128M
+	ANNOUNCE_PORT=7999 write_conf "n1 n2" pool "announce_timeout_ms = 3000" 600000
+	start_ferryd n1
+	start_ferryd n2
+	check "vm0's QEMU runs (one)" test "$(qemu_count)" = 1
+	check "hibernate vm0" fctl n1 hibernate vm0
+	check "no QEMU of vm0 left" test "$(qemu_count)" = 0
+	rc=0; out=$(fctl n1 resume vm0 2>&1) || rc=$?
+	echo "  resume that never announces: rc $rc: $out"
+	check "the resume fails (exit 1); both nodes tried it and said why" \
+		bash -c "[ $rc = 1 ] && grep -q 'n1: [^;]*did not announce' <<<'$out' && grep -q 'n2: [^;]*did not announce' <<<'$out'"
+	check "each node hibernated its copy again: no QEMU of vm0 runs" test "$(qemu_count)" = 0
+	check "both logged it" bash -c "grep -q 'hibernating it again' '$T/ferryd-n1.log' && grep -q 'hibernating it again' '$T/ferryd-n2.log'"
+	st=$(vm_state n1)
+	check "ferryctl vms: vm0 failed ($st)" test "${st%@*}" = failed
+	check "the library holds it hibernated" bash -c "'$HIB' --state '$T/state' status vm0 | grep -q hibernated"
+	# The port right again (config fixed, ferryds restarted): the image taken back resumes.
+	stop_ferryd n2
+	stop_ferryd n1
+	write_conf "n1 n2" pool "" 600000
+	start_ferryd n1
+	start_ferryd n2
+	check "with the port fixed, ferryctl resume vm0 works" fctl n1 resume vm0
+	check "vm0 answers" access fixed
+	check "one QEMU of vm0" test "$(qemu_count)" = 1
 	finish
 	;;
 idle)
