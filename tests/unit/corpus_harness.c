@@ -159,3 +159,22 @@ struct corpus_stats corpus_run(const char *dir_path, const struct corpus_codec *
 	print_message("%s: %d files, %d malformed, %d failures\n", dir_path, st.files, st.malformed, st.failures);
 	return st;
 }
+
+static void test_corpus_suite(void **state)
+{
+	const struct corpus_suite *suite = *state;
+	struct corpus_stats st = corpus_run(suite->dir, suite->codec);
+
+	assert_int_equal(st.failures, 0);
+	assert_true(st.malformed >= suite->min_malformed);
+	assert_true(st.valid >= suite->min_valid);
+}
+
+int corpus_suite_main(const struct corpus_suite *suite)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_prestate(test_corpus_suite, (void *)suite),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

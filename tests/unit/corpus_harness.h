@@ -1,5 +1,5 @@
 /*
- * Shared driver for the committed decoder corpora (tests/corpus/{page,vmm,wake}):
+ * Shared driver for the committed decoder corpora (tests/corpus/{page,vmm,wake,migrate,ctrl}):
  * files named NAME[.F<n>].E<code><ext> must decode with exactly <code>, given
  * <n> descriptors. Each file, and each of its prefixes, is decoded from a heap
  * buffer of exactly its size so that ASan reports any read past the end. The
@@ -49,5 +49,15 @@ struct corpus_expect corpus_parse_name(const char *name, const char *ext, int co
 
 /* Run every file ending in codec->ext in @dir; prints each failure and the totals. */
 struct corpus_stats corpus_run(const char *dir, const struct corpus_codec *codec);
+
+/* A corpus as a cmocka suite of one test: no failure, at least so many malformed and valid files. */
+struct corpus_suite {
+	const char *dir;
+	const struct corpus_codec *codec;
+	int min_malformed, min_valid;
+};
+
+/* Runs @suite (a test's whole main()); returns cmocka's exit status. */
+int corpus_suite_main(const struct corpus_suite *suite);
 
 #endif

@@ -43,21 +43,9 @@ static const struct corpus_codec ctrl_codec = {
 	.errstr = ferry_ctrl_errcode_str,
 };
 
-static void test_corpus(void **state)
-{
-	struct corpus_stats st = corpus_run(CORPUS_DIR, &ctrl_codec);
-
-	(void)state;
-	assert_int_equal(st.failures, 0);
-	assert_true(st.malformed >= CORPUS_MIN);
-	assert_true(st.valid >= VALID_MIN);
-}
-
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_corpus),
-	};
+	static const struct corpus_suite suite = { CORPUS_DIR, &ctrl_codec, CORPUS_MIN, VALID_MIN };
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return corpus_suite_main(&suite);
 }

@@ -57,21 +57,9 @@ static const struct corpus_codec mig_codec = {
 	.errstr = migp_errcode_str,
 };
 
-static void test_corpus(void **state)
-{
-	struct corpus_stats st = corpus_run(CORPUS_DIR, &mig_codec);
-
-	(void)state;
-	assert_int_equal(st.failures, 0);
-	assert_true(st.malformed >= CORPUS_MIN);
-	assert_true(st.valid >= VALID_MIN);
-}
-
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_corpus),
-	};
+	static const struct corpus_suite suite = { CORPUS_DIR, &mig_codec, CORPUS_MIN, VALID_MIN };
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return corpus_suite_main(&suite);
 }
