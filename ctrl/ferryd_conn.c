@@ -29,12 +29,15 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/sock_io.h"
 #include "dataplane/common/unix_listen.h"
 
 #define LABEL_C "ferry-ctrl-c"
 #define LABEL_S "ferry-ctrl-s"
 /* A peer that has not authenticated within this long is dropped: it holds a slot. */
 #define AUTH_DEADLINE_MS 5000
+/* A peer gets this long to make room for a message: the loop must not wait on it for ever. */
+#define SEND_TIMEOUT_MS 2000
 
 /* ---------------------------------------------------------------- listening */
 
@@ -194,30 +197,6 @@ void ferryd_conns_close(struct ferryd *d)
 	d->listen_fd = d->unix_fd = -1;
 }
 
-/* Send a whole buffer; the peer gets at most 2 s to make room. */
-static int send_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-
-			if (poll(&pfd, 1, 2000) > 0)
-				continue;
-		}
-		return -1;
-	}
-	return 0;
-}
-
 int ferryd_send(struct ferryd *d, struct ferryd_conn *c, int n)
 {
 	(void)d;
@@ -225,7 +204,7 @@ int ferryd_send(struct ferryd *d, struct ferryd_conn *c, int n)
 		LOG_ERR("conn %u: encoding failed: %s", c->id, ferry_ctrl_errcode_str((uint32_t)-n));
 		return -1;
 	}
-	return send_all(c->fd, d->out_buf, (size_t)n);
+	return ferry_send_all(c->fd, d->out_buf, (size_t)n, SEND_TIMEOUT_MS);
 }
 
 int ferryd_send_msg(struct ferryd *d, struct ferryd_conn *c)
@@ -379,7 +358,7 @@ static int out_send_pending(struct ferryd *d, struct ferryd_conn *c)
 	int rc;
 
 	(void)d;
-	rc = send_all(c->fd, c->pending, c->pending_len);
+	rc = ferry_send_all(c->fd, c->pending, c->pending_len, SEND_TIMEOUT_MS);
 	free(c->pending);
 	c->pending = NULL;
 	c->pending_len = 0;

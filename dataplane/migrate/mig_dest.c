@@ -193,7 +193,7 @@ static void d_finish(struct mig_dst *d, enum mig_phase ph, uint32_t code, const 
 		/* Best effort, briefly: the peer or the link may be what failed, and the loop
 		 * (every VM's faults, the control socket) must not wait on it. */
 		if (n > 0)
-			(void)mig_send_all(d->fd, d->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
+			(void)ferry_send_all(d->fd, d->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
 	}
 	d->st = D_OVER;
 	d->prog.phase = ph;

@@ -11,6 +11,7 @@
 
 #include "dataplane/common/auth.h"
 #include "dataplane/common/mono_time.h"
+#include "dataplane/common/sock_io.h"
 #include "dataplane/migrate/migrate.h"
 #include "dataplane/pager/pager.h"
 #include "dataplane/transport/transport.h"
@@ -71,8 +72,6 @@ struct mig_engine {
 /* ---------------------------------------------------------------- mig_io.c */
 uint64_t mig_wall_ns(void);      /* CLOCK_REALTIME */
 int mig_set_nonblock(int fd);
-/* Write all of @p buf within @p timeout_ms. 0 or -errno. */
-int mig_send_all(int fd, const void *buf, size_t len, int timeout_ms);
 /* Read one whole message into @p rx (MIGP_MAX_MSG) and decode it. 0, -errno (I/O, -ETIMEDOUT, -ECONNRESET
  * at EOF) or -EPROTO with *@p code the MIG_E_* decode error. */
 int mig_recv_msg(int fd, uint8_t *rx, struct migp_msg *m, int timeout_ms, int *code);

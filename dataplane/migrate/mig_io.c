@@ -38,50 +38,6 @@ int mig_set_nonblock(int fd)
 	return 0;
 }
 
-static int wait_fd(int fd, short ev, uint64_t deadline)
-{
-	for (;;) {
-		uint64_t now = ferry_mono_ns();
-		struct pollfd p = { .fd = fd, .events = ev };
-		int rc;
-
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		rc = poll(&p, 1, (int)((deadline - now) / 1000000u) + 1);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc < 0)
-			return -errno;
-		if (rc > 0)
-			return 0;
-	}
-}
-
-int mig_send_all(int fd, const void *buf, size_t len, int timeout_ms)
-{
-	const uint8_t *p = buf;
-	uint64_t deadline = ferry_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		int rc = wait_fd(fd, POLLOUT, deadline);
-
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
 static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
 {
 	while (len) {
@@ -98,7 +54,7 @@ static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		int rc = wait_fd(fd, POLLIN, deadline);
+		int rc = ferry_wait_fd(fd, POLLIN, deadline);
 
 		if (rc)
 			return rc;
@@ -157,7 +113,7 @@ int mig_send_msg(int fd, const uint8_t *buf, int len)
 {
 	if (len < 0)
 		return -EINVAL;
-	return mig_send_all(fd, buf, (size_t)len, MIG_IO_TIMEOUT_MS);
+	return ferry_send_all(fd, buf, (size_t)len, MIG_IO_TIMEOUT_MS);
 }
 
 void mig_auth_name(const char *id, const uint8_t token[MIGP_TOKEN_LEN], char *out, size_t cap)
@@ -189,7 +145,7 @@ int mig_tcp_connect(const char *host, uint16_t port, int timeout_ms, struct ferr
 		rc = ferry_err_set(err, errno, "connect %s:%u: %s", host, port, strerror(errno));
 		goto out;
 	}
-	rc = wait_fd(fd, POLLOUT, ferry_mono_ns() + (uint64_t)timeout_ms * 1000000u);
+	rc = ferry_wait_fd(fd, POLLOUT, ferry_mono_ns() + (uint64_t)timeout_ms * 1000000u);
 	if (rc) {
 		rc = ferry_err_set(err, -rc, "connect %s:%u: %s", host, port, strerror(-rc));
 		goto out;

@@ -235,7 +235,7 @@ static void src_finish(struct mig_src *s, enum mig_phase ph, uint32_t code, cons
 		/* Best effort, briefly: the peer or the link may be what failed, and the loop
 		 * (every VM's faults, the control socket) must not wait on it. */
 		if (n > 0)
-			(void)mig_send_all(s->fd, s->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
+			(void)ferry_send_all(s->fd, s->eng->buf, (size_t)n, MIG_ERROR_SEND_MS);
 	}
 	s->prog.phase = ph;
 	s->prog.total_ns = ferry_mono_ns() - s->t0;

@@ -22,12 +22,15 @@
 #include <unistd.h>
 
 #include "dataplane/common/ferry_log.h"
+#include "dataplane/common/sock_io.h"
 #include "dataplane/common/unix_listen.h"
 
 #define LABEL_C "ferry-wake-c"
 /* A peer that has not authenticated within this long is dropped (it holds a slot). */
 #define AUTH_DEADLINE_NS 5000000000ull
 #define LABEL_S "ferry-wake-s"
+/* A peer gets this long to make room for a message: the loop must not wait on it for ever. */
+#define SEND_TIMEOUT_MS 2000
 
 enum conn_state { CONN_NEW, CONN_CHALLENGED, CONN_AUTHED };
 
@@ -176,37 +179,13 @@ void wake_ctl_close(struct wake_ctl *ctl)
 		unlink(ctl->unix_path);
 }
 
-/* Send a whole message; the peer gets at most 2 s to make room. */
-static int send_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-
-			if (poll(&pfd, 1, 2000) > 0)
-				continue;
-		}
-		return -1;
-	}
-	return 0;
-}
-
 static int reply(struct wake_conn *c, int n)
 {
 	if (n < 0) {
 		LOG_ERR("control %u: encoding a reply failed (%d)", c->id, n);
 		return -1;
 	}
-	return send_all(c->fd, out_buf, (size_t)n);
+	return ferry_send_all(c->fd, out_buf, (size_t)n, SEND_TIMEOUT_MS);
 }
 
 static int reply_error(struct wake_ctl *ctl, struct wake_conn *c, uint64_t req, uint32_t code, const char *fmt, ...)
@@ -669,7 +648,7 @@ static int send_due_wakes(struct wake_ctl *ctl)
 		for (int i = 0; i < WAKE_CTL_MAX_CONNS; i++) {
 			struct wake_conn *c = ctl->conns[i];
 
-			if (c && c->state == CONN_AUTHED && send_all(c->fd, out_buf, (size_t)n) < 0)
+			if (c && c->state == CONN_AUTHED && ferry_send_all(c->fd, out_buf, (size_t)n, SEND_TIMEOUT_MS) < 0)
 				conn_close(ctl, i, "send failed");
 		}
 		WAKE_INC(sh->ctl.wake_requests_sent, 1);
