@@ -1,7 +1,10 @@
 /*
  * Client of ferry-pager's migration control socket (migrate_ctl.h): one
  * request, one reply, proto/migrate.h control messages over a Unix stream
- * socket, each call bounded by MIG_CTL_TIMEOUT_MS.
+ * socket, each call bounded by MIG_CTL_TIMEOUT_MS. A call that times out or
+ * breaks off mid-message drops the connection and the next call makes a new
+ * one: the late reply would otherwise be read as the next call's and every
+ * reply after it would be one behind.
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,7 +24,10 @@
 #define MIG_CTL_TIMEOUT_MS 5000
 
 struct mig_ctl {
-	int fd;
+	int fd;                 /* -1 after a broken call: reconnect at the next */
+	struct sockaddr_un addr;
+	socklen_t addr_len;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	uint64_t req;
 	uint8_t buf[MIGP_MAX_MSG];
 	struct migp_msg m;
@@ -31,31 +37,40 @@ _Static_assert(MIG_TOKEN_LEN == MIGP_TOKEN_LEN, "token sizes agree");
 _Static_assert(MIG_SUBHOSTS_MAX == MIGP_SUBS_MAX, "sub-host limits agree");
 _Static_assert(MIG_VM_ID_MAX == MIGP_VM_ID_MAX, "VM id limits agree");
 
+static int ctl_open(struct mig_ctl *c, struct ferry_err *err)
+{
+	int e;
+
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&c->addr, c->addr_len) == 0)
+		return 0;
+	e = errno;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	return ferry_err_set(err, e, "migration socket %s: %s", c->path, strerror(e));
+}
+
 int mig_ctl_connect(const char *path, struct mig_ctl **out, struct ferry_err *err)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	socklen_t len;
 	struct mig_ctl *c;
 	size_t pl = strlen(path);
 
 	*out = NULL;
-	if (pl == 0 || pl >= sizeof(a.sun_path))
+	if (pl == 0 || pl >= sizeof(c->addr.sun_path))
 		return ferry_err_set(err, EINVAL, "migration socket path \"%s\": empty or too long", path);
-	memcpy(a.sun_path, path, pl);
-	if (path[0] == '@')
-		a.sun_path[0] = '\0';
-	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + pl + (path[0] == '@' ? 0 : 1));
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return ferry_err_set(err, ENOMEM, "out of memory");
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, len) < 0) {
-		int e = errno;
-
-		if (c->fd >= 0)
-			close(c->fd);
+	c->addr.sun_family = AF_UNIX;
+	memcpy(c->addr.sun_path, path, pl);
+	memcpy(c->path, path, pl);
+	if (path[0] == '@')
+		c->addr.sun_path[0] = '\0';
+	c->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + pl + (path[0] == '@' ? 0 : 1));
+	if (ctl_open(c, err) < 0) {
 		free(c);
-		return ferry_err_set(err, e, "migration socket %s: %s", path, strerror(e));
+		return -1;
 	}
 	*out = c;
 	return 0;
@@ -65,7 +80,8 @@ void mig_ctl_close(struct mig_ctl *c)
 {
 	if (!c)
 		return;
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c);
 }
 
@@ -122,6 +138,14 @@ static int errcode_errno(uint32_t code)
 	}
 }
 
+/* A call that failed mid-message: the stream is out of step, start a new one at the next call. */
+static int broken(struct mig_ctl *c, struct ferry_err *err, int code, const char *what, const char *why)
+{
+	close(c->fd);
+	c->fd = -1;
+	return ferry_err_set(err, code, "%s: %s (reconnecting at the next call)", what, why);
+}
+
 /* Send the request in c->buf (@p n bytes from an encoder) and decode the reply into c->m. */
 static int call(struct mig_ctl *c, int n, uint8_t want, const char *what, struct ferry_err *err)
 {
@@ -132,15 +156,17 @@ static int call(struct mig_ctl *c, int n, uint8_t want, const char *what, struct
 
 	if (n < 0)
 		return ferry_err_set(err, EINVAL, "%s: bad arguments (%s)", what, migp_errcode_str((uint32_t)-n));
+	if (c->fd < 0 && ctl_open(c, err) < 0)
+		return ferry_err_prefix(err, "%s: ", what);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	deadline = ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + MIG_CTL_TIMEOUT_MS;
 	if ((rc = io(c->fd, c->buf, (size_t)n, true, deadline)) || (rc = io(c->fd, c->buf, MIGP_HDR_LEN, false, deadline)))
-		return ferry_err_set(err, -rc, "%s: %s", what, strerror(-rc));
+		return broken(c, err, -rc, what, strerror(-rc));
 	rc = migp_hdr_decode(c->buf, MIGP_HDR_LEN, &h);
 	if (rc)
-		return ferry_err_set(err, EPROTO, "%s: bad reply: %s", what, migp_errcode_str((uint32_t)rc));
+		return broken(c, err, EPROTO, what, migp_errcode_str((uint32_t)rc));
 	if ((rc = io(c->fd, c->buf + MIGP_HDR_LEN, h.payload_len, false, deadline)))
-		return ferry_err_set(err, -rc, "%s: %s", what, strerror(-rc));
+		return broken(c, err, -rc, what, strerror(-rc));
 	rc = migp_decode(c->buf, MIGP_HDR_LEN + h.payload_len, &c->m);
 	if (rc)
 		return ferry_err_set(err, EPROTO, "%s: bad reply: %s", what, migp_errcode_str((uint32_t)rc));
