@@ -31,7 +31,9 @@
  *
  * Every call blocks for at most the socket timeout (5 s) and returns 0 or a
  * negative errno with @p err filled (a refused request carries the pager's
- * own message). Not thread-safe: one mig_ctl per thread.
+ * own message). A call that timed out or broke off mid-message leaves the
+ * connection closed; the next call opens a new one (a late reply is never
+ * taken for a later call's). Not thread-safe: one mig_ctl per thread.
  */
 #ifndef FERRY_MIGRATE_CTL_H
 #define FERRY_MIGRATE_CTL_H
