@@ -24,13 +24,7 @@ ferryd=$build/ctrl/ferryd
 ferryctl=$build/ctrl/ferryctl
 memsrv=$build/dataplane/memsrv/ferry-memsrv
 
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-# require: a check the rest cannot go on without.
-require() { check "$@" || { echo "$passed passed, $failed failed (stopped early)"; exit 1; }; }
+. "$here/checks.sh"
 
 out=$("$rig" check 2>&1); rc=$?
 if [ $rc -eq 77 ]; then echo "$out"; exit 77; fi

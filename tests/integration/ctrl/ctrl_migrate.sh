@@ -35,12 +35,7 @@ migtool=$build/tests/integration/migrate/migtool
 MEM=128
 VM=ctrlvm-1
 
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-require() { check "$@" || { echo "$passed passed, $failed failed (stopped early)"; exit 1; }; }
+. "$here/checks.sh"
 
 out=$("$rig" check 2>&1); rc=$?
 if [ $rc -eq 77 ]; then echo "$out"; exit 77; fi

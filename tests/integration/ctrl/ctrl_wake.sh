@@ -27,12 +27,7 @@ rig=$build/tests/rigs/wake/wake_rig
 VM_IP=10.99.0.20
 VM_MAC=02:99:00:00:00:20
 
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-require() { check "$@" || { echo "$passed passed, $failed failed (stopped early)"; exit 1; }; }
+. "$here/checks.sh"
 wait_for() {
 	local t=$(($1 * 10)); shift
 	while [ $t -gt 0 ]; do "$@" && return 0; sleep 0.1; t=$((t - 1)); done
