@@ -58,6 +58,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include "dataplane/common/mono_time.h"
@@ -445,6 +446,18 @@ static inline struct tcp_swr *tcp_sq_slot(const struct tcp_conn *c, uint64_t seq
 {
 	return &c->sq[seq & c->sq_mask];
 }
+/* A receive slot (a connection's own queue or an SRQ's) takes up posted WR @p w, @p cap bytes, not filled yet. */
+static inline void tcp_rwr_post(struct tcp_rwr *r, const struct fx_recv_wr *w, uint32_t cap)
+{
+	r->wr_id = w->wr_id;
+	r->cap = cap;
+	r->byte_len = 0;
+	r->done = 0;
+	r->status = FX_WC_SUCCESS;
+	r->num_sge = (uint8_t)w->num_sge;
+	memcpy(r->sge, w->sg_list, (size_t)w->num_sge * sizeof(r->sge[0]));
+}
+
 static inline struct tcp_rwr *tcp_rcv_slot(const struct tcp_conn *c, uint64_t seq)
 {
 	return &c->rcv[seq & c->rcv_mask];

@@ -414,13 +414,7 @@ int tcp_post_recv(struct fx_conn *conn, const struct fx_recv_wr *wr, int n, int 
 
 		struct tcp_rwr *r = tcp_rcv_slot(c, c->rcv_head);
 
-		r->wr_id = w->wr_id;
-		r->cap = (uint32_t)cap;
-		r->byte_len = 0;
-		r->done = 0;
-		r->status = FX_WC_SUCCESS;
-		r->num_sge = (uint8_t)w->num_sge;
-		memcpy(r->sge, w->sg_list, (size_t)w->num_sge * sizeof(r->sge[0]));
+		tcp_rwr_post(r, w, (uint32_t)cap);
 		c->rcv_head++;
 		for (int k = 0; k < w->num_sge; k++) {
 			if (!tcp_sge_ok(c->ctx, c->base.pd, &w->sg_list[k], FX_ACCESS_LOCAL_WRITE)) {

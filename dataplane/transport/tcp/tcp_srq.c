@@ -109,15 +109,7 @@ int tcp_post_srq_recv(struct fx_srq *srq, const struct fx_recv_wr *wr, int n, in
 			break;
 		}
 
-		struct tcp_rwr *r = &q->slots[q->head & q->mask];
-
-		r->wr_id = w->wr_id;
-		r->cap = (uint32_t)cap;
-		r->byte_len = 0;
-		r->done = 0;
-		r->status = FX_WC_SUCCESS;
-		r->num_sge = (uint8_t)w->num_sge;
-		memcpy(r->sge, w->sg_list, (size_t)w->num_sge * sizeof(r->sge[0]));
+		tcp_rwr_post(&q->slots[q->head & q->mask], w, (uint32_t)cap);
 		q->head++;
 	}
 	srq->posted = (uint32_t)(q->head - q->tail);
