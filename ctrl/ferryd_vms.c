@@ -27,7 +27,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -248,13 +247,11 @@ void ferryd_vms_adopt(struct ferryd *d, const struct ferry_ctrl_vms *vs)
  */
 uint64_t ferryd_vm_stamp(struct ferryd *d, const struct ferryd_vm *vm)
 {
-	struct timespec ts;
 	uint64_t now;
 
 	if (strcmp(vm->v.node, d->cfg.name) != 0)
 		return 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	now = ferry_wall_ns();
 	d->last_stamp = now > d->last_stamp ? now : d->last_stamp + 1;
 	return d->last_stamp;
 }

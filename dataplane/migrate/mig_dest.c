@@ -275,7 +275,7 @@ int mig_dst_prepare(struct mig_engine *eng, const struct migp_prepare *p, struct
 	d->st = D_PREPARED;
 	d->prog.phase = MIG_PH_SETUP;
 	d->t0 = ferry_mono_ns();
-	d->prog.started_ns = mig_wall_ns();
+	d->prog.started_ns = ferry_wall_ns();
 	d->next = eng->dsts;
 	eng->dsts = d;
 	eng->c.incoming++;

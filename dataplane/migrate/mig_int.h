@@ -70,7 +70,6 @@ struct mig_engine {
 };
 
 /* ---------------------------------------------------------------- mig_io.c */
-uint64_t mig_wall_ns(void);      /* CLOCK_REALTIME */
 int mig_set_nonblock(int fd);
 /* Read one whole message into @p rx (MIGP_MAX_MSG) and decode it. 0, -errno (I/O, -ETIMEDOUT, -ECONNRESET
  * at EOF) or -EPROTO with *@p code the MIG_E_* decode error. */

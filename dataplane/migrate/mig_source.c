@@ -484,7 +484,7 @@ int mig_src_start(struct mig_engine *eng, const struct migp_start *st, struct fe
 	s->mode = (enum mig_mode)st->mode;
 	snprintf(s->id, sizeof(s->id), "%s", st->id);
 	s->t0 = ferry_mono_ns();
-	s->prog.started_ns = mig_wall_ns();
+	s->prog.started_ns = ferry_wall_ns();
 	s->prog.phase = MIG_PH_SETUP;
 	s->prog.pages_total = vm->pm.npages;
 	s->dirty = calloc((vm->pm.npages + 63) / 64, sizeof(uint64_t));
