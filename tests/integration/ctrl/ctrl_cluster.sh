@@ -198,10 +198,16 @@ check "hibernate (asked on h3, done by h2's hook)" sh -c "'$ferryctl' -s '$dir/h
 check "the hook ran on h2 with the VM in its environment" \
 	grep -qx "vm-1 10.77.0.50 02:77:00:00:00:50" "$dir/hibernated-on-h2"
 check "hibernating twice is refused (BAD_STATE)" sh -c "'$ferryctl' -s '$dir/h2.sock' hibernate vm-1 2>&1 | grep -q 'is hibernated, not running'"
-best=$(ctl h1 nodes --json | jq -r .least_loaded)
+# Every node here reads the same /proc/loadavg and /proc/meminfo, so the scores tie but for the
+# moment each report was taken: the view can change while the resume is picking (the kernel
+# updates loadavg every 5 s). The node chosen must be the least loaded in the view just before
+# or just after the request.
+best0=$(ctl h1 nodes --json | jq -r .least_loaded)
 rj=$(ctl h2 resume vm-1 --json)
+best1=$(ctl h1 nodes --json | jq -r .least_loaded)
 where=$(echo "$rj" | jq -r .vms[0].node)
-check "resume lands on the least-loaded node ($best)" test "$where" = "$best"
+check "resume lands on the least-loaded node ($where; the view said $best0, then $best1)" \
+	bash -c "[ '$where' = '$best0' ] || [ '$where' = '$best1' ]"
 check "... and the VM is running there" test "$(echo "$rj" | jq -r .vms[0].state)" = running
 check "the resume hook ran on $where" test -e "$dir/resumed-on-$where"
 check "every ferryd learns the new placement" \
@@ -213,7 +219,9 @@ check "h1 counted the stale one" test "$(stat h1 stale_placements)" -gt "$st0"
 check "unknown VM: clear error" sh -c "'$ferryctl' -s '$dir/h1.sock' resume vm-9 2>&1 | grep -q 'unknown VM vm-9'"
 
 # -- migration without an engine here: a clear NOT_AVAILABLE (it_ctrl_migrate migrates for real) --
-mo=$(ctl h1 migrate vm-1 --to h3 --sub-hosts h2 2>&1); mrc=$?
+to=h3; [ "$where" = h3 ] && to=h1   # a main host the VM is not on already
+sub=h2; [ "$where" = h2 ] && sub=h1
+mo=$(ctl h1 migrate vm-1 --to $to --sub-hosts $sub 2>&1); mrc=$?
 echo "  $mo"
 not_available() { [ "$mrc" = 1 ] && grep -Eq 'not available: (migration engine not available|.* has no \[ferryd\] migrate_socket)' <<<"$mo"; }
 check "ferryctl migrate without a pager's migration socket / engine fails as NOT_AVAILABLE (exit 1)" not_available
